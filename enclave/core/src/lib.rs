@@ -1,0 +1,1 @@
+//! Everything the enclave decides and computes, without I/O.

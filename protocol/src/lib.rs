@@ -1,0 +1,1 @@
+//! Parent-enclave framing and messages.

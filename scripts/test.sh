@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Run all tests"; `.ci/run` runs exactly this).
+# Formatting, lints, every unit / integration / end-to-end test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== build the binaries the end-to-end tests run"
+cargo build --workspace --bins --locked
+
+echo "== cargo nextest run"
+cargo nextest run --workspace --locked --no-fail-fast

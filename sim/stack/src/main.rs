@@ -1,0 +1,2 @@
+//! Simulation stack launcher.
+fn main() {}

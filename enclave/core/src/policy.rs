@@ -1,0 +1,723 @@
+//! The user's limits (inside each grant) and their enforcement (SPEC §7). Default-deny.
+//!
+//! A transaction is signed only if every top-level instruction is one of:
+//! - System `Transfer` (tag 2) or `CreateAccount` (tag 0): lamports count as SOL outflow;
+//! - SPL Token / Token-2022 `TransferChecked` (tag 12) of a mint listed in the policy;
+//! - ComputeBudget `SetComputeUnitLimit` (2) / `SetComputeUnitPrice` (3), each at most once;
+//! - any instruction of a program in `allowed_programs`, only with a declared notional (USD cents).
+//!
+//! Destinations and mints must be static keys (not loaded from address lookup tables) and, when
+//! the policy has `destinations`, listed there. Fee = `5000 × signatures + ceil(price × limit /
+//! 1e6)`, where `limit` defaults to 200 000 per non-ComputeBudget instruction (at most 1 400 000),
+//! as the runtime does. Daily limits are per (wallet, bot) and UTC day; velocity counts signatures
+//! in the last 60 s. Every denial names its rule and the numbers.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pubkey::{Pubkey, programs};
+use crate::solana::{Instruction, Transaction};
+
+/// Lamports per signature (the base fee).
+pub const LAMPORTS_PER_SIGNATURE: u64 = 5000;
+/// Default compute units per non-ComputeBudget instruction, and the transaction maximum.
+pub const DEFAULT_UNITS_PER_INSTRUCTION: u64 = 200_000;
+pub const MAX_COMPUTE_UNITS: u64 = 1_400_000;
+/// List bounds that keep a grant small.
+pub const MAX_TOKENS: usize = 64;
+pub const MAX_PROGRAMS: usize = 64;
+pub const MAX_DESTINATIONS: usize = 1024;
+
+const SECONDS_PER_DAY: u64 = 86_400;
+const VELOCITY_WINDOW: u64 = 60;
+
+/// Per-mint limits, in the token's base units.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenLimit {
+    pub mint: Pubkey,
+    pub max_per_tx: u64,
+    pub max_per_day: u64,
+}
+
+/// A grant's policy. JSON (API) and CBOR (inside the sealed grant) share this shape; keys are
+/// base58 in JSON and raw bytes in CBOR.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub max_lamports_per_tx: u64,
+    pub max_lamports_per_day: u64,
+    pub max_fee_lamports: u64,
+    pub tokens: Vec<TokenLimit>,
+    pub allowed_programs: Vec<Pubkey>,
+    pub max_notional_cents_per_tx: u64,
+    pub max_notional_cents_per_day: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destinations: Option<Vec<Pubkey>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tx_per_minute: Option<u32>,
+}
+
+impl Policy {
+    /// Checks internal consistency; the message says what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tokens.len() > MAX_TOKENS {
+            return Err(format!("{} tokens; at most {MAX_TOKENS}", self.tokens.len()));
+        }
+        if self.allowed_programs.len() > MAX_PROGRAMS {
+            return Err(format!(
+                "{} allowed_programs; at most {MAX_PROGRAMS}",
+                self.allowed_programs.len()
+            ));
+        }
+        for (i, t) in self.tokens.iter().enumerate() {
+            if self.tokens.iter().skip(i + 1).any(|o| o.mint == t.mint) {
+                return Err(format!("mint {} is listed twice", t.mint));
+            }
+        }
+        for (i, p) in self.allowed_programs.iter().enumerate() {
+            if [programs::SYSTEM, programs::TOKEN, programs::TOKEN_2022, programs::COMPUTE_BUDGET]
+                .contains(p)
+            {
+                return Err(format!("{p} has its own rules and cannot be in allowed_programs"));
+            }
+            if self.allowed_programs.iter().skip(i + 1).any(|o| o == p) {
+                return Err(format!("program {p} is listed twice"));
+            }
+        }
+        if let Some(d) = &self.destinations
+            && d.len() > MAX_DESTINATIONS
+        {
+            return Err(format!("{} destinations; at most {MAX_DESTINATIONS}", d.len()));
+        }
+        if self.max_tx_per_minute == Some(0) {
+            return Err("max_tx_per_minute must be at least 1 (omit it for no limit)".into());
+        }
+        Ok(())
+    }
+
+    fn token(&self, mint: &Pubkey) -> Option<&TokenLimit> {
+        self.tokens.iter().find(|t| t.mint == *mint)
+    }
+}
+
+/// The rule a denial is about (stable names, as in the API's `rule` field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    InstructionNotAllowed,
+    ProgramNotAllowed,
+    LookupTableAccount,
+    DestinationNotAllowed,
+    TokenNotAllowed,
+    MaxLamportsPerTx,
+    MaxLamportsPerDay,
+    TokenMaxPerTx,
+    TokenMaxPerDay,
+    MaxFeeLamports,
+    NotionalRequired,
+    MaxNotionalCentsPerTx,
+    MaxNotionalCentsPerDay,
+    MaxTxPerMinute,
+    ScheduleWindow,
+    IntentMismatch,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InstructionNotAllowed => "instruction_not_allowed",
+            Self::ProgramNotAllowed => "program_not_allowed",
+            Self::LookupTableAccount => "lookup_table_account",
+            Self::DestinationNotAllowed => "destination_not_allowed",
+            Self::TokenNotAllowed => "token_not_allowed",
+            Self::MaxLamportsPerTx => "max_lamports_per_tx",
+            Self::MaxLamportsPerDay => "max_lamports_per_day",
+            Self::TokenMaxPerTx => "token_max_per_tx",
+            Self::TokenMaxPerDay => "token_max_per_day",
+            Self::MaxFeeLamports => "max_fee_lamports",
+            Self::NotionalRequired => "notional_required",
+            Self::MaxNotionalCentsPerTx => "max_notional_cents_per_tx",
+            Self::MaxNotionalCentsPerDay => "max_notional_cents_per_day",
+            Self::MaxTxPerMinute => "max_tx_per_minute",
+            Self::ScheduleWindow => "schedule_window",
+            Self::IntentMismatch => "intent_mismatch",
+        }
+    }
+}
+
+/// Why a transaction was refused, with the numbers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denial {
+    pub rule: Rule,
+    /// The configured limit, when the rule has one.
+    pub limit: Option<u64>,
+    /// What this transaction asks for.
+    pub requested: Option<u64>,
+    /// What was already used in the current window (UTC day or minute).
+    pub used: Option<u64>,
+    /// The mint, program, destination or instruction concerned.
+    pub subject: Option<String>,
+    /// A sentence for humans.
+    pub message: String,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.rule.as_str(), self.message)
+    }
+}
+
+impl Denial {
+    fn new(rule: Rule, message: impl Into<String>) -> Self {
+        Self {
+            rule,
+            limit: None,
+            requested: None,
+            used: None,
+            subject: None,
+            message: message.into(),
+        }
+    }
+
+    fn about(mut self, subject: impl ToString) -> Self {
+        self.subject = Some(subject.to_string());
+        self
+    }
+
+    fn per_tx(rule: Rule, limit: u64, requested: u64, subject: Option<String>) -> Self {
+        Self {
+            rule,
+            limit: Some(limit),
+            requested: Some(requested),
+            used: None,
+            message: format!(
+                "{requested}{} exceeds the per-transaction limit {limit}",
+                subject.as_deref().map(|s| format!(" of {s}")).unwrap_or_default()
+            ),
+            subject,
+        }
+    }
+
+    fn cumulative(
+        rule: Rule,
+        limit: u64,
+        requested: u64,
+        used: u64,
+        window: &str,
+        subject: Option<String>,
+    ) -> Self {
+        Self {
+            rule,
+            limit: Some(limit),
+            requested: Some(requested),
+            used: Some(used),
+            message: format!(
+                "{requested}{} requested + {used} already used {window} exceeds the limit {limit}",
+                subject.as_deref().map(|s| format!(" of {s}")).unwrap_or_default()
+            ),
+            subject,
+        }
+    }
+}
+
+/// What a transaction spends, once every instruction passed the static rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Spend {
+    pub lamports: u64,
+    /// Per mint, aggregated over the transaction's instructions.
+    pub tokens: Vec<(Pubkey, u64)>,
+    pub fee_lamports: u64,
+    /// Declared notional charged (only when an allowed program is used).
+    pub notional_cents: u64,
+}
+
+/// A recognised instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    SolTransfer {
+        from: Pubkey,
+        to: Pubkey,
+        lamports: u64,
+    },
+    CreateAccount {
+        from: Pubkey,
+        new_account: Pubkey,
+        lamports: u64,
+    },
+    TokenTransfer {
+        program: Pubkey,
+        authority: Pubkey,
+        mint: Pubkey,
+        destination: Pubkey,
+        amount: u64,
+    },
+    ComputeUnitLimit(u32),
+    ComputeUnitPrice(u64),
+    AllowedProgram(Pubkey),
+}
+
+fn le_u64(data: &[u8], at: usize) -> Option<u64> {
+    data.get(at..at + 8)?.try_into().ok().map(u64::from_le_bytes)
+}
+
+fn le_u32(data: &[u8], at: usize) -> Option<u32> {
+    data.get(at..at + 4)?.try_into().ok().map(u32::from_le_bytes)
+}
+
+fn static_account(
+    tx: &Transaction<'_>,
+    ix: &Instruction<'_>,
+    index: usize,
+    pos: usize,
+    role: &str,
+) -> Result<Pubkey, Denial> {
+    match ix.accounts.get(pos) {
+        None => Err(Denial::new(
+            Rule::InstructionNotAllowed,
+            format!("instruction {index}: missing the {role} account"),
+        )
+        .about(format!("instruction {index}"))),
+        Some(_) => tx.instruction_static_account(ix, pos).map(|k| Pubkey(*k)).ok_or_else(|| {
+            Denial::new(
+                Rule::LookupTableAccount,
+                format!("instruction {index}: the {role} comes from an address lookup table; it must be a static key"),
+            )
+            .about(format!("instruction {index}"))
+        }),
+    }
+}
+
+/// What [`classify`] may accept beyond the fixed rules.
+#[derive(Clone, Copy)]
+pub struct Allowances<'a> {
+    /// Mints whose `TransferChecked` is recognised; `None` accepts any mint.
+    pub mints: Option<&'a [TokenLimit]>,
+    /// Programs accepted as [`Action::AllowedProgram`].
+    pub programs: &'a [Pubkey],
+}
+
+impl<'a> Allowances<'a> {
+    /// What a grant's policy allows.
+    pub fn of(policy: &'a Policy) -> Self {
+        Self { mints: Some(&policy.tokens), programs: &policy.allowed_programs }
+    }
+}
+
+/// Classifies one instruction, or refuses it.
+pub fn classify(
+    tx: &Transaction<'_>,
+    index: usize,
+    ix: &Instruction<'_>,
+    allow: Allowances<'_>,
+) -> Result<Action, Denial> {
+    let program = Pubkey(*tx.program_id(ix).ok_or_else(|| {
+        Denial::new(Rule::ProgramNotAllowed, format!("instruction {index}: program id missing"))
+    })?);
+    let not_allowed = |what: &str| {
+        Denial::new(
+            Rule::InstructionNotAllowed,
+            format!("instruction {index}: {what} is not allowed"),
+        )
+        .about(format!("instruction {index}"))
+    };
+    if program == programs::SYSTEM {
+        let tag = le_u32(ix.data, 0);
+        return match (tag, ix.data.len()) {
+            (Some(2), 12) => Ok(Action::SolTransfer {
+                from: static_account(tx, ix, index, 0, "source")?,
+                to: static_account(tx, ix, index, 1, "destination")?,
+                lamports: le_u64(ix.data, 4).unwrap_or(u64::MAX),
+            }),
+            (Some(0), 52) => Ok(Action::CreateAccount {
+                from: static_account(tx, ix, index, 0, "funding")?,
+                new_account: static_account(tx, ix, index, 1, "new account")?,
+                lamports: le_u64(ix.data, 4).unwrap_or(u64::MAX),
+            }),
+            (Some(4), _) => Err(not_allowed("System AdvanceNonceAccount (durable nonce)")),
+            (Some(1), _) => Err(not_allowed("System Assign")),
+            (Some(t), _) => Err(not_allowed(&format!("System instruction {t}"))),
+            (None, _) => Err(not_allowed("a System instruction without a tag")),
+        };
+    }
+    if program == programs::TOKEN || program == programs::TOKEN_2022 {
+        return match (ix.data.first(), ix.data.len()) {
+            (Some(12), 10) => {
+                let mint = static_account(tx, ix, index, 1, "mint")?;
+                if allow.mints.is_some_and(|tokens| !tokens.iter().any(|t| t.mint == mint)) {
+                    return Err(Denial::new(
+                        Rule::TokenNotAllowed,
+                        format!("instruction {index}: mint {mint} is not in the policy"),
+                    )
+                    .about(mint));
+                }
+                Ok(Action::TokenTransfer {
+                    program,
+                    authority: static_account(tx, ix, index, 3, "authority")?,
+                    mint,
+                    destination: static_account(tx, ix, index, 2, "destination")?,
+                    amount: le_u64(ix.data, 1).unwrap_or(u64::MAX),
+                })
+            }
+            (Some(3), _) => {
+                Err(not_allowed("token Transfer without mint check (use TransferChecked)"))
+            }
+            (Some(4), _) => Err(not_allowed("token Approve")),
+            (Some(6), _) => Err(not_allowed("token SetAuthority")),
+            (Some(8), _) => Err(not_allowed("token Burn")),
+            (Some(9), _) => Err(not_allowed("token CloseAccount")),
+            (Some(t), _) => Err(not_allowed(&format!("token instruction {t}"))),
+            (None, _) => Err(not_allowed("an empty token instruction")),
+        };
+    }
+    if program == programs::COMPUTE_BUDGET {
+        return match (ix.data.first(), ix.data.len()) {
+            (Some(2), 5) => Ok(Action::ComputeUnitLimit(le_u32(ix.data, 1).unwrap_or(u32::MAX))),
+            (Some(3), 9) => Ok(Action::ComputeUnitPrice(le_u64(ix.data, 1).unwrap_or(u64::MAX))),
+            (Some(t), _) => Err(not_allowed(&format!("ComputeBudget instruction {t}"))),
+            (None, _) => Err(not_allowed("an empty ComputeBudget instruction")),
+        };
+    }
+    if allow.programs.contains(&program) {
+        return Ok(Action::AllowedProgram(program));
+    }
+    Err(Denial::new(
+        Rule::ProgramNotAllowed,
+        format!("instruction {index}: program {program} is not allowed"),
+    )
+    .about(program))
+}
+
+/// The runtime rejects a transaction with two compute-unit limits or two prices.
+fn reject_duplicate_budget(actions: &[Action], rule: Rule) -> Result<(), Denial> {
+    let limits = actions.iter().filter(|a| matches!(a, Action::ComputeUnitLimit(_))).count();
+    let prices = actions.iter().filter(|a| matches!(a, Action::ComputeUnitPrice(_))).count();
+    if limits > 1 || prices > 1 {
+        return Err(Denial::new(
+            rule,
+            "duplicate ComputeBudget instruction (the runtime would reject the transaction)",
+        ));
+    }
+    Ok(())
+}
+
+/// The fee formula of SPEC §7 from classified instructions.
+pub fn fee_lamports(num_signatures: usize, actions: &[Action]) -> u64 {
+    let non_budget = actions
+        .iter()
+        .filter(|a| !matches!(a, Action::ComputeUnitLimit(_) | Action::ComputeUnitPrice(_)))
+        .count() as u64;
+    let limit = actions
+        .iter()
+        .find_map(|a| if let Action::ComputeUnitLimit(l) = a { Some(u64::from(*l)) } else { None })
+        .unwrap_or(DEFAULT_UNITS_PER_INSTRUCTION.saturating_mul(non_budget))
+        .min(MAX_COMPUTE_UNITS);
+    let price = actions
+        .iter()
+        .find_map(|a| if let Action::ComputeUnitPrice(p) = a { Some(*p) } else { None })
+        .unwrap_or(0);
+    let priority = (u128::from(price) * u128::from(limit)).div_ceil(1_000_000);
+    let base = u128::from(LAMPORTS_PER_SIGNATURE) * num_signatures as u128;
+    u64::try_from(base + priority).unwrap_or(u64::MAX)
+}
+
+/// Classifies every instruction and applies the static (per-transaction) rules.
+pub fn evaluate_transaction(
+    tx: &Transaction<'_>,
+    policy: &Policy,
+    declared_notional_cents: Option<u64>,
+) -> Result<Spend, Denial> {
+    let mut actions = Vec::with_capacity(tx.instructions.len());
+    for (index, ix) in tx.instructions.iter().enumerate() {
+        actions.push(classify(tx, index, ix, Allowances::of(policy))?);
+    }
+    reject_duplicate_budget(&actions, Rule::InstructionNotAllowed)?;
+
+    let mut spend = Spend::default();
+    for action in &actions {
+        let destination = match action {
+            Action::SolTransfer { to, lamports, .. } => {
+                spend.lamports = spend.lamports.saturating_add(*lamports);
+                Some(to)
+            }
+            Action::CreateAccount { new_account, lamports, .. } => {
+                spend.lamports = spend.lamports.saturating_add(*lamports);
+                Some(new_account)
+            }
+            Action::TokenTransfer { mint, destination, amount, .. } => {
+                match spend.tokens.iter_mut().find(|(m, _)| m == mint) {
+                    Some((_, total)) => *total = total.saturating_add(*amount),
+                    None => spend.tokens.push((*mint, *amount)),
+                }
+                Some(destination)
+            }
+            _ => None,
+        };
+        if let (Some(dest), Some(allowed)) = (destination, &policy.destinations)
+            && !allowed.contains(dest)
+        {
+            return Err(Denial::new(
+                Rule::DestinationNotAllowed,
+                format!("destination {dest} is not in the allowlist"),
+            )
+            .about(dest));
+        }
+    }
+
+    if spend.lamports > policy.max_lamports_per_tx {
+        return Err(Denial::per_tx(
+            Rule::MaxLamportsPerTx,
+            policy.max_lamports_per_tx,
+            spend.lamports,
+            None,
+        ));
+    }
+    for (mint, amount) in &spend.tokens {
+        let limit = policy.token(mint).map(|t| t.max_per_tx).unwrap_or(0);
+        if *amount > limit {
+            return Err(Denial::per_tx(
+                Rule::TokenMaxPerTx,
+                limit,
+                *amount,
+                Some(mint.to_string()),
+            ));
+        }
+    }
+    spend.fee_lamports = fee_lamports(tx.num_signatures, &actions);
+    if spend.fee_lamports > policy.max_fee_lamports {
+        return Err(Denial::per_tx(
+            Rule::MaxFeeLamports,
+            policy.max_fee_lamports,
+            spend.fee_lamports,
+            None,
+        ));
+    }
+    if actions.iter().any(|a| matches!(a, Action::AllowedProgram(_))) {
+        let notional = declared_notional_cents.ok_or_else(|| {
+            Denial::new(
+                Rule::NotionalRequired,
+                "an allowed program is used: declared_notional_cents is required",
+            )
+        })?;
+        if notional > policy.max_notional_cents_per_tx {
+            return Err(Denial::per_tx(
+                Rule::MaxNotionalCentsPerTx,
+                policy.max_notional_cents_per_tx,
+                notional,
+                None,
+            ));
+        }
+        spend.notional_cents = notional;
+    }
+    Ok(spend)
+}
+
+/// Whose daily counters a transaction is charged to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SpendKey {
+    pub wallet: [u8; 32],
+    pub bot_id: [u8; 16],
+}
+
+#[derive(Debug, Default)]
+struct SpendState {
+    day: u64,
+    lamports: u64,
+    tokens: Vec<(Pubkey, u64)>,
+    notional_cents: u64,
+    recent: VecDeque<u64>,
+    last_seen: u64,
+}
+
+/// Daily and per-minute counters, per (wallet, bot).
+#[derive(Debug, Default)]
+pub struct Ledger {
+    states: HashMap<SpendKey, SpendState>,
+}
+
+impl Ledger {
+    /// Checks the cumulative limits for `spend` at `now` (unix seconds). Nothing is recorded.
+    pub fn check(
+        &self,
+        key: &SpendKey,
+        spend: &Spend,
+        policy: &Policy,
+        now: u64,
+    ) -> Result<(), Denial> {
+        let today = now / SECONDS_PER_DAY;
+        let empty = SpendState::default();
+        let state = self.states.get(key).filter(|s| s.day == today).unwrap_or(&empty);
+
+        let check = |rule, limit: u64, requested: u64, used: u64, subject: Option<String>| {
+            if used.saturating_add(requested) > limit {
+                Err(Denial::cumulative(rule, limit, requested, used, "today (UTC)", subject))
+            } else {
+                Ok(())
+            }
+        };
+        check(
+            Rule::MaxLamportsPerDay,
+            policy.max_lamports_per_day,
+            spend.lamports,
+            state.lamports,
+            None,
+        )?;
+        for (mint, amount) in &spend.tokens {
+            let used = state.tokens.iter().find(|(m, _)| m == mint).map(|(_, v)| *v).unwrap_or(0);
+            let limit = policy.token(mint).map(|t| t.max_per_day).unwrap_or(0);
+            check(Rule::TokenMaxPerDay, limit, *amount, used, Some(mint.to_string()))?;
+        }
+        check(
+            Rule::MaxNotionalCentsPerDay,
+            policy.max_notional_cents_per_day,
+            spend.notional_cents,
+            state.notional_cents,
+            None,
+        )?;
+        if let Some(per_minute) = policy.max_tx_per_minute {
+            let full = self
+                .states
+                .get(key)
+                .map(|s| s.recent.iter().filter(|t| **t + VELOCITY_WINDOW > now).count())
+                .unwrap_or(0) as u64;
+            if full >= u64::from(per_minute) {
+                return Err(Denial::cumulative(
+                    Rule::MaxTxPerMinute,
+                    u64::from(per_minute),
+                    1,
+                    full,
+                    "in the last minute",
+                    None,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `spend` at `now`. Call only after [`Ledger::check`] succeeded under the same lock.
+    pub fn record(&mut self, key: SpendKey, spend: &Spend, now: u64) {
+        let today = now / SECONDS_PER_DAY;
+        let state = self.states.entry(key).or_default();
+        if state.day != today {
+            state.day = today;
+            state.lamports = 0;
+            state.tokens.clear();
+            state.notional_cents = 0;
+        }
+        state.lamports = state.lamports.saturating_add(spend.lamports);
+        for (mint, amount) in &spend.tokens {
+            match state.tokens.iter_mut().find(|(m, _)| m == mint) {
+                Some((_, v)) => *v = v.saturating_add(*amount),
+                None => state.tokens.push((*mint, *amount)),
+            }
+        }
+        state.notional_cents = state.notional_cents.saturating_add(spend.notional_cents);
+        while state.recent.front().is_some_and(|t| t + VELOCITY_WINDOW <= now) {
+            state.recent.pop_front();
+        }
+        state.recent.push_back(now);
+        state.last_seen = now;
+    }
+
+    /// Forgets counters untouched since before the previous UTC day.
+    pub fn prune(&mut self, now: u64) {
+        let yesterday = (now / SECONDS_PER_DAY).saturating_sub(1);
+        self.states.retain(|_, s| s.last_seen / SECONDS_PER_DAY >= yesterday);
+    }
+
+    /// Number of (wallet, bot) pairs tracked.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+}
+
+/// A scheduled transfer's bound intent (SPEC §4): exactly this transfer and nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Intent {
+    pub destination: [u8; 32],
+    /// All zeros for SOL.
+    pub mint: [u8; 32],
+    pub amount: u64,
+}
+
+impl Intent {
+    /// `destination[32] ‖ mint[32] ‖ amount u64 LE`.
+    pub fn canonical_bytes(&self) -> [u8; 72] {
+        let mut out = [0u8; 72];
+        out[..32].copy_from_slice(&self.destination);
+        out[32..64].copy_from_slice(&self.mint);
+        out[64..].copy_from_slice(&self.amount.to_le_bytes());
+        out
+    }
+
+    /// `SHA-256(canonical_bytes)`, the record's `intent_hash`.
+    pub fn hash(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(self.canonical_bytes()).into()
+    }
+}
+
+/// Checks that `tx` is exactly one transfer of the intent, from `agent`, plus at most one
+/// compute-unit limit and price, with fee ≤ `max_fee`. Returns the intent the transaction carries.
+pub fn check_intent(
+    tx: &Transaction<'_>,
+    agent: &Pubkey,
+    intent_hash: &[u8; 32],
+    max_fee: u64,
+) -> Result<Intent, Denial> {
+    // No policy lists here: the intent is the whole allowance, and it binds the mint.
+    let mut actions = Vec::with_capacity(tx.instructions.len());
+    let mismatch = |m: String| Denial::new(Rule::IntentMismatch, m);
+    let any_mint = Allowances { mints: None, programs: &[] };
+    for (index, ix) in tx.instructions.iter().enumerate() {
+        actions.push(classify(tx, index, ix, any_mint)?);
+    }
+    let transfers: Vec<&Action> = actions
+        .iter()
+        .filter(|a| !matches!(a, Action::ComputeUnitLimit(_) | Action::ComputeUnitPrice(_)))
+        .collect();
+    let intent = match transfers.as_slice() {
+        [Action::SolTransfer { from, to, lamports }] => {
+            if from != agent {
+                return Err(mismatch(format!(
+                    "the transfer is from {from}, not the agent {agent}"
+                )));
+            }
+            Intent { destination: to.0, mint: [0; 32], amount: *lamports }
+        }
+        [Action::TokenTransfer { authority, mint, destination, amount, .. }] => {
+            if authority != agent {
+                return Err(mismatch(format!(
+                    "the transfer authority is {authority}, not the agent {agent}"
+                )));
+            }
+            Intent { destination: destination.0, mint: mint.0, amount: *amount }
+        }
+        other => {
+            return Err(mismatch(format!(
+                "a scheduled transaction must hold exactly one SOL Transfer or token TransferChecked (found {} other instruction(s))",
+                other.len()
+            )));
+        }
+    };
+    if intent.hash() != *intent_hash {
+        return Err(mismatch(format!(
+            "transfer of {} to {} (mint {}) does not match the scheduled intent",
+            intent.amount,
+            Pubkey(intent.destination),
+            Pubkey(intent.mint)
+        )));
+    }
+    reject_duplicate_budget(&actions, Rule::IntentMismatch)?;
+    let fee = fee_lamports(tx.num_signatures, &actions);
+    if fee > max_fee {
+        return Err(Denial::per_tx(Rule::MaxFeeLamports, max_fee, fee, None));
+    }
+    Ok(intent)
+}

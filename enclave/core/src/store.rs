@@ -1,0 +1,131 @@
+//! A bounded map whose entries expire (request ids, scheduled-record ids, revocations).
+//!
+//! Inserting into a full map first evicts expired entries (soonest first); if every entry is
+//! still live the insert is refused with [`StoreFull`] rather than forgetting anything — a
+//! forgotten request id or revocation would re-open a replay. Memory per entry is the key, the
+//! value and an expiry (plus one heap slot); nothing else is kept.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::Hash;
+
+use thiserror::Error;
+
+/// The store holds `capacity` unexpired entries.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error(
+    "{name} store is full ({capacity} unexpired entries); refusing new work rather than forgetting"
+)]
+pub struct StoreFull {
+    pub name: &'static str,
+    pub capacity: usize,
+}
+
+#[derive(Debug)]
+struct Entry<V> {
+    value: V,
+    expires_at: u64,
+}
+
+/// A map with per-entry expiry (unix seconds) and a hard capacity.
+#[derive(Debug)]
+pub struct TtlMap<K, V> {
+    name: &'static str,
+    capacity: usize,
+    entries: HashMap<K, Entry<V>>,
+    expiry: BinaryHeap<Reverse<(u64, K)>>,
+}
+
+impl<K: Hash + Eq + Ord + Copy, V> TtlMap<K, V> {
+    pub fn new(name: &'static str, capacity: usize) -> Self {
+        Self { name, capacity, entries: HashMap::new(), expiry: BinaryHeap::new() }
+    }
+
+    /// The live value for `key` at `now`.
+    pub fn get(&self, key: &K, now: u64) -> Option<&V> {
+        self.entries.get(key).filter(|e| e.expires_at > now).map(|e| &e.value)
+    }
+
+    /// Makes room for one new key (evicting expired entries) or reports that none can be made.
+    pub fn ensure_room(&mut self, now: u64) -> Result<(), StoreFull> {
+        if self.entries.len() >= self.capacity {
+            self.evict_expired(now);
+        }
+        if self.entries.len() >= self.capacity {
+            return Err(StoreFull { name: self.name, capacity: self.capacity });
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces `key` until `expires_at`.
+    pub fn insert(&mut self, key: K, value: V, expires_at: u64, now: u64) -> Result<(), StoreFull> {
+        if !self.entries.contains_key(&key) {
+            self.ensure_room(now)?;
+        }
+        self.entries.insert(key, Entry { value, expires_at });
+        self.expiry.push(Reverse((expires_at, key)));
+        Ok(())
+    }
+
+    /// Drops every entry that expired at or before `now`. Returns how many were dropped.
+    pub fn evict_expired(&mut self, now: u64) -> usize {
+        let mut dropped = 0;
+        while let Some(Reverse((expires_at, key))) = self.expiry.peek().copied() {
+            if expires_at > now {
+                break;
+            }
+            self.expiry.pop();
+            // The key may have been re-inserted with a later expiry; only drop the matching one.
+            if self.entries.get(&key).is_some_and(|e| e.expires_at == expires_at) {
+                self.entries.remove(&key);
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_store_evicts_expired_first_then_refuses() {
+        let mut m: TtlMap<u32, ()> = TtlMap::new("test", 3);
+        m.insert(1, (), 10, 0).unwrap();
+        m.insert(2, (), 20, 0).unwrap();
+        m.insert(3, (), 30, 0).unwrap();
+        assert_eq!(m.insert(4, (), 40, 5), Err(StoreFull { name: "test", capacity: 3 }));
+        // At t=10 entry 1 has expired and makes room.
+        m.insert(4, (), 40, 10).unwrap();
+        assert!(m.get(&1, 10).is_none());
+        assert!(m.get(&2, 10).is_some());
+        assert_eq!(m.len(), 3);
+        assert!(m.insert(5, (), 50, 19).is_err());
+    }
+
+    #[test]
+    fn expired_entries_are_invisible_and_reinsertion_keeps_the_new_expiry() {
+        let mut m: TtlMap<u32, &str> = TtlMap::new("test", 10);
+        m.insert(1, "a", 10, 0).unwrap();
+        assert_eq!(m.get(&1, 9), Some(&"a"));
+        assert_eq!(m.get(&1, 10), None);
+        m.insert(1, "b", 100, 10).unwrap();
+        assert_eq!(m.evict_expired(50), 0, "stale heap entry must not evict the new value");
+        assert_eq!(m.get(&1, 50), Some(&"b"));
+        assert_eq!(m.evict_expired(100), 1);
+        assert!(m.is_empty());
+    }
+}

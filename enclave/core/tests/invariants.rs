@@ -1,0 +1,713 @@
+//! One test group per SPEC §3 invariant; each fails if its invariant breaks.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::sync::Arc;
+
+use aes_gcm::aead::AeadInOut;
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use base64::Engine as _;
+use common::*;
+use enclave_core::enclave::{CreateGrant, RevokeTarget, SignRequest, SignScheduledRequest};
+use enclave_core::envelope::{self, ContentForm};
+use enclave_core::policy::Intent;
+use enclave_core::records::{
+    AgentKeyHeader, GrantContents, GrantHeader, KeyWrap, ScheduledHeader, SealedAgentKey,
+    SealedGrant, key_privkey, seal_grant, seal_scheduled,
+};
+use enclave_core::{EnclaveError, ErrorCode, OsRandom, Pubkey, Secret32, SignOutcome};
+use rsa::Oaep;
+use rsa::pkcs8::DecodePublicKey;
+use sha2::Sha256;
+
+fn code(r: Result<impl std::fmt::Debug, EnclaveError>) -> ErrorCode {
+    r.expect_err("must be refused").code()
+}
+
+// ---- Invariant 1: no secret leaves the enclave --------------------------------------------
+
+/// Every textual form a secret could leak in.
+fn forms(secret: &[u8]) -> Vec<String> {
+    vec![
+        hex::encode(secret),
+        hex::encode_upper(secret),
+        base64::engine::general_purpose::STANDARD.encode(secret),
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(secret),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+        bs58::encode(secret).into_string(),
+        format!("{secret:?}"),
+        String::from_utf8_lossy(secret).into_owned(),
+    ]
+}
+
+fn assert_no_secret(haystack: &str, secret: &[u8], what: &str) {
+    for form in forms(secret) {
+        assert!(!haystack.contains(&form), "{what} contains a secret ({form})");
+    }
+}
+
+fn assert_bytes_free_of(haystack: &[u8], secret: &[u8], what: &str) {
+    assert!(!haystack.windows(secret.len()).any(|w| w == secret), "{what} contains secret bytes");
+}
+
+#[test]
+fn no_secret_in_any_output_debug_or_error() {
+    let f = fixture();
+    let umk_bytes = [0x3c; 32];
+    let wallet = Pubkey([1; 32]);
+    let umk = Secret32::new(umk_bytes);
+    let agent = f.agent(wallet, &umk, enclave_core::enclave::NewAgentKind::Seed);
+    let grant = f.grant(wallet, &umk, agent.agent_pubkey, policy(), 3600);
+    let seed = SealedAgentKey::parse(&agent.record).unwrap().open(&umk).unwrap().to_bytes();
+    let sealed = SealedGrant::parse(&grant.record).unwrap();
+    let dek = f.kms.decrypt(Oaep::<Sha256>::new(), &sealed.wrapped.ciphertext).unwrap();
+    assert_eq!(dek.len(), 32);
+    let privkey = key_privkey(&umk, SealedAgentKey::parse(&agent.record).unwrap().aad);
+    let secrets: Vec<(&str, Vec<u8>)> = vec![
+        ("UMK", umk_bytes.to_vec()),
+        ("agent seed", seed.to_vec()),
+        ("DEK", dek),
+        ("key_privkey", privkey.expose().to_vec()),
+    ];
+
+    let s = Setup { wallet, umk: umk.clone(), agent: agent.clone(), grant: grant.clone() };
+    let a = agent.agent_pubkey;
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 10)]);
+    let need = f.enclave.sign(&request(&s, &tx, 1)).unwrap();
+    let signed = f.sign(request(&s, &tx, 1)).unwrap();
+
+    // Failures of every kind, after the grant is open in memory.
+    let mut errors: Vec<EnclaveError> = Vec::new();
+    let big = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 3_000_000_000)]);
+    errors.push(f.sign(request(&s, &big, 2)).unwrap_err());
+    errors.push(
+        f.sign(SignRequest { agent_key_record: &agent.record[..50], ..request(&s, &tx, 3) })
+            .unwrap_err(),
+    );
+    let mut bad_agent = agent.record.clone();
+    *bad_agent.last_mut().unwrap() ^= 1;
+    errors.push(
+        f.sign(SignRequest { agent_key_record: &bad_agent, ..request(&s, &tx, 4) }).unwrap_err(),
+    );
+    errors.push(f.sign(request(&s, &tx[..20], 5)).unwrap_err());
+    errors.push(f.sign(SignRequest { transaction: &big, ..request(&s, &tx, 1) }).unwrap_err());
+    f.enclave.set_kill_switch(true);
+    errors.push(f.sign(request(&s, &tx, 6)).unwrap_err());
+    f.enclave.set_kill_switch(false);
+
+    let mut texts = vec![
+        format!("{agent:?}"),
+        format!("{grant:?}"),
+        format!("{need:?}"),
+        format!("{signed:?}"),
+        format!("{:?}", f.enclave.status()),
+        format!("{umk:?}"),
+        format!("{:?}", GrantContents { umk: umk.clone(), policy: policy() }),
+        format!("{sealed:?}"),
+        format!("{:?}", SealedAgentKey::parse(&agent.record).unwrap()),
+        format!("{privkey:?}"),
+    ];
+    for e in &errors {
+        texts.push(e.to_string());
+        texts.push(format!("{e:?}"));
+    }
+    for (name, secret) in &secrets {
+        for t in &texts {
+            assert_no_secret(t, secret, &format!("{name} in {t}"));
+        }
+        assert_bytes_free_of(&agent.record, secret, "agent record");
+        assert_bytes_free_of(&grant.record, secret, "grant record");
+        assert_bytes_free_of(&signed.transaction, secret, "signed transaction");
+    }
+    assert_eq!(format!("{umk:?}"), "Secret32(<redacted>)");
+}
+
+#[test]
+fn secrets_survive_json_only_as_intended_and_compare_in_constant_time() {
+    // Secret32's serde form is what the API accepts; it must round-trip and nothing else.
+    let s = Secret32::new([7; 32]);
+    let json = serde_json::to_string(&s).unwrap();
+    assert_eq!(serde_json::from_str::<Secret32>(&json).unwrap(), s);
+    assert!(serde_json::from_str::<Secret32>("\"AAAA\"").is_err());
+    assert!(serde_json::from_str::<Secret32>("\"!!!\"").is_err());
+    assert_ne!(Secret32::new([7; 32]), Secret32::new([8; 32]));
+}
+
+// ---- Invariant 2: a KMS envelope proves nothing --------------------------------------------
+
+#[test]
+fn forged_envelope_cannot_make_the_enclave_sign_with_a_real_agent_key() {
+    let f = fixture();
+    let s = f.setup(2, policy());
+    let a = s.agent.agent_pubkey;
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 10)]);
+
+    // The attacker encrypts a key of their choice to the enclave's (public) recipient key.
+    for form in [ContentForm::Chunked, ContentForm::Primitive] {
+        let forged =
+            envelope::seal(&[0xaa; 32], f.enclave.recipient_public_key(), &OsRandom, form).unwrap();
+        let r = f.enclave.sign(&SignRequest { envelope: Some(&forged), ..request(&s, &tx, 1) });
+        assert_eq!(code(r), ErrorCode::RecordInvalid);
+    }
+    // Wrong length plaintexts too.
+    let forged = envelope::seal(
+        &[0xaa; 16],
+        f.enclave.recipient_public_key(),
+        &OsRandom,
+        ContentForm::Chunked,
+    )
+    .unwrap();
+    assert_eq!(
+        code(f.enclave.sign(&SignRequest { envelope: Some(&forged), ..request(&s, &tx, 1) })),
+        ErrorCode::RecordInvalid
+    );
+
+    // The attacker builds their own grant (anyone can encrypt to the KMS key) with their own UMK
+    // and policy, and sends it with the victim's real agent-key record.
+    let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
+    let header = GrantHeader {
+        wallet: s.wallet,
+        grant_id: [0xee; 16],
+        bot_id: BOT,
+        agent_pubkey: a,
+        issued_at: T0,
+        expires_at: T0 + 600,
+    };
+    let mut generous = policy();
+    generous.max_lamports_per_tx = u64::MAX;
+    generous.max_lamports_per_day = u64::MAX;
+    let evil = seal_grant(
+        &header,
+        &GrantContents { umk: umk(0x66), policy: generous },
+        KeyWrap::Rsa(&kms_pub),
+        &OsRandom,
+    )
+    .unwrap();
+    let r = f.sign(SignRequest { grant_record: &evil, ..request(&s, &tx, 2) });
+    assert_eq!(
+        code(r),
+        ErrorCode::RecordInvalid,
+        "the victim's agent key must not open under an attacker UMK"
+    );
+    assert_eq!(f.enclave.status().signatures, 0);
+
+    // The legitimate request still works afterwards.
+    verify_independently(&f.sign(request(&s, &tx, 3)).unwrap().transaction);
+}
+
+#[test]
+fn new_secrets_are_sealed_only_to_the_pinned_kms_key() {
+    let f = fixture();
+    let s = f.setup(3, policy());
+    // The grant's key is RSA-OAEP to the pinned KMS key: the KMS private key unwraps it and it
+    // opens the grant; the enclave's recipient key plays no part.
+    let sealed = SealedGrant::parse(&s.grant.record).unwrap();
+    let dek = f.kms.decrypt(Oaep::<Sha256>::new(), &sealed.wrapped.ciphertext).unwrap();
+    let contents = sealed.open(&Secret32::from_slice(&dek).unwrap()).unwrap();
+    assert_eq!(contents.umk, s.umk);
+    // Opening a grant through a (legitimate) envelope does not re-seal anything: the records the
+    // enclave returns later are still sealed to the same KMS key.
+    let a = s.agent.agent_pubkey;
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1)]);
+    f.sign(request(&s, &tx, 1)).unwrap();
+    let later = f.grant(s.wallet, &s.umk, a, policy(), 60);
+    let sealed = SealedGrant::parse(&later.record).unwrap();
+    assert!(f.kms.decrypt(Oaep::<Sha256>::new(), &sealed.wrapped.ciphertext).is_ok());
+}
+
+/// An agent-key record whose header binds one public key but whose ciphertext holds another
+/// key's seed (built by hand: the library refuses to seal such a thing).
+fn mismatched_agent_record(
+    umk: &Secret32,
+    wallet: Pubkey,
+    bound: Pubkey,
+    seed: [u8; 32],
+) -> Vec<u8> {
+    let header = AgentKeyHeader {
+        wallet,
+        agent_id: [0x0a; 16],
+        agent_pubkey: bound,
+        kind: enclave_core::agent_key::AgentKind::Seed,
+    };
+    let aad = header.aad();
+    let key = key_privkey(umk, &aad);
+    let iv = [1u8; 12];
+    let mut buf = seed.to_vec();
+    let tag = Aes256Gcm::new(key.expose().into())
+        .encrypt_inout_detached(&Nonce::from(iv), &aad, buf.as_mut_slice().into())
+        .unwrap();
+    [aad, iv.to_vec(), buf, tag.to_vec()].concat()
+}
+
+#[test]
+fn decrypted_seed_must_derive_the_bound_public_key() {
+    let f = fixture();
+    let s = f.setup(4, policy());
+    let a = s.agent.agent_pubkey;
+    // A valid AEAD under the right UMK, bound to the grant's agent, holding another seed.
+    let forged = mismatched_agent_record(&s.umk, s.wallet, a, [0x99; 32]);
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1)]);
+    let err = f.sign(SignRequest { agent_key_record: &forged, ..request(&s, &tx, 1) }).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::RecordInvalid);
+    assert!(err.to_string().contains("derives public key"), "{err}");
+
+    // Same for scheduled records: the seed inside must be the bound agent's.
+    let other = ed25519_dalek::SigningKey::from_bytes(&[0x98; 32]);
+    let intent = Intent { destination: [9; 32], mint: [0; 32], amount: 5 };
+    let header = ScheduledHeader {
+        wallet: s.wallet,
+        schedule_id: [0x5c; 16],
+        agent_pubkey: Pubkey(other.verifying_key().to_bytes()),
+        not_before: T0,
+        not_after: T0 + 600,
+        max_fee_lamports: 10_000,
+        intent_hash: intent.hash(),
+    };
+    // The library refuses to seal a mismatched pair…
+    let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
+    assert!(
+        seal_scheduled(&header, &Secret32::new([0x97; 32]), KeyWrap::Rsa(&kms_pub), &OsRandom)
+            .is_err()
+    );
+    // …and the enclave refuses one built by hand: wrap_alg 1, the ephemeral key to the KMS key,
+    // GCM(eph, a seed of another key) under the right AAD.
+    let eph = [0x44u8; 32];
+    let aad = header.aad();
+    let mut oaep_rng = enclave_core::secret::seeded_rng(&OsRandom).unwrap();
+    let wrapped = kms_pub.encrypt(&mut oaep_rng, Oaep::<Sha256>::new(), &eph).unwrap();
+    let iv = [2u8; 12];
+    let mut body = [0x97u8; 32].to_vec();
+    let tag = Aes256Gcm::new((&eph).into())
+        .encrypt_inout_detached(&Nonce::from(iv), &aad, body.as_mut_slice().into())
+        .unwrap();
+    let record = [
+        aad,
+        vec![1],
+        (wrapped.len() as u16).to_le_bytes().to_vec(),
+        wrapped,
+        iv.to_vec(),
+        body,
+        tag.to_vec(),
+    ]
+    .concat();
+    let a = header.agent_pubkey;
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 5)]);
+    let req = SignScheduledRequest {
+        scheduled_record: &record,
+        transaction: &tx,
+        request_id: [3; 16],
+        envelope: None,
+    };
+    let SignOutcome::NeedKey(need) = f.enclave.sign_scheduled(&req).unwrap() else {
+        panic!("expected NeedKey")
+    };
+    let env = f.kms_envelope(&need.wrapped);
+    let err = f
+        .enclave
+        .sign_scheduled(&SignScheduledRequest { envelope: Some(&env), ..req })
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::RecordInvalid);
+    assert!(err.to_string().contains("derives public key"), "{err}");
+    assert_eq!(
+        f.enclave.status().scheduled_ids,
+        0,
+        "nothing recorded for an unauthenticated record"
+    );
+}
+
+// ---- Invariant 3: everything is bound ------------------------------------------------------
+
+#[test]
+fn grant_of_wallet_a_with_agent_key_of_wallet_b_is_rejected() {
+    let f = fixture();
+    let a = f.setup(10, policy());
+    let b = f.setup(11, policy());
+    let tx = legacy_tx(
+        &a.agent.agent_pubkey,
+        &[sol_transfer(&a.agent.agent_pubkey, &Pubkey([9; 32]), 1)],
+    );
+    let err = f
+        .sign(SignRequest { agent_key_record: &b.agent.record, ..request(&a, &tx, 1) })
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::RecordInvalid);
+    assert!(err.to_string().contains("wallet"), "{err}");
+
+    // Same wallet, another agent: the grant authorizes one agent only.
+    let other_agent = f.agent(a.wallet, &a.umk, enclave_core::enclave::NewAgentKind::Seed);
+    let err = f
+        .sign(SignRequest { agent_key_record: &other_agent.record, ..request(&a, &tx, 2) })
+        .unwrap_err();
+    assert!(err.to_string().contains("authorizes"), "{err}");
+}
+
+#[test]
+fn grant_for_another_bot_and_swapped_record_types_are_rejected() {
+    let f = fixture();
+    let s = f.setup(12, policy());
+    let a = s.agent.agent_pubkey;
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1)]);
+    let err = f.sign(SignRequest { bot_id: [0xb1; 16], ..request(&s, &tx, 1) }).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::RecordInvalid);
+    assert!(err.to_string().contains("bot"), "{err}");
+    // Agent key where the grant goes, and the reverse.
+    let err = f
+        .sign(SignRequest {
+            grant_record: &s.agent.record,
+            agent_key_record: &s.grant.record,
+            ..request(&s, &tx, 2)
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("record type 2 where execution grant (1) was expected"),
+        "{err}"
+    );
+    let err = f
+        .sign(SignRequest { agent_key_record: &s.grant.record, ..request(&s, &tx, 3) })
+        .unwrap_err();
+    assert!(err.to_string().contains("record type 1 where agent key (2) was expected"), "{err}");
+}
+
+#[test]
+fn tampered_aad_fails_authentication() {
+    let f = fixture();
+    let s = f.setup(13, policy());
+    let a = s.agent.agent_pubkey;
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1)]);
+    // Rebind the grant to another bot (and ask as that bot): header checks pass, AEAD must not.
+    let mut rebound = s.grant.record.clone();
+    rebound[53..69].copy_from_slice(&[0xb7; 16]);
+    let err = f
+        .sign(SignRequest { grant_record: &rebound, bot_id: [0xb7; 16], ..request(&s, &tx, 1) })
+        .unwrap_err();
+    assert_eq!(
+        err,
+        EnclaveError::RecordInvalid(
+            "record does not open with the supplied key (tampered, swapped, or wrong key)".into()
+        )
+    );
+    // Shorten the lifetime (still valid): AEAD fails.
+    let mut shifted = s.grant.record.clone();
+    let expires = u64::from_le_bytes(shifted[109..117].try_into().unwrap()) - 1;
+    shifted[109..117].copy_from_slice(&expires.to_le_bytes());
+    assert_eq!(
+        code(f.sign(SignRequest { grant_record: &shifted, ..request(&s, &tx, 2) })),
+        ErrorCode::RecordInvalid
+    );
+    // Move the agent key record to another wallet id in its header: AEAD (and HKDF info) fail.
+    let mut agent = s.agent.record.clone();
+    agent[5] ^= 1;
+    assert_eq!(
+        code(f.sign(SignRequest { agent_key_record: &agent, ..request(&s, &tx, 3) })),
+        ErrorCode::RecordInvalid
+    );
+    // A different grant record presented under the id of an opened grant.
+    f.sign(request(&s, &tx, 4)).unwrap();
+    let mut other_body = s.grant.record.clone();
+    *other_body.last_mut().unwrap() ^= 1;
+    let err = f
+        .enclave
+        .sign(&SignRequest { grant_record: &other_body, ..request(&s, &tx, 5) })
+        .unwrap_err();
+    assert!(err.to_string().contains("differs from the opened grant"), "{err}");
+}
+
+// ---- Invariant 4: nonces are single-use -----------------------------------------------------
+
+#[test]
+fn replayed_request_id_with_a_different_transaction_is_rejected() {
+    let f = fixture();
+    let s = f.setup(20, policy());
+    let a = s.agent.agent_pubkey;
+    let tx1 = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1_000_000_000)]);
+    let tx2 = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([8; 32]), 1_000_000_000)]);
+    let first = f.sign(request(&s, &tx1, 1)).unwrap();
+    assert_eq!(code(f.sign(request(&s, &tx2, 1))), ErrorCode::ReplayedRequest);
+    // Same request again: the same signed result, not charged twice.
+    for _ in 0..5 {
+        assert_eq!(f.sign(request(&s, &tx1, 1)).unwrap(), first);
+    }
+    // Daily limit is 5 SOL: four more distinct 1-SOL requests fit, the fifth does not.
+    for id in 2..=5 {
+        f.sign(request(&s, &tx1, id)).unwrap();
+    }
+    let err = f.sign(request(&s, &tx1, 6)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PolicyDenied);
+    // A different declared notional is a different request.
+    let mut other = request(&s, &tx1, 1);
+    other.declared_notional_cents = Some(1);
+    assert_eq!(code(f.sign(other)), ErrorCode::ReplayedRequest);
+}
+
+#[test]
+fn request_ids_are_recorded_only_after_authentication() {
+    let f = fixture();
+    let s = f.setup(21, policy());
+    let a = s.agent.agent_pubkey;
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1)]);
+    let forged =
+        envelope::seal(&[1; 32], f.enclave.recipient_public_key(), &OsRandom, ContentForm::Chunked)
+            .unwrap();
+    assert!(
+        f.enclave.sign(&SignRequest { envelope: Some(&forged), ..request(&s, &tx, 7) }).is_err()
+    );
+    let mut bad_agent = s.agent.record.clone();
+    *bad_agent.last_mut().unwrap() ^= 1;
+    assert!(f.sign(SignRequest { agent_key_record: &bad_agent, ..request(&s, &tx, 7) }).is_err());
+    assert_eq!(f.enclave.status().request_ids, 0);
+    // The id is still free for the real request.
+    f.sign(request(&s, &tx, 7)).unwrap();
+    assert_eq!(f.enclave.status().request_ids, 1);
+}
+
+#[test]
+fn full_request_store_evicts_expired_first_then_refuses_clearly() {
+    let mut config = config();
+    config.request_store_capacity = 3;
+    let f = fixture_with(config);
+    let wallet = Pubkey([22; 32]);
+    let umk = umk(22);
+    let agent = f.agent(wallet, &umk, enclave_core::enclave::NewAgentKind::Seed);
+    let short = f.grant(wallet, &umk, agent.agent_pubkey, policy(), 60);
+    let long = f.grant(wallet, &umk, agent.agent_pubkey, policy(), 3600);
+    let a = agent.agent_pubkey;
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1)]);
+    let short_setup = Setup { wallet, umk: umk.clone(), agent: agent.clone(), grant: short };
+    let long_setup = Setup { wallet, umk, agent, grant: long };
+    f.sign(request(&short_setup, &tx, 1)).unwrap();
+    f.sign(request(&long_setup, &tx, 2)).unwrap();
+    f.sign(request(&long_setup, &tx, 3)).unwrap();
+    let err = f.sign(request(&long_setup, &tx, 4)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::EnclaveUnavailable);
+    assert!(err.to_string().contains("request_id store is full"), "{err}");
+    // Once the short grant (and with it request 1) has expired, there is room again.
+    f.clock.advance(61);
+    f.sign(request(&long_setup, &tx, 4)).unwrap();
+    assert_eq!(f.enclave.status().request_ids, 3);
+}
+
+#[test]
+fn scheduled_record_is_single_use() {
+    let f = fixture();
+    let agent_key = ed25519_dalek::SigningKey::from_bytes(&[0x31; 32]);
+    let agent = Pubkey(agent_key.verifying_key().to_bytes());
+    let dest = Pubkey([0x32; 32]);
+    let intent = Intent { destination: dest.0, mint: [0; 32], amount: 123 };
+    let header = ScheduledHeader {
+        wallet: Pubkey([0x30; 32]),
+        schedule_id: [0x33; 16],
+        agent_pubkey: agent,
+        not_before: T0 - 10,
+        not_after: T0 + 3600,
+        max_fee_lamports: 10_000,
+        intent_hash: intent.hash(),
+    };
+    let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
+    let record =
+        seal_scheduled(&header, &Secret32::new([0x31; 32]), KeyWrap::Rsa(&kms_pub), &OsRandom)
+            .unwrap();
+    let tx = legacy_tx(&agent, &[sol_transfer(&agent, &dest, 123)]);
+    let sign = |request_id: u8| {
+        let req = SignScheduledRequest {
+            scheduled_record: &record,
+            transaction: &tx,
+            request_id: [request_id; 16],
+            envelope: None,
+        };
+        match f.enclave.sign_scheduled(&req)? {
+            SignOutcome::NeedKey(need) => {
+                let env = f.kms_envelope(&need.wrapped);
+                f.enclave.sign_scheduled(&SignScheduledRequest { envelope: Some(&env), ..req })
+            }
+            done => Ok(done),
+        }
+    };
+    let SignOutcome::Signed(first) = sign(1).unwrap() else { panic!() };
+    verify_independently(&first.transaction);
+    let SignOutcome::Signed(again) = sign(1).unwrap() else { panic!() };
+    assert_eq!(again, first, "identical retry, identical result");
+    let err = sign(2).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ReplayedRequest);
+    assert!(err.to_string().contains("already used"), "{err}");
+}
+
+// ---- Invariant 5: policy before signature ---------------------------------------------------
+
+#[test]
+fn kill_switch_revocation_and_expiry_refuse_before_signing() {
+    let f = fixture();
+    let s = f.setup(40, policy());
+    let a = s.agent.agent_pubkey;
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1)]);
+    f.sign(request(&s, &tx, 1)).unwrap();
+
+    f.enclave.set_kill_switch(true);
+    assert_eq!(code(f.sign(request(&s, &tx, 2))), ErrorCode::KillSwitch);
+    assert_eq!(code(f.sign(request(&s, &tx, 1))), ErrorCode::KillSwitch, "even an identical retry");
+    f.enclave.set_kill_switch(false);
+    f.sign(request(&s, &tx, 2)).unwrap();
+
+    assert_eq!(
+        f.enclave.revoke(RevokeTarget::Record(s.grant.grant_id)).unwrap(),
+        1,
+        "the opened grant is dropped"
+    );
+    assert_eq!(code(f.sign(request(&s, &tx, 3))), ErrorCode::GrantRevoked);
+    assert_eq!(f.enclave.status().cached_grants, 0);
+
+    // Wallet revocation: every grant issued up to now; a grant issued later works.
+    let s2 = f.setup(41, policy());
+    // Request ids are global: each request below uses a fresh one.
+    f.sign(request(
+        &s2,
+        &legacy_tx(
+            &s2.agent.agent_pubkey,
+            &[sol_transfer(&s2.agent.agent_pubkey, &Pubkey([9; 32]), 1)],
+        ),
+        11,
+    ))
+    .unwrap();
+    f.enclave.revoke(RevokeTarget::Wallet(s2.wallet)).unwrap();
+    let tx2 = legacy_tx(
+        &s2.agent.agent_pubkey,
+        &[sol_transfer(&s2.agent.agent_pubkey, &Pubkey([9; 32]), 1)],
+    );
+    assert_eq!(code(f.sign(request(&s2, &tx2, 12))), ErrorCode::GrantRevoked);
+    f.clock.advance(1);
+    let fresh = f.grant(s2.wallet, &s2.umk, s2.agent.agent_pubkey, policy(), 600);
+    let s3 = Setup { grant: fresh, ..s2 };
+    f.sign(request(&s3, &tx2, 13)).unwrap();
+
+    // Expiry on the enclave clock, including for an opened grant.
+    f.clock.advance(600);
+    let err = f.sign(request(&s3, &tx2, 14)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::GrantExpired);
+    assert!(err.to_string().contains("expired at"), "{err}");
+    assert_eq!(f.enclave.sweep(), 1, "the expired opened grant is dropped by the sweep");
+}
+
+#[test]
+fn grant_lifetime_is_bounded_by_the_enclave_maximum() {
+    let mut config = config();
+    config.max_grant_ttl = 600;
+    let f = fixture_with(config);
+    let wallet = Pubkey([42; 32]);
+    let u = umk(42);
+    let agent = f.agent(wallet, &u, enclave_core::enclave::NewAgentKind::Seed);
+    let err = f
+        .enclave
+        .create_grant(CreateGrant {
+            wallet,
+            bot_id: BOT,
+            agent_pubkey: agent.agent_pubkey,
+            umk: u.clone(),
+            policy: policy(),
+            ttl_seconds: 601,
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::BadRequest);
+    // A grant made elsewhere with a longer lifetime (anyone can seal to the KMS key) is refused.
+    let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
+    let header = GrantHeader {
+        wallet,
+        grant_id: [1; 16],
+        bot_id: BOT,
+        agent_pubkey: agent.agent_pubkey,
+        issued_at: T0,
+        expires_at: T0 + 86_400,
+    };
+    let long = seal_grant(
+        &header,
+        &GrantContents { umk: u.clone(), policy: policy() },
+        KeyWrap::Rsa(&kms_pub),
+        &OsRandom,
+    )
+    .unwrap();
+    let a = agent.agent_pubkey;
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1)]);
+    let s = Setup {
+        wallet,
+        umk: u,
+        agent,
+        grant: enclave_core::enclave::CreatedGrant {
+            grant_id: [1; 16],
+            issued_at: T0,
+            expires_at: T0 + 86_400,
+            record: long,
+        },
+    };
+    let err = f.sign(request(&s, &tx, 1)).unwrap_err();
+    assert!(err.to_string().contains("exceeds the enclave's maximum"), "{err}");
+    assert_eq!(
+        f.kms_calls.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "refused before any KMS call"
+    );
+}
+
+#[test]
+fn concurrent_spend_is_recorded_atomically_with_the_decision() {
+    let f = Arc::new(fixture());
+    let s = Arc::new(f.setup(43, policy()));
+    let a = s.agent.agent_pubkey;
+    // Open the grant first so every thread races on the decision, not on KMS.
+    f.sign(request(&s, &legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 0)]), 0)).unwrap();
+    // 5 SOL per day; 40 threads each try 0.5 SOL: exactly 10 may succeed.
+    let handles: Vec<_> = (1..=40u8)
+        .map(|i| {
+            let (f, s) = (Arc::clone(&f), Arc::clone(&s));
+            std::thread::spawn(move || {
+                let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([i; 32]), 500_000_000)]);
+                f.sign(request(&s, &tx, i)).map(|_| ())
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 10);
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| e.code() == ErrorCode::PolicyDenied)
+    );
+}
+
+// ---- Invariant 6: bad input gets a typed error ----------------------------------------------
+
+#[test]
+fn garbage_in_every_field_is_a_typed_error() {
+    let f = fixture();
+    let s = f.setup(50, policy());
+    let a = s.agent.agent_pubkey;
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1)]);
+    let samples: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0],
+        vec![0xff; 7],
+        vec![1, 0, 0, 0, 1],
+        vec![0x41; 20_000],
+        s.grant.record[..100].to_vec(),
+    ];
+    for g in &samples {
+        for req in [
+            SignRequest { grant_record: g, ..request(&s, &tx, 1) },
+            SignRequest { agent_key_record: g, ..request(&s, &tx, 1) },
+            SignRequest { transaction: g, ..request(&s, &tx, 1) },
+            SignRequest { envelope: Some(g), ..request(&s, &tx, 1) },
+        ] {
+            let code = match f.enclave.sign(&req) {
+                Err(e) => e.code(),
+                Ok(SignOutcome::NeedKey(_)) => continue,
+                Ok(SignOutcome::Signed(_)) => panic!("garbage signed"),
+            };
+            assert!(matches!(code, ErrorCode::RecordInvalid | ErrorCode::BadRequest), "{code:?}");
+        }
+        let r = f.enclave.sign_scheduled(&SignScheduledRequest {
+            scheduled_record: g,
+            transaction: &tx,
+            request_id: [1; 16],
+            envelope: None,
+        });
+        assert_eq!(r.unwrap_err().code(), ErrorCode::RecordInvalid);
+    }
+}

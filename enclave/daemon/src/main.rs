@@ -1,0 +1,206 @@
+//! `signer-enclave`: the daemon that runs inside the Nitro enclave.
+//!
+//! Serves the parent over vsock (`--listen vsock:5000`) or, in simulation, a Unix socket
+//! (`--listen unix:/path`), with the real NSM (`--nsm nitro`) or a simulated one (`--nsm sim
+//! --sim-ca <file>`). `signer-enclave measure --config <file>` prints the simulated PCRs of this
+//! binary with that config in `nitro-cli` measurement format, so a key policy can be written
+//! before the enclave starts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use enclave_core::envelope::RecipientKey;
+use enclave_core::{Enclave, SystemClock};
+use signer_enclave::config;
+use signer_enclave::handler::Handler;
+use signer_enclave::nsm::{NitroNsm, Nsm, SimNsm, sim_pcrs};
+use signer_enclave::server::{Limits, serve};
+use signer_protocol::{Endpoint, Listener};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "signer-enclave",
+    version,
+    about = "Signing enclave daemon: opens grants with KMS envelopes, enforces limits, returns only signed transactions",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum NsmKind {
+    /// The Nitro Secure Module (/dev/nsm); production.
+    Nitro,
+    /// A simulated NSM signing with a local CA; simulation only.
+    Sim,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Where to listen: vsock:PORT (production) or unix:/path (simulation).
+    #[arg(long, env = "SIGNER_ENCLAVE_LISTEN", default_value = "vsock:5000")]
+    listen: Endpoint,
+    /// NSM provider.
+    #[arg(long, env = "SIGNER_ENCLAVE_NSM", value_enum, default_value = "nitro")]
+    nsm: NsmKind,
+    /// The measured config (TOML): pinned KMS public key, limits, capacities.
+    #[arg(long, env = "SIGNER_ENCLAVE_CONFIG", default_value = "/etc/signer/enclave.toml")]
+    config: PathBuf,
+    /// Simulation CA state (created if absent); required with --nsm sim.
+    #[arg(long, env = "SIGNER_SIM_CA")]
+    sim_ca: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "SIGNER_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the simulated PCRs of an enclave binary with a config (nitro-cli measurement JSON).
+    Measure {
+        #[arg(long)]
+        config: PathBuf,
+        /// The enclave binary to measure (default: this executable).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Measure { config, binary }) => measure(config, binary),
+        None => run(cli.run),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("signer-enclave: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn current_binary(binary: Option<PathBuf>) -> Result<Vec<u8>, String> {
+    let path = match binary {
+        Some(p) => p,
+        None => std::env::current_exe().map_err(|e| format!("locating this executable: {e}"))?,
+    };
+    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn measure(config_path: PathBuf, binary: Option<PathBuf>) -> Result<(), String> {
+    let loaded = config::load(&config_path).map_err(|e| e.to_string())?;
+    let pcrs = sim_pcrs(&current_binary(binary)?, &loaded.bytes);
+    println!("{}", nitro_attestation::policy::measurements_json(&pcrs));
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(args: RunArgs) -> Result<(), String> {
+    init_logging(args.log_format);
+    let loaded = config::load(&args.config).map_err(|e| e.to_string())?;
+    let nsm: Arc<dyn Nsm> = match args.nsm {
+        NsmKind::Nitro => Arc::new(NitroNsm::open().map_err(|e| e.to_string())?),
+        NsmKind::Sim => {
+            let ca = args.sim_ca.as_ref().ok_or("--nsm sim needs --sim-ca <file>")?;
+            let sim = SimNsm::new(ca, &current_binary(None)?, &loaded.bytes)
+                .map_err(|e| e.to_string())?;
+            tracing::warn!(pcr0 = %hex::encode(&sim.pcrs()[&0]), "SIMULATED NSM: attestation documents are signed by a local CA");
+            Arc::new(sim)
+        }
+    };
+    let rng = nsm.random();
+    let started = std::time::Instant::now();
+    let recipient =
+        RecipientKey::generate(&*rng, loaded.file.recipient_key_bits).map_err(|e| e.to_string())?;
+    tracing::info!(
+        bits = loaded.file.recipient_key_bits,
+        millis = started.elapsed().as_millis() as u64,
+        "recipient key generated"
+    );
+    let limits = Limits {
+        max_connections: loaded.file.max_connections,
+        max_in_flight: loaded.file.max_in_flight,
+        drain_timeout: Duration::from_secs(10),
+    };
+    let enclave = Enclave::new(loaded.core, recipient, rng, Arc::new(SystemClock));
+    let handler = Arc::new(Handler::new(enclave, nsm));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = Listener::bind(&args.listen)
+            .await
+            .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+        tracing::info!(listen = %args.listen, nsm = handler.nsm.kind(), "serving");
+        let shutdown = CancellationToken::new();
+        tokio::spawn(wait_for_signal(shutdown.clone()));
+        let sweeper = {
+            let (handler, shutdown) = (Arc::clone(&handler), shutdown.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(30));
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tick.tick() => {
+                            let dropped = handler.enclave.sweep();
+                            if dropped > 0 {
+                                tracing::info!(dropped, "expired grants zeroized");
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        serve(listener, Arc::clone(&handler), limits, shutdown).await;
+        let _ = sweeper.await;
+        handler.enclave.clear();
+        tracing::info!("opened grants zeroized; shutdown complete");
+        Ok::<(), String>(())
+    })
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
+}

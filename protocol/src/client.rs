@@ -1,0 +1,260 @@
+//! The parent's side: one multiplexed connection (requests tagged by id, answered in any order,
+//! so a slow request never holds up the others) and a reconnecting client with backoff.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use thiserror::Error;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroizing;
+
+use crate::frame::{MAX_FRAME_LEN, read_frame, write_frame};
+use crate::messages::{Op, Outcome, PROTOCOL_VERSION, Reply, Response, decode, encode};
+use crate::transport::{Endpoint, connect};
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    #[error("cannot connect to the enclave at {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
+    #[error("the enclave connection closed {}", if *.sent { "before the response arrived" } else { "before the request was sent" })]
+    Closed { sent: bool },
+    #[error("the enclave did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("protocol version mismatch: parent speaks {ours}, enclave {theirs}")]
+    Version { ours: u32, theirs: u32 },
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("enclave unreachable; next reconnect attempt in {0:?}")]
+    Backoff(Duration),
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Outcome>>>>;
+
+/// One open, multiplexed connection.
+pub struct Connection {
+    tx: mpsc::Sender<Zeroizing<Vec<u8>>>,
+    pending: Pending,
+    next_id: AtomicU64,
+    closed: Arc<AtomicBool>,
+}
+
+#[derive(Serialize)]
+struct RequestRef<'a> {
+    id: u64,
+    op: &'a Op,
+}
+
+impl Connection {
+    /// Connects and performs the `hello` version handshake.
+    pub async fn open(endpoint: &Endpoint, timeout: Duration) -> Result<Self, ClientError> {
+        let connect_err =
+            |reason: String| ClientError::Connect { endpoint: endpoint.to_string(), reason };
+        let stream = tokio::time::timeout(timeout, connect(endpoint))
+            .await
+            .map_err(|_| connect_err("timed out".into()))?
+            .map_err(|e| connect_err(e.to_string()))?;
+        let (mut reader, writer) = tokio::io::split(stream);
+        let (tx, mut rx) = mpsc::channel::<Zeroizing<Vec<u8>>>(1024);
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let closed = Arc::new(AtomicBool::new(false));
+
+        let writer_closed = Arc::clone(&closed);
+        tokio::spawn(async move {
+            let mut writer = BufWriter::new(writer);
+            while let Some(frame) = rx.recv().await {
+                if write_frame(&mut writer, &frame).await.is_err() {
+                    break;
+                }
+                if rx.is_empty() && writer.flush().await.is_err() {
+                    break;
+                }
+            }
+            writer_closed.store(true, Ordering::Release);
+        });
+
+        let reader_pending = Arc::clone(&pending);
+        let reader_closed = Arc::clone(&closed);
+        tokio::spawn(async move {
+            while let Ok(Some(frame)) = read_frame(&mut reader, MAX_FRAME_LEN).await {
+                match decode::<Response>(&frame) {
+                    Ok(response) => {
+                        if let Some(waiter) = reader_pending.lock().remove(&response.id) {
+                            let _ = waiter.send(response.outcome);
+                        } else {
+                            tracing::warn!(id = response.id, "response for an unknown request");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "undecodable response; closing the connection");
+                        break;
+                    }
+                }
+            }
+            reader_closed.store(true, Ordering::Release);
+            // Dropping the senders wakes every waiter with `Closed`.
+            reader_pending.lock().clear();
+        });
+
+        let connection = Self { tx, pending, next_id: AtomicU64::new(1), closed };
+        match connection.call(&Op::Hello { version: PROTOCOL_VERSION }, timeout).await? {
+            Outcome::Ok(Reply::Hello { version, .. }) if version == PROTOCOL_VERSION => {
+                Ok(connection)
+            }
+            Outcome::Ok(Reply::Hello { version, .. }) => {
+                Err(ClientError::Version { ours: PROTOCOL_VERSION, theirs: version })
+            }
+            Outcome::Err(e) => Err(ClientError::Protocol(e.message)),
+            Outcome::Ok(other) => {
+                Err(ClientError::Protocol(format!("unexpected hello reply {other:?}")))
+            }
+        }
+    }
+
+    /// True once either direction of the stream has failed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Sends one request and waits up to `timeout` for its outcome.
+    pub async fn call(&self, op: &Op, timeout: Duration) -> Result<Outcome, ClientError> {
+        if self.is_closed() {
+            return Err(ClientError::Closed { sent: false });
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let size_hint = match op {
+            Op::Sign(s) => {
+                s.grant_record.len()
+                    + s.agent_key_record.len()
+                    + s.transaction.len()
+                    + s.envelope.as_ref().map_or(0, Vec::len)
+                    + 256
+            }
+            Op::CreateGrant { policy, .. } => {
+                1024 + 48
+                    * (policy.tokens.len() * 3
+                        + policy.allowed_programs.len()
+                        + policy.destinations.as_ref().map_or(0, Vec::len))
+            }
+            _ => 512,
+        };
+        let frame = encode(&RequestRef { id, op }, size_hint)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if frame.len() > MAX_FRAME_LEN {
+            return Err(ClientError::Protocol(format!(
+                "request of {} bytes exceeds the frame limit",
+                frame.len()
+            )));
+        }
+        let (waiter, result) = oneshot::channel();
+        self.pending.lock().insert(id, waiter);
+        if self.tx.send(frame).await.is_err() {
+            self.pending.lock().remove(&id);
+            return Err(ClientError::Closed { sent: false });
+        }
+        match tokio::time::timeout(timeout, result).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(_)) => Err(ClientError::Closed { sent: true }),
+            Err(_) => {
+                self.pending.lock().remove(&id);
+                Err(ClientError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Requests awaiting a response.
+    pub fn in_flight(&self) -> usize {
+        self.pending.lock().len()
+    }
+}
+
+/// Reconnection backoff bounds.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(50);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+struct Backoff {
+    next_attempt: Option<Instant>,
+    delay: Duration,
+}
+
+/// A client that (re)connects on demand, with exponential backoff between failed attempts.
+pub struct EnclaveClient {
+    endpoint: Endpoint,
+    connect_timeout: Duration,
+    connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    backoff: Mutex<Backoff>,
+    connected: AtomicBool,
+    reconnects: AtomicU64,
+}
+
+impl EnclaveClient {
+    pub fn new(endpoint: Endpoint, connect_timeout: Duration) -> Self {
+        Self {
+            endpoint,
+            connect_timeout,
+            connection: tokio::sync::Mutex::new(None),
+            backoff: Mutex::new(Backoff { next_attempt: None, delay: MIN_BACKOFF }),
+            connected: AtomicBool::new(false),
+            reconnects: AtomicU64::new(0),
+        }
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Whether the last attempt left an open connection.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Successful connections made so far.
+    pub fn connections_made(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+
+    async fn connection(&self) -> Result<Arc<Connection>, ClientError> {
+        let mut current = self.connection.lock().await;
+        if let Some(c) = current.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(c));
+        }
+        *current = None;
+        self.connected.store(false, Ordering::Release);
+        if let Some(at) = self.backoff.lock().next_attempt {
+            let now = Instant::now();
+            if now < at {
+                return Err(ClientError::Backoff(at - now));
+            }
+        }
+        match Connection::open(&self.endpoint, self.connect_timeout).await {
+            Ok(c) => {
+                let c = Arc::new(c);
+                *current = Some(Arc::clone(&c));
+                *self.backoff.lock() = Backoff { next_attempt: None, delay: MIN_BACKOFF };
+                self.connected.store(true, Ordering::Release);
+                self.reconnects.fetch_add(1, Ordering::Relaxed);
+                Ok(c)
+            }
+            Err(e) => {
+                let mut b = self.backoff.lock();
+                b.next_attempt = Some(Instant::now() + b.delay);
+                b.delay = (b.delay * 2).min(MAX_BACKOFF);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends `op`, connecting first if needed.
+    pub async fn call(&self, op: &Op, timeout: Duration) -> Result<Outcome, ClientError> {
+        let connection = self.connection().await?;
+        let result = connection.call(op, timeout).await;
+        if connection.is_closed() {
+            self.connected.store(false, Ordering::Release);
+        }
+        result
+    }
+}

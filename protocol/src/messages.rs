@@ -1,0 +1,355 @@
+//! Messages: CBOR (externally tagged serde enums) inside frames.
+//!
+//! ```text
+//! Request  = { "id": u64, "op": Op }          parent → enclave
+//! Response = { "id": u64, "outcome": {"ok": Reply} / {"err": ErrorReply} }
+//! ```
+//!
+//! The first request on a connection must be `hello` with [`PROTOCOL_VERSION`]; anything else is
+//! answered with an error and the connection is closed. Ids are chosen by the client and echoed
+//! so that responses can arrive in any order; a request whose id cannot be read is answered with
+//! id 0. Byte fields are CBOR byte strings; public keys 32-byte strings; ids 16-byte strings.
+
+use enclave_core::error::ErrorCode;
+use enclave_core::policy::{Denial, Policy};
+use enclave_core::records::WrapAlg;
+use enclave_core::{Pubkey, Secret32};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+/// Bumped on any incompatible change to these messages.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A request from the parent.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Request {
+    pub id: u64,
+    pub op: Op,
+}
+
+/// Agent kinds for `create_agent`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentKindMsg {
+    Seed,
+    Mnemonic { account: u32 },
+}
+
+/// What `revoke` targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeMsg {
+    Record(#[serde(with = "serde_bytes")] [u8; 16]),
+    Wallet(Pubkey),
+}
+
+/// `sign` arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignOp {
+    #[serde(with = "serde_bytes")]
+    pub grant_record: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub agent_key_record: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub bot_id: [u8; 16],
+    #[serde(with = "serde_bytes")]
+    pub transaction: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub request_id: [u8; 16],
+    #[serde(default)]
+    pub declared_notional_cents: Option<u64>,
+    #[serde(default, with = "serde_bytes")]
+    pub envelope: Option<Vec<u8>>,
+}
+
+/// `sign_scheduled` arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignScheduledOp {
+    #[serde(with = "serde_bytes")]
+    pub scheduled_record: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub transaction: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub request_id: [u8; 16],
+    #[serde(default, with = "serde_bytes")]
+    pub envelope: Option<Vec<u8>>,
+}
+
+/// Operations (SPEC §8).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Hello {
+        version: u32,
+    },
+    Attest {
+        #[serde(default, with = "serde_bytes")]
+        nonce: Option<Vec<u8>>,
+        #[serde(default, with = "serde_bytes")]
+        user_data: Option<Vec<u8>>,
+    },
+    CreateAgent {
+        wallet: Pubkey,
+        umk: Secret32,
+        kind: AgentKindMsg,
+    },
+    CreateGrant {
+        wallet: Pubkey,
+        #[serde(with = "serde_bytes")]
+        bot_id: [u8; 16],
+        agent_pubkey: Pubkey,
+        umk: Secret32,
+        policy: Policy,
+        ttl_seconds: u64,
+    },
+    Sign(SignOp),
+    SignScheduled(SignScheduledOp),
+    Revoke {
+        target: RevokeMsg,
+    },
+    KillSwitch {
+        engaged: bool,
+    },
+    Status,
+}
+
+impl Op {
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Hello { .. } => "hello",
+            Self::Attest { .. } => "attest",
+            Self::CreateAgent { .. } => "create_agent",
+            Self::CreateGrant { .. } => "create_grant",
+            Self::Sign(_) => "sign",
+            Self::SignScheduled(_) => "sign_scheduled",
+            Self::Revoke { .. } => "revoke",
+            Self::KillSwitch { .. } => "kill_switch",
+            Self::Status => "status",
+        }
+    }
+}
+
+/// Counts reported by `status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub kill_switch: bool,
+    pub cached_grants: u64,
+    pub request_ids: u64,
+    pub request_id_capacity: u64,
+    pub scheduled_ids: u64,
+    pub revocations: u64,
+    pub spend_counters: u64,
+    pub signatures: u64,
+    pub need_key: u64,
+    pub denials: u64,
+    pub in_flight: u64,
+    pub connections: u64,
+}
+
+/// Successful replies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Hello {
+        version: u32,
+        enclave_version: String,
+    },
+    Attestation {
+        #[serde(with = "serde_bytes")]
+        document: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        public_key: Vec<u8>,
+    },
+    AgentCreated {
+        agent_pubkey: Pubkey,
+        #[serde(with = "serde_bytes")]
+        agent_id: [u8; 16],
+        #[serde(with = "serde_bytes")]
+        record: Vec<u8>,
+    },
+    GrantCreated {
+        #[serde(with = "serde_bytes")]
+        grant_id: [u8; 16],
+        issued_at: u64,
+        expires_at: u64,
+        #[serde(with = "serde_bytes")]
+        record: Vec<u8>,
+    },
+    Signed {
+        #[serde(with = "serde_bytes")]
+        signature: [u8; 64],
+        #[serde(with = "serde_bytes")]
+        transaction: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        record_id: [u8; 16],
+    },
+    NeedKey {
+        #[serde(with = "serde_bytes")]
+        record_id: [u8; 16],
+        wrap_alg: WrapAlg,
+        #[serde(with = "serde_bytes")]
+        wrapped_key: Vec<u8>,
+        #[serde(default)]
+        encryption_context: Option<(String, String)>,
+    },
+    Revoked {
+        dropped: u64,
+    },
+    KillSwitch {
+        engaged: bool,
+    },
+    Status(StatusReply),
+}
+
+/// A refusal: the stable code, a message naming the cause, and for policy denials the rule and
+/// numbers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default)]
+    pub denial: Option<Denial>,
+}
+
+impl ErrorReply {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), denial: None }
+    }
+}
+
+impl From<&enclave_core::EnclaveError> for ErrorReply {
+    fn from(e: &enclave_core::EnclaveError) -> Self {
+        let denial = match e {
+            enclave_core::EnclaveError::PolicyDenied(d) => Some(d.clone()),
+            _ => None,
+        };
+        Self { code: e.code(), message: e.to_string(), denial }
+    }
+}
+
+/// The result of one request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok(Reply),
+    Err(ErrorReply),
+}
+
+/// A response to the parent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub id: u64,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Error)]
+pub enum CodecError {
+    #[error("malformed CBOR message: {0}")]
+    Decode(String),
+    #[error("encoding: {0}")]
+    Encode(String),
+}
+
+/// Scratch buffer for decoding: holds map keys, public keys and secrets (≤ 32 bytes each); long
+/// byte and text strings stream through it in chunks.
+const SCRATCH: usize = 4096;
+
+/// Decodes a message. The scratch buffer ciborium copies byte strings through is zeroized
+/// afterwards, since requests can carry a UMK.
+pub fn decode<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
+    let mut scratch = Zeroizing::new([0u8; SCRATCH]);
+    let mut reader = payload;
+    let value = ciborium::de::from_reader_with_buffer(&mut reader, scratch.as_mut_slice())
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    if !reader.is_empty() {
+        return Err(CodecError::Decode(format!("{} trailing bytes", reader.len())));
+    }
+    Ok(value)
+}
+
+/// Best effort: the id of a request that did not decode as a whole (0 if even that fails).
+pub fn request_id_of(payload: &[u8]) -> u64 {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: u64,
+    }
+    decode::<IdOnly>(payload).map(|r| r.id).unwrap_or(0)
+}
+
+/// Encodes a message into a zeroizing buffer sized to avoid reallocations.
+pub fn encode<T: Serialize>(
+    message: &T,
+    size_hint: usize,
+) -> Result<Zeroizing<Vec<u8>>, CodecError> {
+    let mut out = Zeroizing::new(Vec::with_capacity(size_hint.max(256)));
+    ciborium::into_writer(message, &mut *out).map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_debug_hides_the_umk() {
+        let op = Op::CreateAgent {
+            wallet: Pubkey([1; 32]),
+            umk: Secret32::new([0xab; 32]),
+            kind: AgentKindMsg::Mnemonic { account: 2 },
+        };
+        let bytes = encode(&Request { id: 7, op }, 256).unwrap();
+        let back: Request = decode(&bytes).unwrap();
+        assert_eq!(back.id, 7);
+        let shown = format!("{back:?}");
+        assert!(shown.contains("redacted") && !shown.contains("171, 171"), "{shown}");
+        match back.op {
+            Op::CreateAgent { umk, kind, .. } => {
+                assert_eq!(umk, Secret32::new([0xab; 32]));
+                assert_eq!(kind, AgentKindMsg::Mnemonic { account: 2 });
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_ops_still_reveal_the_request_id() {
+        let mut bytes = Vec::new();
+        use ciborium::Value;
+        let text = |s: &str| Value::Text(s.into());
+        let unknown = Value::Map(vec![
+            (text("id"), Value::Integer(42.into())),
+            (text("op"), Value::Map(vec![(text("format_disk"), Value::Map(vec![]))])),
+        ]);
+        ciborium::into_writer(&unknown, &mut bytes).unwrap();
+        assert!(decode::<Request>(&bytes).is_err());
+        assert_eq!(request_id_of(&bytes), 42);
+        assert_eq!(request_id_of(b"\xff\x00garbage"), 0);
+        let mut trailing = encode(&Request { id: 1, op: Op::Status }, 0).unwrap().to_vec();
+        trailing.push(0);
+        assert!(decode::<Request>(&trailing).is_err());
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        for outcome in [
+            Outcome::Ok(Reply::Signed {
+                signature: [3; 64],
+                transaction: vec![1, 2],
+                record_id: [4; 16],
+            }),
+            Outcome::Ok(Reply::NeedKey {
+                record_id: [5; 16],
+                wrap_alg: WrapAlg::KmsSymmetric,
+                wrapped_key: vec![9; 10],
+                encryption_context: Some(("aad_sha256".into(), "00".into())),
+            }),
+            Outcome::Err(ErrorReply::new(ErrorCode::KillSwitch, "engaged")),
+        ] {
+            let r = Response { id: 9, outcome };
+            let bytes = encode(&r, 0).unwrap();
+            assert_eq!(decode::<Response>(&bytes).unwrap(), r);
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! The real `kms-sim` binary driven by the unmodified AWS SDK for Rust (and boto3).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{
+    EncryptionAlgorithmSpec, KeyEncryptionMechanism, KeySpec, KeyUsageType, RecipientInfo,
+};
+use enclave_core::OsRandom;
+use enclave_core::envelope::{self, RecipientKey};
+use nitro_attestation::key_policy::{KeyPolicyParams, generate};
+use nitro_attestation::sim::{SimCa, SimDocument};
+use rsa::pkcs8::DecodePublicKey;
+use rsa::{Oaep, RsaPublicKey};
+use sha2::Sha256;
+
+const ROLE: &str = "arn:aws:iam::111122223333:role/signer-parent";
+
+struct Emulator {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+    ca: SimCa,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Emulator {
+    fn start(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("kms-sim-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = SimCa::generate(&mut rand_rng(), SystemTime::now()).unwrap();
+        std::fs::write(dir.join("root.pem"), ca.root_pem()).unwrap();
+        let mut e = Self { child: Command::new("true").spawn().unwrap(), dir, port: 0, ca };
+        e.spawn();
+        e
+    }
+
+    fn spawn(&mut self) {
+        self.port = free_port();
+        self.child = Command::new(env!("CARGO_BIN_EXE_kms-sim"))
+            .args(["--listen", &format!("127.0.0.1:{}", self.port), "--data-dir"])
+            .arg(self.dir.join("data"))
+            .arg("--attestation-root")
+            .arg(self.dir.join("root.pem"))
+            .stderr(Stdio::from(std::fs::File::create(self.dir.join("kms.log")).unwrap()))
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("kms-sim did not start");
+    }
+
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.spawn();
+    }
+
+    async fn client(&self) -> aws_sdk_kms::Client {
+        let config = aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .region(aws_sdk_kms::config::Region::new("us-east-1"))
+            .endpoint_url(format!("http://127.0.0.1:{}", self.port))
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                "AKIDSIM", "secret", None, None, "test",
+            ))
+            .build();
+        aws_sdk_kms::Client::from_conf(config)
+    }
+
+    /// A sim attestation document carrying `public_key` with the given PCR0.
+    fn document(&self, public_key: &[u8], pcr0: u8) -> Vec<u8> {
+        let now = SystemTime::now();
+        let leaf = self.ca.issue_leaf("i-test-enc01", &mut rand_rng(), now).unwrap();
+        let pcrs: BTreeMap<u8, Vec<u8>> =
+            (0u8..16).map(|i| (i, if i == 0 { vec![pcr0; 48] } else { vec![i; 48] })).collect();
+        self.ca.issue_document(
+            &leaf,
+            &SimDocument {
+                module_id: "i-test-enc01",
+                timestamp_ms: now.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis()
+                    as u64,
+                pcrs: &pcrs,
+                public_key: Some(public_key),
+                user_data: None,
+                nonce: None,
+            },
+        )
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rand_rng() -> impl rand_core::CryptoRng {
+    enclave_core::secret::seeded_rng(&OsRandom).unwrap()
+}
+
+fn attested_policy(pcr0: u8) -> String {
+    let pcrs: BTreeMap<u8, Vec<u8>> =
+        (0u8..3).map(|i| (i, if i == 0 { vec![pcr0; 48] } else { vec![i; 48] })).collect();
+    generate(&KeyPolicyParams {
+        role_arn: ROLE,
+        pcrs: &pcrs,
+        pin: &[0, 1],
+        admin_arn: None,
+        encrypt_role_arn: Some(ROLE),
+    })
+    .unwrap()
+    .to_string()
+}
+
+fn recipient(doc: Vec<u8>) -> RecipientInfo {
+    RecipientInfo::builder()
+        .key_encryption_algorithm(KeyEncryptionMechanism::RsaesOaepSha256)
+        .attestation_document(Blob::new(doc))
+        .build()
+}
+
+fn code<E: aws_sdk_kms::error::ProvideErrorMetadata>(e: &E) -> String {
+    e.code().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rsa_key_lifecycle_and_attested_decrypt() {
+    let mut emu = Emulator::start("rsa");
+    let kms = emu.client().await;
+    let created = kms
+        .create_key()
+        .key_spec(KeySpec::Rsa3072)
+        .key_usage(KeyUsageType::EncryptDecrypt)
+        .description("execution key")
+        .send()
+        .await
+        .unwrap();
+    let meta = created.key_metadata().unwrap();
+    let key_id = meta.key_id().to_string();
+    assert_eq!(meta.key_spec(), Some(&KeySpec::Rsa3072));
+    assert!(meta.arn().unwrap().starts_with("arn:aws:kms:us-east-1:111122223333:key/"));
+
+    let public = kms.get_public_key().key_id(&key_id).send().await.unwrap();
+    let spki = public.public_key().unwrap().as_ref().to_vec();
+    let rsa_pub = RsaPublicKey::from_public_key_der(&spki).unwrap();
+    let mut rng = rand_rng();
+    let wrapped = rsa_pub.encrypt(&mut rng, Oaep::<Sha256>::new(), &[0x11; 32]).unwrap();
+
+    // Default policy (account root): plain Decrypt works.
+    let plain = kms
+        .decrypt()
+        .key_id(&key_id)
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .ciphertext_blob(Blob::new(wrapped.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.plaintext().unwrap().as_ref(), &[0x11; 32]);
+
+    // The attested policy: plain Decrypt is explicitly denied.
+    kms.put_key_policy()
+        .key_id(&key_id)
+        .policy_name("default")
+        .policy(attested_policy(0xaa))
+        .send()
+        .await
+        .unwrap();
+    let err = kms
+        .decrypt()
+        .key_id(&key_id)
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .ciphertext_blob(Blob::new(wrapped.clone()))
+        .send()
+        .await
+        .unwrap_err();
+    let err = err.into_service_error();
+    assert_eq!(code(&err), "AccessDeniedException");
+    assert!(
+        err.to_string().contains("explicit deny") || format!("{err:?}").contains("explicit deny"),
+        "{err:?}"
+    );
+
+    // With a Recipient whose PCR0 matches: CiphertextForRecipient only, opened by the recipient.
+    let enclave_key = RecipientKey::generate(&OsRandom, 2048).unwrap();
+    let ok = kms
+        .decrypt()
+        .key_id(&key_id)
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .ciphertext_blob(Blob::new(wrapped.clone()))
+        .recipient(recipient(emu.document(enclave_key.spki_der(), 0xaa)))
+        .send()
+        .await
+        .unwrap();
+    assert!(ok.plaintext().is_none(), "no plaintext when a Recipient is given");
+    let env = ok.ciphertext_for_recipient().unwrap().as_ref();
+    assert_eq!(envelope::open(env, &enclave_key).unwrap().as_slice(), &[0x11; 32]);
+
+    // Another image: AccessDeniedException naming the deny.
+    let err = kms
+        .decrypt()
+        .key_id(&key_id)
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .ciphertext_blob(Blob::new(wrapped.clone()))
+        .recipient(recipient(emu.document(enclave_key.spki_der(), 0xab)))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(code(&err), "AccessDeniedException");
+
+    // A document from another CA: rejected before the policy.
+    let stranger = SimCa::generate(&mut rand_rng(), SystemTime::now()).unwrap();
+    let leaf = stranger.issue_leaf("x", &mut rand_rng(), SystemTime::now()).unwrap();
+    let pcrs: BTreeMap<u8, Vec<u8>> = [(0u8, vec![0xaa; 48])].into_iter().collect();
+    let foreign = stranger.issue_document(
+        &leaf,
+        &SimDocument {
+            module_id: "x",
+            timestamp_ms: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64,
+            pcrs: &pcrs,
+            public_key: Some(enclave_key.spki_der()),
+            user_data: None,
+            nonce: None,
+        },
+    );
+    let err = kms
+        .decrypt()
+        .key_id(&key_id)
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .ciphertext_blob(Blob::new(wrapped.clone()))
+        .recipient(recipient(foreign))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(code(&err), "ValidationException");
+
+    // Describe, list, get policy.
+    let d = kms.describe_key().key_id(&key_id).send().await.unwrap();
+    assert_eq!(d.key_metadata().unwrap().description(), Some("execution key"));
+    let l = kms.list_keys().send().await.unwrap();
+    assert_eq!(l.keys().len(), 1);
+    let p = kms.get_key_policy().key_id(&key_id).policy_name("default").send().await.unwrap();
+    assert!(p.policy().unwrap().contains("DenyDecryptWithoutAttestation"));
+
+    // Disabling the key is the hard stop.
+    kms.disable_key().key_id(&key_id).send().await.unwrap();
+    let err = kms
+        .decrypt()
+        .key_id(&key_id)
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .ciphertext_blob(Blob::new(wrapped.clone()))
+        .recipient(recipient(emu.document(enclave_key.spki_der(), 0xaa)))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(code(&err), "DisabledException");
+    kms.enable_key().key_id(&key_id).send().await.unwrap();
+
+    // Restart: the key, its policy and its material persist.
+    emu.restart();
+    let kms = emu.client().await;
+    let again = kms
+        .decrypt()
+        .key_id(&key_id)
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .ciphertext_blob(Blob::new(wrapped))
+        .recipient(recipient(emu.document(enclave_key.spki_der(), 0xaa)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        envelope::open(again.ciphertext_for_recipient().unwrap().as_ref(), &enclave_key)
+            .unwrap()
+            .as_slice(),
+        &[0x11; 32]
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(emu.dir.join("data/keys.json")).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn symmetric_key_with_encryption_context_and_recipient() {
+    let emu = Emulator::start("sym");
+    let kms = emu.client().await;
+    let key_id =
+        kms.create_key().send().await.unwrap().key_metadata().unwrap().key_id().to_string();
+    kms.put_key_policy().key_id(&key_id).policy(attested_policy(0xaa)).send().await.unwrap();
+    let ct = kms
+        .encrypt()
+        .key_id(&key_id)
+        .plaintext(Blob::new(vec![5u8; 32]))
+        .encryption_context("aad_sha256", "abc")
+        .send()
+        .await
+        .unwrap();
+    let blob = ct.ciphertext_blob().unwrap().as_ref().to_vec();
+    // Encrypt without the context key the policy requires: denied.
+    let err = kms
+        .encrypt()
+        .key_id(&key_id)
+        .plaintext(Blob::new(vec![5u8; 32]))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(code(&err), "AccessDeniedException");
+
+    let enclave_key = RecipientKey::generate(&OsRandom, 2048).unwrap();
+    let ok = kms
+        .decrypt()
+        .ciphertext_blob(Blob::new(blob.clone()))
+        .encryption_context("aad_sha256", "abc")
+        .recipient(recipient(emu.document(enclave_key.spki_der(), 0xaa)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        envelope::open(ok.ciphertext_for_recipient().unwrap().as_ref(), &enclave_key)
+            .unwrap()
+            .as_slice(),
+        &[5u8; 32]
+    );
+    // A different context (another record's AAD): the ciphertext does not open.
+    let err = kms
+        .decrypt()
+        .ciphertext_blob(Blob::new(blob))
+        .encryption_context("aad_sha256", "abd")
+        .recipient(recipient(emu.document(enclave_key.spki_der(), 0xaa)))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(code(&err), "InvalidCiphertextException");
+    let err = kms
+        .describe_key()
+        .key_id("00000000-0000-0000-0000-000000000000")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(code(&err), "NotFoundException");
+}
+
+#[test]
+fn boto3_works_against_the_emulator() {
+    let ok = Command::new("python3")
+        .args(["-c", "import boto3"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "python3 with boto3 is required (`pip install boto3`; .ci/run installs it)");
+    let emu = Emulator::start("boto3");
+    let script = r#"
+import base64, os, sys, boto3
+kms = boto3.client("kms", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="AKIDSIM", aws_secret_access_key="secret")
+key = kms.create_key(KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
+pub = kms.get_public_key(KeyId=key)["PublicKey"]
+ct = kms.encrypt(KeyId=key, Plaintext=b"hello boto3", EncryptionAlgorithm="RSAES_OAEP_SHA_256")["CiphertextBlob"]
+pt = kms.decrypt(KeyId=key, CiphertextBlob=ct, EncryptionAlgorithm="RSAES_OAEP_SHA_256")["Plaintext"]
+assert pt == b"hello boto3", pt
+sym = kms.create_key()["KeyMetadata"]["KeyId"]
+ct = kms.encrypt(KeyId=sym, Plaintext=b"x" * 32, EncryptionContext={"a": "b"})["CiphertextBlob"]
+assert kms.decrypt(CiphertextBlob=ct, EncryptionContext={"a": "b"})["Plaintext"] == b"x" * 32
+try:
+    kms.decrypt(CiphertextBlob=ct, EncryptionContext={"a": "c"})
+    sys.exit("decrypt with the wrong context succeeded")
+except kms.exceptions.InvalidCiphertextException:
+    pass
+assert len(kms.list_keys()["Keys"]) == 2
+print("boto3 ok", len(pub))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &format!("http://127.0.0.1:{}", emu.port)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("boto3 ok"));
+}

@@ -1,1 +1,10 @@
-//! The parent daemon.
+//! The parent daemon: the HTTP API backend services call, the enclave client (vsock or Unix
+//! socket, reconnecting), attested KMS calls, and the attestation check that gates everything.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod attestation;
+pub mod config;
+pub mod kms;
+pub mod metrics;

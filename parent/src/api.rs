@@ -1,0 +1,552 @@
+//! The HTTP API (SPEC §6): JSON bodies; bytes as standard padded base64; Solana keys and
+//! signatures as base58; 16-byte ids as UUID text. Errors are `application/problem+json` with
+//! `type`, `title`, `status`, `detail` and a stable `code` (plus `rule`, `limit`, `requested`,
+//! `used`, `subject` for `policy_denied`). `Authorization: Bearer <token>` on every `/v1` route;
+//! revoke and kill switch need the admin token. Bodies above the limit (64 KiB) get 413 before
+//! they are read; unknown fields, wrong types and malformed JSON get 400. Request bodies are
+//! zeroized after parsing (they can carry a UMK).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use enclave_core::policy::Policy;
+use enclave_core::{Pubkey, Secret32};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use signer_protocol::{AgentKindMsg, Op, Reply, RevokeMsg, SignOp, SignScheduledOp};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::app::{ApiError, Parent};
+
+/// Standard padded base64 bytes.
+#[derive(Clone, Debug)]
+pub struct B64(pub Vec<u8>);
+
+impl<'de> Deserialize<'de> for B64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = B64;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a standard padded base64 string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<B64, E> {
+                base64::engine::general_purpose::STANDARD
+                    .decode(s)
+                    .map(B64)
+                    .map_err(|e| E::custom(format!("not standard padded base64 ({e})")))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum KindJson {
+    Seed,
+    Mnemonic,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAgentBody {
+    wallet: Pubkey,
+    umk: Secret32,
+    #[serde(default)]
+    kind: Option<KindJson>,
+    #[serde(default)]
+    account: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateGrantBody {
+    wallet: Pubkey,
+    bot_id: Uuid,
+    agent_pubkey: Pubkey,
+    umk: Secret32,
+    ttl_seconds: u64,
+    policy: Policy,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignBody {
+    grant_record: B64,
+    agent_key_record: B64,
+    bot_id: Uuid,
+    transaction: B64,
+    request_id: Uuid,
+    #[serde(default)]
+    declared_notional_cents: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduledSignBody {
+    scheduled_record: B64,
+    transaction: B64,
+    request_id: Uuid,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    #[serde(default)]
+    grant_id: Option<Uuid>,
+    #[serde(default)]
+    wallet: Option<Pubkey>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillSwitchBody {
+    engaged: bool,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requested: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    used: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+}
+
+type Body = Full<Bytes>;
+
+fn json_response(status: u16, value: &Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn problem(e: &ApiError) -> Response<Body> {
+    let p = Problem {
+        kind: format!("urn:signer:error:{}", e.code),
+        title: e.title(),
+        status: e.status,
+        detail: &e.detail,
+        code: e.code,
+        rule: e.denial.as_ref().map(|d| d.rule.as_str()),
+        limit: e.denial.as_ref().and_then(|d| d.limit),
+        requested: e.denial.as_ref().and_then(|d| d.requested),
+        used: e.denial.as_ref().and_then(|d| d.used),
+        subject: e.denial.as_ref().and_then(|d| d.subject.as_deref()),
+    };
+    let mut r = json_response(e.status, &serde_json::to_value(&p).unwrap_or_default());
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    if e.status == 401 {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    r
+}
+
+/// Which token a route needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Public,
+    Api,
+    Admin,
+}
+
+/// The route table: path → (method, access, metric label).
+fn route(path: &str) -> Option<(Method, Access, &'static str)> {
+    Some(match path {
+        "/v1/attestation" => (Method::GET, Access::Api, "attestation"),
+        "/v1/agents" => (Method::POST, Access::Api, "agents"),
+        "/v1/grants" => (Method::POST, Access::Api, "grants"),
+        "/v1/sign" => (Method::POST, Access::Api, "sign"),
+        "/v1/scheduled/sign" => (Method::POST, Access::Api, "scheduled_sign"),
+        "/v1/grants/revoke" => (Method::POST, Access::Admin, "revoke"),
+        "/v1/kill-switch" => (Method::POST, Access::Admin, "kill_switch"),
+        "/healthz" => (Method::GET, Access::Public, "healthz"),
+        "/readyz" => (Method::GET, Access::Public, "readyz"),
+        "/metrics" => (Method::GET, Access::Public, "metrics"),
+        _ => return None,
+    })
+}
+
+/// Compares a presented token with every configured one in constant time (hashing first so
+/// lengths do not leak either).
+fn token_matches(presented: &str, tokens: &[String]) -> bool {
+    let p = Sha256::digest(presented.as_bytes());
+    tokens
+        .iter()
+        .fold(subtle::Choice::from(0), |acc, t| acc | Sha256::digest(t.as_bytes()).ct_eq(&p))
+        .into()
+}
+
+fn authorize(parent: &Parent, req: &Request<Incoming>, access: Access) -> Result<(), ApiError> {
+    if access == Access::Public {
+        return Ok(());
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(401, "unauthorized", "missing `Authorization: Bearer <token>`")
+        })?;
+    let admin = token_matches(token, &parent.settings.admin_tokens);
+    match access {
+        Access::Admin if admin => Ok(()),
+        Access::Admin => {
+            Err(ApiError::new(401, "unauthorized", "this route needs the admin token"))
+        }
+        _ if admin || token_matches(token, &parent.settings.api_tokens) => Ok(()),
+        _ => Err(ApiError::new(401, "unauthorized", "invalid bearer token")),
+    }
+}
+
+async fn read_body(
+    parent: &Parent,
+    req: Request<Incoming>,
+) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    let limit = parent.settings.body_limit_bytes;
+    let too_large =
+        || ApiError::new(413, "payload_too_large", format!("request body exceeds {limit} bytes"));
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return Err(too_large());
+    }
+    let collected = Limited::new(req.into_body(), limit).collect().await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            too_large()
+        } else {
+            ApiError::bad_request(format!("reading the body: {e}"))
+        }
+    })?;
+    Ok(Zeroizing::new(collected.to_bytes().to_vec()))
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request needs a JSON body"));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn query_param<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+async fn dispatch(
+    parent: &Parent,
+    label: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    match label {
+        "healthz" => Ok(json_response(200, &json!({"status": "ok"}))),
+        "metrics" => {
+            let mut r = Response::new(Full::new(Bytes::from(parent.metrics.render())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            Ok(r)
+        }
+        "readyz" => {
+            let attested = parent.attestation.current(parent.enclave.connections_made()).is_some();
+            let connected = parent.enclave.is_connected();
+            let kms = parent.kms_reachable.load(Ordering::Relaxed);
+            let ready = attested && connected && kms;
+            Ok(json_response(
+                if ready { 200 } else { 503 },
+                &json!({
+                    "ready": ready,
+                    "enclave_connected": connected,
+                    "enclave_attested": attested,
+                    "attestation_error": parent.attestation.last_error(),
+                    "kms_reachable": kms,
+                }),
+            ))
+        }
+        "attestation" => {
+            let nonce = match query_param(&req, "nonce") {
+                None => None,
+                Some(n) => {
+                    Some(hex::decode(n).map_err(|_| ApiError::bad_request("nonce must be hex"))?)
+                }
+            };
+            if nonce.as_ref().is_some_and(|n| n.len() > 512) {
+                return Err(ApiError::bad_request("nonce is at most 512 bytes"));
+            }
+            let Reply::Attestation { document, public_key } =
+                parent.call(&Op::Attest { nonce, user_data: None }).await?
+            else {
+                return Err(ApiError::new(500, "internal", "unexpected reply to attest"));
+            };
+            let doc = nitro_attestation::AttestationDocument::parse(&document).map_err(|e| {
+                ApiError::new(
+                    500,
+                    "internal",
+                    format!("the enclave returned a malformed document: {e}"),
+                )
+            })?;
+            let pcrs: BTreeMap<String, String> =
+                doc.pcrs.iter().map(|(i, v)| (i.to_string(), hex::encode(v))).collect();
+            Ok(json_response(
+                200,
+                &json!({"document": b64(&document), "public_key": b64(&public_key), "pcrs": pcrs, "timestamp_ms": doc.timestamp_ms}),
+            ))
+        }
+        "agents" => {
+            let body = read_body(parent, req).await?;
+            let b: CreateAgentBody = parse(&body)?;
+            let kind = match (b.kind.unwrap_or(KindJson::Seed), b.account) {
+                (KindJson::Seed, None) => AgentKindMsg::Seed,
+                (KindJson::Seed, Some(_)) => {
+                    return Err(ApiError::bad_request(
+                        "`account` applies only to kind \"mnemonic\"",
+                    ));
+                }
+                (KindJson::Mnemonic, account) => {
+                    AgentKindMsg::Mnemonic { account: account.unwrap_or(0) }
+                }
+            };
+            parent.attested().await?;
+            let Reply::AgentCreated { agent_pubkey, agent_id, record } =
+                parent.call(&Op::CreateAgent { wallet: b.wallet, umk: b.umk, kind }).await?
+            else {
+                return Err(ApiError::new(500, "internal", "unexpected reply to create_agent"));
+            };
+            Ok(json_response(
+                200,
+                &json!({"agent_pubkey": agent_pubkey.to_string(), "agent_key_record": b64(&record), "agent_id": Uuid::from_bytes(agent_id).to_string()}),
+            ))
+        }
+        "grants" => {
+            let body = read_body(parent, req).await?;
+            let b: CreateGrantBody = parse(&body)?;
+            parent.attested().await?;
+            let op = Op::CreateGrant {
+                wallet: b.wallet,
+                bot_id: *b.bot_id.as_bytes(),
+                agent_pubkey: b.agent_pubkey,
+                umk: b.umk,
+                policy: b.policy,
+                ttl_seconds: b.ttl_seconds,
+            };
+            let Reply::GrantCreated { grant_id, issued_at, expires_at, record } =
+                parent.call(&op).await?
+            else {
+                return Err(ApiError::new(500, "internal", "unexpected reply to create_grant"));
+            };
+            Ok(json_response(
+                200,
+                &json!({"grant_id": Uuid::from_bytes(grant_id).to_string(), "issued_at": issued_at, "expires_at": expires_at, "grant_record": b64(&record)}),
+            ))
+        }
+        "sign" => {
+            let body = read_body(parent, req).await?;
+            let b: SignBody = parse(&body)?;
+            let op = SignOp {
+                grant_record: b.grant_record.0,
+                agent_key_record: b.agent_key_record.0,
+                bot_id: *b.bot_id.as_bytes(),
+                transaction: b.transaction.0,
+                request_id: *b.request_id.as_bytes(),
+                declared_notional_cents: b.declared_notional_cents,
+                envelope: None,
+            };
+            let Reply::Signed { signature, transaction, record_id } = parent.sign(op).await? else {
+                return Err(ApiError::new(500, "internal", "unexpected reply to sign"));
+            };
+            Ok(json_response(
+                200,
+                &json!({"signature": bs58::encode(signature).into_string(), "transaction": b64(&transaction), "grant_id": Uuid::from_bytes(record_id).to_string()}),
+            ))
+        }
+        "scheduled_sign" => {
+            let body = read_body(parent, req).await?;
+            let b: ScheduledSignBody = parse(&body)?;
+            let op = SignScheduledOp {
+                scheduled_record: b.scheduled_record.0,
+                transaction: b.transaction.0,
+                request_id: *b.request_id.as_bytes(),
+                envelope: None,
+            };
+            let Reply::Signed { signature, transaction, .. } = parent.sign_scheduled(op).await?
+            else {
+                return Err(ApiError::new(500, "internal", "unexpected reply to sign_scheduled"));
+            };
+            Ok(json_response(
+                200,
+                &json!({"signature": bs58::encode(signature).into_string(), "transaction": b64(&transaction)}),
+            ))
+        }
+        "revoke" => {
+            let body = read_body(parent, req).await?;
+            let b: RevokeBody = parse(&body)?;
+            let (target, echo) = match (b.grant_id, b.wallet) {
+                (Some(id), None) => {
+                    (RevokeMsg::Record(*id.as_bytes()), json!({"grant_id": id.to_string()}))
+                }
+                (None, Some(w)) => (RevokeMsg::Wallet(w), json!({"wallet": w.to_string()})),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "give exactly one of `grant_id` or `wallet`",
+                    ));
+                }
+            };
+            let Reply::Revoked { dropped } = parent.call(&Op::Revoke { target }).await? else {
+                return Err(ApiError::new(500, "internal", "unexpected reply to revoke"));
+            };
+            Ok(json_response(200, &json!({"revoked": echo, "dropped_from_memory": dropped})))
+        }
+        "kill_switch" => {
+            let body = read_body(parent, req).await?;
+            let b: KillSwitchBody = parse(&body)?;
+            let Reply::KillSwitch { engaged } =
+                parent.call(&Op::KillSwitch { engaged: b.engaged }).await?
+            else {
+                return Err(ApiError::new(500, "internal", "unexpected reply to kill_switch"));
+            };
+            tracing::warn!(engaged, "kill switch changed");
+            Ok(json_response(200, &json!({"engaged": engaged})))
+        }
+        _ => Err(ApiError::new(404, "not_found", "no such route")),
+    }
+}
+
+async fn handle(parent: Arc<Parent>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let path = req.uri().path().to_string();
+    let (label, response) = match route(&path) {
+        None => ("unknown", problem(&ApiError::new(404, "not_found", format!("no route {path}")))),
+        Some((method, _, label)) if method != req.method() => {
+            let mut r = problem(&ApiError::new(
+                405,
+                "method_not_allowed",
+                format!("{path} accepts {method} only"),
+            ));
+            if let Ok(v) = HeaderValue::from_str(method.as_str()) {
+                r.headers_mut().insert(header::ALLOW, v);
+            }
+            (label, r)
+        }
+        Some((_, access, label)) => {
+            let result = match authorize(&parent, &req, access) {
+                Ok(()) => dispatch(&parent, label, req).await,
+                Err(e) => Err(e),
+            };
+            (label, result.unwrap_or_else(|e| problem(&e)))
+        }
+    };
+    let status = response.status().as_u16();
+    let code = if status < 400 { "ok" } else { code_of(status) };
+    parent.metrics.http_requests.with_label_values(&[label, code]).inc();
+    parent
+        .metrics
+        .http_duration
+        .with_label_values(&[label, code])
+        .observe(started.elapsed().as_secs_f64());
+    if status >= 500 && label != "readyz" {
+        tracing::warn!(route = label, status, "request failed");
+    } else {
+        tracing::debug!(
+            route = label,
+            status,
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
+    Ok(response)
+}
+
+/// A coarse outcome label from the status (the exact code is in the response body).
+fn code_of(status: u16) -> &'static str {
+    match status {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        409 => "replayed_request",
+        413 => "payload_too_large",
+        502 => "kms_access_denied",
+        503 => "enclave_unavailable",
+        _ => "internal",
+    }
+}
+
+/// Serves HTTP/1.1 until `shutdown`, then lets in-flight requests finish.
+pub async fn serve(listener: TcpListener, parent: Arc<Parent>, shutdown: CancellationToken) {
+    let tracker = tokio_util::task::TaskTracker::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (parent, shutdown) = (Arc::clone(&parent), shutdown.clone());
+        tracker.spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(Arc::clone(&parent), req));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "connection error");
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}

@@ -1,0 +1,382 @@
+//! The parent's operations: each HTTP route becomes one or two enclave calls, with KMS in
+//! between when the enclave needs a record's key.
+//!
+//! Envelope prefetch: the parent can read a grant's public header (id, expiry, wrapped key)
+//! itself, so for a grant it has not seen on the current enclave connection it calls KMS first
+//! and sends the envelope with the first request — one round trip instead of two. Concurrent
+//! first requests for one grant share a single KMS call. A grant seen once is remembered until it
+//! expires, so each grant costs one KMS call per lifetime on a healthy enclave. If the enclave
+//! still answers `need_key` (it restarted, or evicted the grant), the parent fetches a fresh
+//! envelope and retries once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use enclave_core::error::ErrorCode;
+use enclave_core::policy::Denial;
+use enclave_core::records::{SealedGrant, SealedScheduled, WrapAlg};
+use parking_lot::Mutex;
+use signer_protocol::{
+    ClientError, EnclaveClient, ErrorReply, Op, Outcome, Reply, SignOp, SignScheduledOp,
+};
+use tokio::sync::OnceCell;
+
+use crate::attestation::Attestation;
+use crate::config::Settings;
+use crate::kms::{KmsClient, KmsError, Unwrap};
+use crate::metrics::Metrics;
+
+/// An API error: HTTP status, stable code, detail; the denial for `policy_denied`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub detail: String,
+    pub denial: Option<Box<Denial>>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, code, detail: detail.into(), denial: None }
+    }
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(400, "bad_request", detail)
+    }
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(503, "enclave_unavailable", detail)
+    }
+
+    /// A short human title for the code (problem+json `title`).
+    pub fn title(&self) -> &'static str {
+        match self.code {
+            "bad_request" => "Bad request",
+            "unauthorized" => "Unauthorized",
+            "payload_too_large" => "Payload too large",
+            "record_invalid" => "Record invalid",
+            "grant_expired" => "Grant expired",
+            "grant_revoked" => "Grant revoked",
+            "kill_switch" => "Kill switch engaged",
+            "policy_denied" => "Denied by policy",
+            "replayed_request" => "Replayed request",
+            "kms_access_denied" => "KMS access denied",
+            "enclave_unavailable" => "Enclave unavailable",
+            "not_found" => "Not found",
+            "method_not_allowed" => "Method not allowed",
+            _ => "Internal error",
+        }
+    }
+}
+
+impl From<ErrorReply> for ApiError {
+    fn from(e: ErrorReply) -> Self {
+        let status = match e.code {
+            ErrorCode::BadRequest | ErrorCode::RecordInvalid => 400,
+            ErrorCode::GrantExpired
+            | ErrorCode::GrantRevoked
+            | ErrorCode::KillSwitch
+            | ErrorCode::PolicyDenied => 403,
+            ErrorCode::ReplayedRequest => 409,
+            ErrorCode::EnclaveUnavailable => 503,
+            ErrorCode::Internal => 500,
+        };
+        Self { status, code: e.code.as_str(), detail: e.message, denial: e.denial.map(Box::new) }
+    }
+}
+
+impl From<ClientError> for ApiError {
+    fn from(e: ClientError) -> Self {
+        Self::unavailable(format!("the enclave is unavailable: {e}"))
+    }
+}
+
+impl From<KmsError> for ApiError {
+    fn from(e: KmsError) -> Self {
+        match e {
+            KmsError::AccessDenied { .. } | KmsError::Disabled(_) => {
+                Self::new(502, "kms_access_denied", e.to_string())
+            }
+            KmsError::InvalidCiphertext(_) => Self::new(400, "record_invalid", e.to_string()),
+            KmsError::Unavailable(_) => Self::unavailable(e.to_string()),
+            KmsError::PlaintextReturned | KmsError::Rejected(_) => {
+                Self::new(500, "internal", e.to_string())
+            }
+        }
+    }
+}
+
+type Prefetch = Arc<OnceCell<Result<Vec<u8>, ApiError>>>;
+
+/// What the parent reads from a grant's public header.
+struct GrantInfo {
+    id: [u8; 16],
+    expires_at: u64,
+    wrapped: enclave_core::records::WrappedKey,
+}
+
+/// Shared state behind every route.
+pub struct Parent {
+    pub settings: Settings,
+    pub enclave: EnclaveClient,
+    pub kms: KmsClient,
+    pub attestation: Attestation,
+    pub metrics: Arc<Metrics>,
+    pub kms_reachable: AtomicBool,
+    /// Grants known to be open in the enclave: id → (expires_at, connection generation).
+    seen: Mutex<HashMap<[u8; 16], (u64, u64)>>,
+    prefetches: Mutex<HashMap<[u8; 16], Prefetch>>,
+}
+
+/// Most grants remembered for prefetch decisions (beyond this, prefetch is skipped).
+const MAX_SEEN: usize = 1_000_000;
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Parent {
+    pub fn new(
+        settings: Settings,
+        enclave: EnclaveClient,
+        kms: KmsClient,
+        attestation: Attestation,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            settings,
+            enclave,
+            kms,
+            attestation,
+            metrics,
+            kms_reachable: AtomicBool::new(false),
+            seen: Mutex::new(HashMap::new()),
+            prefetches: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.enclave_timeout_ms)
+    }
+
+    /// One enclave call; refusals become API errors.
+    pub async fn call(&self, op: &Op) -> Result<Reply, ApiError> {
+        let result = self.enclave.call(op, self.timeout()).await;
+        self.metrics.enclave_connected.set(i64::from(self.enclave.is_connected()));
+        let outcome = match result {
+            Ok(Outcome::Ok(reply)) => Ok(reply),
+            Ok(Outcome::Err(e)) => {
+                if let Some(d) = &e.denial {
+                    self.metrics.denials.with_label_values(&[d.rule.as_str()]).inc();
+                }
+                Err(ApiError::from(e))
+            }
+            Err(e) => Err(ApiError::from(e)),
+        };
+        let label = match &outcome {
+            Ok(Reply::NeedKey { .. }) => "need_key",
+            Ok(_) => "ok",
+            Err(e) => e.code,
+        };
+        self.metrics.enclave_calls.with_label_values(&[op.name(), label]).inc();
+        outcome
+    }
+
+    /// Refuses to send secrets to an enclave whose attestation does not verify.
+    pub async fn attested(&self) -> Result<Arc<crate::attestation::Attested>, ApiError> {
+        let result = self.attestation.ensure(&self.enclave, self.timeout()).await;
+        self.metrics.enclave_attested.set(i64::from(result.is_ok()));
+        self.metrics.enclave_connected.set(i64::from(self.enclave.is_connected()));
+        result.map_err(|e| {
+            ApiError::unavailable(format!("signing is refused until the enclave attests: {e}"))
+        })
+    }
+
+    /// KMS `Decrypt` with the enclave's current attestation as `Recipient`.
+    async fn envelope(
+        &self,
+        alg: WrapAlg,
+        ciphertext: &[u8],
+        context: Option<&(String, String)>,
+    ) -> Result<Vec<u8>, ApiError> {
+        let attested = self.attested().await?;
+        let pcr0 = attested.pcrs.get(&0).map(hex::encode).unwrap_or_default();
+        let result = self
+            .kms
+            .decrypt_for_recipient(
+                &Unwrap { alg, ciphertext, encryption_context: context },
+                &attested.document,
+                &pcr0,
+            )
+            .await;
+        self.kms_reachable
+            .store(!matches!(result, Err(KmsError::Unavailable(_))), Ordering::Relaxed);
+        Ok(result?)
+    }
+
+    fn grant_is_open(&self, grant_id: &[u8; 16]) -> bool {
+        let generation = self.enclave.connections_made();
+        let now = now_unix();
+        self.seen
+            .lock()
+            .get(grant_id)
+            .is_some_and(|(expires, g)| *g == generation && *expires > now)
+    }
+
+    fn mark_open(&self, grant_id: [u8; 16], expires_at: u64) {
+        let generation = self.enclave.connections_made();
+        let mut seen = self.seen.lock();
+        if seen.len() >= MAX_SEEN {
+            let now = now_unix();
+            seen.retain(|_, (expires, g)| *expires > now && *g == generation);
+        }
+        if seen.len() < MAX_SEEN {
+            seen.insert(grant_id, (expires_at, generation));
+        }
+    }
+
+    /// A prefetched envelope for a grant, shared by concurrent first requests.
+    async fn prefetch(&self, grant: &GrantInfo) -> Result<Vec<u8>, ApiError> {
+        let id = grant.id;
+        let cell = Arc::clone(self.prefetches.lock().entry(id).or_default());
+        let result = cell
+            .get_or_init(|| async {
+                self.metrics.grant_cache.with_label_values(&["miss"]).inc();
+                self.envelope(
+                    grant.wrapped.alg,
+                    &grant.wrapped.ciphertext,
+                    grant.wrapped.encryption_context.as_ref(),
+                )
+                .await
+            })
+            .await
+            .clone();
+        if result.is_err() {
+            self.prefetches.lock().remove(&id);
+        }
+        result
+    }
+
+    /// `POST /v1/sign`.
+    pub async fn sign(&self, op: SignOp) -> Result<Reply, ApiError> {
+        self.attested().await?;
+        let grant = SealedGrant::parse(&op.grant_record)
+            .map_err(|e| ApiError::new(400, "record_invalid", format!("grant_record: {e}")))?;
+        let grant = GrantInfo {
+            id: grant.header.grant_id,
+            expires_at: grant.header.expires_at,
+            wrapped: grant.wrapped,
+        };
+        let grant_id = grant.id;
+        let result = self.sign_with_grant(&grant, op).await;
+        // The shared prefetch lives until the grant is known open (or the attempt failed), so
+        // concurrent first requests never trigger a second KMS call.
+        self.prefetches.lock().remove(&grant_id);
+        result
+    }
+
+    async fn sign_with_grant(&self, grant: &GrantInfo, mut op: SignOp) -> Result<Reply, ApiError> {
+        let prefetched = self.settings.prefetch_envelopes && !self.grant_is_open(&grant.id);
+        if prefetched {
+            op.envelope = Some(self.prefetch(grant).await?);
+        }
+        let mut request = Op::Sign(op);
+        let mut reply = self.call(&request).await?;
+        if let Reply::NeedKey { wrap_alg, wrapped_key, encryption_context, .. } = &reply {
+            if !prefetched {
+                self.metrics.grant_cache.with_label_values(&["miss"]).inc();
+            }
+            // The enclave does not hold the grant (restart, eviction): fresh attestation, fresh
+            // envelope, one retry.
+            self.attestation.invalidate();
+            let envelope =
+                self.envelope(*wrap_alg, wrapped_key, encryption_context.as_ref()).await?;
+            if let Op::Sign(s) = &mut request {
+                s.envelope = Some(envelope);
+            }
+            reply = self.call(&request).await?;
+        } else if !prefetched {
+            self.metrics.grant_cache.with_label_values(&["hit"]).inc();
+        }
+        match reply {
+            Reply::Signed { .. } => {
+                self.mark_open(grant.id, grant.expires_at);
+                Ok(reply)
+            }
+            Reply::NeedKey { .. } => Err(ApiError::unavailable(
+                "the enclave did not accept the KMS envelope twice in a row",
+            )),
+            other => {
+                Err(ApiError::new(500, "internal", format!("unexpected enclave reply {other:?}")))
+            }
+        }
+    }
+
+    /// `POST /v1/scheduled/sign`: scheduled records are single-use, so the envelope always goes
+    /// with the first request.
+    pub async fn sign_scheduled(&self, mut op: SignScheduledOp) -> Result<Reply, ApiError> {
+        self.attested().await?;
+        let wrapped = SealedScheduled::parse(&op.scheduled_record)
+            .map_err(|e| ApiError::new(400, "record_invalid", format!("scheduled_record: {e}")))?
+            .wrapped;
+        op.envelope = Some(
+            self.envelope(wrapped.alg, &wrapped.ciphertext, wrapped.encryption_context.as_ref())
+                .await?,
+        );
+        let mut request = Op::SignScheduled(op);
+        let mut reply = self.call(&request).await?;
+        if let Reply::NeedKey { wrap_alg, wrapped_key, encryption_context, .. } = &reply {
+            self.attestation.invalidate();
+            let envelope =
+                self.envelope(*wrap_alg, wrapped_key, encryption_context.as_ref()).await?;
+            if let Op::SignScheduled(s) = &mut request {
+                s.envelope = Some(envelope);
+            }
+            reply = self.call(&request).await?;
+        }
+        match reply {
+            Reply::Signed { .. } => Ok(reply),
+            other => {
+                Err(ApiError::new(500, "internal", format!("unexpected enclave reply {other:?}")))
+            }
+        }
+    }
+
+    /// Background: keep the attestation fresh and check KMS, until `shutdown`.
+    pub async fn maintain(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let refresh = Duration::from_secs(self.settings.attestation.refresh_seconds);
+        let mut last_kms_check: Option<std::time::Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            // Refresh when due, and immediately after a reconnect (it may be a new enclave).
+            let due = self.attestation.age().is_none_or(|age| age >= refresh)
+                || self.attestation.current(self.enclave.connections_made()).is_none();
+            if due {
+                let ok = self.attestation.refresh(&self.enclave, self.timeout()).await.is_ok();
+                self.metrics
+                    .attestation_refreshes
+                    .with_label_values(&[if ok { "ok" } else { "error" }])
+                    .inc();
+            }
+            self.metrics.enclave_attested.set(i64::from(
+                self.attestation.current(self.enclave.connections_made()).is_some(),
+            ));
+            self.metrics.enclave_connected.set(i64::from(self.enclave.is_connected()));
+            if last_kms_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(15)) {
+                let ok = self.kms.ping().await.is_ok();
+                self.kms_reachable.store(ok, Ordering::Relaxed);
+                self.metrics.kms_reachable.set(i64::from(ok));
+                last_kms_check = Some(std::time::Instant::now());
+                let now = now_unix();
+                self.seen.lock().retain(|_, (expires, _)| *expires > now);
+            }
+        }
+    }
+}

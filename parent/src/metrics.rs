@@ -1,0 +1,123 @@
+//! Prometheus metrics (`GET /metrics`, text format).
+//!
+//! - `signer_http_requests_total{route,code}` and `signer_http_request_duration_seconds{route,code}`
+//! - `signer_policy_denials_total{rule}`
+//! - `signer_kms_calls_total{operation,outcome}` and `signer_kms_call_duration_seconds{operation}`
+//! - `signer_enclave_calls_total{op,outcome}`
+//! - `signer_grant_cache_total{result}`: `hit` (signed without a KMS call), `miss` (KMS needed)
+//! - `signer_enclave_connected`, `signer_enclave_attested`, `signer_kms_reachable` (0/1)
+//! - `signer_attestation_refreshes_total{outcome}`
+
+use prometheus::{
+    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub denials: IntCounterVec,
+    pub kms_calls: IntCounterVec,
+    pub kms_duration: HistogramVec,
+    pub enclave_calls: IntCounterVec,
+    pub grant_cache: IntCounterVec,
+    pub enclave_connected: IntGauge,
+    pub enclave_attested: IntGauge,
+    pub kms_reachable: IntGauge,
+    pub attestation_refreshes: IntCounterVec,
+}
+
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let histogram =
+            |name: &str, help: &str, labels: &[&str]| -> Result<HistogramVec, prometheus::Error> {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                    labels,
+                )?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        Ok(Self {
+            http_requests: counter(
+                "signer_http_requests_total",
+                "HTTP requests by route and outcome code",
+                &["route", "code"],
+            )?,
+            http_duration: histogram(
+                "signer_http_request_duration_seconds",
+                "HTTP request latency",
+                &["route", "code"],
+            )?,
+            denials: counter("signer_policy_denials_total", "Policy denials by rule", &["rule"])?,
+            kms_calls: counter(
+                "signer_kms_calls_total",
+                "KMS calls by operation and outcome",
+                &["operation", "outcome"],
+            )?,
+            kms_duration: histogram(
+                "signer_kms_call_duration_seconds",
+                "KMS call latency (retries included)",
+                &["operation"],
+            )?,
+            enclave_calls: counter(
+                "signer_enclave_calls_total",
+                "Enclave operations by outcome",
+                &["op", "outcome"],
+            )?,
+            grant_cache: counter(
+                "signer_grant_cache_total",
+                "Signing requests that needed a KMS call (miss) or not (hit)",
+                &["result"],
+            )?,
+            enclave_connected: gauge(
+                "signer_enclave_connected",
+                "1 while the enclave connection is open",
+            )?,
+            enclave_attested: gauge(
+                "signer_enclave_attested",
+                "1 while a verified attestation document is current",
+            )?,
+            kms_reachable: gauge(
+                "signer_kms_reachable",
+                "1 when the last KMS reachability check succeeded",
+            )?,
+            attestation_refreshes: counter(
+                "signer_attestation_refreshes_total",
+                "Attestation refreshes by outcome",
+                &["outcome"],
+            )?,
+            registry,
+        })
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Total KMS calls so far (all operations and outcomes).
+    pub fn kms_call_count(&self, operation: &str) -> u64 {
+        ["ok", "access_denied", "error", "plaintext_refused"]
+            .iter()
+            .map(|o| self.kms_calls.with_label_values(&[operation, o]).get())
+            .sum()
+    }
+}

@@ -1,0 +1,130 @@
+//! `signer-sim`: brings up the whole simulation stack from the built binaries, runs the demo
+//! round trip, prints where everything listens and a working `curl`, then serves until Ctrl-C.
+//! `scripts/sim.sh` builds the binaries and runs this.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use signer_sim::{Options, Stack, demo};
+
+#[derive(Parser)]
+#[command(
+    name = "signer-sim",
+    version,
+    about = "Run the signing stack locally: kms-sim + enclave (sim NSM) + parent"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the stack, run the demo, serve until Ctrl-C (the default).
+    Run {
+        /// Exit after the demo instead of serving.
+        #[arg(long)]
+        demo_only: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let demo_only = matches!(Cli::parse().command, Some(Cmd::Run { demo_only: true }));
+    match run(demo_only) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("signer-sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(demo_only: bool) -> Result<(), String> {
+    let options = Options::from_env().map_err(|e| e.to_string())?;
+    let data = options.data_dir.display().to_string();
+    eprintln!(
+        "signer-sim: starting kms-sim, the enclave (simulated NSM) and the parent; data in {data}/"
+    );
+    let mut stack = Stack::start(options).map_err(|e| e.to_string())?;
+    let pcr0 = std::fs::read_to_string(&stack.paths.measurements)
+        .ok()
+        .and_then(|j| nitro_attestation::policy::pcrs_from_measurements_json(&j).ok())
+        .and_then(|p| p.get(&0).map(hex::encode))
+        .unwrap_or_default();
+    println!("simulation stack is up");
+    println!("  API           {}   (GET /readyz is 200)", stack.base_url());
+    println!("  KMS emulator  http://{}   key {}", stack.options.kms_addr, stack.key_arn);
+    println!(
+        "  enclave       unix:{}   simulated NSM, PCR0 {}…",
+        stack.paths.socket.display(),
+        pcr0.get(..16).unwrap_or_default()
+    );
+    println!(
+        "  key policy    {}   (pinned to PCR0-2 by `attest key-policy`)",
+        stack.paths.key_policy.display()
+    );
+    println!("  logs          {}/", stack.paths.logs.display());
+    println!("  tokens        {}   (api / admin)", stack.paths.tokens.display());
+
+    let d = demo::run(&stack.api())?;
+    println!();
+    println!("demo round trip");
+    println!("  agent         {}", d.agent_pubkey);
+    println!("  grant         {}", d.grant_id);
+    println!("  signature     {}", d.signature);
+    println!(
+        "  verified      yes: ed25519 over the transaction message, by the agent's public key"
+    );
+
+    let base = stack.base_url();
+    println!();
+    println!("try it (the demo's grant is valid for 15 minutes):");
+    println!("  export TOKEN={}", stack.api_token);
+    println!("  curl -s {base}/readyz");
+    println!(
+        "  curl -s -X POST {base}/v1/agents -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n    -d '{{\"wallet\":\"{}\",\"umk\":\"{}\"}}'",
+        d.wallet, d.umk_b64
+    );
+    println!(
+        "  curl -s -X POST {base}/v1/sign -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n    -d '{{\"grant_record\":\"{}\",\"agent_key_record\":\"{}\",\"bot_id\":\"{}\",\"transaction\":\"{}\",\"request_id\":\"'$(cat /proc/sys/kernel/random/uuid)'\"}}'",
+        d.grant_record, d.agent_key_record, d.bot_id, d.transaction_b64
+    );
+
+    if demo_only {
+        stack.shutdown();
+        return Ok(());
+    }
+    println!();
+    println!("serving; press Ctrl-C to stop");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut interrupted = false;
+    while !interrupted {
+        interrupted = runtime.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+            else {
+                return true;
+            };
+            tokio::select! {
+                _ = term.recv() => true,
+                _ = int.recv() => true,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            }
+        });
+        for proc in [Some(&mut stack.kms), stack.enclave.as_mut(), stack.parent.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            proc.check_running().map_err(|e| e.to_string())?;
+        }
+    }
+    eprintln!("signer-sim: stopping (parent, enclave, kms-sim)");
+    stack.shutdown();
+    eprintln!("signer-sim: stopped");
+    Ok(())
+}

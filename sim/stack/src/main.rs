@@ -1,2 +1,0 @@
-//! Simulation stack launcher.
-fn main() {}

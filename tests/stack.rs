@@ -1,0 +1,225 @@
+//! The simulation stack from the built binaries: the launcher `scripts/sim.sh` runs, persistence
+//! across restarts, and the flows of SPEC §5 over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use enclave_core::policy::Policy;
+use enclave_core::records::{GrantContents, GrantHeader, KeyWrap, encryption_context, seal_grant};
+use enclave_core::{OsRandom, Pubkey, Secret32};
+use serde_json::json;
+use signer_e2e::*;
+
+fn launcher() -> std::path::PathBuf {
+    signer_sim::process::binary("signer-sim").unwrap()
+}
+
+fn launcher_env(cmd: &mut Command, name: &str) -> Options {
+    let options = Options::for_test(data_dir(name));
+    cmd.env("SIGNER_DATA_DIR", &options.data_dir)
+        .env("SIGNER_HTTP_ADDR", options.http_addr.to_string())
+        .env("SIGNER_KMS_ADDR", options.kms_addr.to_string())
+        .env_remove("SIGNER_API_TOKEN")
+        .env_remove("SIGNER_ADMIN_TOKEN");
+    options
+}
+
+#[test]
+fn launcher_demo_prints_a_verified_signature() {
+    let mut cmd = Command::new(launcher());
+    cmd.args(["run", "--demo-only"]);
+    let options = launcher_env(&mut cmd, "launcher-demo");
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("simulation stack is up"), "{stdout}");
+    assert!(stdout.contains(&format!("http://{}", options.http_addr)), "{stdout}");
+    assert!(stdout.contains("verified      yes"), "{stdout}");
+    let signature =
+        stdout.lines().find_map(|l| l.trim().strip_prefix("signature")).unwrap().trim().to_string();
+    assert_eq!(bs58::decode(&signature).into_vec().unwrap().len(), 64);
+    // Tokens were generated and persisted privately.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(options.data_dir.join("tokens.json")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn launcher_serves_the_printed_curl_examples_until_ctrl_c() {
+    let mut cmd = Command::new(launcher());
+    cmd.arg("run").stdout(Stdio::piped()).stderr(Stdio::null());
+    let options = launcher_env(&mut cmd, "launcher-serve");
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut printed = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        let done = line.contains("press Ctrl-C");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = printed.join("\n");
+    assert!(text.contains("press Ctrl-C"), "{text}");
+    // Re-assemble the printed shell commands (continued lines end with a backslash) and run them.
+    let export = printed
+        .iter()
+        .find(|l| l.trim_start().starts_with("export TOKEN="))
+        .unwrap()
+        .trim()
+        .to_string();
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    for line in printed.iter().map(|l| l.trim()) {
+        if line.starts_with("curl") || !current.is_empty() {
+            current.push_str(line.trim_end_matches('\\'));
+            current.push(' ');
+            if !line.ends_with('\\') {
+                commands.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    assert_eq!(commands.len(), 3, "{text}");
+    for (i, c) in commands.iter().enumerate() {
+        let out = Command::new("bash")
+            .args(["-c", &format!("{export}; {c} -w '\\n%{{http_code}}'")])
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(body.trim_end().ends_with("200"), "command {i} `{c}` answered:\n{body}");
+        let json: serde_json::Value =
+            serde_json::from_str(body.trim_end().rsplit_once('\n').unwrap().0).unwrap();
+        match i {
+            0 => assert_eq!(json["ready"], true),
+            1 => assert!(json["agent_pubkey"].is_string()),
+            _ => assert!(json["signature"].is_string()),
+        }
+    }
+    // Ctrl-C: everything stops cleanly.
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(std::net::TcpStream::connect(options.http_addr).is_err(), "the parent is gone");
+    assert!(std::net::TcpStream::connect(options.kms_addr).is_err(), "kms-sim is gone");
+    assert!(!options.data_dir.join("run/enclave.sock").exists(), "the enclave removed its socket");
+    let enclave_log = std::fs::read_to_string(options.data_dir.join("logs/enclave.log")).unwrap();
+    assert!(enclave_log.contains("shutdown complete"), "{enclave_log}");
+}
+
+#[test]
+fn restarting_the_stack_keeps_the_kms_key_so_earlier_records_still_open() {
+    let stack = start("restart").unwrap();
+    let (dir, key, api_token) =
+        (stack.options.data_dir.clone(), stack.key_arn.clone(), stack.api_token.clone());
+    let w = Wallet::create(&stack.api(), policy(1_000_000_000, 10_000_000_000), 3600).unwrap();
+    assert_eq!(
+        stack.api().post("/v1/sign", &w.sign_body(&w.transfer(1), &request_id())).unwrap().status,
+        200
+    );
+    stack.shutdown();
+
+    let mut options = Options::for_test(dir);
+    options.api_token = Some(api_token);
+    let stack = Stack::start(options).unwrap();
+    assert_eq!(stack.key_arn, key, "the same KMS key");
+    // A new enclave (new recipient key, nothing cached) opens the old records through KMS.
+    let r = stack.api().post("/v1/sign", &w.sign_body(&w.transfer(2), &request_id())).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[test]
+fn spec_flows_end_to_end() {
+    let stack = start("flows").unwrap();
+    let (api, admin) = (stack.api(), stack.admin());
+
+    // Boot: attested, ready.
+    assert_eq!(api.get("/readyz").unwrap().status, 200);
+
+    // Create agent, create grant, sign (one KMS call), idempotent retry, different request → 409.
+    let w = Wallet::create(&api, policy(500_000_000, 2_000_000_000), 900).unwrap();
+    let tx = w.transfer(250_000_000);
+    let id = request_id();
+    let first = api.post("/v1/sign", &w.sign_body(&tx, &id)).unwrap();
+    assert_eq!(first.status, 200, "{}", first.body);
+    let retry = api.post("/v1/sign", &w.sign_body(&tx, &id)).unwrap();
+    assert_eq!(retry.str("transaction"), first.str("transaction"));
+    assert_eq!(api.post("/v1/sign", &w.sign_body(&w.transfer(1), &id)).unwrap().status, 409);
+
+    // Policy is enforced with the enclave's own counters: 2 SOL per day.
+    for _ in 0..7 {
+        assert_eq!(
+            api.post("/v1/sign", &w.sign_body(&w.transfer(250_000_000), &request_id()))
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    let r = api.post("/v1/sign", &w.sign_body(&w.transfer(250_000_000), &request_id())).unwrap();
+    assert_eq!(r.body["rule"], "max_lamports_per_day", "{}", r.body);
+
+    // A backend-made grant (wrap_alg 2): the DEK is encrypted by a symmetric KMS key bound to the
+    // grant's AAD through the encryption context; the enclave opens it the same way.
+    let sym = stack.create_symmetric_key().unwrap();
+    let wallet: Pubkey = w.wallet.parse().unwrap();
+    let header = GrantHeader {
+        wallet,
+        grant_id: random::<16>(),
+        bot_id: *uuid::Uuid::parse_str(&w.bot_id).unwrap().as_bytes(),
+        agent_pubkey: w.agent(),
+        issued_at: now() - 5,
+        expires_at: now() + 600,
+    };
+    let dek = Secret32::new(random::<32>());
+    let (ctx_key, ctx_value) = encryption_context(&header.aad());
+    let kms_ciphertext = stack.kms_encrypt(&sym, dek.expose(), (&ctx_key, &ctx_value)).unwrap();
+    let policy: Policy = serde_json::from_value(policy(1_000_000_000, 10_000_000_000)).unwrap();
+    let umk = Secret32::new(unb64(&w.umk).try_into().unwrap());
+    let record = seal_grant(
+        &header,
+        &GrantContents { umk, policy },
+        KeyWrap::KmsSymmetric { key: &dek, kms_ciphertext: &kms_ciphertext },
+        &OsRandom,
+    )
+    .unwrap();
+    let mut w2 = w.clone();
+    w2.grant_record = b64(&record);
+    let r = api.post("/v1/sign", &w2.sign_body(&w2.transfer(5), &request_id())).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.str("grant_id"), uuid::Uuid::from_bytes(header.grant_id).to_string());
+
+    // Revoke the whole wallet: both grants stop at once.
+    assert_eq!(admin.post("/v1/grants/revoke", &json!({"wallet": w.wallet})).unwrap().status, 200);
+    assert_eq!(
+        api.post("/v1/sign", &w2.sign_body(&w2.transfer(5), &request_id())).unwrap().code(),
+        Some("grant_revoked")
+    );
+
+    // The kill switch stops everything, including scheduled transfers.
+    assert_eq!(admin.post("/v1/kill-switch", &json!({"engaged": true})).unwrap().status, 200);
+    let kms_spki = stack.kms_public_key().unwrap();
+    let dest = Pubkey(random::<32>());
+    let intent = enclave_core::policy::Intent { destination: dest.0, mint: [0; 32], amount: 9 };
+    let (sched, agent) = scheduled_record(
+        &kms_spki,
+        Pubkey(random::<32>()),
+        random::<32>(),
+        intent,
+        now() - 1,
+        now() + 60,
+        5_000,
+    )
+    .unwrap();
+    let stx = signer_sim::tx::legacy_transfer(&agent, &dest, 9, random::<32>());
+    let body = json!({"scheduled_record": b64(&sched), "transaction": b64(&stx), "request_id": request_id()});
+    assert_eq!(api.post("/v1/scheduled/sign", &body).unwrap().code(), Some("kill_switch"));
+    assert_eq!(admin.post("/v1/kill-switch", &json!({"engaged": false})).unwrap().status, 200);
+    assert_eq!(api.post("/v1/scheduled/sign", &body).unwrap().status, 200);
+}

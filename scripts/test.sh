@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 echo "== cargo fmt --check"
 cargo fmt --all --check
 
+echo "== shellcheck scripts/*.sh .ci/run"
+shellcheck scripts/*.sh .ci/run
+
+echo "== hadolint Dockerfile.enclave"
+hadolint Dockerfile.enclave
+
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

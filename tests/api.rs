@@ -90,6 +90,27 @@ fn agents_grants_sign_and_the_need_key_round_trip() {
     assert_eq!(bs58_sig(&signed), r.str("signature"));
     assert_eq!((kms_decrypts(&stack), enclave_calls(&stack, "need_key")), (1.0, 1.0));
 
+    // The routing key for the load balancer is exposed, and checked when sent.
+    let route = format!("{}/{}", w.wallet, w.bot_id);
+    assert_eq!(r.header("x-signer-route"), Some(route.as_str()));
+    let ok = api
+        .post_with(
+            "/v1/sign",
+            &w.sign_body(&w.transfer(5_001), &request_id()),
+            &[("x-signer-route", &route)],
+        )
+        .unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let wrong = api
+        .post_with(
+            "/v1/sign",
+            &w.sign_body(&w.transfer(5_002), &request_id()),
+            &[("x-signer-route", "someone/else")],
+        )
+        .unwrap();
+    assert_eq!((wrong.status, wrong.code()), (400, Some("bad_request")));
+    assert!(wrong.str("detail").contains("wrong enclave"), "{}", wrong.body);
+
     // Cache hit: no KMS call, one enclave call.
     let r = api.post("/v1/sign", &w.sign_body(&w.transfer(6_000), &request_id())).unwrap();
     assert_eq!(r.status, 200, "{}", r.body);

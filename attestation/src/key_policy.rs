@@ -74,8 +74,9 @@ pub enum KeyPolicyError {
 pub struct KeyPolicyParams<'a> {
     /// The role the parent daemon runs as (it calls `Decrypt` with the enclave's attestation).
     pub role_arn: &'a str,
-    /// Measurements (PCR index → value).
-    pub pcrs: &'a BTreeMap<u8, Vec<u8>>,
+    /// Measurements (PCR index → value), one map per allowed image: several during a rotation
+    /// (old and new image both allowed), otherwise one.
+    pub pcrs: &'a [BTreeMap<u8, Vec<u8>>],
     /// Indexes to pin; must include 0.
     pub pin: &'a [u8],
     /// Key administrator; defaults to the role's account root.
@@ -125,11 +126,25 @@ pub fn generate(params: &KeyPolicyParams<'_>) -> Result<Value, KeyPolicyError> {
     if !params.pin.contains(&0) {
         return Err(KeyPolicyError::Pcr0NotPinned);
     }
-    let mut pinned: BTreeMap<u8, String> = BTreeMap::new();
-    for index in params.pin {
-        let value = params.pcrs.get(index).ok_or(KeyPolicyError::MissingPcr(*index))?;
-        pinned.insert(*index, hex::encode(value));
+    if params.pcrs.is_empty() {
+        return Err(KeyPolicyError::MissingPcr(0));
     }
+    // Index → allowed values (one per image, duplicates removed, order kept).
+    let mut pinned: BTreeMap<u8, Vec<String>> = BTreeMap::new();
+    for measurements in params.pcrs {
+        for index in params.pin {
+            let value =
+                hex::encode(measurements.get(index).ok_or(KeyPolicyError::MissingPcr(*index))?);
+            let values = pinned.entry(*index).or_default();
+            if !values.contains(&value) {
+                values.push(value);
+            }
+        }
+    }
+    let one_or_many = |values: &Vec<String>| match values.as_slice() {
+        [single] => Value::String(single.clone()),
+        many => Value::Array(many.iter().cloned().map(Value::String).collect()),
+    };
     let condition_key = |index: u8| {
         if index == 0 { IMAGE_SHA384_KEY.to_string() } else { pcr_condition_key(index) }
     };
@@ -139,8 +154,8 @@ pub fn generate(params: &KeyPolicyParams<'_>) -> Result<Value, KeyPolicyError> {
         .unwrap_or_else(|| format!("arn:{}:iam::{}:root", arn.partition, arn.account));
 
     let mut allow_conditions = serde_json::Map::new();
-    for (index, value) in &pinned {
-        allow_conditions.insert(condition_key(*index), Value::String(value.clone()));
+    for (index, values) in &pinned {
+        allow_conditions.insert(condition_key(*index), one_or_many(values));
     }
     let mut statements = vec![
         json!({
@@ -184,14 +199,15 @@ pub fn generate(params: &KeyPolicyParams<'_>) -> Result<Value, KeyPolicyError> {
         "Resource": "*",
         "Condition": {"Null": {IMAGE_SHA384_KEY: "true"}}
     }));
-    for (index, value) in &pinned {
+    // A negated operator with several values denies when the value equals none of them.
+    for (index, values) in &pinned {
         statements.push(json!({
             "Sid": format!("DenyDecryptForOtherPcr{index}"),
             "Effect": "Deny",
             "Principal": "*",
             "Action": "kms:Decrypt",
             "Resource": "*",
-            "Condition": {"StringNotEqualsIgnoreCase": {condition_key(*index): value}}
+            "Condition": {"StringNotEqualsIgnoreCase": {condition_key(*index): one_or_many(values)}}
         }));
     }
     statements.push(json!({
@@ -568,7 +584,7 @@ mod tests {
     fn policy(pin: &[u8]) -> KeyPolicy {
         let json = generate(&KeyPolicyParams {
             role_arn: ROLE,
-            pcrs: &pcrs(),
+            pcrs: &[pcrs()],
             pin,
             admin_arn: None,
             encrypt_role_arn: None,
@@ -622,10 +638,41 @@ mod tests {
     }
 
     #[test]
+    fn rotation_allows_both_images_and_only_them() {
+        let mut new = pcrs();
+        new.insert(0, vec![0xdd; 48]);
+        let json = generate(&KeyPolicyParams {
+            role_arn: ROLE,
+            pcrs: &[pcrs(), new],
+            pin: &[0, 1],
+            admin_arn: None,
+            encrypt_role_arn: None,
+        })
+        .unwrap();
+        let policy = KeyPolicy::parse(&json.to_string()).unwrap();
+        let req = |pcr0: u8| Request {
+            action: "kms:Decrypt",
+            principal: Some(ROLE),
+            context: context(&[pcr0; 48], &[0xbb; 48]),
+        };
+        assert!(policy.evaluate(&req(0xaa)).decision.is_allow(), "old image");
+        assert!(policy.evaluate(&req(0xdd)).decision.is_allow(), "new image");
+        assert!(
+            matches!(policy.evaluate(&req(0xee)).decision, Decision::ExplicitDeny { .. }),
+            "any other image"
+        );
+        // PCR1 is the same in both: a single value, not a list.
+        assert!(json.to_string().contains(&format!(
+            "\"kms:RecipientAttestation:PCR1\":\"{}\"",
+            hex::encode([0xbb; 48])
+        )));
+    }
+
+    #[test]
     fn pin_must_include_pcr0_and_exist() {
         let params = |pin: &'static [u8]| KeyPolicyParams {
             role_arn: ROLE,
-            pcrs: Box::leak(Box::new(pcrs())),
+            pcrs: Box::leak(Box::new([pcrs()])),
             pin,
             admin_arn: None,
             encrypt_role_arn: None,

@@ -400,6 +400,60 @@ fn key_policy_and_explain() {
 }
 
 #[test]
+fn key_policy_allows_several_images_during_a_rotation() {
+    let old = vector("evervault_cert_embedded_nondebug");
+    let new = vector("base_nitro_validator_2024-11-30");
+    let dir = TempDir::new("policy-rotation");
+    let m_old = dir.write("old.json", &measurements(&old));
+    let m_new = dir.write("new.json", &measurements(&new));
+    let role = "arn:aws:iam::111122223333:role/parent";
+    let o = attest(&["key-policy", "--pcrs", &m_old, "--pcrs", &m_new, "--role-arn", role]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let policy_path = dir.write("policy.json", &o.stdout);
+    let policy: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let allowed = &policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "AttestedEnclaveDecrypt")
+        .unwrap()["Condition"]["StringEqualsIgnoreCase"]["kms:RecipientAttestation:ImageSha384"];
+    assert_eq!(allowed, &serde_json::json!([old.pcrs_nonzero["0"], new.pcrs_nonzero["0"]]));
+    for v in [&old, &new] {
+        let o = attest(&[
+            "explain",
+            &path(v),
+            "--policy",
+            &policy_path,
+            "--at",
+            &v.valid_at().to_string(),
+            "--principal",
+            role,
+        ]);
+        assert_eq!(code(&o), 0, "{}: {}", v.file, String::from_utf8_lossy(&o.stdout));
+    }
+    let third = vector("evervault_ga");
+    let o = attest(&[
+        "explain",
+        &path(&third),
+        "--policy",
+        &policy_path,
+        "--at",
+        &third.valid_at().to_string(),
+        "--allow-debug",
+    ]);
+    assert_eq!(code(&o), 2, "explain has no --allow-debug flag");
+    let o = attest(&[
+        "explain",
+        &path(&third),
+        "--policy",
+        &policy_path,
+        "--at",
+        &third.valid_at().to_string(),
+    ]);
+    assert_eq!(code(&o), 1, "a third image is denied");
+}
+
+#[test]
 fn key_policy_usage_errors() {
     let v = vector("evervault_cert_embedded_nondebug");
     let dir = TempDir::new("policy-errors");

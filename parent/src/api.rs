@@ -267,6 +267,16 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
+/// The routing key a load balancer hashes on (SPEC §13): `<wallet base58>/<bot_id uuid>`. Sign
+/// responses carry it; a request that carries it must match its grant.
+pub const ROUTE_HEADER: &str = "x-signer-route";
+
+fn route_key(grant_record: &[u8], bot_id: &Uuid) -> Result<String, ApiError> {
+    let grant = enclave_core::records::SealedGrant::parse(grant_record)
+        .map_err(|e| ApiError::new(400, "record_invalid", format!("grant_record: {e}")))?;
+    Ok(format!("{}/{}", grant.header.wallet, bot_id))
+}
+
 fn query_param<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
@@ -379,8 +389,18 @@ async fn dispatch(
             ))
         }
         "sign" => {
+            let route_header =
+                req.headers().get(ROUTE_HEADER).map(|v| v.to_str().unwrap_or("").to_string());
             let body = read_body(parent, req).await?;
             let b: SignBody = parse(&body)?;
+            let route = route_key(&b.grant_record.0, &b.bot_id)?;
+            if let Some(given) = route_header
+                && given != route
+            {
+                return Err(ApiError::bad_request(format!(
+                    "{ROUTE_HEADER} is `{given}` but this grant belongs to `{route}`: the load balancer would route it to the wrong enclave"
+                )));
+            }
             let op = SignOp {
                 grant_record: b.grant_record.0,
                 agent_key_record: b.agent_key_record.0,
@@ -393,10 +413,14 @@ async fn dispatch(
             let Reply::Signed { signature, transaction, record_id } = parent.sign(op).await? else {
                 return Err(ApiError::new(500, "internal", "unexpected reply to sign"));
             };
-            Ok(json_response(
+            let mut r = json_response(
                 200,
                 &json!({"signature": bs58::encode(signature).into_string(), "transaction": b64(&transaction), "grant_id": Uuid::from_bytes(record_id).to_string()}),
-            ))
+            );
+            if let Ok(v) = HeaderValue::from_str(&route) {
+                r.headers_mut().insert(ROUTE_HEADER, v);
+            }
+            Ok(r)
         }
         "scheduled_sign" => {
             let body = read_body(parent, req).await?;
@@ -453,6 +477,10 @@ async fn dispatch(
 async fn handle(parent: Arc<Parent>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let path = req.uri().path().to_string();
+    // Refusals sent before the body is read leave unread bytes on the connection: it cannot be
+    // reused, so say so (clients would otherwise send the next request into a closing socket).
+    let has_body = req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0")
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
     let (label, response) = match route(&path) {
         None => ("unknown", problem(&ApiError::new(404, "not_found", format!("no route {path}")))),
         Some((method, _, label)) if method != req.method() => {
@@ -474,7 +502,11 @@ async fn handle(parent: Arc<Parent>, req: Request<Incoming>) -> Result<Response<
             (label, result.unwrap_or_else(|e| problem(&e)))
         }
     };
+    let mut response = response;
     let status = response.status().as_u16();
+    if has_body && matches!(status, 401 | 404 | 405 | 413) {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let code = if status < 400 { "ok" } else { code_of(status) };
     parent.metrics.http_requests.with_label_values(&[label, code]).inc();
     parent

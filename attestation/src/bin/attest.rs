@@ -53,9 +53,10 @@ enum Command {
     },
     /// Write a KMS key policy that allows Decrypt only to an enclave with these measurements.
     KeyPolicy {
-        /// `nitro-cli build-enclave` / `describe-eif` measurement JSON.
-        #[arg(long)]
-        pcrs: PathBuf,
+        /// `nitro-cli build-enclave` / `describe-eif` measurement JSON. Repeat to allow several
+        /// images at once (during an upgrade: the old and the new).
+        #[arg(long, required = true)]
+        pcrs: Vec<PathBuf>,
         /// ARN of the role the parent daemon runs as (it calls Decrypt with the enclave's attestation).
         #[arg(long)]
         role_arn: String,
@@ -442,18 +443,24 @@ fn run_inspect(file: &Path, json_out: bool) -> Result<ExitCode, UsageError> {
 }
 
 fn run_key_policy(
-    pcrs: &Path,
+    pcrs: &[PathBuf],
     role_arn: &str,
     pin: &[u8],
     admin_arn: Option<&str>,
     encrypt_role_arn: Option<&str>,
 ) -> Result<ExitCode, UsageError> {
-    let json = std::fs::read_to_string(pcrs)
-        .map_err(|e| UsageError(format!("{}: {e}", pcrs.display())))?;
-    let pcrs = pcrs_from_measurements_json(&json)?;
+    let mut images = Vec::with_capacity(pcrs.len());
+    for path in pcrs {
+        let json = std::fs::read_to_string(path)
+            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+        images.push(
+            pcrs_from_measurements_json(&json)
+                .map_err(|e| UsageError(format!("{}: {e}", path.display())))?,
+        );
+    }
     let policy = key_policy::generate(&KeyPolicyParams {
         role_arn,
-        pcrs: &pcrs,
+        pcrs: &images,
         pin,
         admin_arn,
         encrypt_role_arn,

@@ -70,6 +70,21 @@ struct RunArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print a measured config (TOML) for a KMS execution key, every other setting default.
+    /// Deployment scripts use this so the file they bake into the image is exactly what the
+    /// daemon parses.
+    Config {
+        /// The KMS key's public key: base64 SubjectPublicKeyInfo DER (`aws kms get-public-key
+        /// --query PublicKey --output text`).
+        #[arg(long)]
+        kms_public_key: String,
+        /// The KMS key id or ARN (informational).
+        #[arg(long)]
+        kms_key_id: Option<String>,
+        /// Longest grant lifetime the enclave accepts, seconds.
+        #[arg(long)]
+        max_grant_ttl_seconds: Option<u64>,
+    },
     /// Print the simulated PCRs of an enclave binary with a config (nitro-cli measurement JSON).
     Measure {
         #[arg(long)]
@@ -84,6 +99,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Measure { config, binary }) => measure(config, binary),
+        Some(Command::Config { kms_public_key, kms_key_id, max_grant_ttl_seconds }) => {
+            write_config(&kms_public_key, kms_key_id, max_grant_ttl_seconds)
+        }
         None => run(cli.run),
     };
     match result {
@@ -107,6 +125,26 @@ fn measure(config_path: PathBuf, binary: Option<PathBuf>) -> Result<(), String> 
     let loaded = config::load(&config_path).map_err(|e| e.to_string())?;
     let pcrs = sim_pcrs(&current_binary(binary)?, &loaded.bytes);
     println!("{}", nitro_attestation::policy::measurements_json(&pcrs));
+    Ok(())
+}
+
+fn write_config(
+    kms_public_key: &str,
+    kms_key_id: Option<String>,
+    max_ttl: Option<u64>,
+) -> Result<(), String> {
+    use base64::Engine as _;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(kms_public_key.trim())
+        .map_err(|e| format!("--kms-public-key is not base64: {e}"))?;
+    let mut file = config::FileConfig::new(&der, kms_key_id);
+    if let Some(ttl) = max_ttl {
+        file.max_grant_ttl_seconds = ttl;
+    }
+    let text = file.to_toml().map_err(|e| e.to_string())?;
+    // Refuse to print anything the daemon would not accept.
+    config::parse(text.as_bytes()).map_err(|e| e.to_string())?;
+    print!("{text}");
     Ok(())
 }
 

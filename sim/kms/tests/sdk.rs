@@ -118,7 +118,7 @@ fn attested_policy(pcr0: u8) -> String {
         (0u8..3).map(|i| (i, if i == 0 { vec![pcr0; 48] } else { vec![i; 48] })).collect();
     generate(&KeyPolicyParams {
         role_arn: ROLE,
-        pcrs: &pcrs,
+        pcrs: &[pcrs],
         pin: &[0, 1],
         admin_arn: None,
         encrypt_role_arn: Some(ROLE),

@@ -7,12 +7,19 @@ use serde_json::Value;
 pub struct Reply {
     pub status: u16,
     pub body: Value,
+    /// Response headers (lower-case names).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
     /// The problem+json `code`, if any.
     pub fn code(&self) -> Option<&str> {
         self.body.get("code").and_then(Value::as_str)
+    }
+
+    /// A response header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// `body[key]` as a string (empty if absent).
@@ -49,9 +56,14 @@ impl Api {
     ) -> Result<Reply, String> {
         let mut response = result.map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
         let text = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok(Reply { status, body })
+        Ok(Reply { status, body, headers })
     }
 
     /// `POST path` with a JSON body.
@@ -63,6 +75,24 @@ impl Api {
                 .content_type("application/json")
                 .send(body.to_string()),
         )
+    }
+
+    /// `POST path` with a JSON body and extra headers.
+    pub fn post_with(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, String> {
+        let mut request = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .header("authorization", &format!("Bearer {}", self.token))
+            .content_type("application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Self::finish(request.send(body.to_string()))
     }
 
     /// `POST path` with raw bytes (for malformed-input tests).

@@ -223,3 +223,41 @@ fn spec_flows_end_to_end() {
     assert_eq!(admin.post("/v1/kill-switch", &json!({"engaged": false})).unwrap().status, 200);
     assert_eq!(api.post("/v1/scheduled/sign", &body).unwrap().status, 200);
 }
+
+#[test]
+fn bench_reports_the_documented_json() {
+    // Structure only: performance is measured by scripts/bench.sh, never asserted in tests.
+    let out = Command::new(signer_sim::process::binary("signer-bench").unwrap())
+        .args([
+            "--seconds",
+            "1",
+            "--concurrency",
+            "4",
+            "--grants",
+            "3",
+            "--raw-seconds",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    for key in [
+        "throughput_per_s",
+        "raw_sign_per_s",
+        "ratio",
+        "p50_ms",
+        "p99_ms",
+        "errors",
+        "kms_calls",
+        "grants",
+    ] {
+        assert!(last[key].is_number(), "missing {key} in {last}");
+    }
+    assert_eq!(last["errors"], 0, "{last}");
+    assert_eq!(last["grants"], 3);
+    assert_eq!(last["kms_calls"], 3, "one KMS call per grant: {last}");
+    assert!(last["requests"].as_u64().unwrap() > 0);
+}

@@ -1,2 +1,652 @@
-//! Load generator.
-fn main() {}
+//! `signer-bench`: drives `POST /v1/sign` with C concurrent keep-alive clients for T seconds and
+//! reports throughput, latency percentiles, errors by code, KMS calls, the daemons' CPU time and
+//! peak RSS, and — measured in the same run on the same machine — the raw single-core
+//! ed25519-dalek signing rate and the ratio end-to-end / raw.
+//!
+//! It starts the simulation stack from the built binaries (or attaches to a running parent with
+//! `--attach URL --token T`), creates `--grants` grants and opens each with one request first
+//! (one KMS call per grant), then measures. `--sweep` varies concurrency (1, 4, 16, 64, 256) and
+//! distinct grants (1, 100, 10 000) on a fresh stack per point and writes a table and an SVG plot.
+//! `--requests N` stops after N distinct request ids instead of after T seconds (memory runs).
+//! With `--json` the last stdout line is one JSON object.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use ed25519_dalek::Signer as _;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use signer_sim::{Api, Options, Stack};
+
+#[derive(Parser, Clone)]
+#[command(
+    name = "signer-bench",
+    version,
+    about = "Load generator and benchmark for the signing stack"
+)]
+struct Cli {
+    /// Measurement time per run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent keep-alive clients.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Distinct grants (requests round-robin over them).
+    #[arg(long, default_value_t = 100)]
+    grants: usize,
+    /// Stop after this many signed requests (warm-up included) instead of after --seconds.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Run the sweep (concurrency 1..256, grants 1..10 000) and write a table and a plot.
+    #[arg(long)]
+    sweep: bool,
+    /// Where the sweep's SVG plot goes.
+    #[arg(long, default_value = "docs/bench-sweep.svg")]
+    plot: PathBuf,
+    /// Attach to a running parent instead of starting a stack.
+    #[arg(long)]
+    attach: Option<String>,
+    /// API token when attaching.
+    #[arg(long, env = "SIGNER_API_TOKEN")]
+    token: Option<String>,
+    /// Enclave and parent process ids when attaching (for CPU and RSS figures).
+    #[arg(long)]
+    enclave_pid: Option<u32>,
+    #[arg(long)]
+    parent_pid: Option<u32>,
+    /// Print the final summary as one JSON object on the last stdout line.
+    #[arg(long)]
+    json: bool,
+    /// How long to measure the raw ed25519 rate.
+    #[arg(long, default_value_t = 3)]
+    raw_seconds: u64,
+}
+
+/// Per-process figures from /proc.
+#[derive(Clone, Copy, Debug, Default)]
+struct ProcStats {
+    cpu_seconds: f64,
+    rss_mib: f64,
+    peak_rss_mib: f64,
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn proc_stats(pid: Option<u32>) -> ProcStats {
+    let Some(pid) = pid else { return ProcStats::default() };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at ") ".
+    let fields: Vec<&str> =
+        stat.rsplit_once(") ").map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of /proc/PID/stat, i.e. 11 and 12 after the name.
+    ProcStats {
+        cpu_seconds: (ticks(11) + ticks(12)) / clock_ticks(),
+        rss_mib: kib("VmRSS:") / 1024.0,
+        peak_rss_mib: kib("VmHWM:") / 1024.0,
+    }
+}
+
+/// Single-core ed25519-dalek signing rate over a 232-byte message (a typical transfer message).
+fn raw_sign_rate(duration: Duration) -> f64 {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let message = [0x5au8; 232];
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < duration {
+        for _ in 0..100 {
+            std::hint::black_box(key.sign(std::hint::black_box(&message)));
+        }
+        n += 100;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// One prepared grant: the request body around the request id.
+struct Prepared {
+    prefix: String,
+    suffix: &'static str,
+}
+
+fn unlimited_policy() -> Value {
+    json!({
+        "max_lamports_per_tx": u64::MAX, "max_lamports_per_day": u64::MAX, "max_fee_lamports": 1_000_000,
+        "tokens": [], "allowed_programs": [], "max_notional_cents_per_tx": 0, "max_notional_cents_per_day": 0
+    })
+}
+
+/// Creates `grants` grants (one agent per 100) with a few threads; returns the request bodies.
+fn prepare(api: &Api, grants: usize) -> Result<Vec<Prepared>, String> {
+    let threads = 8.min(grants.max(1));
+    let per_thread = grants.div_ceil(threads);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let api = api.clone();
+            let count = per_thread.min(grants.saturating_sub(t * per_thread));
+            std::thread::spawn(move || -> Result<Vec<Prepared>, String> {
+                let mut out = Vec::with_capacity(count);
+                let mut agent: Option<(String, String, String, String, enclave_core::Pubkey)> = None;
+                for i in 0..count {
+                    if i % 100 == 0 {
+                        let wallet = enclave_core::Pubkey(random_bytes()).to_string();
+                        let umk = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, random_bytes::<32>());
+                        let r = api.post("/v1/agents", &json!({"wallet": wallet, "umk": umk}))?;
+                        if r.status != 200 {
+                            return Err(format!("create agent: {} {}", r.status, r.body));
+                        }
+                        let pubkey: enclave_core::Pubkey = r.str("agent_pubkey").parse().map_err(|e| format!("{e}"))?;
+                        agent = Some((wallet, umk, r.str("agent_pubkey"), r.str("agent_key_record"), pubkey));
+                    }
+                    let Some((wallet, umk, agent_pubkey, agent_record, pubkey)) = agent.as_ref() else { continue };
+                    let bot_id = uuid::Uuid::new_v4().to_string();
+                    let r = api.post(
+                        "/v1/grants",
+                        &json!({"wallet": wallet, "bot_id": bot_id, "agent_pubkey": agent_pubkey, "umk": umk, "ttl_seconds": 3600, "policy": unlimited_policy()}),
+                    )?;
+                    if r.status != 200 {
+                        return Err(format!("create grant: {} {}", r.status, r.body));
+                    }
+                    let tx = signer_sim::tx::legacy_transfer(pubkey, &enclave_core::Pubkey(random_bytes()), 1_000 + i as u64, random_bytes());
+                    let tx = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, tx);
+                    out.push(Prepared {
+                        prefix: format!(
+                            r#"{{"grant_record":"{}","agent_key_record":"{agent_record}","bot_id":"{bot_id}","transaction":"{tx}","request_id":""#,
+                            r.str("grant_record")
+                        ),
+                        suffix: r#""}"#,
+                    });
+                }
+                Ok(out)
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(grants);
+    for h in handles {
+        all.extend(h.join().map_err(|_| "a setup thread panicked".to_string())??);
+    }
+    Ok(all)
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    let _ = enclave_core::SecureRandom::fill(&enclave_core::OsRandom, &mut b);
+    b
+}
+
+/// What one load run measured.
+#[derive(Clone, Debug, Default)]
+struct Run {
+    concurrency: usize,
+    grants: usize,
+    seconds: f64,
+    requests: u64,
+    throughput: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    errors: BTreeMap<String, u64>,
+    kms_calls: u64,
+    enclave: ProcStats,
+    parent: ProcStats,
+    enclave_cpu: f64,
+    parent_cpu: f64,
+    enclave_rss_growth_mib: f64,
+}
+
+struct Shared {
+    histogram: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
+    errors: std::sync::Mutex<BTreeMap<String, u64>>,
+    sent: AtomicU64,
+}
+
+async fn client_task(
+    addr: std::net::SocketAddr,
+    token: Arc<String>,
+    bodies: Arc<Vec<Prepared>>,
+    id: usize,
+    stop: Stop,
+    shared: Arc<Shared>,
+) {
+    let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+        *shared
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry("connect".into())
+            .or_default() += 1;
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    else {
+        return;
+    };
+    tokio::spawn(conn);
+    let Ok(mut local) = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3) else {
+        return;
+    };
+    let mut local_errors: BTreeMap<String, u64> = BTreeMap::new();
+    let authorization = format!("Bearer {token}");
+    let mut n: u64 = 0;
+    loop {
+        if stop.done(&shared.sent) {
+            break;
+        }
+        let Some(prepared) = bodies.get((id + n as usize * 7919) % bodies.len().max(1)) else {
+            break;
+        };
+        n += 1;
+        let body =
+            format!("{}{:08x}-0000-4000-8000-{:012x}{}", prepared.prefix, id, n, prepared.suffix);
+        let request = hyper::Request::post("/v1/sign")
+            .header("host", "bench")
+            .header("authorization", &authorization)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)));
+        let Ok(request) = request else { break };
+        let started = Instant::now();
+        let response = sender.send_request(request).await;
+        let (status, body) = match response {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = r.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                (status, body)
+            }
+            Err(_) => {
+                *local_errors.entry("transport".into()).or_default() += 1;
+                break;
+            }
+        };
+        let _ = local.record(started.elapsed().as_micros() as u64);
+        shared.sent.fetch_add(1, Ordering::Relaxed);
+        if status != 200 {
+            let code = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("code").and_then(Value::as_str).map(str::to_string));
+            *local_errors.entry(code.unwrap_or_else(|| format!("http_{status}"))).or_default() += 1;
+        }
+    }
+    let _ = shared.histogram.lock().unwrap_or_else(|e| e.into_inner()).add(&local);
+    let mut errors = shared.errors.lock().unwrap_or_else(|e| e.into_inner());
+    for (k, v) in local_errors {
+        *errors.entry(k).or_default() += v;
+    }
+}
+
+/// When a run stops: after a deadline or after a number of requests.
+#[derive(Clone, Copy)]
+enum Stop {
+    At(Instant),
+    After(u64),
+}
+
+impl Stop {
+    fn done(&self, sent: &AtomicU64) -> bool {
+        match self {
+            Self::At(deadline) => Instant::now() >= *deadline,
+            Self::After(n) => sent.load(Ordering::Relaxed) >= *n,
+        }
+    }
+}
+
+fn kms_calls(api: &Api) -> u64 {
+    let text = api.get_text("/metrics").map(|(_, t)| t).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("signer_kms_calls_total{operation=\"Decrypt\""))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum::<f64>() as u64
+}
+
+struct Target {
+    api: Api,
+    addr: std::net::SocketAddr,
+    enclave_pid: Option<u32>,
+    parent_pid: Option<u32>,
+    _stack: Option<Stack>,
+}
+
+fn target(cli: &Cli) -> Result<Target, String> {
+    if let Some(url) = &cli.attach {
+        let token = cli.token.clone().ok_or("--attach needs --token (or SIGNER_API_TOKEN)")?;
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|_| format!("--attach {url}: expected http://HOST:PORT"))?;
+        return Ok(Target {
+            api: Api::new(url.clone(), token),
+            addr,
+            enclave_pid: cli.enclave_pid,
+            parent_pid: cli.parent_pid,
+            _stack: None,
+        });
+    }
+    let dir = std::env::temp_dir().join(format!("signer-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut options = Options::for_test(dir);
+    options.log_level = "warn".into();
+    let stack = Stack::start(options).map_err(|e| e.to_string())?;
+    Ok(Target {
+        api: stack.api(),
+        addr: stack.options.http_addr,
+        enclave_pid: stack.enclave.as_ref().and_then(|p| p.pid()),
+        parent_pid: stack.parent.as_ref().and_then(|p| p.pid()),
+        _stack: Some(stack),
+    })
+}
+
+/// Requests sent, seconds elapsed, latencies (µs), errors by code.
+struct Load {
+    sent: u64,
+    elapsed: f64,
+    histogram: hdrhistogram::Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+fn run_load(
+    t: &Target,
+    concurrency: usize,
+    bodies: &Arc<Vec<Prepared>>,
+    stop: Stop,
+) -> Result<Load, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let shared = Arc::new(Shared {
+        histogram: std::sync::Mutex::new(
+            hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)
+                .map_err(|e| e.to_string())?,
+        ),
+        errors: std::sync::Mutex::new(BTreeMap::new()),
+        sent: AtomicU64::new(0),
+    });
+    let token = Arc::new(t.api.token.clone());
+    let started = Instant::now();
+    runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in 0..concurrency {
+            tasks.spawn(client_task(
+                t.addr,
+                Arc::clone(&token),
+                Arc::clone(bodies),
+                id,
+                stop,
+                Arc::clone(&shared),
+            ));
+        }
+        while tasks.join_next().await.is_some() {}
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let histogram = shared.histogram.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let errors = shared.errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(Load { sent: shared.sent.load(Ordering::Relaxed), elapsed, histogram, errors })
+}
+
+fn measure(cli: &Cli, concurrency: usize, grants: usize) -> Result<Run, String> {
+    let t = target(cli)?;
+    let bodies = Arc::new(prepare(&t.api, grants)?);
+    // Warm-up: open every grant (one KMS call each) and settle the connections.
+    let warmup_requests = grants.max(concurrency) as u64 * 2;
+    let warm = run_load(&t, concurrency.min(64), &bodies, Stop::After(warmup_requests))?;
+    if !warm.errors.is_empty() {
+        return Err(format!("warm-up failed: {:?}", warm.errors));
+    }
+    let enclave_before = proc_stats(t.enclave_pid);
+    let parent_before = proc_stats(t.parent_pid);
+    let stop = match cli.requests {
+        Some(n) => Stop::After(n.saturating_sub(warm.sent)),
+        None => Stop::At(Instant::now() + Duration::from_secs(cli.seconds)),
+    };
+    let Load { sent, elapsed, histogram: h, errors } = run_load(&t, concurrency, &bodies, stop)?;
+    let enclave = proc_stats(t.enclave_pid);
+    let parent = proc_stats(t.parent_pid);
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Run {
+        concurrency,
+        grants,
+        seconds: elapsed,
+        requests: sent,
+        throughput: sent as f64 / elapsed,
+        p50_ms: ms(0.5),
+        p90_ms: ms(0.9),
+        p99_ms: ms(0.99),
+        max_ms: h.max() as f64 / 1000.0,
+        errors,
+        kms_calls: kms_calls(&t.api),
+        enclave_cpu: enclave.cpu_seconds - enclave_before.cpu_seconds,
+        parent_cpu: parent.cpu_seconds - parent_before.cpu_seconds,
+        enclave_rss_growth_mib: enclave.rss_mib - enclave_before.rss_mib,
+        enclave,
+        parent,
+    })
+}
+
+fn summary(run: &Run, raw: f64) -> Value {
+    json!({
+        "throughput_per_s": (run.throughput * 10.0).round() / 10.0,
+        "raw_sign_per_s": raw.round(),
+        "ratio": (run.throughput / raw * 1000.0).round() / 1000.0,
+        "p50_ms": run.p50_ms,
+        "p90_ms": run.p90_ms,
+        "p99_ms": run.p99_ms,
+        "max_ms": run.max_ms,
+        "errors": run.errors.values().sum::<u64>(),
+        "errors_by_code": run.errors,
+        "kms_calls": run.kms_calls,
+        "grants": run.grants,
+        "concurrency": run.concurrency,
+        "requests": run.requests,
+        "seconds": (run.seconds * 100.0).round() / 100.0,
+        "enclave_cpu_s": (run.enclave_cpu * 100.0).round() / 100.0,
+        "parent_cpu_s": (run.parent_cpu * 100.0).round() / 100.0,
+        "enclave_peak_rss_mib": (run.enclave.peak_rss_mib * 10.0).round() / 10.0,
+        "parent_peak_rss_mib": (run.parent.peak_rss_mib * 10.0).round() / 10.0,
+        "enclave_rss_mib": (run.enclave.rss_mib * 10.0).round() / 10.0,
+        "enclave_rss_growth_mib": (run.enclave_rss_growth_mib * 10.0).round() / 10.0,
+    })
+}
+
+fn print_run(run: &Run, raw: f64) {
+    println!(
+        "concurrency {:>4}  grants {:>6}  {:>9.0} req/s  ({:.3}× raw)  p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  max {:>8.3} ms  errors {}  kms {}",
+        run.concurrency,
+        run.grants,
+        run.throughput,
+        run.throughput / raw,
+        run.p50_ms,
+        run.p90_ms,
+        run.p99_ms,
+        run.max_ms,
+        run.errors.values().sum::<u64>(),
+        run.kms_calls
+    );
+    println!(
+        "    enclave cpu {:.2} s  rss {:.1} MiB (peak {:.1}, +{:.1} in the run)   parent cpu {:.2} s  peak rss {:.1} MiB   over {:.2} s, {} requests",
+        run.enclave_cpu,
+        run.enclave.rss_mib,
+        run.enclave.peak_rss_mib,
+        run.enclave_rss_growth_mib,
+        run.parent_cpu,
+        run.parent.peak_rss_mib,
+        run.seconds,
+        run.requests
+    );
+    if !run.errors.is_empty() {
+        println!("    errors by code: {:?}", run.errors);
+    }
+}
+
+fn plot(path: &PathBuf, by_concurrency: &[Run], by_grants: &[Run], raw: f64) -> Result<(), String> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (1000, 700)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let panels = root.split_evenly((2, 2));
+    let series = |runs: &[Run], x: fn(&Run) -> f64, y: fn(&Run) -> f64| -> Vec<(f64, f64)> {
+        runs.iter().map(|r| (x(r), y(r))).collect()
+    };
+    type Panel<'a> = (&'a str, &'a str, &'a str, &'a [Run], fn(&Run) -> f64, fn(&Run) -> f64, bool);
+    let charts: [Panel<'_>; 4] = [
+        (
+            "throughput vs concurrency (100 grants)",
+            "concurrent clients",
+            "req/s",
+            by_concurrency,
+            |r| r.concurrency as f64,
+            |r| r.throughput,
+            true,
+        ),
+        (
+            "p99 latency vs concurrency (100 grants)",
+            "concurrent clients",
+            "ms",
+            by_concurrency,
+            |r| r.concurrency as f64,
+            |r| r.p99_ms,
+            false,
+        ),
+        (
+            "throughput vs distinct grants (64 clients)",
+            "distinct grants",
+            "req/s",
+            by_grants,
+            |r| r.grants as f64,
+            |r| r.throughput,
+            true,
+        ),
+        (
+            "p99 latency vs distinct grants (64 clients)",
+            "distinct grants",
+            "ms",
+            by_grants,
+            |r| r.grants as f64,
+            |r| r.p99_ms,
+            false,
+        ),
+    ];
+    for (panel, (title, x_desc, unit, runs, x, y, with_raw)) in panels.iter().zip(charts) {
+        let points = series(runs, x, y);
+        let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max) * 1.5;
+        let y_max =
+            points.iter().map(|p| p.1).fold(0.0, f64::max).max(if with_raw { raw } else { 0.0 })
+                * if with_raw { 1.45 } else { 1.15 }
+                + 1e-9;
+        let mut chart = ChartBuilder::on(panel)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d((0.7f64..x_max).log_scale(), 0f64..y_max)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .y_desc(unit)
+            .x_desc(x_desc)
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart.draw_series(LineSeries::new(points.clone(), &BLUE)).map_err(|e| e.to_string())?;
+        chart
+            .draw_series(points.iter().map(|p| Circle::new(*p, 4, BLUE.filled())))
+            .map_err(|e| e.to_string())?;
+        if with_raw {
+            chart
+                .draw_series(LineSeries::new(vec![(0.7, raw), (x_max, raw)], RED.stroke_width(1)))
+                .map_err(|e| e.to_string())?
+                .label("raw single-core ed25519 rate")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(0.7, raw / 2.0), (x_max, raw / 2.0)],
+                    RED.mix(0.4),
+                ))
+                .map_err(|e| e.to_string())?
+                .label("target: 0.5 × raw")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED.mix(0.4)));
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.8))
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("signer-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    eprintln!("measuring the raw single-core ed25519-dalek signing rate…");
+    let raw = raw_sign_rate(Duration::from_secs(cli.raw_seconds.max(1)));
+    println!("raw ed25519-dalek signing: {raw:.0} signatures/s on one core");
+    if !cli.sweep {
+        let run = measure(&cli, cli.concurrency, cli.grants)?;
+        print_run(&run, raw);
+        if cli.json {
+            println!("{}", summary(&run, raw));
+        }
+        return Ok(());
+    }
+    let mut by_concurrency = Vec::new();
+    for c in [1usize, 4, 16, 64, 256] {
+        let run = measure(&cli, c, 100)?;
+        print_run(&run, raw);
+        by_concurrency.push(run);
+    }
+    let mut by_grants = Vec::new();
+    for g in [1usize, 100, 10_000] {
+        let run = if g == 100 {
+            by_concurrency.iter().find(|r| r.concurrency == 64).cloned().ok_or("missing run")?
+        } else {
+            measure(&cli, 64, g)?
+        };
+        if g != 100 {
+            print_run(&run, raw);
+        }
+        by_grants.push(run);
+    }
+    plot(&cli.plot, &by_concurrency, &by_grants, raw)?;
+    println!("plot written to {}", cli.plot.display());
+    if cli.json {
+        let all: Vec<Value> =
+            by_concurrency.iter().chain(by_grants.iter()).map(|r| summary(r, raw)).collect();
+        println!("{}", json!({"raw_sign_per_s": raw.round(), "runs": all}));
+    }
+    Ok(())
+}

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::app::{ApiError, Parent};
+use crate::app::{ApiError, GrantInfo, Parent};
 
 /// Standard padded base64 bytes.
 #[derive(Clone, Debug)]
@@ -153,6 +153,23 @@ fn json_response(status: u16, value: &Value) -> Response<Body> {
     r
 }
 
+/// A JSON response from any serializable value (no intermediate `Value` tree).
+fn json_body<T: Serialize>(status: u16, value: &T) -> Response<Body> {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+#[derive(Serialize)]
+struct SignResponse {
+    signature: String,
+    transaction: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grant_id: Option<String>,
+}
+
 fn problem(e: &ApiError) -> Response<Body> {
     let p = Problem {
         kind: format!("urn:signer:error:{}", e.code),
@@ -271,12 +288,6 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
 /// responses carry it; a request that carries it must match its grant.
 pub const ROUTE_HEADER: &str = "x-signer-route";
 
-fn route_key(grant_record: &[u8], bot_id: &Uuid) -> Result<String, ApiError> {
-    let grant = enclave_core::records::SealedGrant::parse(grant_record)
-        .map_err(|e| ApiError::new(400, "record_invalid", format!("grant_record: {e}")))?;
-    Ok(format!("{}/{}", grant.header.wallet, bot_id))
-}
-
 fn query_param<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
@@ -393,7 +404,8 @@ async fn dispatch(
                 req.headers().get(ROUTE_HEADER).map(|v| v.to_str().unwrap_or("").to_string());
             let body = read_body(parent, req).await?;
             let b: SignBody = parse(&body)?;
-            let route = route_key(&b.grant_record.0, &b.bot_id)?;
+            let grant = GrantInfo::parse(&b.grant_record.0)?;
+            let route = format!("{}/{}", grant.wallet, b.bot_id);
             if let Some(given) = route_header
                 && given != route
             {
@@ -410,12 +422,18 @@ async fn dispatch(
                 declared_notional_cents: b.declared_notional_cents,
                 envelope: None,
             };
-            let Reply::Signed { signature, transaction, record_id } = parent.sign(op).await? else {
+            let Reply::Signed { signature, transaction, record_id } =
+                parent.sign(&grant, op).await?
+            else {
                 return Err(ApiError::new(500, "internal", "unexpected reply to sign"));
             };
-            let mut r = json_response(
+            let mut r = json_body(
                 200,
-                &json!({"signature": bs58::encode(signature).into_string(), "transaction": b64(&transaction), "grant_id": Uuid::from_bytes(record_id).to_string()}),
+                &SignResponse {
+                    signature: enclave_core::pubkey::signature_base58(&signature),
+                    transaction: b64(&transaction),
+                    grant_id: Some(Uuid::from_bytes(record_id).to_string()),
+                },
             );
             if let Ok(v) = HeaderValue::from_str(&route) {
                 r.headers_mut().insert(ROUTE_HEADER, v);
@@ -435,9 +453,13 @@ async fn dispatch(
             else {
                 return Err(ApiError::new(500, "internal", "unexpected reply to sign_scheduled"));
             };
-            Ok(json_response(
+            Ok(json_body(
                 200,
-                &json!({"signature": bs58::encode(signature).into_string(), "transaction": b64(&transaction)}),
+                &SignResponse {
+                    signature: enclave_core::pubkey::signature_base58(&signature),
+                    transaction: b64(&transaction),
+                    grant_id: None,
+                },
             ))
         }
         "revoke" => {

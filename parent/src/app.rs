@@ -108,11 +108,25 @@ impl From<KmsError> for ApiError {
 
 type Prefetch = Arc<OnceCell<Result<Vec<u8>, ApiError>>>;
 
-/// What the parent reads from a grant's public header.
-struct GrantInfo {
-    id: [u8; 16],
-    expires_at: u64,
-    wrapped: enclave_core::records::WrappedKey,
+/// What the parent reads from a grant's public header (parsed once per request).
+pub struct GrantInfo {
+    pub id: [u8; 16],
+    pub wallet: enclave_core::Pubkey,
+    pub expires_at: u64,
+    pub wrapped: enclave_core::records::WrappedKey,
+}
+
+impl GrantInfo {
+    pub fn parse(grant_record: &[u8]) -> Result<Self, ApiError> {
+        let grant = SealedGrant::parse(grant_record)
+            .map_err(|e| ApiError::new(400, "record_invalid", format!("grant_record: {e}")))?;
+        Ok(Self {
+            id: grant.header.grant_id,
+            wallet: grant.header.wallet,
+            expires_at: grant.header.expires_at,
+            wrapped: grant.wrapped,
+        })
+    }
 }
 
 /// Shared state behind every route.
@@ -261,17 +275,10 @@ impl Parent {
     }
 
     /// `POST /v1/sign`.
-    pub async fn sign(&self, op: SignOp) -> Result<Reply, ApiError> {
+    pub async fn sign(&self, grant: &GrantInfo, op: SignOp) -> Result<Reply, ApiError> {
         self.attested().await?;
-        let grant = SealedGrant::parse(&op.grant_record)
-            .map_err(|e| ApiError::new(400, "record_invalid", format!("grant_record: {e}")))?;
-        let grant = GrantInfo {
-            id: grant.header.grant_id,
-            expires_at: grant.header.expires_at,
-            wrapped: grant.wrapped,
-        };
         let grant_id = grant.id;
-        let result = self.sign_with_grant(&grant, op).await;
+        let result = self.sign_with_grant(grant, op).await;
         // The shared prefetch lives until the grant is known open (or the attempt failed), so
         // concurrent first requests never trigger a second KMS call.
         self.prefetches.lock().remove(&grant_id);

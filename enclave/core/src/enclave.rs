@@ -209,14 +209,16 @@ pub struct Status {
 }
 
 struct CachedAgent {
-    record_digest: [u8; 32],
+    /// The sealed record it was opened from (compared byte for byte; not secret).
+    record: Box<[u8]>,
     key: Arc<SigningKey>,
 }
 
 /// A grant opened in enclave memory. Dropping it zeroizes the UMK and the agent key.
 struct OpenedGrant {
     header: GrantHeader,
-    record_digest: [u8; 32],
+    /// The sealed record it was opened from (compared byte for byte; not secret).
+    record: Box<[u8]>,
     contents: GrantContents,
     agent: Mutex<Option<CachedAgent>>,
 }
@@ -300,10 +302,6 @@ pub fn uuid_text(id: &[u8; 16]) -> String {
         h.get(16..20).unwrap_or_default(),
         h.get(20..32).unwrap_or_default()
     )
-}
-
-fn digest(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
 }
 
 impl Enclave {
@@ -427,11 +425,11 @@ impl Enclave {
     fn cached_grant(
         &self,
         grant_id: &[u8; 16],
-        record_digest: &[u8; 32],
+        record: &[u8],
     ) -> Result<Option<Arc<OpenedGrant>>, EnclaveError> {
         match self.grants.read().get(grant_id) {
             None => Ok(None),
-            Some(g) if g.record_digest == *record_digest => Ok(Some(Arc::clone(g))),
+            Some(g) if *g.record == *record => Ok(Some(Arc::clone(g))),
             Some(_) => Err(EnclaveError::RecordInvalid(format!(
                 "grant record differs from the opened grant {}",
                 uuid_text(grant_id)
@@ -443,7 +441,7 @@ impl Enclave {
         &self,
         sealed: &SealedGrant<'_>,
         envelope_bytes: &[u8],
-        record_digest: [u8; 32],
+        record: &[u8],
         now: u64,
     ) -> Result<Arc<OpenedGrant>, EnclaveError> {
         let plaintext = envelope::open(envelope_bytes, &self.recipient)
@@ -457,7 +455,7 @@ impl Enclave {
         let contents = sealed.open(&dek)?;
         let opened = Arc::new(OpenedGrant {
             header: sealed.header,
-            record_digest,
+            record: record.into(),
             contents,
             agent: Mutex::new(None),
         });
@@ -497,13 +495,12 @@ impl Enclave {
                 sealed.header.agent_pubkey, grant.header.agent_pubkey
             )));
         }
-        let record_digest = digest(record);
         let mut cached = grant.agent.lock();
-        if let Some(c) = cached.as_ref().filter(|c| c.record_digest == record_digest) {
+        if let Some(c) = cached.as_ref().filter(|c| *c.record == *record) {
             return Ok(Arc::clone(&c.key));
         }
         let key = Arc::new(sealed.open(&grant.contents.umk)?);
-        *cached = Some(CachedAgent { record_digest, key: Arc::clone(&key) });
+        *cached = Some(CachedAgent { record: record.into(), key: Arc::clone(&key) });
         Ok(key)
     }
 
@@ -520,10 +517,9 @@ impl Enclave {
         }
         let now = self.clock.now();
         self.check_grant_header(&h, now)?;
-        let record_digest = digest(req.grant_record);
-        let grant = match (self.cached_grant(&h.grant_id, &record_digest)?, req.envelope) {
+        let grant = match (self.cached_grant(&h.grant_id, req.grant_record)?, req.envelope) {
             (Some(g), _) => g,
-            (None, Some(env)) => self.open_grant(&sealed, env, record_digest, now)?,
+            (None, Some(env)) => self.open_grant(&sealed, env, req.grant_record, now)?,
             (None, None) => {
                 self.need_key.fetch_add(1, Ordering::Relaxed);
                 return Ok(SignOutcome::NeedKey(NeedKey {

@@ -21,6 +21,9 @@ pub struct StoreFull {
     pub capacity: usize,
 }
 
+/// Largest capacity reserved up front.
+pub const PRESIZE_LIMIT: usize = 4_000_000;
+
 #[derive(Debug)]
 struct Entry<V> {
     value: V,
@@ -37,8 +40,18 @@ pub struct TtlMap<K, V> {
 }
 
 impl<K: Hash + Eq + Ord + Copy, V> TtlMap<K, V> {
+    /// A map for at most `capacity` live entries. Storage for up to [`PRESIZE_LIMIT`] entries is
+    /// reserved up front, so the table never rehashes (a rehash briefly holds the old and the new
+    /// table: a memory spike exactly when the store is busiest). Untouched pages of the
+    /// reservation are not committed by the OS, so an idle store costs little.
     pub fn new(name: &'static str, capacity: usize) -> Self {
-        Self { name, capacity, entries: HashMap::new(), expiry: BinaryHeap::new() }
+        let reserve = capacity.min(PRESIZE_LIMIT);
+        Self {
+            name,
+            capacity,
+            entries: HashMap::with_capacity(reserve),
+            expiry: BinaryHeap::with_capacity(reserve),
+        }
     }
 
     /// The live value for `key` at `now`.

@@ -124,7 +124,9 @@ async fn connection(
     handler.connections.fetch_add(1, Ordering::Relaxed);
     let _count = ConnectionCount(&handler);
     tracing::info!(%peer, "connection opened");
-    let (mut reader, writer) = tokio::io::split(stream);
+    let (reader, writer) = tokio::io::split(stream);
+    // Buffered: one read syscall carries many request frames under load.
+    let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, reader);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
     let writer_task = tokio::spawn(async move {
         let mut writer = BufWriter::new(writer);

@@ -14,16 +14,18 @@ use std::time::Instant;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use enclave_core::policy::Policy;
-use enclave_core::{Pubkey, Secret32};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use signer_api::{
+    ApiBody, CreateAgentRequest, CreateGrantRequest, KillSwitchRequest, RevokeRequest,
+    RevokeTarget, ScheduledSignRequest, SignRequest, SignResponse,
+};
 use signer_protocol::{AgentKindMsg, Op, Reply, RevokeMsg, SignOp, SignScheduledOp};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -33,95 +35,8 @@ use zeroize::Zeroizing;
 
 use crate::app::{ApiError, GrantInfo, Parent};
 
-/// Standard padded base64 bytes.
-#[derive(Clone, Debug)]
-pub struct B64(pub Vec<u8>);
-
-impl<'de> Deserialize<'de> for B64 {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = B64;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a standard padded base64 string")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<B64, E> {
-                base64::engine::general_purpose::STANDARD
-                    .decode(s)
-                    .map(B64)
-                    .map_err(|e| E::custom(format!("not standard padded base64 ({e})")))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum KindJson {
-    Seed,
-    Mnemonic,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateAgentBody {
-    wallet: Pubkey,
-    umk: Secret32,
-    #[serde(default)]
-    kind: Option<KindJson>,
-    #[serde(default)]
-    account: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateGrantBody {
-    wallet: Pubkey,
-    bot_id: Uuid,
-    agent_pubkey: Pubkey,
-    umk: Secret32,
-    ttl_seconds: u64,
-    policy: Policy,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignBody {
-    grant_record: B64,
-    agent_key_record: B64,
-    bot_id: Uuid,
-    transaction: B64,
-    request_id: Uuid,
-    #[serde(default)]
-    declared_notional_cents: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ScheduledSignBody {
-    scheduled_record: B64,
-    transaction: B64,
-    request_id: Uuid,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevokeBody {
-    #[serde(default)]
-    grant_id: Option<Uuid>,
-    #[serde(default)]
-    wallet: Option<Pubkey>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KillSwitchBody {
-    engaged: bool,
 }
 
 #[derive(Serialize)]
@@ -160,14 +75,6 @@ fn json_body<T: Serialize>(status: u16, value: &T) -> Response<Body> {
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
-}
-
-#[derive(Serialize)]
-struct SignResponse {
-    signature: String,
-    transaction: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    grant_id: Option<String>,
 }
 
 fn problem(e: &ApiError) -> Response<Body> {
@@ -276,12 +183,8 @@ async fn read_body(
     Ok(Zeroizing::new(collected.to_bytes().to_vec()))
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::bad_request("the request needs a JSON body"));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+fn parse<T: ApiBody>(body: &[u8]) -> Result<T, ApiError> {
+    signer_api::parse(body).map_err(|e| ApiError::bad_request(e.0))
 }
 
 /// The routing key a load balancer hashes on (SPEC §13): `<wallet base58>/<bot_id uuid>`. Sign
@@ -354,17 +257,10 @@ async fn dispatch(
         }
         "agents" => {
             let body = read_body(parent, req).await?;
-            let b: CreateAgentBody = parse(&body)?;
-            let kind = match (b.kind.unwrap_or(KindJson::Seed), b.account) {
-                (KindJson::Seed, None) => AgentKindMsg::Seed,
-                (KindJson::Seed, Some(_)) => {
-                    return Err(ApiError::bad_request(
-                        "`account` applies only to kind \"mnemonic\"",
-                    ));
-                }
-                (KindJson::Mnemonic, account) => {
-                    AgentKindMsg::Mnemonic { account: account.unwrap_or(0) }
-                }
+            let b: CreateAgentRequest = parse(&body)?;
+            let kind = match b.mnemonic_account().map_err(|e| ApiError::bad_request(e.0))? {
+                None => AgentKindMsg::Seed,
+                Some(account) => AgentKindMsg::Mnemonic { account },
             };
             parent.attested().await?;
             let Reply::AgentCreated { agent_pubkey, agent_id, record } =
@@ -379,7 +275,7 @@ async fn dispatch(
         }
         "grants" => {
             let body = read_body(parent, req).await?;
-            let b: CreateGrantBody = parse(&body)?;
+            let b: CreateGrantRequest = parse(&body)?;
             parent.attested().await?;
             let op = Op::CreateGrant {
                 wallet: b.wallet,
@@ -403,7 +299,7 @@ async fn dispatch(
             let route_header =
                 req.headers().get(ROUTE_HEADER).map(|v| v.to_str().unwrap_or("").to_string());
             let body = read_body(parent, req).await?;
-            let b: SignBody = parse(&body)?;
+            let b: SignRequest = parse(&body)?;
             let grant = GrantInfo::parse(&b.grant_record.0)?;
             let route = format!("{}/{}", grant.wallet, b.bot_id);
             if let Some(given) = route_header
@@ -442,7 +338,7 @@ async fn dispatch(
         }
         "scheduled_sign" => {
             let body = read_body(parent, req).await?;
-            let b: ScheduledSignBody = parse(&body)?;
+            let b: ScheduledSignRequest = parse(&body)?;
             let op = SignScheduledOp {
                 scheduled_record: b.scheduled_record.0,
                 transaction: b.transaction.0,
@@ -464,17 +360,12 @@ async fn dispatch(
         }
         "revoke" => {
             let body = read_body(parent, req).await?;
-            let b: RevokeBody = parse(&body)?;
-            let (target, echo) = match (b.grant_id, b.wallet) {
-                (Some(id), None) => {
+            let b: RevokeRequest = parse(&body)?;
+            let (target, echo) = match b.target().map_err(|e| ApiError::bad_request(e.0))? {
+                RevokeTarget::Grant(id) => {
                     (RevokeMsg::Record(*id.as_bytes()), json!({"grant_id": id.to_string()}))
                 }
-                (None, Some(w)) => (RevokeMsg::Wallet(w), json!({"wallet": w.to_string()})),
-                _ => {
-                    return Err(ApiError::bad_request(
-                        "give exactly one of `grant_id` or `wallet`",
-                    ));
-                }
+                RevokeTarget::Wallet(w) => (RevokeMsg::Wallet(w), json!({"wallet": w.to_string()})),
             };
             let Reply::Revoked { dropped } = parent.call(&Op::Revoke { target }).await? else {
                 return Err(ApiError::new(500, "internal", "unexpected reply to revoke"));
@@ -483,7 +374,7 @@ async fn dispatch(
         }
         "kill_switch" => {
             let body = read_body(parent, req).await?;
-            let b: KillSwitchBody = parse(&body)?;
+            let b: KillSwitchRequest = parse(&body)?;
             let Reply::KillSwitch { engaged } =
                 parent.call(&Op::KillSwitch { engaged: b.engaged }).await?
             else {

@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh [--seconds N] [TARGET...]     default: 60 s for every target
 #
-# Seeds come from ../shared/vectors at run time (never committed) plus small built-in seeds; the
+# Seeds come from ../shared/vectors at run time (never committed) and examples/fuzz_seeds.rs; the
 # growing corpus is kept in fuzz/corpus/<target> (git-ignored). Crashes land in
 # fuzz/artifacts/<target>/ and make this script fail. The last line per target reports the number of
 # executions, e.g. "attestation_document: 1234567 runs, 0 crashes".
@@ -27,16 +27,18 @@ if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cargo +nightly fuzz list)
 fi
 
+# Starting inputs: the real AWS and KMS vectors, plus well-formed inputs for every target made by
+# the project's own encoders (examples/fuzz_seeds.rs, run once per invocation).
+(cd "$root" && cargo run -q --example fuzz_seeds -- "$root/fuzz/corpus" >/dev/null)
 seed() {
   local target="$1" dir="$root/fuzz/corpus/$1"
   mkdir -p "$dir"
   case "$target" in
     attestation_document)
       cp -n "$vectors"/attestation/*.cbor "$dir"/ 2>/dev/null || true ;;
+    ber_envelope)
+      cp -n "$vectors"/kms/*.ber "$dir"/ 2>/dev/null || true ;;
   esac
-  if [ -d "$root/fuzz/seeds/$target" ]; then
-    cp -n "$root/fuzz/seeds/$target"/* "$dir"/ 2>/dev/null || true
-  fi
 }
 
 status=0

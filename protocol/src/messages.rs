@@ -256,9 +256,31 @@ pub enum CodecError {
 /// byte and text strings stream through it in chunks.
 const SCRATCH: usize = 4096;
 
-/// Decodes a message. The scratch buffer ciborium copies byte strings through is zeroized
-/// afterwards, since requests can carry a UMK.
-pub fn decode<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
+/// Decodes a message, which must be in canonical form: exactly the bytes [`encode`] produces for
+/// the decoded value.
+///
+/// ciborium's typed decoding trusts visitors to consume whole items, and some stop early: a
+/// fixed-size byte field given as a 19-element array, or a unit variant given a value, leave the
+/// rest to be read as the next map keys, so the typed reading and any standard CBOR reading of
+/// the same bytes can disagree. Re-encoding and comparing closes that whole class: the accepted
+/// bytes are then the standard encoding of exactly what was decoded. The scratch buffer and the
+/// re-encoding are zeroized, since requests can carry a UMK.
+pub fn decode<T: serde::de::DeserializeOwned + Serialize>(payload: &[u8]) -> Result<T, CodecError> {
+    let value: T = decode_lenient(payload)?;
+    let canonical = encode(&value, payload.len())?;
+    if canonical.as_slice() != payload {
+        return Err(CodecError::Decode(format!(
+            "not in canonical form ({} bytes re-encode to {}; diverging at byte {})",
+            payload.len(),
+            canonical.len(),
+            canonical.iter().zip(payload).take_while(|(a, b)| a == b).count()
+        )));
+    }
+    Ok(value)
+}
+
+/// Typed decoding without the canonical-form check (only for best-effort peeking).
+fn decode_lenient<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
     let mut scratch = Zeroizing::new([0u8; SCRATCH]);
     let mut reader = payload;
     let value = ciborium::de::from_reader_with_buffer(&mut reader, scratch.as_mut_slice())
@@ -275,7 +297,7 @@ pub fn request_id_of(payload: &[u8]) -> u64 {
     struct IdOnly {
         id: u64,
     }
-    decode::<IdOnly>(payload).map(|r| r.id).unwrap_or(0)
+    decode_lenient::<IdOnly>(payload).map(|r| r.id).unwrap_or(0)
 }
 
 /// Encodes a message into a zeroizing buffer sized to avoid reallocations.
@@ -329,6 +351,59 @@ mod tests {
         let mut trailing = encode(&Request { id: 1, op: Op::Status }, 0).unwrap().to_vec();
         trailing.push(0);
         assert!(decode::<Request>(&trailing).is_err());
+    }
+
+    /// Found by the `messages` fuzz target: ciborium let a fixed-size byte field read 16 elements
+    /// of a longer array and left the rest to be parsed as map entries, so a message that is
+    /// truncated to any standard CBOR reader decoded as a complete `sign` request.
+    #[test]
+    fn byte_fields_given_as_longer_arrays_are_refused() {
+        use ciborium::Value;
+        let item = |v: Value| {
+            let mut out = Vec::new();
+            ciborium::into_writer(&v, &mut out).unwrap();
+            out
+        };
+        let text = |s: &str| item(Value::Text(s.into()));
+        let mut bytes = vec![0xa2];
+        bytes.extend(text("id"));
+        bytes.push(0x05);
+        bytes.extend(text("op"));
+        bytes.push(0xa1);
+        bytes.extend(text("sign"));
+        bytes.push(0xa6);
+        bytes.extend(text("grant_record"));
+        bytes.extend(item(Value::Bytes(vec![1; 8])));
+        bytes.extend(text("agent_key_record"));
+        bytes.extend(item(Value::Bytes(vec![2; 8])));
+        bytes.extend(text("bot_id"));
+        bytes.push(0x80 | 18);
+        bytes.extend([0x03; 16]);
+        bytes.extend(text("request_id"));
+        bytes.extend(item(Value::Bytes(vec![7; 16])));
+        bytes.extend(text("transaction"));
+        bytes.extend(item(Value::Bytes(vec![1, 2, 3])));
+        bytes.extend(text("declared_notional_cents"));
+        bytes.push(0xf6);
+
+        assert!(ciborium::from_reader::<Value, _>(bytes.as_slice()).is_err(), "truncated");
+        let Request { id: 5, op: Op::Sign(op) } = decode_lenient::<Request>(&bytes).unwrap() else {
+            panic!("the lenient reading should accept it");
+        };
+        assert_eq!((op.bot_id, op.request_id), ([3; 16], [7; 16]));
+        assert!(decode::<Request>(&bytes).unwrap_err().to_string().contains("canonical"));
+    }
+
+    /// A unit variant given a value: ciborium leaves the value to be read as the next key.
+    #[test]
+    fn unit_variants_with_values_are_refused() {
+        // {_ "op": {"status": "id"}, 7, break}: read leniently, op is Status and id is 7.
+        let mut bytes = vec![0xbf, 0x62, b'o', b'p', 0xa1, 0x66];
+        bytes.extend_from_slice(b"status");
+        bytes.extend_from_slice(&[0x62, b'i', b'd', 0x07, 0xff]);
+        let lenient = decode_lenient::<Request>(&bytes).unwrap();
+        assert!(matches!(lenient, Request { id: 7, op: Op::Status }));
+        assert!(decode::<Request>(&bytes).unwrap_err().to_string().contains("canonical"));
     }
 
     #[test]

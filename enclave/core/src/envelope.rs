@@ -282,6 +282,14 @@ pub fn open(envelope: &[u8], key: &RecipientKey) -> Result<SecretBytes, Envelope
             .map_err(|_| EnvelopeError::Decrypt)?,
     );
     let cek: &[u8; 32] = cek.as_slice().try_into().map_err(|_| EnvelopeError::Decrypt)?;
+    decrypt_content(parsed, cek)
+}
+
+/// The symmetric half of [`open`]: AES-256-CBC with the unwrapped content key, then PKCS#7.
+pub fn decrypt_content(
+    parsed: ParsedEnvelope<'_>,
+    cek: &[u8; 32],
+) -> Result<SecretBytes, EnvelopeError> {
     let iv: &[u8; 16] = parsed.iv.try_into().map_err(|_| EnvelopeError::Decrypt)?;
     let mut buf = Zeroizing::new(parsed.ciphertext);
     cbc::Decryptor::<Aes256>::new(cek.into(), iv.into())

@@ -371,17 +371,19 @@ impl<'a> SealedGrant<'a> {
 
     /// Opens the grant with its data key. Any failure is [`RecordError::Open`] or a decoding error.
     pub fn open(&self, dek: &Secret32) -> Result<GrantContents, RecordError> {
-        let plaintext = gcm_open(dek, self.aad, self.body)?;
-        let mut scratch = Zeroizing::new([0u8; 1024]);
-        let contents: GrantContents =
-            ciborium::de::from_reader_with_buffer(plaintext.as_slice(), scratch.as_mut())
-                .map_err(|e| RecordError::Invalid(format!("grant contents: {e}")))?;
-        contents
-            .policy
-            .validate()
-            .map_err(|e| RecordError::Invalid(format!("grant policy: {e}")))?;
-        Ok(contents)
+        decode_grant_contents(&gcm_open(dek, self.aad, self.body)?)
     }
+}
+
+/// Decodes and validates the CBOR of an opened grant (the plaintext is authenticated by then,
+/// but it is still parsed as if it were hostile).
+pub fn decode_grant_contents(plaintext: &[u8]) -> Result<GrantContents, RecordError> {
+    let mut scratch = Zeroizing::new([0u8; 1024]);
+    let contents: GrantContents =
+        ciborium::de::from_reader_with_buffer(plaintext, scratch.as_mut())
+            .map_err(|e| RecordError::Invalid(format!("grant contents: {e}")))?;
+    contents.policy.validate().map_err(|e| RecordError::Invalid(format!("grant policy: {e}")))?;
+    Ok(contents)
 }
 
 /// CBOR of the grant contents, in a buffer sized so it never reallocates (no stray copies).

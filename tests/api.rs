@@ -7,12 +7,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 use signer_e2e::*;
 
-fn verify(tx_b64: &str) -> solana_transaction::versioned::VersionedTransaction {
-    let tx: solana_transaction::versioned::VersionedTransaction =
-        bincode::deserialize(&unb64(tx_b64)).unwrap();
-    tx.verify_and_hash_message().expect("signatures verify (solana-transaction)");
-    tx
-}
+mod common;
+use common::{first_signature as bs58_sig, verify};
 
 fn kms_decrypts(stack: &Stack) -> f64 {
     let (_, text) = stack.api().get_text("/metrics").unwrap();
@@ -141,10 +137,6 @@ fn agents_grants_sign_and_the_need_key_round_trip() {
     .unwrap();
     assert_eq!((r.status, r.code()), (400, Some("bad_request")));
     assert!(r.str("detail").contains("ttl_seconds"), "{}", r.body);
-}
-
-fn bs58_sig(tx: &solana_transaction::versioned::VersionedTransaction) -> String {
-    tx.signatures[0].to_string()
 }
 
 #[test]

@@ -437,22 +437,33 @@ impl Enclave {
         }
     }
 
+    /// Opens a KMS envelope to the 32-byte key it must hold. `Ok(None)` when it is addressed to
+    /// another enclave key (made for this enclave's predecessor, before a restart): the caller
+    /// answers `NeedKey` so the parent fetches one for the current key. Any other failure is the
+    /// envelope's (KMS or the relay), not the record's: [`EnclaveError::Envelope`]. A well-formed
+    /// envelope holding the wrong length is the record's wrapped key at fault.
+    fn open_envelope(&self, bytes: &[u8], what: &str) -> Result<Option<Secret32>, EnclaveError> {
+        let plaintext = match envelope::open(bytes, &self.recipient) {
+            Ok(p) => p,
+            Err(envelope::EnvelopeError::WrongRecipient { .. }) => return Ok(None),
+            Err(e) => return Err(EnclaveError::Envelope(e.to_string())),
+        };
+        Secret32::from_slice(&plaintext).map(Some).ok_or_else(|| {
+            EnclaveError::RecordInvalid(format!(
+                "the record's wrapped key holds {} bytes; {what} is 32",
+                plaintext.len()
+            ))
+        })
+    }
+
     fn open_grant(
         &self,
         sealed: &SealedGrant<'_>,
-        envelope_bytes: &[u8],
+        dek: &Secret32,
         record: &[u8],
         now: u64,
     ) -> Result<Arc<OpenedGrant>, EnclaveError> {
-        let plaintext = envelope::open(envelope_bytes, &self.recipient)
-            .map_err(|e| EnclaveError::RecordInvalid(e.to_string()))?;
-        let dek = Secret32::from_slice(&plaintext).ok_or_else(|| {
-            EnclaveError::RecordInvalid(format!(
-                "envelope holds {} bytes; a data key is 32",
-                plaintext.len()
-            ))
-        })?;
-        let contents = sealed.open(&dek)?;
+        let contents = sealed.open(dek)?;
         let opened = Arc::new(OpenedGrant {
             header: sealed.header,
             record: record.into(),
@@ -517,9 +528,14 @@ impl Enclave {
         }
         let now = self.clock.now();
         self.check_grant_header(&h, now)?;
-        let grant = match (self.cached_grant(&h.grant_id, req.grant_record)?, req.envelope) {
+        let cached = self.cached_grant(&h.grant_id, req.grant_record)?;
+        let dek = match (&cached, req.envelope) {
+            (None, Some(env)) => self.open_envelope(env, "a data key")?,
+            _ => None,
+        };
+        let grant = match (cached, dek) {
             (Some(g), _) => g,
-            (None, Some(env)) => self.open_grant(&sealed, env, req.grant_record, now)?,
+            (None, Some(dek)) => self.open_grant(&sealed, &dek, req.grant_record, now)?,
             (None, None) => {
                 self.need_key.fetch_add(1, Ordering::Relaxed);
                 return Ok(SignOutcome::NeedKey(NeedKey {
@@ -636,21 +652,17 @@ impl Enclave {
             }
         };
         check_unused(&self.state.lock())?;
-        let Some(envelope_bytes) = req.envelope else {
+        let ephemeral = match req.envelope {
+            Some(env) => self.open_envelope(env, "an ephemeral key")?,
+            None => None,
+        };
+        let Some(ephemeral) = ephemeral else {
             self.need_key.fetch_add(1, Ordering::Relaxed);
             return Ok(SignOutcome::NeedKey(NeedKey {
                 record_id: h.schedule_id,
                 wrapped: sealed.wrapped,
             }));
         };
-        let plaintext = envelope::open(envelope_bytes, &self.recipient)
-            .map_err(|e| EnclaveError::RecordInvalid(e.to_string()))?;
-        let ephemeral = Secret32::from_slice(&plaintext).ok_or_else(|| {
-            EnclaveError::RecordInvalid(format!(
-                "envelope holds {} bytes; an ephemeral key is 32",
-                plaintext.len()
-            ))
-        })?;
         let key = sealed.open(&ephemeral).map_err(EnclaveError::from)?;
         {
             let mut state = self.state.lock();

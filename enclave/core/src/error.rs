@@ -63,6 +63,9 @@ pub enum EnclaveError {
     ReplayedRequest { request_id: String },
     #[error("enclave at capacity: {0}")]
     Capacity(String),
+    /// The KMS envelope relayed by the parent did not open (not the record's fault).
+    #[error("the KMS envelope did not open: {0}")]
+    Envelope(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -78,7 +81,7 @@ impl EnclaveError {
             Self::PolicyDenied(_) => ErrorCode::PolicyDenied,
             Self::ReplayedRequest { .. } => ErrorCode::ReplayedRequest,
             Self::Capacity(_) => ErrorCode::EnclaveUnavailable,
-            Self::Internal(_) => ErrorCode::Internal,
+            Self::Envelope(_) | Self::Internal(_) => ErrorCode::Internal,
         }
     }
 }

@@ -196,6 +196,37 @@ fn forged_envelope_cannot_make_the_enclave_sign_with_a_real_agent_key() {
     verify_independently(&f.sign(request(&s, &tx, 3)).unwrap().transaction);
 }
 
+/// An envelope to another enclave key: the one in the published KMS vector.
+fn predecessor_envelope(f: &Fixture) -> Vec<u8> {
+    let pem = String::from_utf8(testkit::read_vector("kms/recipient_key.pem")).unwrap();
+    let predecessor = envelope::RecipientKey::from_pkcs8_pem(&pem).unwrap();
+    assert_ne!(predecessor.spki_der(), f.enclave.recipient_public_key());
+    envelope::seal(&[0xaa; 32], predecessor.spki_der(), &OsRandom, ContentForm::Chunked).unwrap()
+}
+
+/// An envelope made for another enclave key (the predecessor of a restarted enclave, whose
+/// attestation the parent used moments before) is a stale relay, not a bad record: the enclave
+/// asks for a fresh one with `NeedKey`. Garbage in the envelope is the relay's fault
+/// (`internal`), never the caller's record's.
+#[test]
+fn envelopes_for_another_enclave_key_ask_for_a_fresh_one() {
+    let f = fixture();
+    let s = f.setup(3, policy());
+    let a = s.agent.agent_pubkey;
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 10)]);
+    let stale = predecessor_envelope(&f);
+    match f.enclave.sign(&SignRequest { envelope: Some(&stale), ..request(&s, &tx, 1) }) {
+        Ok(SignOutcome::NeedKey(need)) => assert_eq!(need.record_id, s.grant.grant_id),
+        other => panic!("expected NeedKey, got {:?}", other.map(|_| ())),
+    }
+    let garbage: &[u8] = &[0x30, 0x80, 0xde, 0xad];
+    let r = f.enclave.sign(&SignRequest { envelope: Some(garbage), ..request(&s, &tx, 1) });
+    assert_eq!(code(r), ErrorCode::Internal);
+    assert_eq!(f.enclave.status().signatures, 0);
+    // The fresh envelope signs.
+    verify_independently(&f.sign(request(&s, &tx, 1)).unwrap().transaction);
+}
+
 #[test]
 fn new_secrets_are_sealed_only_to_the_pinned_kms_key() {
     let f = fixture();
@@ -522,6 +553,15 @@ fn scheduled_record_is_single_use() {
             done => Ok(done),
         }
     };
+    // A stale envelope neither fails nor burns the record: it asks for a fresh one.
+    let stale = predecessor_envelope(&f);
+    let r = f.enclave.sign_scheduled(&SignScheduledRequest {
+        scheduled_record: &record,
+        transaction: &tx,
+        request_id: [1; 16],
+        envelope: Some(&stale),
+    });
+    assert!(matches!(r, Ok(SignOutcome::NeedKey(_))));
     let SignOutcome::Signed(first) = sign(1).unwrap() else { panic!() };
     verify_independently(&first.transaction);
     let SignOutcome::Signed(again) = sign(1).unwrap() else { panic!() };
@@ -689,18 +729,26 @@ fn garbage_in_every_field_is_a_typed_error() {
         s.grant.record[..100].to_vec(),
     ];
     for g in &samples {
-        for req in [
-            SignRequest { grant_record: g, ..request(&s, &tx, 1) },
-            SignRequest { agent_key_record: g, ..request(&s, &tx, 1) },
-            SignRequest { transaction: g, ..request(&s, &tx, 1) },
-            SignRequest { envelope: Some(g), ..request(&s, &tx, 1) },
+        for (req, envelope_field) in [
+            (SignRequest { grant_record: g, ..request(&s, &tx, 1) }, false),
+            (SignRequest { agent_key_record: g, ..request(&s, &tx, 1) }, false),
+            (SignRequest { transaction: g, ..request(&s, &tx, 1) }, false),
+            (SignRequest { envelope: Some(g), ..request(&s, &tx, 1) }, true),
         ] {
             let code = match f.enclave.sign(&req) {
                 Err(e) => e.code(),
                 Ok(SignOutcome::NeedKey(_)) => continue,
                 Ok(SignOutcome::Signed(_)) => panic!("garbage signed"),
             };
-            assert!(matches!(code, ErrorCode::RecordInvalid | ErrorCode::BadRequest), "{code:?}");
+            if envelope_field {
+                // The envelope comes from KMS via the parent: its garbage is not the caller's.
+                assert_eq!(code, ErrorCode::Internal);
+            } else {
+                assert!(
+                    matches!(code, ErrorCode::RecordInvalid | ErrorCode::BadRequest),
+                    "{code:?}"
+                );
+            }
         }
         let r = f.enclave.sign_scheduled(&SignScheduledRequest {
             scheduled_record: g,

@@ -374,7 +374,9 @@ impl Kms {
         let metadata = self.metadata(&key);
         let mut store = self.store.lock();
         store.keys.push(key);
-        store.save().map_err(|e| KmsError::internal(e.to_string()))?;
+        persist(&mut store, |s| {
+            s.keys.pop();
+        })?;
         Ok(json!({"KeyMetadata": metadata}))
     }
 
@@ -394,10 +396,15 @@ impl Kms {
             self.authorize(key, "kms:PutKeyPolicy", BTreeMap::new())?;
             store.keys.iter().position(|k| k.id == key.id).unwrap_or(0)
         };
-        if let Some(key) = store.keys.get_mut(index) {
-            key.policy = policy;
-        }
-        store.save().map_err(|e| KmsError::internal(e.to_string()))?;
+        let Some(key) = store.keys.get_mut(index) else {
+            return Err(KmsError::internal("key vanished"));
+        };
+        let previous = std::mem::replace(&mut key.policy, policy);
+        persist(&mut store, |s| {
+            if let Some(key) = s.keys.get_mut(index) {
+                key.policy = previous;
+            }
+        })?;
         Ok(json!({}))
     }
 
@@ -410,10 +417,15 @@ impl Kms {
             self.authorize(key, action, BTreeMap::new())?;
             store.keys.iter().position(|k| k.id == key.id).unwrap_or(0)
         };
-        if let Some(key) = store.keys.get_mut(index) {
-            key.enabled = enabled;
-        }
-        store.save().map_err(|e| KmsError::internal(e.to_string()))?;
+        let Some(key) = store.keys.get_mut(index) else {
+            return Err(KmsError::internal("key vanished"));
+        };
+        let previous = std::mem::replace(&mut key.enabled, enabled);
+        persist(&mut store, |s| {
+            if let Some(key) = s.keys.get_mut(index) {
+                key.enabled = previous;
+            }
+        })?;
         Ok(json!({}))
     }
 
@@ -602,6 +614,16 @@ impl Kms {
         }
         Ok(Value::Object(response))
     }
+}
+
+/// Saves a change, or undoes it when the data directory cannot be written, so memory never
+/// holds a key state the next start would not see.
+fn persist(store: &mut Store, undo: impl FnOnce(&mut Store)) -> Result<(), KmsError> {
+    store.save().map_err(|e| {
+        undo(store);
+        tracing::error!(error = %e, "cannot persist the key store; change rolled back");
+        KmsError::internal(format!("cannot persist the key store ({e}); nothing was changed"))
+    })
 }
 
 /// The condition keys KMS derives from a Recipient's attestation document.

@@ -140,7 +140,8 @@ struct KmsKeyFile {
 pub struct Stack {
     pub options: Options,
     pub paths: Paths,
-    pub kms: Proc,
+    /// `None` while stopped by [`Stack::stop_kms`].
+    pub kms: Option<Proc>,
     pub enclave: Option<Proc>,
     pub parent: Option<Proc>,
     pub key_arn: String,
@@ -180,7 +181,12 @@ impl Stack {
     pub fn start(options: Options) -> Result<Self, StackError> {
         let paths = Paths::new(&options.data_dir);
         for dir in [&paths.root, &paths.kms_dir, &paths.logs] {
-            std::fs::create_dir_all(dir).map_err(setup(&dir.display().to_string()))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StackError::Setup(format!(
+                    "cannot use {} as a data directory ({e}); set SIGNER_DATA_DIR to a writable directory",
+                    dir.display()
+                ))
+            })?;
         }
         let _ = std::fs::remove_file(&paths.socket);
         let (api_token, admin_token) = Self::tokens(&options, &paths)?;
@@ -195,27 +201,8 @@ impl Stack {
         std::fs::write(&paths.sim_root, ca.root_pem()).map_err(setup("sim root"))?;
 
         // 2. kms-sim.
-        let mut command = Command::new(binary("kms-sim")?);
-        command
-            .args([
-                "--listen",
-                &options.kms_addr.to_string(),
-                "--caller-arn",
-                CALLER_ARN,
-                "--region",
-                REGION,
-            ])
-            .arg("--data-dir")
-            .arg(&paths.kms_dir)
-            .arg("--attestation-root")
-            .arg(&paths.sim_root)
-            .env("RUST_LOG", &options.log_level);
-        let mut kms = Proc::spawn("kms-sim", command, &paths.logs.join("kms-sim.log"))?;
+        let kms = spawn_kms(&options, &paths)?;
         let kms_url = format!("http://{}", options.kms_addr);
-        let health = Api::new(kms_url.clone(), "");
-        wait_until(&mut kms, Duration::from_secs(30), "kms-sim to answer", || {
-            health.get("/_sim/health").is_ok_and(|r| r.status == 200)
-        })?;
 
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -239,7 +226,7 @@ impl Stack {
         let mut stack = Self {
             options,
             paths,
-            kms,
+            kms: Some(kms),
             enclave: None,
             parent: None,
             key_arn: String::new(),
@@ -491,6 +478,21 @@ impl Stack {
         Ok(())
     }
 
+    /// Starts kms-sim again (same address and data directory, so the same keys).
+    pub fn start_kms(&mut self) -> Result<(), StackError> {
+        if self.kms.is_none() {
+            self.kms = Some(spawn_kms(&self.options, &self.paths)?);
+        }
+        Ok(())
+    }
+
+    /// Stops kms-sim (KMS unreachable until [`Stack::start_kms`]).
+    pub fn stop_kms(&mut self) {
+        if let Some(mut p) = self.kms.take() {
+            p.stop(Duration::from_secs(10));
+        }
+    }
+
     pub fn start_enclave(&mut self) -> Result<(), StackError> {
         let mut command = Command::new(binary("signer-enclave")?);
         command
@@ -613,7 +615,7 @@ impl Stack {
     pub fn shutdown(mut self) {
         self.stop_parent();
         self.stop_enclave();
-        self.kms.stop(Duration::from_secs(10));
+        self.stop_kms();
     }
 
     /// Sends a KMS-emulator fault instruction (`/_sim/fault`).
@@ -628,4 +630,29 @@ impl Stack {
             Err(StackError::Setup(format!("kms fault: {}", r.body)))
         }
     }
+}
+
+/// Starts kms-sim and waits until it answers.
+fn spawn_kms(options: &Options, paths: &Paths) -> Result<Proc, StackError> {
+    let mut command = Command::new(binary("kms-sim")?);
+    command
+        .args([
+            "--listen",
+            &options.kms_addr.to_string(),
+            "--caller-arn",
+            CALLER_ARN,
+            "--region",
+            REGION,
+        ])
+        .arg("--data-dir")
+        .arg(&paths.kms_dir)
+        .arg("--attestation-root")
+        .arg(&paths.sim_root)
+        .env("RUST_LOG", &options.log_level);
+    let mut kms = Proc::spawn("kms-sim", command, &paths.logs.join("kms-sim.log"))?;
+    let health = Api::new(format!("http://{}", options.kms_addr), "");
+    wait_until(&mut kms, Duration::from_secs(30), "kms-sim to answer", || {
+        health.get("/_sim/health").is_ok_and(|r| r.status == 200)
+    })?;
+    Ok(kms)
 }

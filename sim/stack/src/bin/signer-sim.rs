@@ -116,7 +116,7 @@ fn run(demo_only: bool) -> Result<(), String> {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => false,
             }
         });
-        for proc in [Some(&mut stack.kms), stack.enclave.as_mut(), stack.parent.as_mut()]
+        for proc in [stack.kms.as_mut(), stack.enclave.as_mut(), stack.parent.as_mut()]
             .into_iter()
             .flatten()
         {

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Runs the coverage-guided fuzz targets (cargo fuzz, libFuzzer; needs the nightly toolchain).
+# Runs the coverage-guided fuzz targets (cargo fuzz, libFuzzer).
 #
 #   scripts/fuzz.sh [--seconds N] [TARGET...]     default: 60 s for every target
 #
-# Seeds come from ../shared/vectors at run time (never committed) and examples/fuzz_seeds.rs; the
-# growing corpus is kept in fuzz/corpus/<target> (git-ignored). Crashes land in
-# fuzz/artifacts/<target>/ and make this script fail. The last line per target reports the number of
-# executions, e.g. "attestation_document: 1234567 runs, 0 crashes".
+# Toolchain: nightly with AddressSanitizer when installed, else stable without a sanitizer
+# (FUZZ_TOOLCHAIN=nightly|stable overrides). Builds into target/fuzz. Seeds come from
+# ../shared/vectors at run time (never committed) and examples/fuzz_seeds.rs; the growing corpus
+# is kept in fuzz/corpus/<target> (git-ignored). Crashes land in fuzz/artifacts/<target>/ and make
+# this script fail. One line per target reports the executions, e.g.
+# "attestation_document: 1234567 runs, 0 crashes".
 set -euo pipefail
 
 seconds=60
@@ -14,7 +16,7 @@ targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -23,12 +25,22 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 vectors="${SIGNER_VECTORS_DIR:-$root/../shared/vectors}"
 cd "$root/fuzz"
 
+toolchain="${FUZZ_TOOLCHAIN:-}"
+if [ -z "$toolchain" ]; then
+  if rustup run nightly rustc --version >/dev/null 2>&1; then toolchain=nightly; else toolchain=stable; fi
+fi
+fuzz=(cargo "+$toolchain" fuzz)
+build_flags=(--target-dir "$root/target/fuzz")
+if [ "$toolchain" != nightly ]; then
+  build_flags+=(--sanitizer none)
+fi
+
 if [ ${#targets[@]} -eq 0 ]; then
-  mapfile -t targets < <(cargo +nightly fuzz list)
+  mapfile -t targets < <("${fuzz[@]}" list)
 fi
 
 # Starting inputs: the real AWS and KMS vectors, plus well-formed inputs for every target made by
-# the project's own encoders (examples/fuzz_seeds.rs, run once per invocation).
+# the project's own encoders (run once per invocation).
 (cd "$root" && cargo run -q --example fuzz_seeds -- "$root/fuzz/corpus" >/dev/null)
 seed() {
   local target="$1" dir="$root/fuzz/corpus/$1"
@@ -41,11 +53,13 @@ seed() {
   esac
 }
 
+echo "fuzzing with $toolchain (${build_flags[*]}), $seconds s per target"
+"${fuzz[@]}" build "${build_flags[@]}" >/dev/null
 status=0
 for target in "${targets[@]}"; do
   seed "$target"
   log=$(mktemp)
-  if cargo +nightly fuzz run "$target" "corpus/$target" -- \
+  if "${fuzz[@]}" run "${build_flags[@]}" "$target" "corpus/$target" -- \
       -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=2048 -max_len=65536 \
       >"$log" 2>&1; then
     crashes=0

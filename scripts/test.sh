@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Run all tests"; `.ci/run` runs exactly this).
-# Formatting, lints, every unit / integration / end-to-end test.
+# Formatting, lints, every unit / integration / end-to-end / fault-injection test, and a smoke run
+# of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
+cargo fmt --manifest-path fuzz/Cargo.toml --check
 
 echo "== shellcheck scripts/*.sh .ci/run"
 shellcheck scripts/*.sh .ci/run
@@ -21,3 +23,6 @@ cargo build --workspace --bins --locked
 
 echo "== cargo nextest run"
 cargo nextest run --workspace --locked --no-fail-fast
+
+echo "== fuzz smoke run (scripts/fuzz.sh --seconds ${FUZZ_SMOKE_SECONDS:-5}; the long run is documented in the README)"
+scripts/fuzz.sh --seconds "${FUZZ_SMOKE_SECONDS:-5}"

@@ -267,16 +267,53 @@ const SCRATCH: usize = 4096;
 /// re-encoding are zeroized, since requests can carry a UMK.
 pub fn decode<T: serde::de::DeserializeOwned + Serialize>(payload: &[u8]) -> Result<T, CodecError> {
     let value: T = decode_lenient(payload)?;
-    let canonical = encode(&value, payload.len())?;
-    if canonical.as_slice() != payload {
+    // Re-encode into a comparing sink: no second copy of a UMK, no allocation.
+    let mut sink = CanonicalCheck { expected: payload, matched: 0 };
+    let agrees = ciborium::into_writer(&value, &mut sink).is_ok() && sink.matched == payload.len();
+    if !agrees {
         return Err(CodecError::Decode(format!(
-            "not in canonical form ({} bytes re-encode to {}; diverging at byte {})",
+            "not in canonical form ({} bytes; the canonical encoding of what they decode to \
+             diverges at byte {})",
             payload.len(),
-            canonical.len(),
-            canonical.iter().zip(payload).take_while(|(a, b)| a == b).count()
+            sink.matched
         )));
     }
     Ok(value)
+}
+
+/// A writer that accepts exactly the bytes of `expected`, in order, and fails at the first
+/// difference (or at any byte past its end).
+struct CanonicalCheck<'a> {
+    expected: &'a [u8],
+    matched: usize,
+}
+
+impl std::io::Write for CanonicalCheck<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let end = self.matched.saturating_add(buf.len());
+        match self.expected.get(self.matched..end) {
+            Some(want) if want == buf => {
+                self.matched = end;
+                Ok(buf.len())
+            }
+            _ => {
+                let same = self
+                    .expected
+                    .get(self.matched..)
+                    .unwrap_or_default()
+                    .iter()
+                    .zip(buf)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                self.matched += same;
+                Err(std::io::Error::other("differs from the canonical encoding"))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Typed decoding without the canonical-form check (only for best-effort peeking).

@@ -626,6 +626,39 @@ fn kill_switch_revocation_and_expiry_refuse_before_signing() {
     assert_eq!(f.enclave.sweep(), 1, "the expired opened grant is dropped by the sweep");
 }
 
+/// Enclaves behind one load balancer share records, not clocks. A grant issued by an enclave
+/// whose clock runs ahead is accepted within the configured skew (60 s) and refused beyond it,
+/// so a fast clock cannot push a grant's window into the future; expiry is always judged on the
+/// signing enclave's own clock.
+#[test]
+fn clock_skew_between_enclaves_is_bounded() {
+    let here = fixture();
+    let s = here.setup(44, policy());
+    let a = s.agent.agent_pubkey;
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1)]);
+    for (ahead, accepted) in [(60, true), (61, false)] {
+        let fast = fixture();
+        fast.clock.set(T0 + ahead);
+        let grant = fast.grant(s.wallet, &s.umk, a, policy(), 600);
+        assert_eq!(grant.issued_at, T0 + ahead);
+        let setup = Setup { grant, agent: s.agent.clone(), wallet: s.wallet, umk: s.umk.clone() };
+        let r = here.sign(request(&setup, &tx, ahead as u8));
+        if accepted {
+            verify_independently(&r.unwrap().transaction);
+        } else {
+            let err = r.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::RecordInvalid);
+            assert!(err.to_string().contains("ahead of the enclave clock"), "{err}");
+        }
+    }
+    // A slow clock elsewhere cannot stretch a grant: this enclave judges expiry by its own time.
+    let slow = fixture();
+    slow.clock.set(T0 - 3000);
+    let old = slow.grant(s.wallet, &s.umk, a, policy(), 600);
+    let setup = Setup { grant: old, agent: s.agent.clone(), wallet: s.wallet, umk: s.umk.clone() };
+    assert_eq!(code(here.sign(request(&setup, &tx, 99))), ErrorCode::GrantExpired);
+}
+
 #[test]
 fn grant_lifetime_is_bounded_by_the_enclave_maximum() {
     let mut config = config();

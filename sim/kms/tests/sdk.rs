@@ -82,7 +82,11 @@ impl Emulator {
 
     /// A sim attestation document carrying `public_key` with the given PCR0.
     fn document(&self, public_key: &[u8], pcr0: u8) -> Vec<u8> {
-        let now = SystemTime::now();
+        self.document_at(public_key, pcr0, SystemTime::now())
+    }
+
+    /// The same, made at `now` (an earlier time makes a recorded, replayed document).
+    fn document_at(&self, public_key: &[u8], pcr0: u8, now: SystemTime) -> Vec<u8> {
         let leaf = self.ca.issue_leaf("i-test-enc01", &mut rand_rng(), now).unwrap();
         let pcrs: BTreeMap<u8, Vec<u8>> =
             (0u8..16).map(|i| (i, if i == 0 { vec![pcr0; 48] } else { vec![i; 48] })).collect();
@@ -252,6 +256,22 @@ async fn rsa_key_lifecycle_and_attested_decrypt() {
         .unwrap_err()
         .into_service_error();
     assert_eq!(code(&err), "ValidationException");
+
+    // A genuine document recorded ten minutes ago and replayed: refused as too old (300 s).
+    let recorded =
+        emu.document_at(enclave_key.spki_der(), 0xaa, SystemTime::now() - Duration::from_secs(600));
+    let err = kms
+        .decrypt()
+        .key_id(&key_id)
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .ciphertext_blob(Blob::new(wrapped.clone()))
+        .recipient(recipient(recorded))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(code(&err), "ValidationException", "{err:?}");
+    assert!(format!("{err:?}").contains("the maximum age is 300000 ms"), "{err:?}");
 
     // Describe, list, get policy.
     let d = kms.describe_key().key_id(&key_id).send().await.unwrap();

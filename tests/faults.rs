@@ -108,10 +108,13 @@ fn count(sent: &[Sent], pred: impl Fn(&Answer) -> bool) -> usize {
     sent.iter().filter(|s| pred(&s.answer)).count()
 }
 
+/// A wallet with an agent and a one-hour grant whose limits the tests never reach.
+fn wallet(api: &Api) -> Wallet {
+    Wallet::create(api, policy(1_000_000_000, 1_000_000_000_000), 3600).unwrap()
+}
+
 fn wallets(api: &Api, n: usize) -> Vec<Wallet> {
-    (0..n)
-        .map(|_| Wallet::create(api, policy(1_000_000_000, 1_000_000_000_000), 3600).unwrap())
-        .collect()
+    (0..n).map(|_| wallet(api)).collect()
 }
 
 #[test]
@@ -219,12 +222,12 @@ fn enclave_signatures(stack: &Stack) -> f64 {
 fn kms_down_open_grants_keep_signing_new_ones_wait_for_kms() {
     let mut stack = start("fault-kms-down").unwrap();
     let api = stack.api();
-    let open = Wallet::create(&api, policy(1_000_000_000, 1_000_000_000_000), 3600).unwrap();
+    let open = wallet(&api);
     assert!(matches!(
         send(&api, &open.sign_body(&open.transfer(1), &request_id())),
         Answer::Signed(_)
     ));
-    let fresh = Wallet::create(&api, policy(1_000_000_000, 1_000_000_000_000), 3600).unwrap();
+    let fresh = wallet(&api);
 
     stack.stop_kms();
     // The enclave holds the open grant: signing goes on without KMS.
@@ -233,8 +236,7 @@ fn kms_down_open_grants_keep_signing_new_ones_wait_for_kms() {
         Answer::Signed(_)
     ));
     // Creating records needs no KMS either (they are sealed to the pinned public key).
-    let created_meanwhile =
-        Wallet::create(&api, policy(1_000_000_000, 1_000_000_000_000), 3600).unwrap();
+    let created_meanwhile = wallet(&api);
     // A grant the enclave has not opened needs KMS: a definite 503, promptly.
     let body = fresh.sign_body(&fresh.transfer(3), &request_id());
     let started = Instant::now();
@@ -261,7 +263,7 @@ fn kms_down_open_grants_keep_signing_new_ones_wait_for_kms() {
 fn kms_slow_errors_garbage_and_plaintext_are_definite_refusals() {
     let stack = start("fault-kms-misbehaves").unwrap();
     let api = stack.api();
-    let open = Wallet::create(&api, policy(1_000_000_000, 1_000_000_000_000), 3600).unwrap();
+    let open = wallet(&api);
     assert!(matches!(
         send(&api, &open.sign_body(&open.transfer(1), &request_id())),
         Answer::Signed(_)
@@ -269,7 +271,7 @@ fn kms_slow_errors_garbage_and_plaintext_are_definite_refusals() {
 
     // Slow: every KMS call takes 8 s, past the parent's 5 s deadline (retries included).
     stack.kms_fault("none", 8_000).unwrap();
-    let slow = Wallet::create(&api, policy(1_000_000_000, 1_000_000_000_000), 3600).unwrap();
+    let slow = wallet(&api);
     let slow_body = slow.sign_body(&slow.transfer(2), &request_id());
     let started = Instant::now();
     let (slow_answer, open_answer) = std::thread::scope(|scope| {
@@ -339,7 +341,7 @@ fn kms_sim_keeps_serving_when_its_data_directory_cannot_be_written() {
     // stays enabled, so signing goes on.
     let err = stack.set_key_enabled(false).unwrap_err().to_string();
     assert!(err.contains("cannot persist"), "{err}");
-    let w = Wallet::create(&api, policy(1_000_000_000, 1_000_000_000_000), 3600).unwrap();
+    let w = wallet(&api);
     assert!(matches!(send(&api, &w.sign_body(&w.transfer(1), &request_id())), Answer::Signed(_)));
 
     std::fs::remove_dir_all(&blocker).unwrap();

@@ -291,6 +291,18 @@ pub struct Enclave {
     denials: AtomicU64,
 }
 
+/// Parses a transaction the agent must sign: any parse failure, or the agent not being a
+/// required signer, is the caller's `bad_request`.
+fn parse_for_agent<'a>(raw: &'a [u8], agent: &Pubkey) -> Result<Transaction<'a>, EnclaveError> {
+    let tx = Transaction::parse(raw).map_err(|e| EnclaveError::BadRequest(e.to_string()))?;
+    if tx.signer_index(&agent.0).is_none() {
+        return Err(EnclaveError::BadRequest(format!(
+            "agent {agent} is not a required signer of this transaction"
+        )));
+    }
+    Ok(tx)
+}
+
 /// 16-byte ids as UUID text (how the API shows them).
 pub fn uuid_text(id: &[u8; 16]) -> String {
     let h = hex::encode(id);
@@ -545,14 +557,7 @@ impl Enclave {
             }
         };
         let key = self.agent_key(&grant, req.agent_key_record)?;
-        let tx = Transaction::parse(req.transaction)
-            .map_err(|e| EnclaveError::BadRequest(e.to_string()))?;
-        if tx.signer_index(&h.agent_pubkey.0).is_none() {
-            return Err(EnclaveError::BadRequest(format!(
-                "agent {} is not a required signer of this transaction",
-                h.agent_pubkey
-            )));
-        }
+        let tx = parse_for_agent(req.transaction, &h.agent_pubkey)?;
         let request_digest = {
             let mut d = Sha256::new();
             d.update(b"sign/v1");
@@ -619,14 +624,7 @@ impl Enclave {
                 now,
             });
         }
-        let tx = Transaction::parse(req.transaction)
-            .map_err(|e| EnclaveError::BadRequest(e.to_string()))?;
-        if tx.signer_index(&h.agent_pubkey.0).is_none() {
-            return Err(EnclaveError::BadRequest(format!(
-                "agent {} is not a required signer of this transaction",
-                h.agent_pubkey
-            )));
-        }
+        let tx = parse_for_agent(req.transaction, &h.agent_pubkey)?;
         check_intent(&tx, &h.agent_pubkey, &h.intent_hash, h.max_fee_lamports)
             .map_err(|d| self.deny(d))?;
         let request_digest = {

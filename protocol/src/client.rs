@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::Serialize;
 use thiserror::Error;
-use tokio::io::{AsyncWriteExt, BufWriter};
+
 use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
-use crate::frame::{MAX_FRAME_LEN, read_frame, write_frame};
+use crate::frame::{MAX_FRAME_LEN, read_frame, write_queued};
 use crate::messages::{Op, Outcome, PROTOCOL_VERSION, Reply, Response, decode, encode};
 use crate::transport::{Endpoint, connect};
 
@@ -67,15 +67,7 @@ impl Connection {
 
         let writer_closed = Arc::clone(&closed);
         tokio::spawn(async move {
-            let mut writer = BufWriter::new(writer);
-            while let Some(frame) = rx.recv().await {
-                if write_frame(&mut writer, &frame).await.is_err() {
-                    break;
-                }
-                if rx.is_empty() && writer.flush().await.is_err() {
-                    break;
-                }
-            }
+            write_queued(writer, &mut rx).await;
             writer_closed.store(true, Ordering::Release);
         });
 

@@ -5,7 +5,8 @@
 //! are zeroized when dropped because requests can carry a UMK.
 
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 /// Largest frame payload (SPEC §14: 256 KiB).
@@ -66,6 +67,25 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer.write_all(&(payload.len() as u32).to_be_bytes()).await?;
     writer.write_all(payload).await?;
     Ok(())
+}
+
+/// Writes every queued payload as a frame until the queue closes or a write fails, flushing
+/// only when the queue is momentarily empty (so a burst leaves in few syscalls). Each
+/// connection's single writer task runs this, on both ends.
+pub async fn write_queued<W, B>(writer: W, queue: &mut mpsc::Receiver<B>)
+where
+    W: AsyncWrite + Unpin,
+    B: AsRef<[u8]>,
+{
+    let mut writer = BufWriter::new(writer);
+    while let Some(frame) = queue.recv().await {
+        if write_frame(&mut writer, frame.as_ref()).await.is_err() {
+            return;
+        }
+        if queue.is_empty() && writer.flush().await.is_err() {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

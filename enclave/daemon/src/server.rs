@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use enclave_core::error::ErrorCode;
-use signer_protocol::frame::{FrameError, MAX_FRAME_LEN, read_frame, write_frame};
+use signer_protocol::frame::{FrameError, MAX_FRAME_LEN, read_frame, write_frame, write_queued};
 use signer_protocol::messages::{decode, encode, request_id_of};
 use signer_protocol::{BoxedStream, ErrorReply, Listener, Op, Outcome, Request, Response};
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -128,17 +128,7 @@ async fn connection(
     // Buffered: one read syscall carries many request frames under load.
     let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, reader);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
-    let writer_task = tokio::spawn(async move {
-        let mut writer = BufWriter::new(writer);
-        while let Some(frame) = rx.recv().await {
-            if write_frame(&mut writer, &frame).await.is_err() {
-                break;
-            }
-            if rx.is_empty() && writer.flush().await.is_err() {
-                break;
-            }
-        }
-    });
+    let writer_task = tokio::spawn(async move { write_queued(writer, &mut rx).await });
     let send = |id: u64, outcome: Outcome| {
         let tx = tx.clone();
         async move {

@@ -155,6 +155,13 @@ fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> StackError + '_ 
     move |e| StackError::Setup(format!("{what}: {e}"))
 }
 
+/// Maps a KMS SDK error to a setup error naming the operation, with the whole cause chain.
+fn kms_failed<E: std::error::Error>(operation: &str) -> impl FnOnce(E) -> StackError + '_ {
+    move |e| {
+        StackError::Setup(format!("{operation}: {}", aws_sdk_kms::error::DisplayErrorContext(e)))
+    }
+}
+
 fn random_token() -> Result<String, StackError> {
     let mut b = [0u8; 24];
     enclave_core::OsRandom.fill(&mut b).map_err(setup("random token"))?;
@@ -297,12 +304,7 @@ impl Stack {
                     .description("signer-sim execution key")
                     .send(),
             )
-            .map_err(|e| {
-                StackError::Setup(format!(
-                    "CreateKey: {}",
-                    aws_sdk_kms::error::DisplayErrorContext(e)
-                ))
-            })?;
+            .map_err(kms_failed("CreateKey"))?;
         let arn = created
             .key_metadata()
             .and_then(|m| m.arn())
@@ -319,12 +321,7 @@ impl Stack {
         let out = self
             .runtime
             .block_on(self.kms_client.get_public_key().key_id(&self.key_arn).send())
-            .map_err(|e| {
-                StackError::Setup(format!(
-                    "GetPublicKey: {}",
-                    aws_sdk_kms::error::DisplayErrorContext(e)
-                ))
-            })?;
+            .map_err(kms_failed("GetPublicKey"))?;
         Ok(out.public_key().map(|b| b.as_ref().to_vec()).unwrap_or_default())
     }
 
@@ -381,12 +378,7 @@ impl Stack {
                     .policy(policy)
                     .send(),
             )
-            .map_err(|e| {
-                StackError::Setup(format!(
-                    "PutKeyPolicy: {}",
-                    aws_sdk_kms::error::DisplayErrorContext(e)
-                ))
-            })?;
+            .map_err(kms_failed("PutKeyPolicy"))?;
         Ok(())
     }
 
@@ -402,12 +394,7 @@ impl Stack {
                     .description("signer-sim grant key")
                     .send(),
             )
-            .map_err(|e| {
-                StackError::Setup(format!(
-                    "CreateKey: {}",
-                    aws_sdk_kms::error::DisplayErrorContext(e)
-                ))
-            })?;
+            .map_err(kms_failed("CreateKey"))?;
         let arn = created.key_metadata().and_then(|m| m.arn()).unwrap_or_default().to_string();
         let out = Command::new(binary("attest")?)
             .args([
@@ -426,12 +413,7 @@ impl Stack {
         let policy = String::from_utf8_lossy(&out.stdout).into_owned();
         self.runtime
             .block_on(self.kms_client.put_key_policy().key_id(&arn).policy(policy).send())
-            .map_err(|e| {
-                StackError::Setup(format!(
-                    "PutKeyPolicy: {}",
-                    aws_sdk_kms::error::DisplayErrorContext(e)
-                ))
-            })?;
+            .map_err(kms_failed("PutKeyPolicy"))?;
         Ok(arn)
     }
 
@@ -453,27 +435,20 @@ impl Stack {
                     .encryption_context(context.0, context.1)
                     .send(),
             )
-            .map_err(|e| {
-                StackError::Setup(format!(
-                    "Encrypt: {}",
-                    aws_sdk_kms::error::DisplayErrorContext(e)
-                ))
-            })?;
+            .map_err(kms_failed("Encrypt"))?;
         Ok(out.ciphertext_blob().map(|b| b.as_ref().to_vec()).unwrap_or_default())
     }
 
     /// Disables or enables the execution key in kms-sim (the hard stop).
     pub fn set_key_enabled(&self, enabled: bool) -> Result<(), StackError> {
-        let describe =
-            |e: &dyn std::fmt::Debug| StackError::Setup(format!("Enable/DisableKey: {e:?}"));
         if enabled {
             self.runtime
                 .block_on(self.kms_client.enable_key().key_id(&self.key_arn).send())
-                .map_err(|e| describe(&e))?;
+                .map_err(kms_failed("EnableKey"))?;
         } else {
             self.runtime
                 .block_on(self.kms_client.disable_key().key_id(&self.key_arn).send())
-                .map_err(|e| describe(&e))?;
+                .map_err(kms_failed("DisableKey"))?;
         }
         Ok(())
     }

@@ -291,25 +291,13 @@ impl Parent {
             op.envelope = Some(self.prefetch(grant).await?);
         }
         let mut request = Op::Sign(op);
-        let mut reply = self.call(&request).await?;
-        if let Reply::NeedKey { wrap_alg, wrapped_key, encryption_context, .. } = &reply {
-            if !prefetched {
-                self.metrics.grant_cache.with_label_values(&["miss"]).inc();
-            }
-            // The enclave does not hold the grant (restart, eviction): fresh attestation, fresh
-            // envelope, one retry.
-            self.attestation.invalidate();
-            let envelope =
-                self.envelope(*wrap_alg, wrapped_key, encryption_context.as_ref()).await?;
-            if let Op::Sign(s) = &mut request {
-                s.envelope = Some(envelope);
-            }
-            reply = self.call(&request).await?;
-        } else if !prefetched {
-            self.metrics.grant_cache.with_label_values(&["hit"]).inc();
+        let first = self.call(&request).await?;
+        if !prefetched {
+            let outcome = if matches!(first, Reply::NeedKey { .. }) { "miss" } else { "hit" };
+            self.metrics.grant_cache.with_label_values(&[outcome]).inc();
         }
-        match reply {
-            Reply::Signed { .. } => {
+        match self.retry_on_need_key(&mut request, first).await? {
+            reply @ Reply::Signed { .. } => {
                 self.mark_open(grant.id, grant.expires_at);
                 Ok(reply)
             }
@@ -320,6 +308,23 @@ impl Parent {
                 Err(ApiError::new(500, "internal", format!("unexpected enclave reply {other:?}")))
             }
         }
+    }
+
+    /// After `NeedKey` — the enclave does not hold the key (restart, eviction, an envelope made
+    /// for its predecessor) — fresh attestation, a fresh envelope, one retry. Any other reply is
+    /// returned as it is.
+    async fn retry_on_need_key(&self, request: &mut Op, reply: Reply) -> Result<Reply, ApiError> {
+        let Reply::NeedKey { wrap_alg, wrapped_key, encryption_context, .. } = &reply else {
+            return Ok(reply);
+        };
+        self.attestation.invalidate();
+        let envelope = self.envelope(*wrap_alg, wrapped_key, encryption_context.as_ref()).await?;
+        match request {
+            Op::Sign(s) => s.envelope = Some(envelope),
+            Op::SignScheduled(s) => s.envelope = Some(envelope),
+            _ => {}
+        }
+        self.call(request).await
     }
 
     /// `POST /v1/scheduled/sign`: scheduled records are single-use, so the envelope always goes
@@ -334,18 +339,9 @@ impl Parent {
                 .await?,
         );
         let mut request = Op::SignScheduled(op);
-        let mut reply = self.call(&request).await?;
-        if let Reply::NeedKey { wrap_alg, wrapped_key, encryption_context, .. } = &reply {
-            self.attestation.invalidate();
-            let envelope =
-                self.envelope(*wrap_alg, wrapped_key, encryption_context.as_ref()).await?;
-            if let Op::SignScheduled(s) = &mut request {
-                s.envelope = Some(envelope);
-            }
-            reply = self.call(&request).await?;
-        }
-        match reply {
-            Reply::Signed { .. } => Ok(reply),
+        let first = self.call(&request).await?;
+        match self.retry_on_need_key(&mut request, first).await? {
+            reply @ Reply::Signed { .. } => Ok(reply),
             other => {
                 Err(ApiError::new(500, "internal", format!("unexpected enclave reply {other:?}")))
             }

@@ -183,17 +183,17 @@ fn denials_replays_revocation_kill_switch_and_expiry() {
         (Some(1_000_000_000), Some(1_000_000_001))
     );
     assert_eq!(r.body["type"], "urn:signer:error:policy_denied");
-    // Daily limit, with what was already used.
+    // Daily limit, with what was already used (the agent's 5 000-lamport fee included).
     assert_eq!(
-        api.post("/v1/sign", &w.sign_body(&w.transfer(1_000_000_000), &request_id()))
+        api.post("/v1/sign", &w.sign_body(&w.transfer(999_995_000), &request_id()))
             .unwrap()
             .status,
         200
     );
     let r = api.post("/v1/sign", &w.sign_body(&w.transfer(600_000_000), &request_id())).unwrap();
     assert_eq!(
-        (r.body["rule"].as_str(), r.body["used"].as_u64()),
-        (Some("max_lamports_per_day"), Some(1_000_000_000))
+        (r.body["rule"].as_str(), r.body["used"].as_u64(), r.body["requested"].as_u64()),
+        (Some("max_lamports_per_day"), Some(1_000_000_000), Some(600_005_000))
     );
 
     // Replay: same id, different transaction → 409; same request → the same signed result.
@@ -300,6 +300,17 @@ fn bad_input_auth_and_routing() {
     let mut body = w.sign_body(&w.transfer(1), &request_id());
     body["transaction"] = json!(b64(&[1, 2, 3]));
     assert_eq!(api.post("/v1/sign", &body).unwrap().code(), Some("bad_request"));
+    // A grant altered at rest: it parses, KMS unwraps its key, the AEAD fails. One answer for
+    // every failure after the envelope's RSA step, and the parent counts it.
+    let mut altered = unb64(&w.grant_record);
+    *altered.last_mut().unwrap() ^= 1;
+    let mut body = w.sign_body(&w.transfer(1), &request_id());
+    body["grant_record"] = json!(b64(&altered));
+    let r = api.post("/v1/sign", &body).unwrap();
+    assert_eq!((r.status, r.code()), (502, Some("envelope_rejected")), "{}", r.body);
+    assert!(r.str("detail").contains("nothing was signed"), "{}", r.body);
+    let (_, text) = api.get_text("/metrics").unwrap();
+    assert_eq!(metric(&text, "signer_envelope_failures_total"), 1.0);
 
     // Oversized body: 413 (declared, and streamed without a length).
     let big = vec![b' '; 70 * 1024];

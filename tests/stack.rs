@@ -145,7 +145,7 @@ fn spec_flows_end_to_end() {
 
     // Create agent, create grant, sign (one KMS call), idempotent retry, different request → 409.
     let w = Wallet::create(&api, policy(500_000_000, 2_000_000_000), 900).unwrap();
-    let tx = w.transfer(250_000_000);
+    let tx = w.transfer(249_995_000);
     let id = request_id();
     let first = api.post("/v1/sign", &w.sign_body(&tx, &id)).unwrap();
     assert_eq!(first.status, 200, "{}", first.body);
@@ -153,10 +153,10 @@ fn spec_flows_end_to_end() {
     assert_eq!(retry.str("transaction"), first.str("transaction"));
     assert_eq!(api.post("/v1/sign", &w.sign_body(&w.transfer(1), &id)).unwrap().status, 409);
 
-    // Policy is enforced with the enclave's own counters: 2 SOL per day.
+    // Policy is enforced with the enclave's own counters: 2 SOL per day, fees included.
     for _ in 0..7 {
         assert_eq!(
-            api.post("/v1/sign", &w.sign_body(&w.transfer(250_000_000), &request_id()))
+            api.post("/v1/sign", &w.sign_body(&w.transfer(249_995_000), &request_id()))
                 .unwrap()
                 .status,
             200

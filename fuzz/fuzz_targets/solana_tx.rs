@@ -29,9 +29,10 @@ fuzz_target!(|data: &[u8]| {
     let keys: Vec<Pubkey> = tx.static_keys().map(|k| Pubkey(*k)).collect();
     let open = policy(u64::MAX, keys.iter().take(4).copied().collect(), None);
     let tight = policy(10_000, Vec::new(), Some(keys.iter().skip(1).take(2).copied().collect()));
+    let payer = tx.fee_payer().map(|k| Pubkey(*k)).unwrap_or_default();
     for p in [&open, &tight] {
-        let _ = evaluate_transaction(&tx, p, None);
-        let _ = evaluate_transaction(&tx, p, Some(500));
+        let _ = evaluate_transaction(&tx, p, &payer, None);
+        let _ = evaluate_transaction(&tx, p, &payer, Some(500));
     }
     let agent = SigningKey::from_bytes(&[9; 32]);
     let agent_pubkey = Pubkey(agent.verifying_key().to_bytes());

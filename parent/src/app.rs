@@ -62,6 +62,7 @@ impl ApiError {
             "replayed_request" => "Replayed request",
             "kms_access_denied" => "KMS access denied",
             "enclave_unavailable" => "Enclave unavailable",
+            "envelope_rejected" => "Record did not open with its KMS envelope",
             "not_found" => "Not found",
             "method_not_allowed" => "Method not allowed",
             _ => "Internal error",
@@ -79,6 +80,7 @@ impl From<ErrorReply> for ApiError {
             | ErrorCode::PolicyDenied => 403,
             ErrorCode::ReplayedRequest => 409,
             ErrorCode::EnclaveUnavailable => 503,
+            ErrorCode::EnvelopeRejected => 502,
             ErrorCode::Internal => 500,
         };
         Self { status, code: e.code.as_str(), detail: e.message, denial: e.denial.map(Box::new) }
@@ -185,6 +187,10 @@ impl Parent {
             Ok(Outcome::Err(e)) => {
                 if let Some(d) = &e.denial {
                     self.metrics.denials.with_label_values(&[d.rule.as_str()]).inc();
+                }
+                if e.code == ErrorCode::EnvelopeRejected {
+                    self.metrics.envelope_failures.inc();
+                    tracing::warn!(op = op.name(), "a record did not open with its KMS envelope");
                 }
                 Err(ApiError::from(e))
             }

@@ -37,6 +37,18 @@ pub enum KmsError {
     Rejected(String),
 }
 
+/// A client-safe name for an SDK failure that carries no KMS error code.
+fn transport_failure<E, R>(e: &aws_sdk_kms::error::SdkError<E, R>) -> &'static str {
+    use aws_sdk_kms::error::SdkError;
+    match e {
+        SdkError::TimeoutError(_) => "no answer from KMS within the deadline",
+        SdkError::DispatchFailure(_) => "could not reach KMS (connection failed)",
+        SdkError::ResponseError(_) => "KMS sent a response that could not be read",
+        SdkError::ConstructionFailure(_) => "the KMS request could not be built",
+        _ => "KMS failed without an error code",
+    }
+}
+
 /// What the enclave asked to have unwrapped.
 #[derive(Clone, Debug)]
 pub struct Unwrap<'a> {
@@ -164,7 +176,9 @@ impl KmsClient {
                     | "KMSInternalException"
                     | "DependencyTimeoutException"
                     | "LimitExceededException" => KmsError::Unavailable(if code.is_empty() {
-                        format!("{e:?}")
+                        // The SDK's own text can carry endpoints and internals: it goes to the
+                        // log below, and the client gets the kind of failure only.
+                        transport_failure(&e).to_string()
                     } else {
                         format!("{code}: {message}")
                     }),
@@ -176,7 +190,12 @@ impl KmsClient {
                     "error"
                 };
                 self.record("Decrypt", outcome, started);
-                tracing::warn!(code = %code, error = %mapped, "KMS Decrypt failed");
+                tracing::warn!(
+                    code = %code,
+                    error = %mapped,
+                    cause = %aws_sdk_kms::error::DisplayErrorContext(&e),
+                    "KMS Decrypt failed"
+                );
                 Err(mapped)
             }
         }

@@ -9,7 +9,8 @@
 //! - `signer_attestation_refreshes_total{outcome}`
 
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -25,6 +26,7 @@ pub struct Metrics {
     pub enclave_attested: IntGauge,
     pub kms_reachable: IntGauge,
     pub attestation_refreshes: IntCounterVec,
+    pub envelope_failures: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] =
@@ -102,6 +104,16 @@ impl Metrics {
                 "Attestation refreshes by outcome",
                 &["outcome"],
             )?,
+            envelope_failures: {
+                let c = IntCounter::new(
+                    "signer_envelope_failures_total",
+                    "Records that did not open with the key in their KMS envelope (tampering by \
+                     the host or at rest, or a misbehaving KMS); the enclave refuses each such \
+                     envelope from then on",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
             registry,
         })
     }

@@ -144,6 +144,8 @@ pub struct StatusReply {
     pub signatures: u64,
     pub need_key: u64,
     pub denials: u64,
+    #[serde(default)]
+    pub envelope_failures: u64,
     pub in_flight: u64,
     pub connections: u64,
 }

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::agent_key::{AgentKind, signing_key};
 use crate::envelope::{self, RecipientKey};
-use crate::error::EnclaveError;
+use crate::error::{EnclaveError, RecordError};
 use crate::policy::{Denial, Ledger, Policy, Rule, SpendKey, check_intent, evaluate_transaction};
 use crate::pubkey::Pubkey;
 use crate::records::{
@@ -65,12 +65,18 @@ pub struct EnclaveConfig {
     pub schedule_store_capacity: usize,
     pub grant_cache_capacity: usize,
     pub revocation_capacity: usize,
+    /// Content keys of envelopes that failed to open, refused thereafter (see [`Enclave::sign`]).
+    pub envelope_refusal_capacity: usize,
 }
 
 pub const DEFAULT_MAX_GRANT_TTL: u64 = 3600;
 pub const MIN_MAX_GRANT_TTL: u64 = 60;
 pub const DEFAULT_MAX_SCHEDULE_WINDOW: u64 = 48 * 3600;
 pub const DEFAULT_REQUEST_STORE_CAPACITY: usize = 1_000_000;
+/// How long a failed envelope's content key stays refused. Opening the same envelope again can
+/// only repeat the answer it got; an adaptive attack needs fresh guesses under the same key, and
+/// gets one per KMS call, or one more per key each week.
+pub const ENVELOPE_REFUSAL_SECONDS: u64 = 7 * 86_400;
 
 impl EnclaveConfig {
     /// Defaults (SPEC §14) around the pinned KMS key's SPKI DER.
@@ -92,6 +98,7 @@ impl EnclaveConfig {
             schedule_store_capacity: 100_000,
             grant_cache_capacity: 100_000,
             revocation_capacity: 100_000,
+            envelope_refusal_capacity: 100_000,
         })
     }
 }
@@ -206,6 +213,8 @@ pub struct Status {
     pub signatures: u64,
     pub need_key: u64,
     pub denials: u64,
+    /// Envelopes whose content did not open a record (each is refused from then on).
+    pub envelope_failures: u64,
 }
 
 struct CachedAgent {
@@ -214,13 +223,14 @@ struct CachedAgent {
     key: Arc<SigningKey>,
 }
 
-/// A grant opened in enclave memory. Dropping it zeroizes the UMK and the agent key.
+/// A grant opened in enclave memory, together with the agent key it authorizes. Cached only once
+/// both opened, keyed by the SHA-256 of the grant record's bytes, so a record that merely carries
+/// a victim's grant id can neither use nor displace the victim's entry. Dropping it zeroizes the
+/// UMK and the agent key.
 struct OpenedGrant {
     header: GrantHeader,
-    /// The sealed record it was opened from (compared byte for byte; not secret).
-    record: Box<[u8]>,
     contents: GrantContents,
-    agent: Mutex<Option<CachedAgent>>,
+    agent: CachedAgent,
 }
 
 /// Everything a signing decision reads and writes, under one lock so that revocation, the kill
@@ -229,7 +239,10 @@ struct DecisionState {
     kill_switch: bool,
     ledger: Ledger,
     requests: TtlMap<[u8; 16], [u8; 32]>,
-    scheduled: TtlMap<[u8; 16], [u8; 16]>,
+    /// Used scheduled records: (schedule id, agent public key) → the request that used it. The
+    /// agent key is part of the mark because only the holder of that agent's seed can make a
+    /// record that opens with it; a forged record reusing a victim's id cannot burn it.
+    scheduled: TtlMap<[u8; 48], [u8; 16]>,
     revoked_records: TtlMap<[u8; 16], ()>,
     revoked_wallets: TtlMap<[u8; 32], u64>,
 }
@@ -283,12 +296,16 @@ pub struct Enclave {
     recipient: RecipientKey,
     rng: Arc<dyn SecureRandom>,
     clock: Arc<dyn Clock>,
-    grants: RwLock<HashMap<[u8; 16], Arc<OpenedGrant>>>,
+    /// Opened grants by SHA-256 of the grant record.
+    grants: RwLock<HashMap<[u8; 32], Arc<OpenedGrant>>>,
     state: Mutex<DecisionState>,
+    /// SHA-256 of the RSA-wrapped content keys of envelopes that failed to open.
+    refused_envelopes: Mutex<TtlMap<[u8; 32], ()>>,
     kill_switch: AtomicBool,
     signatures: AtomicU64,
     need_key: AtomicU64,
     denials: AtomicU64,
+    envelope_failures: AtomicU64,
 }
 
 /// Parses a transaction the agent must sign: any parse failure, or the agent not being a
@@ -301,6 +318,23 @@ fn parse_for_agent<'a>(raw: &'a [u8], agent: &Pubkey) -> Result<Transaction<'a>,
         )));
     }
     Ok(tx)
+}
+
+/// The agent-key record must belong to the grant's wallet and be the agent the grant names.
+fn check_agent_binding(grant: &GrantHeader, agent: &AgentKeyHeader) -> Result<(), EnclaveError> {
+    if agent.wallet != grant.wallet {
+        return Err(EnclaveError::RecordInvalid(format!(
+            "agent key belongs to wallet {}, the grant to wallet {}",
+            agent.wallet, grant.wallet
+        )));
+    }
+    if agent.agent_pubkey != grant.agent_pubkey {
+        return Err(EnclaveError::RecordInvalid(format!(
+            "agent key is {}, the grant authorizes {}",
+            agent.agent_pubkey, grant.agent_pubkey
+        )));
+    }
+    Ok(())
 }
 
 /// 16-byte ids as UUID text (how the API shows them).
@@ -332,16 +366,21 @@ impl Enclave {
             revoked_wallets: TtlMap::new("revoked wallet", config.revocation_capacity),
         };
         Self {
-            config,
             recipient,
             rng,
             clock,
             grants: RwLock::new(HashMap::new()),
+            refused_envelopes: Mutex::new(TtlMap::new(
+                "refused envelope",
+                config.envelope_refusal_capacity,
+            )),
             state: Mutex::new(state),
             kill_switch: AtomicBool::new(false),
             signatures: AtomicU64::new(0),
             need_key: AtomicU64::new(0),
             denials: AtomicU64::new(0),
+            envelope_failures: AtomicU64::new(0),
+            config,
         }
     }
 
@@ -434,97 +473,88 @@ impl Enclave {
         Ok(())
     }
 
-    fn cached_grant(
+    /// Opens a record's key from its KMS envelope and the record with it, in one constant flow
+    /// (SPEC §3 invariant 8).
+    ///
+    /// `Ok(None)`: the envelope is addressed to another enclave key (made for this enclave's
+    /// predecessor before a restart); the caller answers `NeedKey`. A malformed envelope (before
+    /// any cryptography) is [`EnclaveError::Envelope`]. Everything from the RSA step on — RSA-OAEP,
+    /// the content's length and padding, the record's AEAD and what it decrypts to — ends in one
+    /// answer, [`EnclaveError::EnvelopeRejected`], after the same work, and the envelope's
+    /// wrapped content key is refused from then on, so an adaptive attacker gets one guess per
+    /// KMS call.
+    fn open_with_envelope<T>(
         &self,
-        grant_id: &[u8; 16],
-        record: &[u8],
-    ) -> Result<Option<Arc<OpenedGrant>>, EnclaveError> {
-        match self.grants.read().get(grant_id) {
-            None => Ok(None),
-            Some(g) if *g.record == *record => Ok(Some(Arc::clone(g))),
-            Some(_) => Err(EnclaveError::RecordInvalid(format!(
-                "grant record differs from the opened grant {}",
-                uuid_text(grant_id)
-            ))),
+        bytes: &[u8],
+        open: impl FnOnce(&Secret32) -> Result<T, RecordError>,
+    ) -> Result<Option<T>, EnclaveError> {
+        let parsed = envelope::parse(bytes).map_err(|e| EnclaveError::Envelope(e.to_string()))?;
+        if parsed.rid != self.recipient.rid() {
+            return Ok(None);
         }
-    }
-
-    /// Opens a KMS envelope to the 32-byte key it must hold. `Ok(None)` when it is addressed to
-    /// another enclave key (made for this enclave's predecessor, before a restart): the caller
-    /// answers `NeedKey` so the parent fetches one for the current key. Any other failure is the
-    /// envelope's (KMS or the relay), not the record's: [`EnclaveError::Envelope`]. A well-formed
-    /// envelope holding the wrong length is the record's wrapped key at fault.
-    fn open_envelope(&self, bytes: &[u8], what: &str) -> Result<Option<Secret32>, EnclaveError> {
-        let plaintext = match envelope::open(bytes, &self.recipient) {
-            Ok(p) => p,
-            Err(envelope::EnvelopeError::WrongRecipient { .. }) => return Ok(None),
-            Err(e) => return Err(EnclaveError::Envelope(e.to_string())),
-        };
-        Secret32::from_slice(&plaintext).map(Some).ok_or_else(|| {
-            EnclaveError::RecordInvalid(format!(
-                "the record's wrapped key holds {} bytes; {what} is 32",
-                plaintext.len()
-            ))
-        })
-    }
-
-    fn open_grant(
-        &self,
-        sealed: &SealedGrant<'_>,
-        dek: &Secret32,
-        record: &[u8],
-        now: u64,
-    ) -> Result<Arc<OpenedGrant>, EnclaveError> {
-        let contents = sealed.open(dek)?;
-        let opened = Arc::new(OpenedGrant {
-            header: sealed.header,
-            record: record.into(),
-            contents,
-            agent: Mutex::new(None),
-        });
-        let mut grants = self.grants.write();
-        if grants.len() >= self.config.grant_cache_capacity
-            && !grants.contains_key(&sealed.header.grant_id)
+        let wrapped_key: [u8; 32] = Sha256::digest(parsed.encrypted_key).into();
+        let now = self.clock.now();
         {
+            let mut refused = self.refused_envelopes.lock();
+            if refused.get(&wrapped_key, now).is_some() {
+                return Err(EnclaveError::EnvelopeRejected);
+            }
+            // Fail closed before any work if a failure could not be remembered.
+            refused.ensure_room(now)?;
+        }
+        let (key, unwrapped) = envelope::unwrap_key32(&parsed, &self.recipient);
+        let opened = open(&key);
+        if bool::from(unwrapped)
+            && let Ok(value) = opened
+        {
+            return Ok(Some(value));
+        }
+        self.envelope_failures.fetch_add(1, Ordering::Relaxed);
+        self.refused_envelopes.lock().insert(
+            wrapped_key,
+            (),
+            now.saturating_add(ENVELOPE_REFUSAL_SECONDS),
+            now,
+        )?;
+        Err(EnclaveError::EnvelopeRejected)
+    }
+
+    /// Opens the agent key a grant authorizes (bound wallet and public key, AEAD under the
+    /// grant's UMK, derived key equal to the bound key).
+    fn open_agent(
+        header: &GrantHeader,
+        contents: &GrantContents,
+        record: &[u8],
+    ) -> Result<CachedAgent, EnclaveError> {
+        let sealed = SealedAgentKey::parse(record)?;
+        check_agent_binding(header, &sealed.header)?;
+        let key = sealed.open(&contents.umk)?;
+        Ok(CachedAgent { record: record.into(), key: Arc::new(key) })
+    }
+
+    fn cache_grant(&self, digest: [u8; 32], opened: Arc<OpenedGrant>, now: u64) {
+        let mut grants = self.grants.write();
+        if grants.len() >= self.config.grant_cache_capacity && !grants.contains_key(&digest) {
             grants.retain(|_, g| g.header.expires_at > now);
             if grants.len() >= self.config.grant_cache_capacity {
                 // Drop the grant closest to expiry; it will need one more KMS round trip.
-                if let Some(id) =
-                    grants.iter().min_by_key(|(_, g)| g.header.expires_at).map(|(id, _)| *id)
+                if let Some(d) =
+                    grants.iter().min_by_key(|(_, g)| g.header.expires_at).map(|(d, _)| *d)
                 {
-                    grants.remove(&id);
+                    grants.remove(&d);
                 }
             }
         }
-        grants.insert(sealed.header.grant_id, Arc::clone(&opened));
-        Ok(opened)
+        grants.insert(digest, opened);
     }
 
-    fn agent_key(
-        &self,
-        grant: &OpenedGrant,
-        record: &[u8],
-    ) -> Result<Arc<SigningKey>, EnclaveError> {
-        let sealed = SealedAgentKey::parse(record)?;
-        if sealed.header.wallet != grant.header.wallet {
-            return Err(EnclaveError::RecordInvalid(format!(
-                "agent key belongs to wallet {}, the grant to wallet {}",
-                sealed.header.wallet, grant.header.wallet
-            )));
+    /// The agent's signing key for this request: the cached one when the same agent record is
+    /// presented again, else opened afresh (and checked) under the grant's UMK.
+    fn agent_key(grant: &OpenedGrant, record: &[u8]) -> Result<Arc<SigningKey>, EnclaveError> {
+        if *grant.agent.record == *record {
+            return Ok(Arc::clone(&grant.agent.key));
         }
-        if sealed.header.agent_pubkey != grant.header.agent_pubkey {
-            return Err(EnclaveError::RecordInvalid(format!(
-                "agent key is {}, the grant authorizes {}",
-                sealed.header.agent_pubkey, grant.header.agent_pubkey
-            )));
-        }
-        let mut cached = grant.agent.lock();
-        if let Some(c) = cached.as_ref().filter(|c| *c.record == *record) {
-            return Ok(Arc::clone(&c.key));
-        }
-        let key = Arc::new(sealed.open(&grant.contents.umk)?);
-        *cached = Some(CachedAgent { record: record.into(), key: Arc::clone(&key) });
-        Ok(key)
+        Ok(Self::open_agent(&grant.header, &grant.contents, record)?.key)
     }
 
     /// Signs a transaction under an execution grant, or answers `NeedKey`.
@@ -538,25 +568,26 @@ impl Enclave {
                 uuid_text(&req.bot_id)
             )));
         }
-        let now = self.clock.now();
-        self.check_grant_header(&h, now)?;
-        let cached = self.cached_grant(&h.grant_id, req.grant_record)?;
-        let dek = match (&cached, req.envelope) {
-            (None, Some(env)) => self.open_envelope(env, "a data key")?,
-            _ => None,
-        };
-        let grant = match (cached, dek) {
-            (Some(g), _) => g,
-            (None, Some(dek)) => self.open_grant(&sealed, &dek, req.grant_record, now)?,
-            (None, None) => {
-                self.need_key.fetch_add(1, Ordering::Relaxed);
-                return Ok(SignOutcome::NeedKey(NeedKey {
-                    record_id: h.grant_id,
-                    wrapped: sealed.wrapped,
-                }));
+        self.check_grant_header(&h, self.clock.now())?;
+        let digest: [u8; 32] = Sha256::digest(req.grant_record).into();
+        let cached = self.grants.read().get(&digest).cloned();
+        let (grant, key) = match (cached, req.envelope) {
+            (Some(grant), _) => {
+                let key = Self::agent_key(&grant, req.agent_key_record)?;
+                (grant, key)
             }
+            (None, Some(env)) => {
+                let Some(contents) = self.open_with_envelope(env, |dek| sealed.open(dek))? else {
+                    return Ok(self.need_key(h.grant_id, sealed.wrapped));
+                };
+                let agent = Self::open_agent(&h, &contents, req.agent_key_record)?;
+                let key = Arc::clone(&agent.key);
+                let grant = Arc::new(OpenedGrant { header: h, contents, agent });
+                self.cache_grant(digest, Arc::clone(&grant), self.clock.now());
+                (grant, key)
+            }
+            (None, None) => return Ok(self.need_key(h.grant_id, sealed.wrapped)),
         };
-        let key = self.agent_key(&grant, req.agent_key_record)?;
         let tx = parse_for_agent(req.transaction, &h.agent_pubkey)?;
         let request_digest = {
             let mut d = Sha256::new();
@@ -568,11 +599,22 @@ impl Enclave {
             <[u8; 32]>::from(d.finalize())
         };
         let policy = &grant.contents.policy;
-        let spend = evaluate_transaction(&tx, policy, req.declared_notional_cents);
-        let spend_key = SpendKey { wallet: h.wallet.0, bot_id: h.bot_id };
+        let spend = evaluate_transaction(&tx, policy, &h.agent_pubkey, req.declared_notional_cents);
+        let spend_key = SpendKey { wallet: h.wallet.0, bot_id: h.bot_id, agent: h.agent_pubkey.0 };
         {
             let mut state = self.state.lock();
+            // The decision's instant is read under the lock that records it, so the order of
+            // decisions is the order of their clock readings (no late pre-midnight request
+            // charged after a post-midnight one), and expiry is judged at that instant.
+            let now = self.clock.now();
             state.check_revoked(&h.grant_id, &h.wallet, Some(h.issued_at), now)?;
+            if now >= h.expires_at {
+                return Err(EnclaveError::GrantExpired {
+                    grant_id: uuid_text(&h.grant_id),
+                    expires_at: h.expires_at,
+                    now,
+                });
+            }
             if let Seen::New = state.check_request(&req.request_id, &request_digest, now)? {
                 let spend = spend.map_err(|d| self.deny(d))?;
                 state.ledger.check(&spend_key, &spend, policy, now).map_err(|d| self.deny(d))?;
@@ -586,6 +628,11 @@ impl Enclave {
             tx.sign(&key).map_err(|e| EnclaveError::BadRequest(e.to_string()))?;
         self.signatures.fetch_add(1, Ordering::Relaxed);
         Ok(SignOutcome::Signed(Signed { signature, transaction, record_id: h.grant_id }))
+    }
+
+    fn need_key(&self, record_id: [u8; 16], wrapped: WrappedKey) -> SignOutcome {
+        self.need_key.fetch_add(1, Ordering::Relaxed);
+        SignOutcome::NeedKey(NeedKey { record_id, wrapped })
     }
 
     /// Signs the one transfer a scheduled record allows, once.
@@ -635,9 +682,12 @@ impl Enclave {
             <[u8; 32]>::from(d.finalize())
         };
         let expires_at = h.not_after.saturating_add(1);
-        let check_unused = |state: &DecisionState| -> Result<Seen, EnclaveError> {
+        let mut used_mark = [0u8; 48];
+        used_mark[..16].copy_from_slice(&h.schedule_id);
+        used_mark[16..].copy_from_slice(&h.agent_pubkey.0);
+        let check_unused = |state: &DecisionState, now: u64| -> Result<Seen, EnclaveError> {
             let seen = state.check_request(&req.request_id, &request_digest, now)?;
-            match state.scheduled.get(&h.schedule_id, now) {
+            match state.scheduled.get(&used_mark, now) {
                 Some(used_by) if *used_by != req.request_id => Err(EnclaveError::ReplayedRequest {
                     request_id: format!(
                         "{} (scheduled record {} was already used by request {})",
@@ -649,28 +699,30 @@ impl Enclave {
                 _ => Ok(seen),
             }
         };
-        check_unused(&self.state.lock())?;
-        let ephemeral = match req.envelope {
-            Some(env) => self.open_envelope(env, "an ephemeral key")?,
-            None => None,
+        check_unused(&self.state.lock(), now)?;
+        let Some(env) = req.envelope else {
+            return Ok(self.need_key(h.schedule_id, sealed.wrapped));
         };
-        let Some(ephemeral) = ephemeral else {
-            self.need_key.fetch_add(1, Ordering::Relaxed);
-            return Ok(SignOutcome::NeedKey(NeedKey {
-                record_id: h.schedule_id,
-                wrapped: sealed.wrapped,
-            }));
+        let Some(key) = self.open_with_envelope(env, |ephemeral| sealed.open(ephemeral))? else {
+            return Ok(self.need_key(h.schedule_id, sealed.wrapped));
         };
-        let key = sealed.open(&ephemeral).map_err(EnclaveError::from)?;
         {
             let mut state = self.state.lock();
+            let now = self.clock.now();
             state.check_revoked(&h.schedule_id, &h.wallet, None, now)?;
-            if let Seen::New = check_unused(&state)? {
+            if now > h.not_after {
+                return Err(EnclaveError::GrantExpired {
+                    grant_id: uuid_text(&h.schedule_id),
+                    expires_at: h.not_after,
+                    now,
+                });
+            }
+            if let Seen::New = check_unused(&state, now)? {
                 // Both marks or neither: a record marked used without its request id (or the
                 // reverse) would either burn the record or let it be used twice.
                 state.scheduled.ensure_room(now)?;
                 state.requests.ensure_room(now)?;
-                state.scheduled.insert(h.schedule_id, req.request_id, expires_at, now)?;
+                state.scheduled.insert(used_mark, req.request_id, expires_at, now)?;
                 state.requests.insert(req.request_id, request_digest, expires_at, now)?;
             }
         }
@@ -703,8 +755,8 @@ impl Enclave {
         }
         let mut grants = self.grants.write();
         let before = grants.len();
-        grants.retain(|id, g| match target {
-            RevokeTarget::Record(r) => *id != r,
+        grants.retain(|_, g| match target {
+            RevokeTarget::Record(r) => g.header.grant_id != r,
             RevokeTarget::Wallet(w) => g.header.wallet != w,
         });
         Ok(before - grants.len())
@@ -732,6 +784,8 @@ impl Enclave {
         state.revoked_records.evict_expired(now);
         state.revoked_wallets.evict_expired(now);
         state.ledger.prune(now);
+        drop(state);
+        self.refused_envelopes.lock().evict_expired(now);
         dropped
     }
 
@@ -753,6 +807,7 @@ impl Enclave {
             signatures: self.signatures.load(Ordering::Relaxed),
             need_key: self.need_key.load(Ordering::Relaxed),
             denials: self.denials.load(Ordering::Relaxed),
+            envelope_failures: self.envelope_failures.load(Ordering::Relaxed),
         }
     }
 }

@@ -35,12 +35,12 @@ use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
 use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
 use sha2::{Digest, Sha256};
-use subtle::{ConstantTimeEq, ConstantTimeGreater};
+use subtle::{Choice, ConstantTimeEq, ConstantTimeGreater};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
 use crate::ber::{BerError, Element, Reader, TAG_SEQUENCE, TAG_SET};
-use crate::secret::{SecretBytes, SecureRandom, random_array, seeded_rng};
+use crate::secret::{Secret32, SecretBytes, SecureRandom, random_array, seeded_rng};
 
 /// Largest encrypted content accepted.
 pub const MAX_CONTENT: usize = 4096;
@@ -285,6 +285,50 @@ pub fn open(envelope: &[u8], key: &RecipientKey) -> Result<SecretBytes, Envelope
     decrypt_content(parsed, cek)
 }
 
+/// Content length of KMS's envelope around a 32-byte key: two key blocks and one full block of
+/// PKCS#7 padding.
+pub const KEY_CONTENT_LEN: usize = 48;
+
+/// Unwraps the 32-byte key a record needs from a parsed envelope already known to be addressed
+/// to `key`, with one constant flow whatever fails.
+///
+/// RSA-OAEP, the content length (exactly [`KEY_CONTENT_LEN`]), AES-256-CBC and the padding (the
+/// last block must be sixteen `0x10` bytes, compared in constant time) all run every time; a
+/// failure at any step only clears the returned [`Choice`] and substitutes zeros, so the caller
+/// goes on to the record's AEAD with a key either way and reports one answer. This is what
+/// denies an attacker the CBC padding oracle: no step reveals on its own whether it passed.
+pub fn unwrap_key32(parsed: &ParsedEnvelope<'_>, key: &RecipientKey) -> (Secret32, Choice) {
+    let mut cek = Zeroizing::new([0u8; 32]);
+    let rsa_ok = match key.private.decrypt(Oaep::<Sha256>::new(), parsed.encrypted_key) {
+        Ok(plain) => {
+            let plain = Zeroizing::new(plain);
+            let fits = plain.len() == 32;
+            if let (true, Some(bytes)) = (fits, plain.get(..32)) {
+                cek.copy_from_slice(bytes);
+            }
+            Choice::from(u8::from(fits))
+        }
+        Err(_) => Choice::from(0),
+    };
+    let length_ok = Choice::from(u8::from(parsed.ciphertext.len() == KEY_CONTENT_LEN));
+    let mut content = Zeroizing::new([0u8; KEY_CONTENT_LEN]);
+    for (dst, src) in content.iter_mut().zip(parsed.ciphertext.iter()) {
+        *dst = *src;
+    }
+    let mut iv = [0u8; 16];
+    for (dst, src) in iv.iter_mut().zip(parsed.iv.iter()) {
+        *dst = *src;
+    }
+    // Decrypting a fixed-size buffer with NoPadding cannot fail.
+    let _ = cbc::Decryptor::<Aes256>::new((&*cek).into(), (&iv).into())
+        .decrypt_padded::<NoPadding>(content.as_mut_slice());
+    let (key_bytes, padding) = content.split_at(32);
+    let padding_ok = padding.ct_eq(&[16u8; 16]);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(key_bytes);
+    (Secret32::new(out), rsa_ok & length_ok & padding_ok)
+}
+
 /// The symmetric half of [`open`]: AES-256-CBC with the unwrapped content key, then PKCS#7.
 pub fn decrypt_content(
     parsed: ParsedEnvelope<'_>,
@@ -347,7 +391,28 @@ pub fn seal(
         .encrypt(&mut oaep_rng, Oaep::<Sha256>::new(), cek.as_slice())
         .map_err(|e| EnvelopeError::Key(e.to_string()))?;
     let rid: [u8; 32] = Sha256::digest(recipient_spki_der).into();
+    Ok(encode(
+        &EnvelopeParts { rid: &rid, encrypted_key: &encrypted_key, iv: &iv, content: &content },
+        form,
+    ))
+}
 
+/// The fields of an envelope, for [`encode`].
+#[derive(Clone, Copy, Debug)]
+pub struct EnvelopeParts<'a> {
+    /// SHA-256 of the recipient's SPKI DER.
+    pub rid: &'a [u8; 32],
+    /// RSAES-OAEP-SHA-256 of the content-encryption key.
+    pub encrypted_key: &'a [u8],
+    pub iv: &'a [u8; 16],
+    /// AES-256-CBC ciphertext.
+    pub content: &'a [u8],
+}
+
+/// Encodes an envelope of KMS's exact BER shape around given fields (what [`seal`] produces; also
+/// how tests build tampered envelopes).
+pub fn encode(parts: &EnvelopeParts<'_>, form: ContentForm) -> Vec<u8> {
+    let EnvelopeParts { rid, encrypted_key, iv, content } = *parts;
     let sha256_alg = der(0x30, &[der(0x06, &OID_SHA256), der(0x05, &[])].concat());
     let oaep_alg = der(
         0x30,
@@ -364,25 +429,23 @@ pub fn seal(
         ]
         .concat(),
     );
-    let ktri = der(
-        0x30,
-        &[der(0x02, &[2]), der(0x80, &rid), oaep_alg, der(0x04, &encrypted_key)].concat(),
-    );
+    let ktri =
+        der(0x30, &[der(0x02, &[2]), der(0x80, rid), oaep_alg, der(0x04, encrypted_key)].concat());
     let encrypted_content = match form {
-        ContentForm::Chunked => indefinite(0xa0, &der(0x04, &content)),
-        ContentForm::Primitive => der(0x80, &content),
+        ContentForm::Chunked => indefinite(0xa0, &der(0x04, content)),
+        ContentForm::Primitive => der(0x80, content),
     };
     let eci = indefinite(
         0x30,
         &[
             der(0x06, &OID_DATA),
-            der(0x30, &[der(0x06, &OID_AES256_CBC), der(0x04, &iv)].concat()),
+            der(0x30, &[der(0x06, &OID_AES256_CBC), der(0x04, iv)].concat()),
             encrypted_content,
         ]
         .concat(),
     );
     let enveloped = indefinite(0x30, &[der(0x02, &[2]), der(0x31, &ktri), eci].concat());
-    Ok(indefinite(0x30, &[der(0x06, &OID_ENVELOPED_DATA), indefinite(0xa0, &enveloped)].concat()))
+    indefinite(0x30, &[der(0x06, &OID_ENVELOPED_DATA), indefinite(0xa0, &enveloped)].concat())
 }
 
 /// A definite-length element.

@@ -24,6 +24,9 @@ pub enum ErrorCode {
     ReplayedRequest,
     /// The enclave cannot take more work right now (a bounded store is full of live entries).
     EnclaveUnavailable,
+    /// A record did not open with the key its KMS envelope carried (one answer for every such
+    /// failure: SPEC §3 invariant 8).
+    EnvelopeRejected,
     Internal,
 }
 
@@ -39,6 +42,7 @@ impl ErrorCode {
             Self::PolicyDenied => "policy_denied",
             Self::ReplayedRequest => "replayed_request",
             Self::EnclaveUnavailable => "enclave_unavailable",
+            Self::EnvelopeRejected => "envelope_rejected",
             Self::Internal => "internal",
         }
     }
@@ -63,9 +67,16 @@ pub enum EnclaveError {
     ReplayedRequest { request_id: String },
     #[error("enclave at capacity: {0}")]
     Capacity(String),
-    /// The KMS envelope relayed by the parent did not open (not the record's fault).
-    #[error("the KMS envelope did not open: {0}")]
+    /// The KMS envelope relayed by the parent is malformed (found before any cryptography).
+    #[error("the KMS envelope is malformed: {0}")]
     Envelope(String),
+    /// Anything that failed from the envelope's RSA step on. Deliberately one fixed text with no
+    /// detail: which step failed would be an oracle on the key (SPEC §3 invariant 8).
+    #[error(
+        "the record did not open with the key in its KMS envelope: the record or the envelope \
+         was altered (nothing was signed; this envelope is refused from now on)"
+    )]
+    EnvelopeRejected,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -81,6 +92,7 @@ impl EnclaveError {
             Self::PolicyDenied(_) => ErrorCode::PolicyDenied,
             Self::ReplayedRequest { .. } => ErrorCode::ReplayedRequest,
             Self::Capacity(_) => ErrorCode::EnclaveUnavailable,
+            Self::EnvelopeRejected => ErrorCode::EnvelopeRejected,
             Self::Envelope(_) | Self::Internal(_) => ErrorCode::Internal,
         }
     }

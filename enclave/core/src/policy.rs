@@ -9,8 +9,18 @@
 //! Destinations and mints must be static keys (not loaded from address lookup tables) and, when
 //! the policy has `destinations`, listed there. Fee = `5000 × signatures + ceil(price × limit /
 //! 1e6)`, where `limit` defaults to 200 000 per non-ComputeBudget instruction (at most 1 400 000),
-//! as the runtime does. Daily limits are per (wallet, bot) and UTC day; velocity counts signatures
-//! in the last 60 s. Every denial names its rule and the numbers.
+//! as the runtime does.
+//!
+//! The agent's role is fixed: it is the source of every System `Transfer`, the funding account of
+//! every `CreateAccount` and never the new account, appears in no other position of a System
+//! instruction, and is the (single-signer) authority of every `TransferChecked`. A token source
+//! account the agent does not own cannot move under the agent's signature unless the agent is its
+//! delegate; either way the amount is charged to the agent's limits.
+//!
+//! Daily limits are per (wallet, bot, agent) and UTC day, and days only move forward (a request
+//! timed before midnight but recorded after it never resets the new day); when the agent pays the
+//! fee, the fee counts in the daily SOL outflow. Velocity counts signatures in the last 60 s.
+//! Every denial names its rule and the numbers.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -83,6 +93,12 @@ impl Policy {
             {
                 return Err(format!("{p} has its own rules and cannot be in allowed_programs"));
             }
+            if programs::PRECOMPILES.contains(p) {
+                return Err(format!(
+                    "{p} is a signature-verification precompile: the signatures it checks cost fees \
+                     the fee limit cannot see, so it cannot be in allowed_programs"
+                ));
+            }
             if self.allowed_programs.iter().skip(i + 1).any(|o| o == p) {
                 return Err(format!("program {p} is listed twice"));
             }
@@ -108,6 +124,7 @@ impl Policy {
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     InstructionNotAllowed,
+    AgentRole,
     ProgramNotAllowed,
     LookupTableAccount,
     DestinationNotAllowed,
@@ -129,6 +146,7 @@ impl Rule {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InstructionNotAllowed => "instruction_not_allowed",
+            Self::AgentRole => "agent_role",
             Self::ProgramNotAllowed => "program_not_allowed",
             Self::LookupTableAccount => "lookup_table_account",
             Self::DestinationNotAllowed => "destination_not_allowed",
@@ -230,8 +248,22 @@ pub struct Spend {
     /// Per mint, aggregated over the transaction's instructions.
     pub tokens: Vec<(Pubkey, u64)>,
     pub fee_lamports: u64,
+    /// The agent is the fee payer: its fee is SOL outflow for the daily limit.
+    pub agent_pays_fee: bool,
     /// Declared notional charged (only when an allowed program is used).
     pub notional_cents: u64,
+}
+
+impl Spend {
+    /// SOL leaving the agent today because of this transaction: transfers, plus the fee when the
+    /// agent pays it.
+    pub fn daily_lamports(&self) -> u64 {
+        if self.agent_pays_fee {
+            self.lamports.saturating_add(self.fee_lamports)
+        } else {
+            self.lamports
+        }
+    }
 }
 
 /// A recognised instruction.
@@ -390,6 +422,68 @@ pub fn classify(
     .about(program))
 }
 
+/// The agent's fixed role in the instructions that move its funds (see the module docs).
+fn check_agent_role(
+    tx: &Transaction<'_>,
+    index: usize,
+    ix: &Instruction<'_>,
+    action: &Action,
+    agent: &Pubkey,
+) -> Result<(), Denial> {
+    let refuse = |what: String| {
+        Denial::new(Rule::AgentRole, format!("instruction {index}: {what}"))
+            .about(format!("instruction {index}"))
+    };
+    // The one account position where the agent stands in a System instruction.
+    let agent_position = match action {
+        Action::SolTransfer { from, .. } => {
+            if from != agent {
+                return Err(refuse(format!(
+                    "the transfer source is {from}, not the agent {agent}"
+                )));
+            }
+            0
+        }
+        Action::CreateAccount { from, new_account, .. } => {
+            if from != agent {
+                return Err(refuse(format!(
+                    "the funding account is {from}, not the agent {agent}"
+                )));
+            }
+            if new_account == agent {
+                return Err(refuse(format!(
+                    "the agent {agent} cannot be the account CreateAccount creates"
+                )));
+            }
+            0
+        }
+        Action::TokenTransfer { authority, .. } => {
+            if authority != agent {
+                return Err(refuse(format!(
+                    "the transfer authority is {authority}, not the agent {agent}"
+                )));
+            }
+            if ix.accounts.len() != 4 {
+                return Err(refuse(format!(
+                    "TransferChecked with {} accounts: only the agent as single-signer authority \
+                     (4 accounts) is accepted",
+                    ix.accounts.len()
+                )));
+            }
+            return Ok(());
+        }
+        _ => return Ok(()),
+    };
+    for position in (0..ix.accounts.len()).filter(|p| *p != agent_position) {
+        if tx.instruction_static_account(ix, position) == Some(&agent.0) {
+            return Err(refuse(format!(
+                "the agent {agent} stands in account position {position} of a System instruction"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The runtime rejects a transaction with two compute-unit limits or two prices.
 fn reject_duplicate_budget(actions: &[Action], rule: Rule) -> Result<(), Denial> {
     let limits = actions.iter().filter(|a| matches!(a, Action::ComputeUnitLimit(_))).count();
@@ -423,15 +517,19 @@ pub fn fee_lamports(num_signatures: usize, actions: &[Action]) -> u64 {
     u64::try_from(base + priority).unwrap_or(u64::MAX)
 }
 
-/// Classifies every instruction and applies the static (per-transaction) rules.
+/// Classifies every instruction of a transaction `agent` signs and applies the static
+/// (per-transaction) rules.
 pub fn evaluate_transaction(
     tx: &Transaction<'_>,
     policy: &Policy,
+    agent: &Pubkey,
     declared_notional_cents: Option<u64>,
 ) -> Result<Spend, Denial> {
     let mut actions = Vec::with_capacity(tx.instructions.len());
     for (index, ix) in tx.instructions.iter().enumerate() {
-        actions.push(classify(tx, index, ix, Allowances::of(policy))?);
+        let action = classify(tx, index, ix, Allowances::of(policy))?;
+        check_agent_role(tx, index, ix, &action, agent)?;
+        actions.push(action);
     }
     reject_duplicate_budget(&actions, Rule::InstructionNotAllowed)?;
 
@@ -486,6 +584,7 @@ pub fn evaluate_transaction(
         }
     }
     spend.fee_lamports = fee_lamports(tx.num_signatures, &actions);
+    spend.agent_pays_fee = tx.fee_payer() == Some(&agent.0);
     if spend.fee_lamports > policy.max_fee_lamports {
         return Err(Denial::per_tx(
             Rule::MaxFeeLamports,
@@ -495,10 +594,12 @@ pub fn evaluate_transaction(
         ));
     }
     if actions.iter().any(|a| matches!(a, Action::AllowedProgram(_))) {
-        let notional = declared_notional_cents.ok_or_else(|| {
+        // The program gets the agent's signature with no accounting of its own: the declared
+        // notional is all that is charged, so it must be declared and be at least one cent.
+        let notional = declared_notional_cents.filter(|n| *n > 0).ok_or_else(|| {
             Denial::new(
                 Rule::NotionalRequired,
-                "an allowed program is used: declared_notional_cents is required",
+                "an allowed program is used: declared_notional_cents of at least 1 is required",
             )
         })?;
         if notional > policy.max_notional_cents_per_tx {
@@ -514,11 +615,14 @@ pub fn evaluate_transaction(
     Ok(spend)
 }
 
-/// Whose daily counters a transaction is charged to.
+/// Whose daily counters a transaction is charged to. The agent's public key is part of it: a
+/// record naming a victim's wallet and bot but another agent (which anyone can seal) cannot touch
+/// the victim's counters, because only the victim's agent key opens with the victim's agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SpendKey {
     pub wallet: [u8; 32],
     pub bot_id: [u8; 16],
+    pub agent: [u8; 32],
 }
 
 #[derive(Debug, Default)]
@@ -531,7 +635,7 @@ struct SpendState {
     last_seen: u64,
 }
 
-/// Daily and per-minute counters, per (wallet, bot).
+/// Daily and per-minute counters, per (wallet, bot, agent).
 #[derive(Debug, Default)]
 pub struct Ledger {
     states: HashMap<SpendKey, SpendState>,
@@ -546,9 +650,10 @@ impl Ledger {
         policy: &Policy,
         now: u64,
     ) -> Result<(), Denial> {
-        let today = now / SECONDS_PER_DAY;
         let empty = SpendState::default();
-        let state = self.states.get(key).filter(|s| s.day == today).unwrap_or(&empty);
+        // Days only move forward: a clock that steps back stays on the day already counted.
+        let state =
+            self.states.get(key).filter(|s| s.day >= now / SECONDS_PER_DAY).unwrap_or(&empty);
 
         let check = |rule, limit: u64, requested: u64, used: u64, subject: Option<String>| {
             if used.saturating_add(requested) > limit {
@@ -560,7 +665,7 @@ impl Ledger {
         check(
             Rule::MaxLamportsPerDay,
             policy.max_lamports_per_day,
-            spend.lamports,
+            spend.daily_lamports(),
             state.lamports,
             None,
         )?;
@@ -600,13 +705,14 @@ impl Ledger {
     pub fn record(&mut self, key: SpendKey, spend: &Spend, now: u64) {
         let today = now / SECONDS_PER_DAY;
         let state = self.states.entry(key).or_default();
-        if state.day != today {
+        // Only a later day resets the counters; an earlier one is charged to the current day.
+        if today > state.day {
             state.day = today;
             state.lamports = 0;
             state.tokens.clear();
             state.notional_cents = 0;
         }
-        state.lamports = state.lamports.saturating_add(spend.lamports);
+        state.lamports = state.lamports.saturating_add(spend.daily_lamports());
         for (mint, amount) in &spend.tokens {
             match state.tokens.iter_mut().find(|(m, _)| m == mint) {
                 Some((_, v)) => *v = v.saturating_add(*amount),
@@ -618,7 +724,7 @@ impl Ledger {
             state.recent.pop_front();
         }
         state.recent.push_back(now);
-        state.last_seen = now;
+        state.last_seen = state.last_seen.max(now);
     }
 
     /// Forgets counters untouched since before the previous UTC day.
@@ -627,7 +733,7 @@ impl Ledger {
         self.states.retain(|_, s| s.last_seen / SECONDS_PER_DAY >= yesterday);
     }
 
-    /// Number of (wallet, bot) pairs tracked.
+    /// Number of (wallet, bot, agent) counters tracked.
     pub fn len(&self) -> usize {
         self.states.len()
     }
@@ -676,27 +782,20 @@ pub fn check_intent(
     let mismatch = |m: String| Denial::new(Rule::IntentMismatch, m);
     let any_mint = Allowances { mints: None, programs: &[] };
     for (index, ix) in tx.instructions.iter().enumerate() {
-        actions.push(classify(tx, index, ix, any_mint)?);
+        let action = classify(tx, index, ix, any_mint)?;
+        check_agent_role(tx, index, ix, &action, agent)?;
+        actions.push(action);
     }
     let transfers: Vec<&Action> = actions
         .iter()
         .filter(|a| !matches!(a, Action::ComputeUnitLimit(_) | Action::ComputeUnitPrice(_)))
         .collect();
     let intent = match transfers.as_slice() {
-        [Action::SolTransfer { from, to, lamports }] => {
-            if from != agent {
-                return Err(mismatch(format!(
-                    "the transfer is from {from}, not the agent {agent}"
-                )));
-            }
+        // The agent's role (source, authority) was checked with every instruction above.
+        [Action::SolTransfer { to, lamports, .. }] => {
             Intent { destination: to.0, mint: [0; 32], amount: *lamports }
         }
-        [Action::TokenTransfer { authority, mint, destination, amount, .. }] => {
-            if authority != agent {
-                return Err(mismatch(format!(
-                    "the transfer authority is {authority}, not the agent {agent}"
-                )));
-            }
+        [Action::TokenTransfer { mint, destination, amount, .. }] => {
             Intent { destination: destination.0, mint: mint.0, amount: *amount }
         }
         other => {

@@ -188,20 +188,11 @@ fn per_transaction_limits_on_both_sides() {
 
 #[test]
 fn daily_limits_accumulate_and_roll_over_at_utc_midnight() {
-    // T0 is 12:00 UTC; start at 23:59:00.
+    // T0 is 12:00 UTC; start at 23:59:00. The agent pays every fee (5 000 lamports a
+    // transaction), and fees count in the daily SOL outflow.
     let c = Case::new_at(policy(), T0 + 12 * 3600 - 60);
     let a = c.agent();
-    for _ in 0..2 {
-        c.sign(&[c.transfer(2_000_000_000)]).unwrap();
-    }
-    c.sign(&[c.transfer(1_000_000_000)]).unwrap();
-    let d = denial(c.sign(&[c.transfer(1)]));
-    assert_eq!(
-        (d.rule, d.limit, d.requested, d.used),
-        (Rule::MaxLamportsPerDay, Some(5_000_000_000), Some(1), Some(5_000_000_000))
-    );
-    assert!(d.message.contains("already used today"), "{}", d.message);
-    // Tokens: 2 500 per day.
+    // Tokens: 2 500 per day (three transactions: 15 000 lamports of fees).
     let tok =
         |amount| token_transfer(&programs::TOKEN, &Pubkey([0x10; 32]), &MINT, &DEST, &a, amount);
     c.sign(&[tok(1_000)]).unwrap();
@@ -209,6 +200,19 @@ fn daily_limits_accumulate_and_roll_over_at_utc_midnight() {
     c.sign(&[tok(500)]).unwrap();
     let d = denial(c.sign(&[tok(1)]));
     assert_eq!((d.rule, d.used), (Rule::TokenMaxPerDay, Some(2_500)));
+    // SOL: 5 SOL per day, fees included.
+    for _ in 0..2 {
+        c.sign(&[c.transfer(1_999_995_000)]).unwrap();
+    }
+    c.sign(&[c.transfer(999_980_000)]).unwrap();
+    let d = denial(c.sign(&[c.transfer(1)]));
+    assert_eq!(
+        (d.rule, d.limit, d.requested, d.used),
+        (Rule::MaxLamportsPerDay, Some(5_000_000_000), Some(5_001), Some(5_000_000_000))
+    );
+    assert!(d.message.contains("already used today"), "{}", d.message);
+    // With the SOL budget spent, even a token transfer's fee is refused.
+    assert_eq!(denial(c.sign(&[tok(1)])).rule, Rule::MaxLamportsPerDay);
     // One second before midnight still the same day; at 00:00:00 everything resets.
     c.f.clock.set(T0 + 12 * 3600 - 1);
     assert_eq!(denial(c.sign(&[c.transfer(1)])).rule, Rule::MaxLamportsPerDay);

@@ -161,6 +161,7 @@ impl Handler {
                     signatures: s.signatures,
                     need_key: s.need_key,
                     denials: s.denials,
+                    envelope_failures: s.envelope_failures,
                     in_flight: self.in_flight.load(Ordering::Relaxed),
                     connections: self.connections.load(Ordering::Relaxed),
                 }))

@@ -33,15 +33,20 @@ use solana_transaction::versioned::VersionedTransaction;
 /// 2026-01-01T12:00:00Z.
 pub const T0: u64 = 1_767_268_800;
 
-pub struct ManualClock(pub AtomicU64);
+/// A clock set by hand; with a non-zero `step`, every reading moves it forward by that much (a
+/// request that takes time between its first and last look at the clock).
+pub struct ManualClock(pub AtomicU64, pub AtomicU64);
 
 impl Clock for ManualClock {
     fn now(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
+        self.0.fetch_add(self.1.load(Ordering::SeqCst), Ordering::SeqCst)
     }
 }
 
 impl ManualClock {
+    pub fn set_step(&self, step: u64) {
+        self.1.store(step, Ordering::SeqCst);
+    }
     pub fn set(&self, t: u64) {
         self.0.store(t, Ordering::SeqCst);
     }
@@ -93,7 +98,7 @@ pub fn fixture() -> Fixture {
 
 pub fn fixture_with(config: EnclaveConfig) -> Fixture {
     let k = keys();
-    let clock = Arc::new(ManualClock(AtomicU64::new(T0)));
+    let clock = Arc::new(ManualClock(AtomicU64::new(T0), AtomicU64::new(0)));
     let recipient = RecipientKey::from_pkcs8_pem(&k.recipient_pem).unwrap();
     let enclave = Arc::new(Enclave::new(config, recipient, Arc::new(OsRandom), clock.clone()));
     Fixture {

@@ -1,0 +1,367 @@
+//! Regression tests for the findings of the independent security review (policy holes, ledger
+//! races, cache poisoning, single-use namespaces). Each failed on the code before its fix; the
+//! padding-oracle finding has its own file (`padding_oracle.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use common::*;
+use enclave_core::enclave::{CreateAgent, CreateGrant, NewAgentKind, SignScheduledRequest};
+use enclave_core::policy::{Denial, Intent, Rule};
+use enclave_core::pubkey::programs;
+use enclave_core::records::{
+    GrantContents, GrantHeader, KeyWrap, ScheduledHeader, seal_grant, seal_scheduled,
+};
+use enclave_core::{EnclaveError, ErrorCode, OsRandom, Pubkey, Secret32, SignOutcome};
+use rsa::pkcs8::DecodePublicKey;
+use solana_instruction::AccountMeta;
+
+const DEST: Pubkey = Pubkey([9; 32]);
+const MINT: Pubkey = Pubkey([0x55; 32]);
+const DEX: Pubkey = Pubkey([0x77; 32]);
+
+fn denial(r: Result<impl std::fmt::Debug, EnclaveError>) -> Denial {
+    match r {
+        Err(EnclaveError::PolicyDenied(d)) => d,
+        other => panic!("expected a policy denial, got {other:?}"),
+    }
+}
+
+/// A second signer (fee payer or counterparty) that is not the agent.
+const OTHER: Pubkey = Pubkey([0x3c; 32]);
+
+// ---- High: the agent's role in System and token instructions --------------------------------
+
+#[test]
+fn create_account_cannot_make_the_agent_the_new_account() {
+    let f = fixture();
+    let s = f.setup(0x80, policy());
+    let a = s.agent.agent_pubkey;
+    // Someone else funds it, the zero-balance agent becomes an account owned by any program.
+    let hijack = solana_system_interface::instruction::create_account(
+        &address(&OTHER),
+        &address(&a),
+        1_000_000,
+        0,
+        &address(&DEX),
+    );
+    let d = denial(f.sign(request(&s, &legacy_tx(&OTHER, &[hijack]), 1)));
+    assert_eq!(d.rule, Rule::AgentRole);
+    assert!(d.message.contains("funding account"), "{}", d.message);
+    // Funding itself into itself is refused too.
+    let into_self = solana_system_interface::instruction::create_account(
+        &address(&a),
+        &address(&a),
+        1_000_000,
+        0,
+        &address(&DEX),
+    );
+    let d = denial(f.sign(request(&s, &legacy_tx(&a, &[into_self]), 2)));
+    assert_eq!(d.rule, Rule::AgentRole);
+    assert!(d.message.contains("cannot be the account CreateAccount creates"), "{}", d.message);
+    assert_eq!(f.enclave.status().signatures, 0);
+}
+
+#[test]
+fn counted_transfers_come_from_the_agent_and_the_agent_stands_nowhere_else() {
+    let f = fixture();
+    let s = f.setup(0x81, policy());
+    let a = s.agent.agent_pubkey;
+    // A transfer whose source is a co-signer is not the agent's outflow: refused, not counted.
+    let d = denial(f.sign(request(
+        &s,
+        &legacy_tx(&OTHER, &[sol_transfer(&OTHER, &DEST, 10), sol_transfer(&a, &DEST, 1)]),
+        1,
+    )));
+    assert_eq!(d.rule, Rule::AgentRole);
+    assert!(d.message.contains("transfer source"), "{}", d.message);
+    // Paying the agent from a co-signer: the agent is the destination, not the source.
+    let pay_agent = [sol_transfer(&OTHER, &a, 10), sol_transfer(&a, &DEST, 1)];
+    let d = denial(f.sign(request(&s, &legacy_tx(&OTHER, &pay_agent), 2)));
+    assert_eq!(d.rule, Rule::AgentRole);
+    // The agent appended as an extra account of its own transfer.
+    let mut extra = sol_transfer(&a, &DEST, 10);
+    extra.accounts.push(AccountMeta::new(address(&a), true));
+    let d = denial(f.sign(request(&s, &legacy_tx(&a, &[extra]), 3)));
+    assert_eq!(d.rule, Rule::AgentRole);
+    assert!(d.message.contains("position 2"), "{}", d.message);
+    // The honest transfer still signs.
+    verify_independently(
+        &f.sign(request(&s, &legacy_tx(&a, &[sol_transfer(&a, &DEST, 10)]), 4))
+            .unwrap()
+            .transaction,
+    );
+}
+
+#[test]
+fn token_transfers_need_the_agent_as_single_signer_authority() {
+    let f = fixture();
+    let s = f.setup(0x82, policy());
+    let a = s.agent.agent_pubkey;
+    let source = Pubkey([0x10; 32]);
+    // Another authority: the agent only co-signs, the amount is not its own to spend.
+    let other_authority = token_transfer(&programs::TOKEN, &source, &MINT, &DEST, &OTHER, 10);
+    let tx = legacy_tx(&a, &[other_authority]);
+    let d = denial(f.sign(request(&s, &tx, 1)));
+    assert_eq!(d.rule, Rule::AgentRole);
+    assert!(d.message.contains("authority"), "{}", d.message);
+    // Multisig signer accounts after the authority.
+    let mut multisig = token_transfer(&programs::TOKEN, &source, &MINT, &DEST, &a, 10);
+    multisig.accounts.push(AccountMeta::new_readonly(address(&OTHER), true));
+    let d = denial(f.sign(request(&s, &legacy_tx(&a, &[multisig]), 2)));
+    assert_eq!(d.rule, Rule::AgentRole);
+    // The agent's own transfer signs, whoever owns the source account (the token program
+    // enforces owner-or-delegate; the amount is charged to the agent either way).
+    let own = token_transfer(&programs::TOKEN_2022, &source, &MINT, &DEST, &a, 10);
+    verify_independently(&f.sign(request(&s, &legacy_tx(&a, &[own]), 3)).unwrap().transaction);
+}
+
+// ---- Medium 1: the midnight race -----------------------------------------------------------
+
+#[test]
+fn days_only_move_forward_so_a_late_request_cannot_wipe_the_new_day() {
+    let f = fixture();
+    let midnight = T0 + 12 * 3600;
+    f.clock.set(midnight - 100);
+    let s = f.setup(0x83, policy());
+    let a = s.agent.agent_pubkey;
+    let send = |lamports: u64, id: u8| {
+        let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([id; 32]), lamports)]);
+        f.sign(request(&s, &tx, id))
+    };
+    f.clock.set(midnight + 10);
+    send(1_999_995_000, 1).unwrap();
+    send(1_999_995_000, 2).unwrap();
+    // A request timed just before midnight arrives at the ledger after the new day began.
+    f.clock.set(midnight - 1);
+    let d = denial(send(1_999_995_000, 3));
+    assert_eq!((d.rule, d.used), (Rule::MaxLamportsPerDay, Some(4_000_000_000)));
+    // And the new day's spend is intact afterwards.
+    f.clock.set(midnight + 20);
+    let d = denial(send(1_999_995_000, 4));
+    assert_eq!((d.rule, d.used), (Rule::MaxLamportsPerDay, Some(4_000_000_000)));
+    send(999_995_000, 5).unwrap();
+}
+
+#[test]
+fn expiry_is_judged_at_the_instant_the_decision_is_recorded() {
+    let f = fixture();
+    let s = f.setup(0x84, policy());
+    let a = s.agent.agent_pubkey;
+    let tx = |id: u8| legacy_tx(&a, &[sol_transfer(&a, &Pubkey([id; 32]), 10)]);
+    f.sign(request(&s, &tx(1), 1)).unwrap();
+    // The request starts one second before expiry and its clock moves on while it is handled.
+    f.clock.set(s.grant.expires_at - 1);
+    f.clock.set_step(1);
+    let err = f.sign(request(&s, &tx(2), 2)).unwrap_err();
+    f.clock.set_step(0);
+    assert_eq!(err.code(), ErrorCode::GrantExpired, "{err}");
+    assert_eq!(f.enclave.status().signatures, 1);
+}
+
+// ---- Medium 2: fees in the daily outflow ----------------------------------------------------
+
+#[test]
+fn fees_count_in_the_daily_outflow_when_the_agent_pays_them() {
+    let mut tight = policy();
+    tight.max_lamports_per_day = 20_000;
+    tight.max_fee_lamports = 20_000;
+    let f = fixture();
+    let s = f.setup(0x85, tight);
+    let a = s.agent.agent_pubkey;
+    // Zero-lamport transfers with a 10 000-lamport priority fee: pure fee burning.
+    let burn = |payer: &Pubkey| {
+        legacy_tx(
+            payer,
+            &[compute_limit(10_000), compute_price(1_000_000), sol_transfer(&a, &DEST, 0)],
+        )
+    };
+    f.sign(request(&s, &burn(&a), 1)).unwrap();
+    let d = denial(f.sign(request(&s, &burn(&a), 2)));
+    assert_eq!(
+        (d.rule, d.limit, d.requested, d.used),
+        (Rule::MaxLamportsPerDay, Some(20_000), Some(15_000), Some(15_000))
+    );
+    // When someone else pays the fee, it is not the agent's outflow.
+    for id in 3..6 {
+        f.sign(request(&s, &burn(&OTHER), id)).unwrap();
+    }
+}
+
+// ---- Medium 3: counters another tenant cannot exhaust ----------------------------------------
+
+#[test]
+fn spend_counters_belong_to_the_agent_not_just_wallet_and_bot() {
+    let f = fixture();
+    let victim = f.setup(0x86, policy());
+    let v = victim.agent.agent_pubkey;
+    // An attacker seals records naming the victim's wallet and bot, with an agent of its own
+    // under a UMK it chose (anyone can: the KMS key is public).
+    let attacker_umk = umk(0x66);
+    let attacker_agent = f.enclave.create_agent(CreateAgent {
+        wallet: victim.wallet,
+        umk: attacker_umk.clone(),
+        kind: NewAgentKind::Seed,
+    });
+    let attacker_agent = attacker_agent.unwrap();
+    let attacker_grant = f
+        .enclave
+        .create_grant(CreateGrant {
+            wallet: victim.wallet,
+            bot_id: BOT,
+            agent_pubkey: attacker_agent.agent_pubkey,
+            umk: attacker_umk.clone(),
+            policy: policy(),
+            ttl_seconds: 3600,
+        })
+        .unwrap();
+    let attacker = Setup {
+        wallet: victim.wallet,
+        umk: attacker_umk,
+        agent: attacker_agent,
+        grant: attacker_grant,
+    };
+    let x = attacker.agent.agent_pubkey;
+    for id in 1..=2 {
+        let tx = legacy_tx(&x, &[sol_transfer(&x, &DEST, 1_999_995_000)]);
+        f.sign(request(&attacker, &tx, id)).unwrap();
+    }
+    // The victim's day is untouched.
+    let tx = legacy_tx(&v, &[sol_transfer(&v, &DEST, 1_999_995_000)]);
+    f.sign(request(&victim, &tx, 10)).unwrap();
+    f.sign(request(&victim, &legacy_tx(&v, &[sol_transfer(&v, &DEST, 1_999_995_000)]), 11))
+        .unwrap();
+}
+
+// ---- Medium 4: grant-cache poisoning ---------------------------------------------------------
+
+#[test]
+fn a_forged_grant_with_a_victims_id_neither_uses_nor_displaces_the_victims_grant() {
+    let f = fixture();
+    let victim = f.setup(0x87, policy());
+    let v = victim.agent.agent_pubkey;
+    let header = enclave_core::records::SealedGrant::parse(&victim.grant.record).unwrap().header;
+    // Same header (id, wallet, bot, agent, times), the attacker's own UMK and a generous policy.
+    let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
+    let mut generous = policy();
+    generous.max_lamports_per_day = u64::MAX;
+    let forged = seal_grant(
+        &GrantHeader { ..header },
+        &GrantContents { umk: umk(0x66), policy: generous },
+        KeyWrap::Rsa(&kms_pub),
+        &OsRandom,
+    )
+    .unwrap();
+    let tx = legacy_tx(&v, &[sol_transfer(&v, &DEST, 10)]);
+    // The forgery opens (KMS unwraps any key sealed to it) but the victim's agent key does not
+    // open under its UMK: refused, and nothing of it is kept.
+    let r = f.sign(enclave_core::enclave::SignRequest {
+        grant_record: &forged,
+        ..request(&victim, &tx, 1)
+    });
+    assert_eq!(r.unwrap_err().code(), ErrorCode::RecordInvalid);
+    assert_eq!(f.enclave.status().cached_grants, 0);
+    // The victim's grant works, and once open, the forgery does not dislodge it.
+    let calls = f.kms_calls.load(std::sync::atomic::Ordering::SeqCst);
+    verify_independently(&f.sign(request(&victim, &tx, 2)).unwrap().transaction);
+    let _ = f.sign(enclave_core::enclave::SignRequest {
+        grant_record: &forged,
+        ..request(&victim, &tx, 3)
+    });
+    verify_independently(&f.sign(request(&victim, &tx, 4)).unwrap().transaction);
+    assert_eq!(
+        f.kms_calls.load(std::sync::atomic::Ordering::SeqCst),
+        calls + 2,
+        "one KMS call for the victim's grant, one for the forgery; the victim's stays open"
+    );
+}
+
+// ---- Low: scheduled ids, notional, precompiles ----------------------------------------------
+
+fn scheduled(
+    f: &Fixture,
+    seed: [u8; 32],
+    schedule_id: [u8; 16],
+    dest: Pubkey,
+    amount: u64,
+) -> (Vec<u8>, Pubkey) {
+    let agent = Pubkey(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes());
+    let intent = Intent { destination: dest.0, mint: [0; 32], amount };
+    let header = ScheduledHeader {
+        wallet: Pubkey([0x88; 32]),
+        schedule_id,
+        agent_pubkey: agent,
+        not_before: T0 - 10,
+        not_after: T0 + 3600,
+        max_fee_lamports: 10_000,
+        intent_hash: intent.hash(),
+    };
+    let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
+    let record =
+        seal_scheduled(&header, &Secret32::new(seed), KeyWrap::Rsa(&kms_pub), &OsRandom).unwrap();
+    (record, agent)
+}
+
+fn sign_scheduled(
+    f: &Fixture,
+    record: &[u8],
+    tx: &[u8],
+    request_id: u8,
+) -> Result<SignOutcome, EnclaveError> {
+    let req = SignScheduledRequest {
+        scheduled_record: record,
+        transaction: tx,
+        request_id: [request_id; 16],
+        envelope: None,
+    };
+    match f.enclave.sign_scheduled(&req)? {
+        SignOutcome::NeedKey(need) => {
+            let env = f.kms_envelope(&need.wrapped);
+            f.enclave.sign_scheduled(&SignScheduledRequest { envelope: Some(&env), ..req })
+        }
+        done => Ok(done),
+    }
+}
+
+#[test]
+fn a_forged_scheduled_record_cannot_burn_a_victims_schedule_id() {
+    let f = fixture();
+    let id = [0x89; 16];
+    let (victim, v) = scheduled(&f, [0x8a; 32], id, DEST, 500);
+    // The attacker seals its own record (its own seed) under the victim's schedule id, and
+    // uses it first.
+    let (forged, x) = scheduled(&f, [0x8b; 32], id, DEST, 1);
+    let tx = legacy_tx(&x, &[sol_transfer(&x, &DEST, 1)]);
+    assert!(matches!(sign_scheduled(&f, &forged, &tx, 1).unwrap(), SignOutcome::Signed(_)));
+    let tx = legacy_tx(&v, &[sol_transfer(&v, &DEST, 500)]);
+    let SignOutcome::Signed(s) = sign_scheduled(&f, &victim, &tx, 2).unwrap() else { panic!() };
+    verify_independently(&s.transaction);
+    // And the victim's record is still single-use.
+    assert_eq!(sign_scheduled(&f, &victim, &tx, 3).unwrap_err().code(), ErrorCode::ReplayedRequest);
+}
+
+#[test]
+fn allowed_programs_need_a_declared_notional_of_at_least_one_cent() {
+    let f = fixture();
+    let s = f.setup(0x8c, policy());
+    let a = s.agent.agent_pubkey;
+    let tx = legacy_tx(&a, &[program_call(&DEX, &a, b"swap")]);
+    let mut req = request(&s, &tx, 1);
+    req.declared_notional_cents = Some(0);
+    let d = denial(f.sign(req));
+    assert_eq!(d.rule, Rule::NotionalRequired);
+    assert!(d.message.contains("at least 1"), "{}", d.message);
+    req.declared_notional_cents = Some(1);
+    req.request_id = [2; 16];
+    verify_independently(&f.sign(req).unwrap().transaction);
+}
+
+#[test]
+fn signature_precompiles_cannot_be_allowed_programs() {
+    for precompile in programs::PRECOMPILES {
+        let mut p = policy();
+        p.allowed_programs.push(precompile);
+        let err = p.validate().unwrap_err();
+        assert!(err.contains("precompile"), "{err}");
+    }
+}

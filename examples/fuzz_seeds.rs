@@ -12,13 +12,14 @@ use enclave_core::agent_key::AgentKind;
 use enclave_core::envelope::{self, ContentForm, RecipientKey};
 use enclave_core::policy::{Policy, TokenLimit};
 use enclave_core::records::{
-    AgentKeyHeader, GrantContents, GrantHeader, KeyWrap, ScheduledHeader, WrapAlg,
-    encryption_context, seal_agent_key, seal_grant, seal_scheduled,
+    AgentKeyHeader, GrantContents, GrantHeader, KeyWrap, ScheduledHeader, SignedAuthorization,
+    VaultHeader, VaultOrigin, WrapAlg, encryption_context, seal_agent_key, seal_grant,
+    seal_scheduled, seal_vault,
 };
-use enclave_core::{OsRandom, Pubkey, Secret32};
+use enclave_core::{EnclaveId, OsRandom, Pubkey, Secret32};
 use signer_protocol::messages::{
-    AgentKindMsg, ErrorReply, Op, Outcome, Reply, Request, Response, RevokeMsg, SignOp,
-    SignScheduledOp, encode,
+    AgentKindMsg, CreateAgentOp, CreateGrantOp, ErrorReply, GrantFields, ImportVaultOp, Op,
+    Outcome, Reply, Request, Response, RevokeMsg, SignOp, SignScheduledOp, encode,
 };
 
 fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
@@ -95,8 +96,13 @@ fn main() {
         agent_pubkey: agent,
         issued_at: 1_767_268_800,
         expires_at: 1_767_272_400,
+        enclave_id: EnclaveId([0xe0; 16]),
     };
-    let contents = GrantContents { umk: umk.clone(), policy: policy() };
+    let contents = GrantContents {
+        umk: umk.clone(),
+        policy: policy(),
+        authorization: SignedAuthorization { nonce: "0".repeat(32), signature: [0x5e; 64] },
+    };
     let grant = seal_grant(&header, &contents, KeyWrap::Rsa(&kms_public), &rng).unwrap();
     write(dir, "records", "grant_rsa", &grant);
     let dek = Secret32::new([0x22; 32]);
@@ -130,11 +136,21 @@ fn main() {
         not_after: 1_767_272_400,
         max_fee_lamports: 10_000,
         intent_hash: [6; 32],
+        created_at: 1_767_265_200,
+        enclave_id: EnclaveId([0xe0; 16]),
     };
     let record =
         seal_scheduled(&scheduled, &Secret32::new(agent_seed), KeyWrap::Rsa(&kms_public), &rng)
             .unwrap();
     write(dir, "records", "scheduled", &record);
+    let vault_header = VaultHeader {
+        wallet,
+        vault_id: [0x0e; 16],
+        created_at: 1_767_268_800,
+        origin: VaultOrigin::Imported,
+    };
+    let vault = seal_vault(&vault_header, &umk, KeyWrap::Rsa(&kms_public), &rng).unwrap();
+    write(dir, "records", "vault", &vault);
     let mut cbor = Vec::new();
     ciborium::into_writer(&contents, &mut cbor).unwrap();
     write(dir, "records", "grant_contents_cbor", &cbor);
@@ -163,15 +179,46 @@ fn main() {
     let ops = [
         Op::Hello { version: 1 },
         Op::Attest { nonce: Some(vec![1; 8]), user_data: None },
-        Op::CreateAgent { wallet, umk: umk.clone(), kind: AgentKindMsg::Mnemonic { account: 1 } },
-        Op::CreateGrant {
+        Op::Identity,
+        Op::CreateVault { wallet },
+        Op::AuthorizeImport { wallet, vault_record: vault.clone() },
+        Op::ImportVault(ImportVaultOp {
+            wallet,
+            vault_record: vault.clone(),
+            nonce: "0".repeat(32),
+            issued_at: 1_767_268_800,
+            signature: [0x5e; 64],
+            envelope: None,
+        }),
+        Op::CreateAgent(CreateAgentOp {
+            wallet,
+            vault_record: vault.clone(),
+            vault_provenance: vec![0xd2, 0x84],
+            kind: AgentKindMsg::Mnemonic { account: 1 },
+            envelope: None,
+        }),
+        Op::AuthorizeGrant(GrantFields {
             wallet,
             bot_id: [3; 16],
             agent_pubkey: agent,
-            umk: umk.clone(),
-            policy: policy(),
             ttl_seconds: 3600,
-        },
+            policy: policy(),
+        }),
+        Op::CreateGrant(CreateGrantOp {
+            grant: GrantFields {
+                wallet,
+                bot_id: [3; 16],
+                agent_pubkey: agent,
+                ttl_seconds: 3600,
+                policy: policy(),
+            },
+            nonce: "0".repeat(32),
+            issued_at: 1_767_268_800,
+            signature: [0x5e; 64],
+            vault_record: vault.clone(),
+            vault_provenance: vec![0xd2, 0x84],
+            envelope: Some(vec![0x30, 0x80, 0, 0]),
+        }),
         Op::Sign(sign),
         Op::SignScheduled(SignScheduledOp {
             scheduled_record: record,
@@ -197,6 +244,13 @@ fn main() {
         }),
         Outcome::Ok(Reply::Signed { signature: [1; 64], transaction: legacy, record_id: [2; 16] }),
         Outcome::Err(ErrorReply::new(enclave_core::ErrorCode::PolicyDenied, "over the limit")),
+        Outcome::Ok(Reply::Authorization {
+            message: "app.example.com wants you to sign in with your Solana account:".into(),
+            nonce: "0".repeat(32),
+            issued_at: 1_767_268_800,
+            expires_at: 1_767_269_400,
+            enclave_id: EnclaveId([0xe0; 16]),
+        }),
     ];
     for (i, outcome) in replies.into_iter().enumerate() {
         let response = Response { id: i as u64, outcome };
@@ -209,14 +263,21 @@ fn main() {
         base64::engine::general_purpose::STANDARD.encode(b)
     };
     let policy_json = serde_json::to_string(&policy()).unwrap();
+    let signature = bs58::encode([0x5e; 64]).into_string();
+    let nonce = "0".repeat(32);
     let bodies = [
-        (0u8, format!(r#"{{"wallet":"{wallet}","umk":"{}","kind":"mnemonic","account":2}}"#, b64(&[0x11; 32]))),
-        (1, format!(r#"{{"wallet":"{wallet}","bot_id":"00000000-0000-4000-8000-000000000003","agent_pubkey":"{agent}","umk":"{}","ttl_seconds":3600,"policy":{policy_json}}}"#, b64(&[0x11; 32]))),
+        (0u8, format!(r#"{{"wallet":"{wallet}","vault_record":"{}","vault_provenance":"0oQ=","kind":"mnemonic","account":2}}"#, b64(&vault))),
+        (1, format!(r#"{{"wallet":"{wallet}","bot_id":"00000000-0000-4000-8000-000000000003","agent_pubkey":"{agent}","ttl_seconds":3600,"policy":{policy_json},"nonce":"{nonce}","issued_at":1767268800,"signature":"{signature}","vault_record":"{}","vault_provenance":"0oQ="}}"#, b64(&vault))),
         (2, format!(r#"{{"grant_record":"{}","agent_key_record":"AAAA","bot_id":"00000000-0000-4000-8000-000000000003","transaction":"AQ==","request_id":"6f1c2d3e-0000-4000-8000-000000000001","declared_notional_cents":100}}"#, b64(&grant))),
         (3, r#"{"scheduled_record":"AAAA","transaction":"AQ==","request_id":"6f1c2d3e-0000-4000-8000-000000000002"}"#.to_string()),
         (4, format!(r#"{{"wallet":"{wallet}"}}"#)),
         (4, r#"{"grant_id":"6f1c2d3e-0000-4000-8000-000000000003"}"#.to_string()),
         (5, r#"{"engaged":false}"#.to_string()),
+        (7, format!(r#"{{"wallet":"{wallet}"}}"#)),
+        (8, format!(r#"{{"wallet":"{wallet}","vault_record":"{}"}}"#, b64(&vault))),
+        (9, format!(r#"{{"wallet":"{wallet}","vault_record":"{}","nonce":"{nonce}","issued_at":1767268800,"signature":"{signature}"}}"#, b64(&vault))),
+        (10, format!(r#"{{"wallet":"{wallet}","bot_id":"00000000-0000-4000-8000-000000000003","agent_pubkey":"{agent}","ttl_seconds":3600,"policy":{policy_json}}}"#)),
+        (11, r#"{"successor":"unix:/tmp/successor.sock"}"#.to_string()),
     ];
     for (i, (selector, body)) in bodies.into_iter().enumerate() {
         let mut bytes = vec![selector];

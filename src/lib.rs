@@ -13,6 +13,7 @@ use enclave_core::records::{KeyWrap, ScheduledHeader, seal_scheduled};
 use enclave_core::{OsRandom, Pubkey, Secret32, SecureRandom};
 use rsa::pkcs8::DecodePublicKey;
 use serde_json::{Value, json};
+pub use signer_sim::user::{GrantTerms, User, Vault};
 pub use signer_sim::{Api, Options, Stack, StackError};
 
 /// A fresh data directory for one test.
@@ -61,54 +62,72 @@ pub fn policy(max_per_tx: u64, max_per_day: u64) -> Value {
     })
 }
 
-/// A wallet with an agent and a grant, created through the API.
-#[derive(Clone, Debug)]
+/// A user's wallet with a vault, an agent and a grant, created through the API the way a browser
+/// and a backend do (the wallet keypair signs the grant message).
+#[derive(Clone)]
 pub struct Wallet {
+    pub user: std::sync::Arc<User>,
     pub wallet: String,
-    pub umk: String,
+    pub vault: Vault,
     pub agent_pubkey: String,
     pub agent_key_record: String,
+    pub agent_provenance: String,
     pub bot_id: String,
     pub grant_id: String,
     pub grant_record: String,
     pub expires_at: u64,
+    pub enclave_id: String,
+}
+
+impl std::fmt::Debug for Wallet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wallet")
+            .field("wallet", &self.wallet)
+            .field("grant_id", &self.grant_id)
+            .finish()
+    }
 }
 
 impl Wallet {
-    /// Creates a wallet, an agent and a grant with `policy` for `ttl` seconds.
+    /// Creates a wallet, a vault, an agent and a grant with `policy` for `ttl` seconds.
     pub fn create(api: &Api, policy: Value, ttl: u64) -> Result<Self, String> {
-        let wallet = Pubkey(random::<32>()).to_string();
-        let umk = b64(&random::<32>());
-        let agent = api.post("/v1/agents", &json!({"wallet": wallet, "umk": umk}))?;
-        if agent.status != 200 {
-            return Err(format!("create agent: {} {}", agent.status, agent.body));
-        }
+        let user = User::random()?;
+        let vault = user.create_vault(api)?;
+        let agent = user.create_agent(api, &vault, None)?;
         let mut w = Self {
-            wallet,
-            umk,
-            agent_pubkey: agent.str("agent_pubkey"),
-            agent_key_record: agent.str("agent_key_record"),
+            wallet: user.wallet.to_string(),
+            user: std::sync::Arc::new(user),
+            vault,
+            agent_pubkey: agent.agent_pubkey,
+            agent_key_record: agent.record,
+            agent_provenance: agent.provenance,
             bot_id: uuid::Uuid::new_v4().to_string(),
             grant_id: String::new(),
             grant_record: String::new(),
             expires_at: 0,
+            enclave_id: String::new(),
         };
         w.new_grant(api, policy, ttl)?;
         Ok(w)
     }
 
-    /// Replaces the grant with a new one.
-    pub fn new_grant(&mut self, api: &Api, policy: Value, ttl: u64) -> Result<(), String> {
-        let grant = api.post(
-            "/v1/grants",
-            &json!({"wallet": self.wallet, "bot_id": self.bot_id, "agent_pubkey": self.agent_pubkey, "umk": self.umk, "ttl_seconds": ttl, "policy": policy}),
-        )?;
-        if grant.status != 200 {
-            return Err(format!("create grant: {} {}", grant.status, grant.body));
+    /// The grant terms for `policy` and `ttl`.
+    pub fn terms(&self, policy: Value, ttl: u64) -> GrantTerms {
+        GrantTerms {
+            bot_id: self.bot_id.clone(),
+            agent_pubkey: self.agent_pubkey.clone(),
+            ttl_seconds: ttl,
+            policy,
         }
-        self.grant_id = grant.str("grant_id");
-        self.grant_record = grant.str("grant_record");
-        self.expires_at = grant.body.get("expires_at").and_then(Value::as_u64).unwrap_or(0);
+    }
+
+    /// Replaces the grant with a new one the wallet authorizes.
+    pub fn new_grant(&mut self, api: &Api, policy: Value, ttl: u64) -> Result<(), String> {
+        let grant = self.user.create_grant(api, &self.vault, &self.terms(policy, ttl))?;
+        self.grant_id = grant.grant_id;
+        self.grant_record = grant.record;
+        self.expires_at = grant.expires_at;
+        self.enclave_id = grant.enclave_id;
         Ok(())
     }
 
@@ -151,15 +170,24 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// What a scheduled record binds besides its transfer.
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    pub not_before: u64,
+    pub not_after: u64,
+    pub max_fee: u64,
+    pub created_at: u64,
+    /// The enclave instance that will sign it (`GET /v1/enclave`).
+    pub enclave_id: enclave_core::EnclaveId,
+}
+
 /// A scheduled-key record built the way a browser would (only the KMS public key is needed).
 pub fn scheduled_record(
     kms_spki: &[u8],
     wallet: Pubkey,
     seed: [u8; 32],
     intent: Intent,
-    not_before: u64,
-    not_after: u64,
-    max_fee: u64,
+    schedule: Schedule,
 ) -> Result<(Vec<u8>, Pubkey), String> {
     let agent =
         enclave_core::agent_key::signing_key(enclave_core::agent_key::AgentKind::Seed, &seed)
@@ -169,15 +197,23 @@ pub fn scheduled_record(
         wallet,
         schedule_id: random::<16>(),
         agent_pubkey: agent,
-        not_before,
-        not_after,
-        max_fee_lamports: max_fee,
+        not_before: schedule.not_before,
+        not_after: schedule.not_after,
+        max_fee_lamports: schedule.max_fee,
         intent_hash: intent.hash(),
+        created_at: schedule.created_at,
+        enclave_id: schedule.enclave_id,
     };
     let kms = rsa::RsaPublicKey::from_public_key_der(kms_spki).map_err(|e| e.to_string())?;
     let record = seal_scheduled(&header, &Secret32::new(seed), KeyWrap::Rsa(&kms), &OsRandom)
         .map_err(|e| e.to_string())?;
     Ok((record, agent))
+}
+
+/// The enclave instance behind `api` (`GET /v1/enclave`).
+pub fn enclave_id(api: &Api) -> Result<enclave_core::EnclaveId, String> {
+    let r = api.get("/v1/enclave")?;
+    r.str("enclave_id").parse().map_err(|e| format!("GET /v1/enclave: {e} ({})", r.body))
 }
 
 /// Unix time now.

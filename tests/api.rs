@@ -86,8 +86,9 @@ fn agents_grants_sign_and_the_need_key_round_trip() {
     assert_eq!(bs58_sig(&signed), r.str("signature"));
     assert_eq!((kms_decrypts(&stack), enclave_calls(&stack, "need_key")), (1.0, 1.0));
 
-    // The routing key for the load balancer is exposed, and checked when sent.
-    let route = format!("{}/{}", w.wallet, w.bot_id);
+    // The routing key for the load balancer (the enclave instance that holds the grant) is
+    // exposed, and checked when sent.
+    let route = w.enclave_id.clone();
     assert_eq!(r.header("x-signer-route"), Some(route.as_str()));
     let ok = api
         .post_with(
@@ -101,11 +102,14 @@ fn agents_grants_sign_and_the_need_key_round_trip() {
         .post_with(
             "/v1/sign",
             &w.sign_body(&w.transfer(5_002), &request_id()),
-            &[("x-signer-route", "someone/else")],
+            &[("x-signer-route", "00000000-0000-0000-0000-000000000000")],
         )
         .unwrap();
     assert_eq!((wrong.status, wrong.code()), (400, Some("bad_request")));
     assert!(wrong.str("detail").contains("wrong enclave"), "{}", wrong.body);
+    let r = api.get("/v1/enclave").unwrap();
+    assert_eq!(r.str("enclave_id"), route);
+    assert_eq!(r.body["answers_for"], json!([route]));
 
     // Cache hit: no KMS call, one enclave call.
     let r = api.post("/v1/sign", &w.sign_body(&w.transfer(6_000), &request_id())).unwrap();
@@ -114,25 +118,23 @@ fn agents_grants_sign_and_the_need_key_round_trip() {
     assert_eq!((kms_decrypts(&stack), enclave_calls(&stack, "need_key")), (1.0, 1.0));
 
     // Mnemonic agents, account index.
-    let r = api
-        .post(
-            "/v1/agents",
-            &json!({"wallet": w.wallet, "umk": w.umk, "kind": "mnemonic", "account": 7}),
-        )
-        .unwrap();
+    let agent = |extra: Value| {
+        let mut body = json!({"wallet": w.wallet, "vault_record": w.vault.record, "vault_provenance": w.vault.provenance});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        api.post("/v1/agents", &body).unwrap()
+    };
+    let r = agent(json!({"kind": "mnemonic", "account": 7}));
     assert_eq!(r.status, 200, "{}", r.body);
     assert_ne!(r.str("agent_pubkey"), w.agent_pubkey);
-    let r = api
-        .post(
-            "/v1/agents",
-            &json!({"wallet": w.wallet, "umk": w.umk, "kind": "seed", "account": 7}),
-        )
-        .unwrap();
+    assert!(!r.str("provenance").is_empty());
+    let r = agent(json!({"kind": "seed", "account": 7}));
     assert_eq!(r.code(), Some("bad_request"));
-    // A grant longer than the enclave allows.
+    // A grant longer than the enclave allows: refused when asking for the message.
     let r = api.post(
-        "/v1/grants",
-        &json!({"wallet": w.wallet, "bot_id": w.bot_id, "agent_pubkey": w.agent_pubkey, "umk": w.umk, "ttl_seconds": 86_400, "policy": policy(1, 1)}),
+        "/v1/authorizations/grant",
+        &json!({"wallet": w.wallet, "bot_id": w.bot_id, "agent_pubkey": w.agent_pubkey, "ttl_seconds": 86_400, "policy": policy(1, 1)}),
     )
     .unwrap();
     assert_eq!((r.status, r.code()), (400, Some("bad_request")));
@@ -185,9 +187,7 @@ fn denials_replays_revocation_kill_switch_and_expiry() {
     assert_eq!(r.body["type"], "urn:signer:error:policy_denied");
     // Daily limit, with what was already used (the agent's 5 000-lamport fee included).
     assert_eq!(
-        api.post("/v1/sign", &w.sign_body(&w.transfer(999_995_000), &request_id()))
-            .unwrap()
-            .status,
+        api.post("/v1/sign", &w.sign_body(&w.transfer(999_995_000), &request_id())).unwrap().status,
         200
     );
     let r = api.post("/v1/sign", &w.sign_body(&w.transfer(600_000_000), &request_id())).unwrap();
@@ -289,9 +289,21 @@ fn bad_input_auth_and_routing() {
         assert_eq!(r.body["status"], 400);
         assert!(!r.str("detail").is_empty() && !r.str("title").is_empty(), "{name}");
     }
-    let r = api.post("/v1/agents", &json!({"wallet": w.wallet, "umk": "AAAA"})).unwrap();
-    assert_eq!(r.code(), Some("bad_request"), "a 3-byte UMK");
-    let r = api.post("/v1/agents", &json!({"wallet": "not-a-key", "umk": w.umk})).unwrap();
+    // No route takes a master key: a `umk` field is an unknown field.
+    let r = api
+        .post(
+            "/v1/agents",
+            &json!({"wallet": w.wallet, "vault_record": w.vault.record, "vault_provenance": w.vault.provenance, "umk": b64(&[1; 32])}),
+        )
+        .unwrap();
+    assert_eq!(r.code(), Some("bad_request"), "{}", r.body);
+    assert!(r.str("detail").contains("unknown field `umk`"), "{}", r.body);
+    let r = api
+        .post(
+            "/v1/agents",
+            &json!({"wallet": "not-a-key", "vault_record": w.vault.record, "vault_provenance": w.vault.provenance}),
+        )
+        .unwrap();
     assert_eq!(r.code(), Some("bad_request"));
     // Records that are not records.
     let mut body = w.sign_body(&w.transfer(1), &request_id());
@@ -364,18 +376,26 @@ fn enclave_down_then_back_and_kms_denial() {
     assert_eq!((r.status, r.code()), (503, Some("enclave_unavailable")), "{}", r.body);
     assert_eq!(api.get("/readyz").unwrap().status, 503);
 
-    // It comes back (new recipient key, empty cache): the parent reconnects, re-attests, and
-    // fetches a fresh envelope for the grant.
+    // It comes back as a new instance (new recipient key, hence a new enclave id, and none of
+    // the old decision state): the old grant is orphaned — a definite refusal, never a second
+    // budget — until the user authorizes again. Vault and agent still work.
     stack.start_enclave().unwrap();
-    let mut status = 0;
+    let mut r = api.post("/v1/sign", &w.sign_body(&w.transfer(3), &request_id())).unwrap();
     for _ in 0..100 {
-        status = api.post("/v1/sign", &w.sign_body(&w.transfer(3), &request_id())).unwrap().status;
-        if status == 200 {
+        if r.status != 503 {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
+        r = api.post("/v1/sign", &w.sign_body(&w.transfer(3), &request_id())).unwrap();
     }
-    assert_eq!(status, 200, "signing recovers once the enclave is back");
+    assert_eq!((r.status, r.code()), (403, Some("grant_orphaned")), "{}", r.body);
+    assert!(r.str("detail").contains("authorize again"), "{}", r.body);
+    let mut w = w;
+    let old_enclave = w.enclave_id.clone();
+    w.new_grant(&api, policy(1_000_000_000, 100_000_000_000), 600).unwrap();
+    assert_ne!(w.enclave_id, old_enclave);
+    let r = api.post("/v1/sign", &w.sign_body(&w.transfer(4), &request_id())).unwrap();
+    assert_eq!(r.status, 200, "signing recovers with a new authorization: {}", r.body);
     stack.wait_ready(Duration::from_secs(30)).unwrap();
 
     // A new enclave image (different config → different PCR0) that the parent has been told to
@@ -420,14 +440,19 @@ fn scheduled_sign_over_http() {
     let dest = enclave_core::Pubkey(random::<32>());
     let intent =
         enclave_core::policy::Intent { destination: dest.0, mint: [0; 32], amount: 123_456 };
+    let schedule = Schedule {
+        not_before: now() - 10,
+        not_after: now() + 3600,
+        max_fee: 10_000,
+        created_at: now() - 10,
+        enclave_id: enclave_id(&api).unwrap(),
+    };
     let (record, agent) = scheduled_record(
         &kms_spki,
         enclave_core::Pubkey(random::<32>()),
         random::<32>(),
         intent,
-        now() - 10,
-        now() + 3600,
-        10_000,
+        schedule,
     )
     .unwrap();
     let tx = signer_sim::tx::legacy_transfer(&agent, &dest, 123_456, random::<32>());
@@ -445,9 +470,7 @@ fn scheduled_sign_over_http() {
         enclave_core::Pubkey(random::<32>()),
         random::<32>(),
         intent,
-        now() - 10,
-        now() + 3600,
-        10_000,
+        schedule,
     )
     .unwrap();
     let wrong = signer_sim::tx::legacy_transfer(&agent2, &dest, 123_457, random::<32>());

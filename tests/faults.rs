@@ -117,12 +117,17 @@ fn wallets(api: &Api, n: usize) -> Vec<Wallet> {
     (0..n).map(|_| wallet(api)).collect()
 }
 
+/// A crashed enclave takes its grants' decision state with it, so a restarted enclave (a new
+/// instance) refuses them as orphaned — a definite refusal, never a fresh daily budget — until
+/// the users authorize again. Under load: every request gets one definite answer (signed, 503
+/// while the enclave is gone, 403 `grant_orphaned` once it is back), and after the users
+/// re-authorize, every request id settles to one signature, the same one if it was signed before.
 #[test]
 fn kill_9_of_the_enclave_under_load() {
     let mut stack = start("fault-kill-enclave").unwrap();
     let api = stack.api();
     let ws = wallets(&api, 4);
-    let signed_after_restart = AtomicBool::new(false);
+    let orphaned_after_restart = AtomicBool::new(false);
     let sent = under_load(&api, &ws, 8, |stop| {
         std::thread::sleep(Duration::from_millis(1500));
         stack.kill_enclave();
@@ -132,20 +137,17 @@ fn kill_9_of_the_enclave_under_load() {
         eprintln!("enclave restarted in {:?}", restarting.elapsed());
         let probe = &ws[0];
         keep_going_until(stop, || {
-            let ok = matches!(
-                send(&api, &probe.sign_body(&probe.transfer(1), &request_id())),
-                Answer::Signed(_)
-            );
-            signed_after_restart.store(ok, Ordering::Relaxed);
-            ok
+            let answer = send(&api, &probe.sign_body(&probe.transfer(1), &request_id()));
+            let orphaned = answer
+                == Answer::Refused { status: 403, code: "grant_orphaned".to_string() };
+            orphaned_after_restart.store(orphaned, Ordering::Relaxed);
+            orphaned
         });
-        eprintln!("signing again {:?} after the restart began", restarting.elapsed());
+        eprintln!("definite answers again {:?} after the restart began", restarting.elapsed());
         std::thread::sleep(Duration::from_millis(1000));
     });
-    assert!(signed_after_restart.load(Ordering::Relaxed), "the stack recovered");
+    assert!(orphaned_after_restart.load(Ordering::Relaxed), "the enclave answered again");
 
-    // Every request got exactly one definite HTTP answer: signed, or 503 while the enclave was
-    // gone. The parent never dropped a connection or answered anything else.
     let no_response: Vec<_> =
         sent.iter().filter(|s| matches!(s.answer, Answer::NoResponse(_))).collect();
     assert!(no_response.is_empty(), "{no_response:?}");
@@ -153,23 +155,47 @@ fn kill_9_of_the_enclave_under_load() {
         .iter()
         .filter(|s| match &s.answer {
             Answer::Signed(_) => false,
-            Answer::Refused { status, code } => !(*status == 503 && code == "enclave_unavailable"),
+            Answer::Refused { status, code } => !matches!(
+                (*status, code.as_str()),
+                (503, "enclave_unavailable") | (403, "grant_orphaned")
+            ),
             Answer::NoResponse(_) => true,
         })
         .collect();
     assert!(unexpected.is_empty(), "{unexpected:?}");
-    let (signed, unavailable) = (
-        count(&sent, |a| matches!(a, Answer::Signed(_))),
-        count(&sent, |a| !matches!(a, Answer::Signed(_))),
-    );
+    let signed = count(&sent, |a| matches!(a, Answer::Signed(_)));
+    let unavailable = count(&sent, |a| matches!(a, Answer::Refused { status: 503, .. }));
+    let orphaned = count(&sent, |a| matches!(a, Answer::Refused { status: 403, .. }));
     assert!(
-        signed > 0 && unavailable > 0,
-        "the fault was exercised: {signed} signed, {unavailable} refused"
+        signed > 0 && unavailable > 0 && orphaned > 0,
+        "the fault was exercised: {signed} signed, {unavailable} unavailable, {orphaned} orphaned"
     );
     stack.parent.as_mut().unwrap().check_running().unwrap();
-    every_request_settles_to_one_signature(&api, &sent);
+
+    // The users authorize again; each request, re-sent with its request id under its wallet's
+    // new grant, signs — with the very signature it got before, if it got one.
+    let mut renewed: HashMap<String, Wallet> = HashMap::new();
+    for w in &ws {
+        let mut w = w.clone();
+        w.new_grant(&api, policy(1_000_000_000, 1_000_000_000_000), 3600).unwrap();
+        renewed.insert(w.wallet.clone(), w);
+    }
+    let resent: Vec<Sent> = sent
+        .iter()
+        .map(|s| {
+            let owner = ws
+                .iter()
+                .find(|w| w.grant_record == s.body["grant_record"].as_str().unwrap())
+                .unwrap();
+            let mut body = s.body.clone();
+            body["grant_record"] = Value::String(renewed[&owner.wallet].grant_record.clone());
+            Sent { body, answer: s.answer.clone() }
+        })
+        .collect();
+    every_request_settles_to_one_signature(&api, &resent);
     eprintln!(
-        "kill -9 under load: {} requests, {signed} signed, {unavailable} answered 503",
+        "kill -9 under load: {} requests, {signed} signed, {unavailable} answered 503, \
+         {orphaned} answered grant_orphaned",
         sent.len()
     );
 }

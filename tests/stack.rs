@@ -6,9 +6,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use enclave_core::policy::Policy;
-use enclave_core::records::{GrantContents, GrantHeader, KeyWrap, encryption_context, seal_grant};
-use enclave_core::{OsRandom, Pubkey, Secret32};
+use enclave_core::Pubkey;
 use serde_json::json;
 use signer_e2e::*;
 
@@ -99,7 +97,7 @@ fn launcher_serves_the_printed_curl_examples_until_ctrl_c() {
             serde_json::from_str(body.trim_end().rsplit_once('\n').unwrap().0).unwrap();
         match i {
             0 => assert_eq!(json["ready"], true),
-            1 => assert!(json["agent_pubkey"].is_string()),
+            1 => assert!(json["vault_record"].is_string() && json["provenance"].is_string()),
             _ => assert!(json["signature"].is_string()),
         }
     }
@@ -130,8 +128,14 @@ fn restarting_the_stack_keeps_the_kms_key_so_earlier_records_still_open() {
     options.api_token = Some(api_token);
     let stack = Stack::start(options).unwrap();
     assert_eq!(stack.key_arn, key, "the same KMS key");
-    // A new enclave (new recipient key, nothing cached) opens the old records through KMS.
+    // A new enclave instance holds none of the old grant's state: the grant is orphaned.
     let r = stack.api().post("/v1/sign", &w.sign_body(&w.transfer(2), &request_id())).unwrap();
+    assert_eq!((r.status, r.code()), (403, Some("grant_orphaned")), "{}", r.body);
+    // The vault and the agent are records sealed to the KMS key with provenance from this image:
+    // the new enclave opens them through KMS, and the user's new authorization signs again.
+    let mut w = w;
+    w.new_grant(&stack.api(), policy(1_000_000_000, 10_000_000_000), 3600).unwrap();
+    let r = stack.api().post("/v1/sign", &w.sign_body(&w.transfer(3), &request_id())).unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
@@ -165,35 +169,13 @@ fn spec_flows_end_to_end() {
     let r = api.post("/v1/sign", &w.sign_body(&w.transfer(250_000_000), &request_id())).unwrap();
     assert_eq!(r.body["rule"], "max_lamports_per_day", "{}", r.body);
 
-    // A backend-made grant (wrap_alg 2): the DEK is encrypted by a symmetric KMS key bound to the
-    // grant's AAD through the encryption context; the enclave opens it the same way.
-    let sym = stack.create_symmetric_key().unwrap();
-    let wallet: Pubkey = w.wallet.parse().unwrap();
-    let header = GrantHeader {
-        wallet,
-        grant_id: random::<16>(),
-        bot_id: *uuid::Uuid::parse_str(&w.bot_id).unwrap().as_bytes(),
-        agent_pubkey: w.agent(),
-        issued_at: now() - 5,
-        expires_at: now() + 600,
-    };
-    let dek = Secret32::new(random::<32>());
-    let (ctx_key, ctx_value) = encryption_context(&header.aad());
-    let kms_ciphertext = stack.kms_encrypt(&sym, dek.expose(), (&ctx_key, &ctx_value)).unwrap();
-    let policy: Policy = serde_json::from_value(policy(1_000_000_000, 10_000_000_000)).unwrap();
-    let umk = Secret32::new(unb64(&w.umk).try_into().unwrap());
-    let record = seal_grant(
-        &header,
-        &GrantContents { umk, policy },
-        KeyWrap::KmsSymmetric { key: &dek, kms_ciphertext: &kms_ciphertext },
-        &OsRandom,
-    )
-    .unwrap();
+    // A second grant of the same wallet, for another bot (the user signs again).
     let mut w2 = w.clone();
-    w2.grant_record = b64(&record);
+    w2.bot_id = uuid::Uuid::new_v4().to_string();
+    w2.new_grant(&api, policy(1_000_000_000, 10_000_000_000), 600).unwrap();
     let r = api.post("/v1/sign", &w2.sign_body(&w2.transfer(5), &request_id())).unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.str("grant_id"), uuid::Uuid::from_bytes(header.grant_id).to_string());
+    assert_eq!(r.str("grant_id"), w2.grant_id);
 
     // Revoke the whole wallet: both grants stop at once.
     assert_eq!(admin.post("/v1/grants/revoke", &json!({"wallet": w.wallet})).unwrap().status, 200);
@@ -207,16 +189,16 @@ fn spec_flows_end_to_end() {
     let kms_spki = stack.kms_public_key().unwrap();
     let dest = Pubkey(random::<32>());
     let intent = enclave_core::policy::Intent { destination: dest.0, mint: [0; 32], amount: 9 };
-    let (sched, agent) = scheduled_record(
-        &kms_spki,
-        Pubkey(random::<32>()),
-        random::<32>(),
-        intent,
-        now() - 1,
-        now() + 60,
-        5_000,
-    )
-    .unwrap();
+    let schedule = Schedule {
+        not_before: now() - 1,
+        not_after: now() + 60,
+        max_fee: 5_000,
+        created_at: now() - 1,
+        enclave_id: enclave_id(&api).unwrap(),
+    };
+    let (sched, agent) =
+        scheduled_record(&kms_spki, Pubkey(random::<32>()), random::<32>(), intent, schedule)
+            .unwrap();
     let stx = signer_sim::tx::legacy_transfer(&agent, &dest, 9, random::<32>());
     let body = json!({"scheduled_record": b64(&sched), "transaction": b64(&stx), "request_id": request_id()});
     assert_eq!(api.post("/v1/scheduled/sign", &body).unwrap().code(), Some("kill_switch"));

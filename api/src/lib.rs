@@ -1,16 +1,16 @@
 //! Request and response bodies of the parent's HTTP API (SPEC §6), and their parsing.
 //!
-//! JSON; bytes are standard padded base64; Solana keys base58 ([`Pubkey`]); 16-byte ids UUID text
-//! (any of uuid's accepted forms). Unknown fields are refused, so a typo never silently falls back
-//! to a default. `umk` deserializes straight into a zeroizing [`Secret32`]. The body limit is
-//! enforced before parsing, by the server.
+//! JSON; bytes are standard padded base64; Solana keys and signatures base58 ([`Pubkey`],
+//! [`Signature`]); 16-byte ids UUID text (any of uuid's accepted forms). Unknown fields are
+//! refused, so a typo never silently falls back to a default. No body carries a secret: master
+//! keys exist only inside the enclave. The body limit is enforced before parsing, by the server.
 
 #![forbid(unsafe_code)]
 
 use base64::Engine as _;
-use enclave_core::policy::Policy;
-use enclave_core::{Pubkey, Secret32};
 use serde::{Deserialize, Deserializer, Serialize};
+use signer_types::policy::Policy;
+use signer_types::pubkey::Pubkey;
 use thiserror::Error;
 use uuid::Uuid;
 
@@ -42,6 +42,34 @@ impl<'de> Deserialize<'de> for B64 {
     }
 }
 
+/// A base58 ed25519 signature (64 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signature(pub [u8; 64]);
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Signature;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a base58 ed25519 signature (64 bytes)")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Signature, E> {
+                // 64 bytes are at most 88 base58 characters; refuse longer input unread.
+                if s.len() > 88 {
+                    return Err(E::custom("not a base58 64-byte signature (too long)"));
+                }
+                let mut out = [0u8; 64];
+                match bs58::decode(s).onto(&mut out) {
+                    Ok(64) => Ok(Signature(out)),
+                    _ => Err(E::custom("not a base58 64-byte signature")),
+                }
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// `kind` of `POST /v1/agents`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -50,12 +78,39 @@ pub enum AgentKind {
     Mnemonic,
 }
 
+/// `POST /v1/vaults`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVaultRequest {
+    pub wallet: Pubkey,
+}
+
+/// `POST /v1/authorizations/import`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportAuthorizationRequest {
+    pub wallet: Pubkey,
+    pub vault_record: B64,
+}
+
+/// `POST /v1/vaults/import`: the fields of the import message the wallet signed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportVaultRequest {
+    pub wallet: Pubkey,
+    pub vault_record: B64,
+    pub nonce: String,
+    pub issued_at: u64,
+    pub signature: Signature,
+}
+
 /// `POST /v1/agents`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAgentRequest {
     pub wallet: Pubkey,
-    pub umk: Secret32,
+    pub vault_record: B64,
+    pub vault_provenance: B64,
     #[serde(default)]
     pub kind: Option<AgentKind>,
     #[serde(default)]
@@ -89,16 +144,38 @@ impl CreateAgentRequest {
     }
 }
 
-/// `POST /v1/grants`.
+/// `POST /v1/authorizations/grant`: what the grant will allow.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantAuthorizationRequest {
+    pub wallet: Pubkey,
+    pub bot_id: Uuid,
+    pub agent_pubkey: Pubkey,
+    pub ttl_seconds: u64,
+    pub policy: Policy,
+}
+
+impl ApiBody for GrantAuthorizationRequest {
+    fn check(&self) -> Result<(), BodyError> {
+        self.policy.validate().map_err(|e| BodyError(format!("policy: {e}")))
+    }
+}
+
+/// `POST /v1/grants`: the same fields, the signed message's nonce and issue time, the wallet's
+/// signature, and the vault (with its provenance) the grant's master key comes from.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGrantRequest {
     pub wallet: Pubkey,
     pub bot_id: Uuid,
     pub agent_pubkey: Pubkey,
-    pub umk: Secret32,
     pub ttl_seconds: u64,
     pub policy: Policy,
+    pub nonce: String,
+    pub issued_at: u64,
+    pub signature: Signature,
+    pub vault_record: B64,
+    pub vault_provenance: B64,
 }
 
 impl ApiBody for CreateGrantRequest {
@@ -106,6 +183,10 @@ impl ApiBody for CreateGrantRequest {
         self.policy.validate().map_err(|e| BodyError(format!("policy: {e}")))
     }
 }
+
+impl ApiBody for CreateVaultRequest {}
+impl ApiBody for ImportAuthorizationRequest {}
+impl ApiBody for ImportVaultRequest {}
 
 /// `POST /v1/sign`.
 #[derive(Debug, Deserialize)]
@@ -198,26 +279,46 @@ pub fn parse<T: ApiBody>(body: &[u8]) -> Result<T, BodyError> {
 /// A parsed body of any route that takes one.
 #[derive(Debug)]
 pub enum Body {
+    CreateVault(CreateVaultRequest),
+    ImportAuthorization(ImportAuthorizationRequest),
+    ImportVault(ImportVaultRequest),
     CreateAgent(CreateAgentRequest),
+    GrantAuthorization(GrantAuthorizationRequest),
     CreateGrant(CreateGrantRequest),
     Sign(SignRequest),
     ScheduledSign(ScheduledSignRequest),
     Revoke(RevokeRequest),
     KillSwitch(KillSwitchRequest),
+    Handover(HandoverRequest),
 }
 
 /// Parses and checks the body of `path` exactly as the parent's route for it does.
 pub fn parse_body(path: &str, body: &[u8]) -> Result<Body, BodyError> {
     Ok(match path {
+        "/v1/vaults" => Body::CreateVault(parse(body)?),
+        "/v1/authorizations/import" => Body::ImportAuthorization(parse(body)?),
+        "/v1/vaults/import" => Body::ImportVault(parse(body)?),
         "/v1/agents" => Body::CreateAgent(parse(body)?),
+        "/v1/authorizations/grant" => Body::GrantAuthorization(parse(body)?),
         "/v1/grants" => Body::CreateGrant(parse(body)?),
         "/v1/sign" => Body::Sign(parse(body)?),
         "/v1/scheduled/sign" => Body::ScheduledSign(parse(body)?),
         "/v1/grants/revoke" => Body::Revoke(parse(body)?),
         "/v1/kill-switch" => Body::KillSwitch(parse(body)?),
+        "/v1/admin/handover" => Body::Handover(parse(body)?),
         other => return Err(BodyError(format!("{other} takes no body"))),
     })
 }
+
+/// `POST /v1/admin/handover`: the successor enclave to hand the decision state to, as the
+/// parent reaches it (`vsock:CID:PORT` or `unix:/path`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoverRequest {
+    pub successor: String,
+}
+
+impl ApiBody for HandoverRequest {}
 
 #[cfg(test)]
 mod tests {
@@ -226,22 +327,45 @@ mod tests {
     #[test]
     fn bodies_parse_strictly() {
         let wallet = Pubkey([1; 32]).to_string();
-        let umk = base64::engine::general_purpose::STANDARD.encode([2u8; 32]);
-        let ok = format!(r#"{{"wallet":"{wallet}","umk":"{umk}","kind":"mnemonic","account":3}}"#);
+        let record = base64::engine::general_purpose::STANDARD.encode([2u8; 80]);
+        let ok = format!(
+            r#"{{"wallet":"{wallet}","vault_record":"{record}","vault_provenance":"{record}","kind":"mnemonic","account":3}}"#
+        );
         let Body::CreateAgent(a) = parse_body("/v1/agents", ok.as_bytes()).unwrap() else {
             panic!()
         };
         assert_eq!(a.mnemonic_account(), Ok(Some(3)));
         for bad in [
-            format!(r#"{{"wallet":"{wallet}","umk":"{umk}","account":3}}"#),
-            format!(r#"{{"wallet":"{wallet}","umk":"{umk}","extra":1}}"#),
-            format!(r#"{{"wallet":"{wallet}","umk":"AAAA"}}"#),
-            format!(r#"{{"wallet":"xyz","umk":"{umk}"}}"#),
+            format!(
+                r#"{{"wallet":"{wallet}","vault_record":"{record}","vault_provenance":"{record}","account":3}}"#
+            ),
+            format!(
+                r#"{{"wallet":"{wallet}","vault_record":"{record}","vault_provenance":"{record}","extra":1}}"#
+            ),
+            format!(
+                r#"{{"wallet":"{wallet}","vault_record":"{record}","vault_provenance":"{record}","umk":"{record}"}}"#
+            ),
+            format!(r#"{{"wallet":"{wallet}","vault_record":"{record}"}}"#),
+            format!(
+                r#"{{"wallet":"xyz","vault_record":"{record}","vault_provenance":"{record}"}}"#
+            ),
             "[]".into(),
             "".into(),
         ] {
             assert!(parse_body("/v1/agents", bad.as_bytes()).is_err(), "{bad}");
         }
+        let sig = bs58::encode([7u8; 64]).into_string();
+        let import = format!(
+            r#"{{"wallet":"{wallet}","vault_record":"{record}","nonce":"ab","issued_at":5,"signature":"{sig}"}}"#
+        );
+        let Body::ImportVault(i) = parse_body("/v1/vaults/import", import.as_bytes()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(i.signature, Signature([7; 64]));
+        let short = bs58::encode([7u8; 63]).into_string();
+        assert!(parse_body("/v1/vaults/import", import.replace(&sig, &short).as_bytes()).is_err());
+        assert!(parse_body("/v1/vaults", br#"{"wallet":"x"}"#).is_err());
         assert!(parse_body("/v1/grants/revoke", b"{}").is_err());
         assert!(parse_body("/v1/kill-switch", br#"{"engaged":"yes"}"#).is_err());
         assert!(parse_body("/healthz", b"{}").is_err());

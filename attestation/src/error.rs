@@ -70,6 +70,8 @@ pub enum PolicyError {
     FromTheFuture { timestamp_ms: u64, ahead_ms: u64 },
     #[error("{field} mismatch: expected {expected}, document has {actual}")]
     FieldMismatch { field: &'static str, expected: String, actual: String },
+    #[error("the document's image (PCR0 {pcr0}) is none of the {trusted} trusted images")]
+    UntrustedImage { pcr0: String, trusted: usize },
 }
 
 /// Any reason a document is not accepted.
@@ -95,9 +97,11 @@ impl VerifyError {
             Self::Chain(ChainError::UntrustedRoot { .. }) => "untrusted_root",
             Self::Chain(_) => "invalid_chain",
             Self::Signature => "bad_signature",
-            Self::Policy(PolicyError::PcrMismatch { .. } | PolicyError::PcrMissing { .. }) => {
-                "pcr_mismatch"
-            }
+            Self::Policy(
+                PolicyError::PcrMismatch { .. }
+                | PolicyError::PcrMissing { .. }
+                | PolicyError::UntrustedImage { .. },
+            ) => "pcr_mismatch",
             Self::Policy(PolicyError::DebugMode) => "debug_mode",
             Self::Policy(PolicyError::TooOld { .. } | PolicyError::FromTheFuture { .. }) => "stale",
             Self::Policy(PolicyError::FieldMismatch { .. }) => "field_mismatch",

@@ -17,6 +17,7 @@ pub mod document;
 pub mod error;
 pub mod key_policy;
 pub mod policy;
+pub mod record;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod verify;
@@ -25,6 +26,7 @@ pub use chain::{CertificateSummary, TrustAnchor};
 pub use document::{AttestationDocument, Pcrs};
 pub use error::{ChainError, ParseError, PolicyError, VerifyError};
 pub use policy::AttestationPolicy;
+pub use record::verify_at_document_time;
 pub use verify::{VerifiedDocument, verify, verify_parsed};
 
 use std::time::SystemTime;

@@ -22,6 +22,7 @@ use ed25519_dalek::Signer as _;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use signer_sim::user::{Agent, GrantTerms, User, Vault};
 use signer_sim::{Api, Options, Stack};
 
 #[derive(Parser, Clone)]
@@ -147,33 +148,34 @@ fn prepare(api: &Api, grants: usize) -> Result<Vec<Prepared>, String> {
             let count = per_thread.min(grants.saturating_sub(t * per_thread));
             std::thread::spawn(move || -> Result<Vec<Prepared>, String> {
                 let mut out = Vec::with_capacity(count);
-                let mut agent: Option<(String, String, String, String, enclave_core::Pubkey)> = None;
+                // One user (wallet, vault, agent) per 100 grants; each grant is authorized by the
+                // user's wallet signature over the enclave's message, as in production.
+                let mut agent: Option<(User, Vault, Agent, enclave_core::Pubkey)> = None;
                 for i in 0..count {
                     if i % 100 == 0 {
-                        let wallet = enclave_core::Pubkey(random_bytes()).to_string();
-                        let umk = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, random_bytes::<32>());
-                        let r = api.post("/v1/agents", &json!({"wallet": wallet, "umk": umk}))?;
-                        if r.status != 200 {
-                            return Err(format!("create agent: {} {}", r.status, r.body));
-                        }
-                        let pubkey: enclave_core::Pubkey = r.str("agent_pubkey").parse().map_err(|e| format!("{e}"))?;
-                        agent = Some((wallet, umk, r.str("agent_pubkey"), r.str("agent_key_record"), pubkey));
+                        let user = User::random()?;
+                        let vault = user.create_vault(&api)?;
+                        let created = user.create_agent(&api, &vault, None)?;
+                        let pubkey: enclave_core::Pubkey =
+                            created.agent_pubkey.parse().map_err(|e| format!("{e}"))?;
+                        agent = Some((user, vault, created, pubkey));
                     }
-                    let Some((wallet, umk, agent_pubkey, agent_record, pubkey)) = agent.as_ref() else { continue };
+                    let Some((user, vault, created, pubkey)) = agent.as_ref() else { continue };
                     let bot_id = uuid::Uuid::new_v4().to_string();
-                    let r = api.post(
-                        "/v1/grants",
-                        &json!({"wallet": wallet, "bot_id": bot_id, "agent_pubkey": agent_pubkey, "umk": umk, "ttl_seconds": 3600, "policy": unlimited_policy()}),
-                    )?;
-                    if r.status != 200 {
-                        return Err(format!("create grant: {} {}", r.status, r.body));
-                    }
+                    let terms = GrantTerms {
+                        bot_id: bot_id.clone(),
+                        agent_pubkey: created.agent_pubkey.clone(),
+                        ttl_seconds: 3600,
+                        policy: unlimited_policy(),
+                    };
+                    let grant = user.create_grant(&api, vault, &terms)?;
+                    let agent_record = &created.record;
                     let tx = signer_sim::tx::legacy_transfer(pubkey, &enclave_core::Pubkey(random_bytes()), 1_000 + i as u64, random_bytes());
                     let tx = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, tx);
                     out.push(Prepared {
                         prefix: format!(
                             r#"{{"grant_record":"{}","agent_key_record":"{agent_record}","bot_id":"{bot_id}","transaction":"{tx}","request_id":""#,
-                            r.str("grant_record")
+                            grant.record
                         ),
                         suffix: r#""}"#,
                     });

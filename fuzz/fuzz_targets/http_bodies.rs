@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use signer_api::parse_body;
 
-const PATHS: [&str; 7] = [
+const PATHS: [&str; 12] = [
     "/v1/agents",
     "/v1/grants",
     "/v1/sign",
@@ -13,6 +13,11 @@ const PATHS: [&str; 7] = [
     "/v1/grants/revoke",
     "/v1/kill-switch",
     "/healthz",
+    "/v1/vaults",
+    "/v1/authorizations/import",
+    "/v1/vaults/import",
+    "/v1/authorizations/grant",
+    "/v1/admin/handover",
 ];
 
 fuzz_target!(|data: &[u8]| {

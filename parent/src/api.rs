@@ -3,8 +3,8 @@
 //! `type`, `title`, `status`, `detail` and a stable `code` (plus `rule`, `limit`, `requested`,
 //! `used`, `subject` for `policy_denied`). `Authorization: Bearer <token>` on every `/v1` route;
 //! revoke and kill switch need the admin token. Bodies above the limit (64 KiB) get 413 before
-//! they are read; unknown fields, wrong types and malformed JSON get 400. Request bodies are
-//! zeroized after parsing (they can carry a UMK).
+//! they are read; unknown fields, wrong types and malformed JSON get 400. No body carries a
+//! secret: master keys never leave the enclave.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -23,17 +23,24 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use signer_api::{
-    ApiBody, CreateAgentRequest, CreateGrantRequest, KillSwitchRequest, RevokeRequest,
-    RevokeTarget, ScheduledSignRequest, SignRequest, SignResponse,
+    ApiBody, CreateAgentRequest, CreateGrantRequest, CreateVaultRequest, GrantAuthorizationRequest,
+    ImportAuthorizationRequest, ImportVaultRequest, KillSwitchRequest, RevokeRequest, RevokeTarget,
+    ScheduledSignRequest, SignRequest, SignResponse,
 };
-use signer_protocol::{AgentKindMsg, Op, Reply, RevokeMsg, SignOp, SignScheduledOp};
+use signer_protocol::{
+    AgentKindMsg, CreateAgentOp, CreateGrantOp, GrantFields, ImportVaultOp, Op, Reply, RevokeMsg,
+    SignOp, SignScheduledOp,
+};
+use signer_types::ids::EnclaveId;
+use signer_types::pubkey::signature_base58;
+use signer_types::records::SealedScheduled;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::app::{ApiError, GrantInfo, Parent};
+use crate::app::{ApiError, GrantInfo, Parent, unexpected};
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -80,7 +87,7 @@ fn json_body<T: Serialize>(status: u16, value: &T) -> Response<Body> {
 fn problem(e: &ApiError) -> Response<Body> {
     let p = Problem {
         kind: format!("urn:signer:error:{}", e.code),
-        title: e.title(),
+        title: e.title,
         status: e.status,
         detail: &e.detail,
         code: e.code,
@@ -111,7 +118,12 @@ enum Access {
 fn route(path: &str) -> Option<(Method, Access, &'static str)> {
     Some(match path {
         "/v1/attestation" => (Method::GET, Access::Api, "attestation"),
+        "/v1/enclave" => (Method::GET, Access::Api, "enclave"),
+        "/v1/vaults" => (Method::POST, Access::Api, "vaults"),
+        "/v1/authorizations/import" => (Method::POST, Access::Api, "authorize_import"),
+        "/v1/vaults/import" => (Method::POST, Access::Api, "import_vault"),
         "/v1/agents" => (Method::POST, Access::Api, "agents"),
+        "/v1/authorizations/grant" => (Method::POST, Access::Api, "authorize_grant"),
         "/v1/grants" => (Method::POST, Access::Api, "grants"),
         "/v1/sign" => (Method::POST, Access::Api, "sign"),
         "/v1/scheduled/sign" => (Method::POST, Access::Api, "scheduled_sign"),
@@ -187,9 +199,51 @@ fn parse<T: ApiBody>(body: &[u8]) -> Result<T, ApiError> {
     signer_api::parse(body).map_err(|e| ApiError::bad_request(e.0))
 }
 
-/// The routing key a load balancer hashes on (SPEC §13): `<wallet base58>/<bot_id uuid>`. Sign
-/// responses carry it; a request that carries it must match its grant.
+/// The routing key a load balancer uses (SPEC §13, §16): the id of the enclave instance that
+/// holds a record's decision state. Grant, sign and scheduled-sign responses carry it; a request
+/// that carries it must name its record's enclave.
 pub const ROUTE_HEADER: &str = "x-signer-route";
+
+fn b64_id(id: &[u8; 16]) -> String {
+    Uuid::from_bytes(*id).to_string()
+}
+
+/// The routing header of a request, which must name `owner` when present.
+fn check_route(header: Option<String>, owner: EnclaveId) -> Result<(), ApiError> {
+    match header {
+        Some(given) if given.parse::<EnclaveId>().ok() != Some(owner) => {
+            Err(ApiError::bad_request(format!(
+                "{ROUTE_HEADER} is `{given}` but the record belongs to enclave {owner}: the load \
+                 balancer would route it to the wrong enclave"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn with_route(mut response: Response<Body>, owner: EnclaveId) -> Response<Body> {
+    if let Ok(v) = HeaderValue::from_str(&owner.to_string()) {
+        response.headers_mut().insert(ROUTE_HEADER, v);
+    }
+    response
+}
+
+fn authorization_json(reply: Reply, extra: Option<(&str, Value)>) -> Result<Value, ApiError> {
+    let Reply::Authorization { message, nonce, issued_at, expires_at, enclave_id } = reply else {
+        return Err(unexpected("authorize", &reply));
+    };
+    let mut body = json!({
+        "message": message,
+        "nonce": nonce,
+        "issued_at": issued_at,
+        "expires_at": expires_at,
+        "enclave_id": enclave_id.to_string(),
+    });
+    if let (Some((key, value)), Some(map)) = (extra, body.as_object_mut()) {
+        map.insert(key.to_string(), value);
+    }
+    Ok(body)
+}
 
 fn query_param<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
@@ -236,79 +290,138 @@ async fn dispatch(
             if nonce.as_ref().is_some_and(|n| n.len() > 512) {
                 return Err(ApiError::bad_request("nonce is at most 512 bytes"));
             }
-            let Reply::Attestation { document, public_key } =
-                parent.call(&Op::Attest { nonce, user_data: None }).await?
-            else {
-                return Err(ApiError::new(500, "internal", "unexpected reply to attest"));
+            let reply = parent.call(&Op::Attest { nonce, user_data: None }).await?;
+            let Reply::Attestation { document, public_key } = reply else {
+                return Err(unexpected("attest", &reply));
             };
             let doc = nitro_attestation::AttestationDocument::parse(&document).map_err(|e| {
-                ApiError::new(
-                    500,
-                    "internal",
-                    format!("the enclave returned a malformed document: {e}"),
-                )
+                ApiError::internal(format!("the enclave returned a malformed document: {e}"))
             })?;
             let pcrs: BTreeMap<String, String> =
                 doc.pcrs.iter().map(|(i, v)| (i.to_string(), hex::encode(v))).collect();
             Ok(json_response(
                 200,
-                &json!({"document": b64(&document), "public_key": b64(&public_key), "pcrs": pcrs, "timestamp_ms": doc.timestamp_ms}),
+                &json!({"document": b64(&document), "public_key": b64(&public_key), "pcrs": pcrs, "timestamp_ms": doc.timestamp_ms, "enclave_id": EnclaveId::from_recipient_key(&public_key).to_string()}),
+            ))
+        }
+        "enclave" => {
+            let reply = parent.call(&Op::Identity).await?;
+            let Reply::Identity { enclave_id, answers_for, started_at } = reply else {
+                return Err(unexpected("identity", &reply));
+            };
+            let answers_for: Vec<String> = answers_for.iter().map(ToString::to_string).collect();
+            Ok(json_response(
+                200,
+                &json!({"enclave_id": enclave_id.to_string(), "answers_for": answers_for, "started_at": started_at}),
+            ))
+        }
+        "vaults" => {
+            let b: CreateVaultRequest = parse(&read_body(parent, req).await?)?;
+            parent.attested().await?;
+            let reply = parent.call(&Op::CreateVault { wallet: b.wallet }).await?;
+            let Reply::VaultCreated { vault_id, record, provenance } = reply else {
+                return Err(unexpected("create_vault", &reply));
+            };
+            Ok(json_response(
+                200,
+                &json!({"vault_id": b64_id(&vault_id), "vault_record": b64(&record), "provenance": b64(&provenance)}),
+            ))
+        }
+        "authorize_import" => {
+            let b: ImportAuthorizationRequest = parse(&read_body(parent, req).await?)?;
+            parent.attested().await?;
+            let op = Op::AuthorizeImport { wallet: b.wallet, vault_record: b.vault_record.0 };
+            Ok(json_response(200, &authorization_json(parent.call(&op).await?, None)?))
+        }
+        "import_vault" => {
+            let b: ImportVaultRequest = parse(&read_body(parent, req).await?)?;
+            let op = Op::ImportVault(ImportVaultOp {
+                wallet: b.wallet,
+                vault_record: b.vault_record.0,
+                nonce: b.nonce,
+                issued_at: b.issued_at,
+                signature: b.signature.0,
+                envelope: None,
+            });
+            let reply = parent.call_unlocking(op).await?;
+            let Reply::VaultImported { vault_id, provenance } = reply else {
+                return Err(unexpected("import_vault", &reply));
+            };
+            Ok(json_response(
+                200,
+                &json!({"vault_id": b64_id(&vault_id), "provenance": b64(&provenance)}),
             ))
         }
         "agents" => {
-            let body = read_body(parent, req).await?;
-            let b: CreateAgentRequest = parse(&body)?;
+            let b: CreateAgentRequest = parse(&read_body(parent, req).await?)?;
             let kind = match b.mnemonic_account().map_err(|e| ApiError::bad_request(e.0))? {
                 None => AgentKindMsg::Seed,
                 Some(account) => AgentKindMsg::Mnemonic { account },
             };
-            parent.attested().await?;
-            let Reply::AgentCreated { agent_pubkey, agent_id, record } =
-                parent.call(&Op::CreateAgent { wallet: b.wallet, umk: b.umk, kind }).await?
-            else {
-                return Err(ApiError::new(500, "internal", "unexpected reply to create_agent"));
+            let op = Op::CreateAgent(CreateAgentOp {
+                wallet: b.wallet,
+                vault_record: b.vault_record.0,
+                vault_provenance: b.vault_provenance.0,
+                kind,
+                envelope: None,
+            });
+            let reply = parent.call_unlocking(op).await?;
+            let Reply::AgentCreated { agent_pubkey, agent_id, record, provenance } = reply else {
+                return Err(unexpected("create_agent", &reply));
             };
             Ok(json_response(
                 200,
-                &json!({"agent_pubkey": agent_pubkey.to_string(), "agent_key_record": b64(&record), "agent_id": Uuid::from_bytes(agent_id).to_string()}),
+                &json!({"agent_pubkey": agent_pubkey.to_string(), "agent_key_record": b64(&record), "agent_id": b64_id(&agent_id), "provenance": b64(&provenance)}),
             ))
         }
-        "grants" => {
-            let body = read_body(parent, req).await?;
-            let b: CreateGrantRequest = parse(&body)?;
+        "authorize_grant" => {
+            let b: GrantAuthorizationRequest = parse(&read_body(parent, req).await?)?;
             parent.attested().await?;
-            let op = Op::CreateGrant {
+            let policy_sha256 = hex::encode(b.policy.sha256());
+            let op = Op::AuthorizeGrant(GrantFields {
                 wallet: b.wallet,
                 bot_id: *b.bot_id.as_bytes(),
                 agent_pubkey: b.agent_pubkey,
-                umk: b.umk,
-                policy: b.policy,
                 ttl_seconds: b.ttl_seconds,
-            };
-            let Reply::GrantCreated { grant_id, issued_at, expires_at, record } =
-                parent.call(&op).await?
+                policy: b.policy,
+            });
+            let body = authorization_json(
+                parent.call(&op).await?,
+                Some(("policy_sha256", json!(policy_sha256))),
+            )?;
+            Ok(json_response(200, &body))
+        }
+        "grants" => {
+            let b: CreateGrantRequest = parse(&read_body(parent, req).await?)?;
+            let op = Op::CreateGrant(CreateGrantOp {
+                grant: GrantFields {
+                    wallet: b.wallet,
+                    bot_id: *b.bot_id.as_bytes(),
+                    agent_pubkey: b.agent_pubkey,
+                    ttl_seconds: b.ttl_seconds,
+                    policy: b.policy,
+                },
+                nonce: b.nonce,
+                issued_at: b.issued_at,
+                signature: b.signature.0,
+                vault_record: b.vault_record.0,
+                vault_provenance: b.vault_provenance.0,
+                envelope: None,
+            });
+            let reply = parent.call_unlocking(op).await?;
+            let Reply::GrantCreated { grant_id, issued_at, expires_at, record, enclave_id } = reply
             else {
-                return Err(ApiError::new(500, "internal", "unexpected reply to create_grant"));
+                return Err(unexpected("create_grant", &reply));
             };
-            Ok(json_response(
-                200,
-                &json!({"grant_id": Uuid::from_bytes(grant_id).to_string(), "issued_at": issued_at, "expires_at": expires_at, "grant_record": b64(&record)}),
-            ))
+            let body = json!({"grant_id": b64_id(&grant_id), "issued_at": issued_at, "expires_at": expires_at, "grant_record": b64(&record), "enclave_id": enclave_id.to_string()});
+            Ok(with_route(json_response(200, &body), enclave_id))
         }
         "sign" => {
             let route_header =
                 req.headers().get(ROUTE_HEADER).map(|v| v.to_str().unwrap_or("").to_string());
-            let body = read_body(parent, req).await?;
-            let b: SignRequest = parse(&body)?;
+            let b: SignRequest = parse(&read_body(parent, req).await?)?;
             let grant = GrantInfo::parse(&b.grant_record.0)?;
-            let route = format!("{}/{}", grant.wallet, b.bot_id);
-            if let Some(given) = route_header
-                && given != route
-            {
-                return Err(ApiError::bad_request(format!(
-                    "{ROUTE_HEADER} is `{given}` but this grant belongs to `{route}`: the load balancer would route it to the wrong enclave"
-                )));
-            }
+            check_route(route_header, grant.enclave_id)?;
             let op = SignOp {
                 grant_record: b.grant_record.0,
                 agent_key_record: b.agent_key_record.0,
@@ -318,45 +431,45 @@ async fn dispatch(
                 declared_notional_cents: b.declared_notional_cents,
                 envelope: None,
             };
-            let Reply::Signed { signature, transaction, record_id } =
-                parent.sign(&grant, op).await?
-            else {
-                return Err(ApiError::new(500, "internal", "unexpected reply to sign"));
+            let reply = parent.sign(&grant, op).await?;
+            let Reply::Signed { signature, transaction, record_id } = reply else {
+                return Err(unexpected("sign", &reply));
             };
-            let mut r = json_body(
-                200,
-                &SignResponse {
-                    signature: enclave_core::pubkey::signature_base58(&signature),
-                    transaction: b64(&transaction),
-                    grant_id: Some(Uuid::from_bytes(record_id).to_string()),
-                },
-            );
-            if let Ok(v) = HeaderValue::from_str(&route) {
-                r.headers_mut().insert(ROUTE_HEADER, v);
-            }
-            Ok(r)
+            let body = SignResponse {
+                signature: signature_base58(&signature),
+                transaction: b64(&transaction),
+                grant_id: Some(b64_id(&record_id)),
+            };
+            Ok(with_route(json_body(200, &body), grant.enclave_id))
         }
         "scheduled_sign" => {
-            let body = read_body(parent, req).await?;
-            let b: ScheduledSignRequest = parse(&body)?;
+            let route_header =
+                req.headers().get(ROUTE_HEADER).map(|v| v.to_str().unwrap_or("").to_string());
+            let b: ScheduledSignRequest = parse(&read_body(parent, req).await?)?;
+            let sealed = SealedScheduled::parse(&b.scheduled_record.0).map_err(|e| {
+                ApiError::coded(
+                    signer_types::ErrorCode::RecordInvalid,
+                    format!("scheduled_record: {e}"),
+                )
+            })?;
+            let (owner, wrapped) = (sealed.header.enclave_id, sealed.wrapped);
+            check_route(route_header, owner)?;
             let op = SignScheduledOp {
                 scheduled_record: b.scheduled_record.0,
                 transaction: b.transaction.0,
                 request_id: *b.request_id.as_bytes(),
                 envelope: None,
             };
-            let Reply::Signed { signature, transaction, .. } = parent.sign_scheduled(op).await?
-            else {
-                return Err(ApiError::new(500, "internal", "unexpected reply to sign_scheduled"));
+            let reply = parent.sign_scheduled(op, &wrapped).await?;
+            let Reply::Signed { signature, transaction, .. } = reply else {
+                return Err(unexpected("sign_scheduled", &reply));
             };
-            Ok(json_body(
-                200,
-                &SignResponse {
-                    signature: enclave_core::pubkey::signature_base58(&signature),
-                    transaction: b64(&transaction),
-                    grant_id: None,
-                },
-            ))
+            let body = SignResponse {
+                signature: signature_base58(&signature),
+                transaction: b64(&transaction),
+                grant_id: None,
+            };
+            Ok(with_route(json_body(200, &body), owner))
         }
         "revoke" => {
             let body = read_body(parent, req).await?;
@@ -367,18 +480,18 @@ async fn dispatch(
                 }
                 RevokeTarget::Wallet(w) => (RevokeMsg::Wallet(w), json!({"wallet": w.to_string()})),
             };
-            let Reply::Revoked { dropped } = parent.call(&Op::Revoke { target }).await? else {
-                return Err(ApiError::new(500, "internal", "unexpected reply to revoke"));
+            let reply = parent.call(&Op::Revoke { target }).await?;
+            let Reply::Revoked { dropped } = reply else {
+                return Err(unexpected("revoke", &reply));
             };
             Ok(json_response(200, &json!({"revoked": echo, "dropped_from_memory": dropped})))
         }
         "kill_switch" => {
             let body = read_body(parent, req).await?;
             let b: KillSwitchRequest = parse(&body)?;
-            let Reply::KillSwitch { engaged } =
-                parent.call(&Op::KillSwitch { engaged: b.engaged }).await?
-            else {
-                return Err(ApiError::new(500, "internal", "unexpected reply to kill_switch"));
+            let reply = parent.call(&Op::KillSwitch { engaged: b.engaged }).await?;
+            let Reply::KillSwitch { engaged } = reply else {
+                return Err(unexpected("kill_switch", &reply));
             };
             tracing::warn!(engaged, "kill switch changed");
             Ok(json_response(200, &json!({"engaged": engaged})))

@@ -14,13 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use enclave_core::error::ErrorCode;
-use enclave_core::policy::Denial;
-use enclave_core::records::{SealedGrant, SealedScheduled, WrapAlg};
 use parking_lot::Mutex;
-use signer_protocol::{
-    ClientError, EnclaveClient, ErrorReply, Op, Outcome, Reply, SignOp, SignScheduledOp,
-};
+use signer_protocol::{ClientError, EnclaveClient, ErrorReply, Op, Outcome, Reply, SignOp};
+use signer_types::error::ErrorCode;
+use signer_types::ids::EnclaveId;
+use signer_types::policy::Denial;
+use signer_types::records::{SealedGrant, WrapAlg};
 use tokio::sync::OnceCell;
 
 use crate::attestation::Attestation;
@@ -33,57 +32,52 @@ use crate::metrics::Metrics;
 pub struct ApiError {
     pub status: u16,
     pub code: &'static str,
+    pub title: &'static str,
     pub detail: String,
     pub denial: Option<Box<Denial>>,
 }
 
 impl ApiError {
+    /// An error the parent itself raises (codes of the HTTP layer and of KMS).
     pub fn new(status: u16, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), denial: None }
-    }
-    pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(400, "bad_request", detail)
-    }
-    pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(503, "enclave_unavailable", detail)
-    }
-
-    /// A short human title for the code (problem+json `title`).
-    pub fn title(&self) -> &'static str {
-        match self.code {
-            "bad_request" => "Bad request",
+        let title = match code {
             "unauthorized" => "Unauthorized",
             "payload_too_large" => "Payload too large",
-            "record_invalid" => "Record invalid",
-            "grant_expired" => "Grant expired",
-            "grant_revoked" => "Grant revoked",
-            "kill_switch" => "Kill switch engaged",
-            "policy_denied" => "Denied by policy",
-            "replayed_request" => "Replayed request",
             "kms_access_denied" => "KMS access denied",
-            "enclave_unavailable" => "Enclave unavailable",
-            "envelope_rejected" => "Record did not open with its KMS envelope",
             "not_found" => "Not found",
             "method_not_allowed" => "Method not allowed",
-            _ => "Internal error",
+            _ => "Error",
+        };
+        Self { status, code, title, detail: detail.into(), denial: None }
+    }
+
+    /// An error with one of the shared codes.
+    pub fn coded(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            status: code.http_status(),
+            code: code.as_str(),
+            title: code.title(),
+            detail: detail.into(),
+            denial: None,
         }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::coded(ErrorCode::BadRequest, detail)
+    }
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::coded(ErrorCode::EnclaveUnavailable, detail)
+    }
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::coded(ErrorCode::Internal, detail)
     }
 }
 
 impl From<ErrorReply> for ApiError {
     fn from(e: ErrorReply) -> Self {
-        let status = match e.code {
-            ErrorCode::BadRequest | ErrorCode::RecordInvalid => 400,
-            ErrorCode::GrantExpired
-            | ErrorCode::GrantRevoked
-            | ErrorCode::KillSwitch
-            | ErrorCode::PolicyDenied => 403,
-            ErrorCode::ReplayedRequest => 409,
-            ErrorCode::EnclaveUnavailable => 503,
-            ErrorCode::EnvelopeRejected => 502,
-            ErrorCode::Internal => 500,
-        };
-        Self { status, code: e.code.as_str(), detail: e.message, denial: e.denial.map(Box::new) }
+        let mut error = Self::coded(e.code, e.message);
+        error.denial = e.denial.map(Box::new);
+        error
     }
 }
 
@@ -99,11 +93,9 @@ impl From<KmsError> for ApiError {
             KmsError::AccessDenied { .. } | KmsError::Disabled(_) => {
                 Self::new(502, "kms_access_denied", e.to_string())
             }
-            KmsError::InvalidCiphertext(_) => Self::new(400, "record_invalid", e.to_string()),
+            KmsError::InvalidCiphertext(_) => Self::coded(ErrorCode::RecordInvalid, e.to_string()),
             KmsError::Unavailable(_) => Self::unavailable(e.to_string()),
-            KmsError::PlaintextReturned | KmsError::Rejected(_) => {
-                Self::new(500, "internal", e.to_string())
-            }
+            KmsError::PlaintextReturned | KmsError::Rejected(_) => Self::internal(e.to_string()),
         }
     }
 }
@@ -113,22 +105,32 @@ type Prefetch = Arc<OnceCell<Result<Vec<u8>, ApiError>>>;
 /// What the parent reads from a grant's public header (parsed once per request).
 pub struct GrantInfo {
     pub id: [u8; 16],
-    pub wallet: enclave_core::Pubkey,
+    pub enclave_id: EnclaveId,
     pub expires_at: u64,
-    pub wrapped: enclave_core::records::WrappedKey,
+    pub wrapped: signer_types::records::WrappedKey,
 }
 
 impl GrantInfo {
     pub fn parse(grant_record: &[u8]) -> Result<Self, ApiError> {
         let grant = SealedGrant::parse(grant_record)
-            .map_err(|e| ApiError::new(400, "record_invalid", format!("grant_record: {e}")))?;
+            .map_err(|e| ApiError::coded(ErrorCode::RecordInvalid, format!("grant_record: {e}")))?;
         Ok(Self {
             id: grant.header.grant_id,
-            wallet: grant.header.wallet,
+            enclave_id: grant.header.enclave_id,
             expires_at: grant.header.expires_at,
             wrapped: grant.wrapped,
         })
     }
+}
+
+/// A reply that does not answer the operation: the enclave misbehaves.
+pub fn unexpected(op: &str, reply: &Reply) -> ApiError {
+    let name = match reply {
+        Reply::NeedKey { .. } => "need_key",
+        Reply::Signed { .. } => "signed",
+        _ => "another operation's reply",
+    };
+    ApiError::internal(format!("unexpected enclave reply to {op}: {name}"))
 }
 
 /// Shared state behind every route.
@@ -307,39 +309,49 @@ impl Parent {
                 self.mark_open(grant.id, grant.expires_at);
                 Ok(reply)
             }
-            Reply::NeedKey { .. } => Err(ApiError::unavailable(
-                "the enclave did not accept the KMS envelope twice in a row",
-            )),
-            other => {
-                Err(ApiError::new(500, "internal", format!("unexpected enclave reply {other:?}")))
-            }
+            other => Err(unexpected("sign", &other)),
         }
     }
 
-    /// After `NeedKey` — the enclave does not hold the key (restart, eviction, an envelope made
-    /// for its predecessor) — fresh attestation, a fresh envelope, one retry. Any other reply is
-    /// returned as it is.
+    /// After `NeedKey` — the enclave does not hold the key (a vault or record it has not opened,
+    /// a restart, an eviction, an envelope made for its predecessor) — a fresh envelope and one
+    /// retry; if the request already carried an envelope, the enclave changed under us, so it is
+    /// attested again first. Any other reply is returned as it is.
     async fn retry_on_need_key(&self, request: &mut Op, reply: Reply) -> Result<Reply, ApiError> {
         let Reply::NeedKey { wrap_alg, wrapped_key, encryption_context, .. } = &reply else {
             return Ok(reply);
         };
-        self.attestation.invalidate();
-        let envelope = self.envelope(*wrap_alg, wrapped_key, encryption_context.as_ref()).await?;
-        match request {
-            Op::Sign(s) => s.envelope = Some(envelope),
-            Op::SignScheduled(s) => s.envelope = Some(envelope),
-            _ => {}
+        if request.has_envelope() {
+            self.attestation.invalidate();
         }
-        self.call(request).await
+        let envelope = self.envelope(*wrap_alg, wrapped_key, encryption_context.as_ref()).await?;
+        if !request.set_envelope(envelope) {
+            return Err(ApiError::internal(format!("{} cannot take an envelope", request.name())));
+        }
+        match self.call(request).await? {
+            Reply::NeedKey { .. } => Err(ApiError::unavailable(
+                "the enclave did not accept the KMS envelope twice in a row",
+            )),
+            other => Ok(other),
+        }
+    }
+
+    /// An operation that opens a vault or record: sent as it is, then with the KMS envelope the
+    /// enclave asks for.
+    pub async fn call_unlocking(&self, mut op: Op) -> Result<Reply, ApiError> {
+        self.attested().await?;
+        let first = self.call(&op).await?;
+        self.retry_on_need_key(&mut op, first).await
     }
 
     /// `POST /v1/scheduled/sign`: scheduled records are single-use, so the envelope always goes
     /// with the first request.
-    pub async fn sign_scheduled(&self, mut op: SignScheduledOp) -> Result<Reply, ApiError> {
+    pub async fn sign_scheduled(
+        &self,
+        mut op: signer_protocol::SignScheduledOp,
+        wrapped: &signer_types::records::WrappedKey,
+    ) -> Result<Reply, ApiError> {
         self.attested().await?;
-        let wrapped = SealedScheduled::parse(&op.scheduled_record)
-            .map_err(|e| ApiError::new(400, "record_invalid", format!("scheduled_record: {e}")))?
-            .wrapped;
         op.envelope = Some(
             self.envelope(wrapped.alg, &wrapped.ciphertext, wrapped.encryption_context.as_ref())
                 .await?,
@@ -348,9 +360,7 @@ impl Parent {
         let first = self.call(&request).await?;
         match self.retry_on_need_key(&mut request, first).await? {
             reply @ Reply::Signed { .. } => Ok(reply),
-            other => {
-                Err(ApiError::new(500, "internal", format!("unexpected enclave reply {other:?}")))
-            }
+            other => Err(unexpected("sign_scheduled", &other)),
         }
     }
 

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use enclave_core::{OsRandom, SecureRandom};
 use nitro_attestation::{AttestationPolicy, TrustAnchor};
 use parking_lot::{Mutex, RwLock};
 use signer_protocol::{EnclaveClient, Op, Outcome, Reply};
@@ -23,6 +22,8 @@ pub struct Attested {
     pub document: Vec<u8>,
     /// The enclave's recipient key (SPKI DER).
     pub public_key: Vec<u8>,
+    /// The instance, derived from the recipient key.
+    pub enclave_id: signer_types::EnclaveId,
     pub pcrs: BTreeMap<u8, Vec<u8>>,
     pub timestamp_ms: u64,
     pub verified_at: Instant,
@@ -130,7 +131,7 @@ impl Attestation {
         timeout: Duration,
     ) -> Result<Arc<Attested>, String> {
         let mut nonce = [0u8; 32];
-        OsRandom.fill(&mut nonce).map_err(|e| e.to_string())?;
+        getrandom::fill(&mut nonce).map_err(|e| format!("randomness: {e}"))?;
         let outcome = enclave
             .call(&Op::Attest { nonce: Some(nonce.to_vec()), user_data: None }, timeout)
             .await
@@ -161,6 +162,7 @@ impl Attestation {
             pcrs: verified.document.pcrs.clone(),
             timestamp_ms: verified.document.timestamp_ms,
             document,
+            enclave_id: signer_types::EnclaveId::from_recipient_key(&public_key),
             public_key,
             verified_at: Instant::now(),
             generation,

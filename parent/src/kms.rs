@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_kms::error::ProvideErrorMetadata as _;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{EncryptionAlgorithmSpec, KeyEncryptionMechanism, RecipientInfo};
-use enclave_core::records::WrapAlg;
+use signer_types::records::WrapAlg;
 use thiserror::Error;
 use zeroize::Zeroize as _;
 

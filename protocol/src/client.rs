@@ -128,11 +128,19 @@ impl Connection {
                     + s.envelope.as_ref().map_or(0, Vec::len)
                     + 256
             }
-            Op::CreateGrant { policy, .. } => {
-                1024 + 48
-                    * (policy.tokens.len() * 3
+            Op::CreateGrant(g) => {
+                let policy = &g.grant.policy;
+                4096 + g.vault_record.len()
+                    + g.vault_provenance.len()
+                    + g.envelope.as_ref().map_or(0, Vec::len)
+                    + 48 * (policy.tokens.len() * 3
                         + policy.allowed_programs.len()
                         + policy.destinations.as_ref().map_or(0, Vec::len))
+            }
+            Op::CreateAgent(a) => {
+                1024 + a.vault_record.len()
+                    + a.vault_provenance.len()
+                    + a.envelope.as_ref().map_or(0, Vec::len)
             }
             _ => 512,
         };

@@ -10,16 +10,17 @@
 //! so that responses can arrive in any order; a request whose id cannot be read is answered with
 //! id 0. Byte fields are CBOR byte strings; public keys 32-byte strings; ids 16-byte strings.
 
-use enclave_core::error::ErrorCode;
-use enclave_core::policy::{Denial, Policy};
-use enclave_core::records::WrapAlg;
-use enclave_core::{Pubkey, Secret32};
 use serde::{Deserialize, Serialize};
+use signer_types::error::ErrorCode;
+use signer_types::ids::EnclaveId;
+use signer_types::policy::{Denial, Policy};
+use signer_types::pubkey::Pubkey;
+use signer_types::records::WrapAlg;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
 /// Bumped on any incompatible change to these messages.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A request from the parent.
 #[derive(Debug, Serialize, Deserialize)]
@@ -76,6 +77,61 @@ pub struct SignScheduledOp {
     pub envelope: Option<Vec<u8>>,
 }
 
+/// `import_vault` arguments: a browser-sealed vault and the wallet's signed authorization.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportVaultOp {
+    pub wallet: Pubkey,
+    #[serde(with = "serde_bytes")]
+    pub vault_record: Vec<u8>,
+    pub nonce: String,
+    pub issued_at: u64,
+    #[serde(with = "serde_bytes")]
+    pub signature: [u8; 64],
+    #[serde(default, with = "serde_bytes")]
+    pub envelope: Option<Vec<u8>>,
+}
+
+/// `create_agent` arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateAgentOp {
+    pub wallet: Pubkey,
+    #[serde(with = "serde_bytes")]
+    pub vault_record: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub vault_provenance: Vec<u8>,
+    pub kind: AgentKindMsg,
+    #[serde(default, with = "serde_bytes")]
+    pub envelope: Option<Vec<u8>>,
+}
+
+/// What an execution grant authorizes (`authorize_grant`, and part of `create_grant`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantFields {
+    pub wallet: Pubkey,
+    #[serde(with = "serde_bytes")]
+    pub bot_id: [u8; 16],
+    pub agent_pubkey: Pubkey,
+    pub ttl_seconds: u64,
+    pub policy: Policy,
+}
+
+/// `create_grant` arguments: the fields, the signed message's nonce and time, the wallet's
+/// signature, and the proven vault.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateGrantOp {
+    pub grant: GrantFields,
+    pub nonce: String,
+    pub issued_at: u64,
+    #[serde(with = "serde_bytes")]
+    pub signature: [u8; 64],
+    #[serde(with = "serde_bytes")]
+    pub vault_record: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub vault_provenance: Vec<u8>,
+    #[serde(default, with = "serde_bytes")]
+    pub envelope: Option<Vec<u8>>,
+}
+
 /// Operations (SPEC §8).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,20 +145,20 @@ pub enum Op {
         #[serde(default, with = "serde_bytes")]
         user_data: Option<Vec<u8>>,
     },
-    CreateAgent {
+    /// Which instance this is and which instances it answers for.
+    Identity,
+    CreateVault {
         wallet: Pubkey,
-        umk: Secret32,
-        kind: AgentKindMsg,
     },
-    CreateGrant {
+    AuthorizeImport {
         wallet: Pubkey,
         #[serde(with = "serde_bytes")]
-        bot_id: [u8; 16],
-        agent_pubkey: Pubkey,
-        umk: Secret32,
-        policy: Policy,
-        ttl_seconds: u64,
+        vault_record: Vec<u8>,
     },
+    ImportVault(ImportVaultOp),
+    CreateAgent(CreateAgentOp),
+    AuthorizeGrant(GrantFields),
+    CreateGrant(CreateGrantOp),
     Sign(SignOp),
     SignScheduled(SignScheduledOp),
     Revoke {
@@ -120,8 +176,13 @@ impl Op {
         match self {
             Self::Hello { .. } => "hello",
             Self::Attest { .. } => "attest",
-            Self::CreateAgent { .. } => "create_agent",
-            Self::CreateGrant { .. } => "create_grant",
+            Self::Identity => "identity",
+            Self::CreateVault { .. } => "create_vault",
+            Self::AuthorizeImport { .. } => "authorize_import",
+            Self::ImportVault(_) => "import_vault",
+            Self::CreateAgent(_) => "create_agent",
+            Self::AuthorizeGrant(_) => "authorize_grant",
+            Self::CreateGrant(_) => "create_grant",
             Self::Sign(_) => "sign",
             Self::SignScheduled(_) => "sign_scheduled",
             Self::Revoke { .. } => "revoke",
@@ -129,23 +190,53 @@ impl Op {
             Self::Status => "status",
         }
     }
+
+    /// Sets the KMS envelope of an operation that opens a record (after `need_key`); false for
+    /// operations that take none.
+    pub fn set_envelope(&mut self, envelope: Vec<u8>) -> bool {
+        let slot = match self {
+            Self::Sign(s) => &mut s.envelope,
+            Self::SignScheduled(s) => &mut s.envelope,
+            Self::ImportVault(s) => &mut s.envelope,
+            Self::CreateAgent(s) => &mut s.envelope,
+            Self::CreateGrant(s) => &mut s.envelope,
+            _ => return false,
+        };
+        *slot = Some(envelope);
+        true
+    }
+
+    /// Whether the operation carries a KMS envelope.
+    pub fn has_envelope(&self) -> bool {
+        match self {
+            Self::Sign(s) => s.envelope.is_some(),
+            Self::SignScheduled(s) => s.envelope.is_some(),
+            Self::ImportVault(s) => s.envelope.is_some(),
+            Self::CreateAgent(s) => s.envelope.is_some(),
+            Self::CreateGrant(s) => s.envelope.is_some(),
+            _ => false,
+        }
+    }
 }
 
 /// Counts reported by `status`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReply {
+    pub enclave_id: EnclaveId,
     pub kill_switch: bool,
     pub cached_grants: u64,
+    pub cached_vaults: u64,
     pub request_ids: u64,
     pub request_id_capacity: u64,
     pub scheduled_ids: u64,
+    pub nonces: u64,
     pub revocations: u64,
     pub spend_counters: u64,
     pub signatures: u64,
     pub need_key: u64,
     pub denials: u64,
-    #[serde(default)]
     pub envelope_failures: u64,
+    pub handed_over_to: Option<EnclaveId>,
     pub in_flight: u64,
     pub connections: u64,
 }
@@ -164,12 +255,40 @@ pub enum Reply {
         #[serde(with = "serde_bytes")]
         public_key: Vec<u8>,
     },
+    Identity {
+        enclave_id: EnclaveId,
+        answers_for: Vec<EnclaveId>,
+        started_at: u64,
+    },
+    VaultCreated {
+        #[serde(with = "serde_bytes")]
+        vault_id: [u8; 16],
+        #[serde(with = "serde_bytes")]
+        record: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        provenance: Vec<u8>,
+    },
+    VaultImported {
+        #[serde(with = "serde_bytes")]
+        vault_id: [u8; 16],
+        #[serde(with = "serde_bytes")]
+        provenance: Vec<u8>,
+    },
     AgentCreated {
         agent_pubkey: Pubkey,
         #[serde(with = "serde_bytes")]
         agent_id: [u8; 16],
         #[serde(with = "serde_bytes")]
         record: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        provenance: Vec<u8>,
+    },
+    Authorization {
+        message: String,
+        nonce: String,
+        issued_at: u64,
+        expires_at: u64,
+        enclave_id: EnclaveId,
     },
     GrantCreated {
         #[serde(with = "serde_bytes")]
@@ -178,6 +297,7 @@ pub enum Reply {
         expires_at: u64,
         #[serde(with = "serde_bytes")]
         record: Vec<u8>,
+        enclave_id: EnclaveId,
     },
     Signed {
         #[serde(with = "serde_bytes")]
@@ -221,16 +341,6 @@ impl ErrorReply {
     }
 }
 
-impl From<&enclave_core::EnclaveError> for ErrorReply {
-    fn from(e: &enclave_core::EnclaveError) -> Self {
-        let denial = match e {
-            enclave_core::EnclaveError::PolicyDenied(d) => Some(d.clone()),
-            _ => None,
-        };
-        Self { code: e.code(), message: e.to_string(), denial }
-    }
-}
-
 /// The result of one request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -265,11 +375,11 @@ const SCRATCH: usize = 4096;
 /// fixed-size byte field given as a 19-element array, or a unit variant given a value, leave the
 /// rest to be read as the next map keys, so the typed reading and any standard CBOR reading of
 /// the same bytes can disagree. Re-encoding and comparing closes that whole class: the accepted
-/// bytes are then the standard encoding of exactly what was decoded. The scratch buffer and the
-/// re-encoding are zeroized, since requests can carry a UMK.
+/// bytes are then the standard encoding of exactly what was decoded. The scratch buffer is
+/// zeroized (replies carry nothing secret, but a scratch buffer should never linger).
 pub fn decode<T: serde::de::DeserializeOwned + Serialize>(payload: &[u8]) -> Result<T, CodecError> {
     let value: T = decode_lenient(payload)?;
-    // Re-encode into a comparing sink: no second copy of a UMK, no allocation.
+    // Re-encode into a comparing sink: no second copy, no allocation.
     let mut sink = CanonicalCheck { expected: payload, matched: 0 };
     let agrees = ciborium::into_writer(&value, &mut sink).is_ok() && sink.matched == payload.len();
     if !agrees {
@@ -354,21 +464,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_round_trip_and_debug_hides_the_umk() {
-        let op = Op::CreateAgent {
+    fn requests_round_trip() {
+        let op = Op::CreateAgent(CreateAgentOp {
             wallet: Pubkey([1; 32]),
-            umk: Secret32::new([0xab; 32]),
+            vault_record: vec![4; 200],
+            vault_provenance: vec![5; 300],
             kind: AgentKindMsg::Mnemonic { account: 2 },
-        };
+            envelope: None,
+        });
         let bytes = encode(&Request { id: 7, op }, 256).unwrap();
         let back: Request = decode(&bytes).unwrap();
         assert_eq!(back.id, 7);
-        let shown = format!("{back:?}");
-        assert!(shown.contains("redacted") && !shown.contains("171, 171"), "{shown}");
         match back.op {
-            Op::CreateAgent { umk, kind, .. } => {
-                assert_eq!(umk, Secret32::new([0xab; 32]));
-                assert_eq!(kind, AgentKindMsg::Mnemonic { account: 2 });
+            Op::CreateAgent(a) => {
+                assert_eq!(a.kind, AgentKindMsg::Mnemonic { account: 2 });
+                assert_eq!((a.vault_record.len(), a.vault_provenance.len()), (200, 300));
             }
             other => panic!("{other:?}"),
         }

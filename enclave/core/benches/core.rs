@@ -76,7 +76,7 @@ fn benches(c: &mut Criterion) {
     group.bench_function("sign_with_envelope_open", |b| {
         b.iter_batched(
             || {
-                let g = f.grant(s.wallet, &s.umk, a, unlimited(), 600);
+                let g = f.grant(&s.user, &s.vault, a, unlimited(), 600);
                 let sealed = enclave_core::records::SealedGrant::parse(&g.record).unwrap();
                 let env = f.kms_envelope(&sealed.wrapped);
                 (g, env)

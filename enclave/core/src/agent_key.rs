@@ -11,31 +11,14 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha512;
 use zeroize::Zeroizing;
 
+pub use signer_types::records::AgentKind;
+
 use crate::error::RecordError;
 use crate::secret::Secret32;
 
 /// BIP44 purpose and Solana's coin type.
 pub const SOLANA_PATH_PREFIX: [u32; 2] = [44, 501];
 const HARDENED: u32 = 0x8000_0000;
-
-/// Which secret an agent-key record holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AgentKind {
-    /// A raw 32-byte ed25519 seed.
-    Seed,
-    /// BIP39 entropy; the key is derived at `m/44'/501'/account'/0'`.
-    Mnemonic { account: u32 },
-}
-
-impl AgentKind {
-    /// The record's `kind` byte.
-    pub fn code(self) -> u8 {
-        match self {
-            Self::Seed => 0,
-            Self::Mnemonic { .. } => 1,
-        }
-    }
-}
 
 /// The hardened path `m/44'/501'/account'/0'`.
 pub fn solana_path(account: u32) -> Result<[u32; 4], RecordError> {

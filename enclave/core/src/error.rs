@@ -1,7 +1,8 @@
 //! Typed errors. Messages name the cause and carry expected/actual values, never secret bytes.
 //! [`EnclaveError::code`] maps each to the stable API code of SPEC §6.
 
-use serde::{Deserialize, Serialize};
+use signer_types::EnclaveId;
+pub use signer_types::error::{ErrorCode, RecordError};
 use thiserror::Error;
 
 use crate::policy::Denial;
@@ -10,43 +11,6 @@ use crate::policy::Denial;
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 #[error("random number generator failed: {0}")]
 pub struct RandomError(pub String);
-
-/// Stable error codes shared with the parent's HTTP API (SPEC §6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    BadRequest,
-    RecordInvalid,
-    GrantExpired,
-    GrantRevoked,
-    KillSwitch,
-    PolicyDenied,
-    ReplayedRequest,
-    /// The enclave cannot take more work right now (a bounded store is full of live entries).
-    EnclaveUnavailable,
-    /// A record did not open with the key its KMS envelope carried (one answer for every such
-    /// failure: SPEC §3 invariant 8).
-    EnvelopeRejected,
-    Internal,
-}
-
-impl ErrorCode {
-    /// The code as it appears in API responses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BadRequest => "bad_request",
-            Self::RecordInvalid => "record_invalid",
-            Self::GrantExpired => "grant_expired",
-            Self::GrantRevoked => "grant_revoked",
-            Self::KillSwitch => "kill_switch",
-            Self::PolicyDenied => "policy_denied",
-            Self::ReplayedRequest => "replayed_request",
-            Self::EnclaveUnavailable => "enclave_unavailable",
-            Self::EnvelopeRejected => "envelope_rejected",
-            Self::Internal => "internal",
-        }
-    }
-}
 
 /// Why an enclave operation was refused.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -77,8 +41,62 @@ pub enum EnclaveError {
          was altered (nothing was signed; this envelope is refused from now on)"
     )]
     EnvelopeRejected,
+    /// A user authorization (SPEC §15) was refused; nothing was sealed.
+    #[error("authorization refused: {0}")]
+    Authorization(#[from] AuthorizationError),
+    /// A vault's provenance could not be established.
+    #[error("provenance invalid: {0}")]
+    Provenance(String),
+    /// The record names another enclave instance, issued while this one was running.
+    #[error(
+        "{what} {id} belongs to enclave {owner}; this enclave answers for {serving} (route it by \
+         X-Signer-Route)"
+    )]
+    WrongEnclave { what: &'static str, id: String, owner: EnclaveId, serving: String },
+    /// The record names an enclave instance this one does not answer for, and was issued before
+    /// this one started: its enclave is gone without a handover.
+    #[error(
+        "{what} {id} belongs to enclave {owner}, which is gone (issued before this enclave \
+         started, and no handover brought its state here): the user must authorize again"
+    )]
+    Orphaned { what: &'static str, id: String, owner: EnclaveId },
+    /// This enclave handed its decision state to a successor and decides nothing more.
+    #[error("this enclave handed its state over to enclave {successor} and signs no more")]
+    HandedOver { successor: EnclaveId },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Why a user authorization was refused (each has its own API code).
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum AuthorizationError {
+    #[error(
+        "the signature does not verify for wallet {wallet} over the message rendered from the \
+         request (another wallet signed, or a field differs from what was signed)"
+    )]
+    SignatureInvalid { wallet: String },
+    #[error("{0}")]
+    Noncanonical(String),
+    #[error("the message expired at {expired_at} (enclave time {now})")]
+    Expired { expired_at: u64, now: u64 },
+    #[error(
+        "the message is issued at {issued_at}, ahead of the enclave clock {now} by more than {skew} s"
+    )]
+    NotYetValid { issued_at: u64, now: u64, skew: u64 },
+    #[error("nonce {nonce} was already used")]
+    Replayed { nonce: String },
+}
+
+impl AuthorizationError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::SignatureInvalid { .. } => ErrorCode::AuthorizationSignatureInvalid,
+            Self::Noncanonical(_) => ErrorCode::AuthorizationSignatureNoncanonical,
+            Self::Expired { .. } => ErrorCode::AuthorizationExpired,
+            Self::NotYetValid { .. } => ErrorCode::AuthorizationNotYetValid,
+            Self::Replayed { .. } => ErrorCode::AuthorizationReplayed,
+        }
+    }
 }
 
 impl EnclaveError {
@@ -93,6 +111,11 @@ impl EnclaveError {
             Self::ReplayedRequest { .. } => ErrorCode::ReplayedRequest,
             Self::Capacity(_) => ErrorCode::EnclaveUnavailable,
             Self::EnvelopeRejected => ErrorCode::EnvelopeRejected,
+            Self::Authorization(a) => a.code(),
+            Self::Provenance(_) => ErrorCode::ProvenanceInvalid,
+            Self::WrongEnclave { .. } => ErrorCode::WrongEnclave,
+            Self::Orphaned { .. } => ErrorCode::GrantOrphaned,
+            Self::HandedOver { .. } => ErrorCode::EnclaveHandedOver,
             Self::Envelope(_) | Self::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -102,27 +125,6 @@ impl From<RandomError> for EnclaveError {
     fn from(e: RandomError) -> Self {
         Self::Internal(e.to_string())
     }
-}
-
-/// A record (grant, agent key, scheduled key) could not be decoded or opened.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-pub enum RecordError {
-    #[error("{what} is {actual} bytes; expected {expected}")]
-    Length { what: &'static str, expected: String, actual: usize },
-    #[error("unsupported record version {0} (expected 1)")]
-    Version(u32),
-    #[error("record type {actual} where {expected} was expected")]
-    Type { expected: &'static str, actual: u8 },
-    #[error("unknown {what} {value}")]
-    Unknown { what: &'static str, value: u64 },
-    #[error("{0}")]
-    Invalid(String),
-    /// Authentication failed: wrong key, tampered bytes, or a forged envelope. Deliberately
-    /// carries no detail so that it cannot be used as an oracle.
-    #[error("record does not open with the supplied key (tampered, swapped, or wrong key)")]
-    Open,
-    #[error("decrypted agent key derives public key {derived}, but the record binds {bound}")]
-    PublicKeyMismatch { derived: String, bound: String },
 }
 
 impl From<RecordError> for EnclaveError {

@@ -13,12 +13,13 @@
 #![forbid(unsafe_code)]
 
 pub mod agent_key;
+pub mod authorization;
 pub mod ber;
 pub mod enclave;
 pub mod envelope;
 pub mod error;
 pub mod policy;
-pub mod pubkey;
+pub mod provenance;
 pub mod records;
 pub mod secret;
 pub mod solana;
@@ -26,5 +27,5 @@ pub mod store;
 
 pub use enclave::{Clock, Enclave, EnclaveConfig, SignOutcome, SystemClock};
 pub use error::{EnclaveError, ErrorCode};
-pub use pubkey::Pubkey;
 pub use secret::{OsRandom, Secret32, SecureRandom};
+pub use signer_types::{EnclaveId, Pubkey, ids, pubkey};

@@ -9,12 +9,12 @@ use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use base64::Engine as _;
 use common::*;
-use enclave_core::enclave::{CreateGrant, RevokeTarget, SignRequest, SignScheduledRequest};
+use enclave_core::enclave::{RevokeTarget, SignRequest, SignScheduledRequest};
 use enclave_core::envelope::{self, ContentForm};
 use enclave_core::policy::Intent;
 use enclave_core::records::{
-    AgentKeyHeader, GrantContents, GrantHeader, KeyWrap, ScheduledHeader, SealedAgentKey,
-    SealedGrant, key_privkey, seal_grant, seal_scheduled,
+    AgentKeyHeader, GrantContents, KeyWrap, ScheduledHeader, SealedAgentKey, SealedGrant,
+    SealedVault, key_privkey, open_agent_key, open_grant, seal_scheduled,
 };
 use enclave_core::{EnclaveError, ErrorCode, OsRandom, Pubkey, Secret32, SignOutcome};
 use rsa::Oaep;
@@ -54,24 +54,25 @@ fn assert_bytes_free_of(haystack: &[u8], secret: &[u8], what: &str) {
 #[test]
 fn no_secret_in_any_output_debug_or_error() {
     let f = fixture();
-    let umk_bytes = [0x3c; 32];
-    let wallet = Pubkey([1; 32]);
-    let umk = Secret32::new(umk_bytes);
-    let agent = f.agent(wallet, &umk, enclave_core::enclave::NewAgentKind::Seed);
-    let grant = f.grant(wallet, &umk, agent.agent_pubkey, policy(), 3600);
-    let seed = SealedAgentKey::parse(&agent.record).unwrap().open(&umk).unwrap().to_bytes();
+    let s = f.setup(1, policy());
+    let (agent, grant, vault) = (s.agent.clone(), s.grant.clone(), s.vault.clone());
+    let umk = f.umk_of(&vault.record);
+    let seed =
+        open_agent_key(&SealedAgentKey::parse(&agent.record).unwrap(), &umk).unwrap().to_bytes();
     let sealed = SealedGrant::parse(&grant.record).unwrap();
     let dek = f.kms.decrypt(Oaep::<Sha256>::new(), &sealed.wrapped.ciphertext).unwrap();
     assert_eq!(dek.len(), 32);
+    let sealed_vault = SealedVault::parse(&vault.record).unwrap();
+    let vault_dek = f.kms.decrypt(Oaep::<Sha256>::new(), &sealed_vault.wrapped.ciphertext).unwrap();
     let privkey = key_privkey(&umk, SealedAgentKey::parse(&agent.record).unwrap().aad);
     let secrets: Vec<(&str, Vec<u8>)> = vec![
-        ("UMK", umk_bytes.to_vec()),
+        ("UMK", umk.expose().to_vec()),
         ("agent seed", seed.to_vec()),
-        ("DEK", dek),
+        ("grant DEK", dek),
+        ("vault DEK", vault_dek),
         ("key_privkey", privkey.expose().to_vec()),
     ];
 
-    let s = Setup { wallet, umk: umk.clone(), agent: agent.clone(), grant: grant.clone() };
     let a = agent.agent_pubkey;
     let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 10)]);
     let need = f.enclave.sign(&request(&s, &tx, 1)).unwrap();
@@ -92,19 +93,26 @@ fn no_secret_in_any_output_debug_or_error() {
     );
     errors.push(f.sign(request(&s, &tx[..20], 5)).unwrap_err());
     errors.push(f.sign(SignRequest { transaction: &big, ..request(&s, &tx, 1) }).unwrap_err());
-    f.enclave.set_kill_switch(true);
+    f.enclave.set_kill_switch(true).unwrap();
     errors.push(f.sign(request(&s, &tx, 6)).unwrap_err());
-    f.enclave.set_kill_switch(false);
+    f.enclave.set_kill_switch(false).unwrap();
+    let mut tampered = grant.record.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    errors
+        .push(f.sign(SignRequest { grant_record: &tampered, ..request(&s, &tx, 7) }).unwrap_err());
 
+    let contents = f.grant_contents(&grant.record);
     let mut texts = vec![
         format!("{agent:?}"),
         format!("{grant:?}"),
+        format!("{vault:?}"),
         format!("{need:?}"),
         format!("{signed:?}"),
         format!("{:?}", f.enclave.status()),
         format!("{umk:?}"),
-        format!("{:?}", GrantContents { umk: umk.clone(), policy: policy() }),
+        format!("{contents:?}"),
         format!("{sealed:?}"),
+        format!("{sealed_vault:?}"),
         format!("{:?}", SealedAgentKey::parse(&agent.record).unwrap()),
         format!("{privkey:?}"),
     ];
@@ -117,6 +125,9 @@ fn no_secret_in_any_output_debug_or_error() {
             assert_no_secret(t, secret, &format!("{name} in {t}"));
         }
         assert_bytes_free_of(&agent.record, secret, "agent record");
+        assert_bytes_free_of(&agent.provenance, secret, "agent provenance");
+        assert_bytes_free_of(&vault.record, secret, "vault record");
+        assert_bytes_free_of(&vault.provenance, secret, "vault provenance");
         assert_bytes_free_of(&grant.record, secret, "grant record");
         assert_bytes_free_of(&signed.transaction, secret, "signed transaction");
     }
@@ -164,27 +175,35 @@ fn forged_envelope_cannot_make_the_enclave_sign_with_a_real_agent_key() {
     );
 
     // The attacker builds their own grant (anyone can encrypt to the KMS key) with their own UMK
-    // and policy, and sends it with the victim's real agent-key record.
-    let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
-    let header = GrantHeader {
-        wallet: s.wallet,
-        grant_id: [0xee; 16],
-        bot_id: BOT,
-        agent_pubkey: a,
-        issued_at: T0,
-        expires_at: T0 + 600,
-    };
+    // and a generous policy, and sends it with the victim's real agent-key record. It names the
+    // victim's real grant and authorization, but the user's signature does not cover this policy.
+    let real = f.grant_contents(&s.grant.record);
+    let header = SealedGrant::parse(&s.grant.record).unwrap().header;
     let mut generous = policy();
     generous.max_lamports_per_tx = u64::MAX;
     generous.max_lamports_per_day = u64::MAX;
-    let evil = seal_grant(
-        &header,
-        &GrantContents { umk: umk(0x66), policy: generous },
-        KeyWrap::Rsa(&kms_pub),
-        &OsRandom,
-    )
-    .unwrap();
-    let r = f.sign(SignRequest { grant_record: &evil, ..request(&s, &tx, 2) });
+    let evil = f.forge_grant(
+        header,
+        &GrantContents {
+            umk: Secret32::new([0x66; 32]),
+            policy: generous,
+            authorization: real.authorization.clone(),
+        },
+    );
+    let r = f.sign(SignRequest { grant_record: &evil.record, ..request(&s, &tx, 2) });
+    assert_eq!(code(r), ErrorCode::EnvelopeRejected, "the authorization is over another policy");
+    // With the user's own policy and authorization but the attacker's UMK, the grant is
+    // authentic as far as the user's signature goes; the victim's agent key still does not
+    // open under the attacker's UMK.
+    let evil = f.forge_grant(
+        header,
+        &GrantContents {
+            umk: Secret32::new([0x66; 32]),
+            policy: real.policy.clone(),
+            authorization: real.authorization.clone(),
+        },
+    );
+    let r = f.sign(SignRequest { grant_record: &evil.record, ..request(&s, &tx, 2) });
     assert_eq!(
         code(r),
         ErrorCode::RecordInvalid,
@@ -235,14 +254,17 @@ fn new_secrets_are_sealed_only_to_the_pinned_kms_key() {
     // opens the grant; the enclave's recipient key plays no part.
     let sealed = SealedGrant::parse(&s.grant.record).unwrap();
     let dek = f.kms.decrypt(Oaep::<Sha256>::new(), &sealed.wrapped.ciphertext).unwrap();
-    let contents = sealed.open(&Secret32::from_slice(&dek).unwrap()).unwrap();
-    assert_eq!(contents.umk, s.umk);
+    let contents = open_grant(&sealed, &Secret32::from_slice(&dek).unwrap()).unwrap();
+    assert_eq!(contents.umk, f.umk_of(&s.vault.record));
+    // So is the vault's: the enclave generated the UMK and sealed it to the pinned key only.
+    let vault = SealedVault::parse(&s.vault.record).unwrap();
+    assert!(f.kms.decrypt(Oaep::<Sha256>::new(), &vault.wrapped.ciphertext).is_ok());
     // Opening a grant through a (legitimate) envelope does not re-seal anything: the records the
     // enclave returns later are still sealed to the same KMS key.
     let a = s.agent.agent_pubkey;
     let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1)]);
     f.sign(request(&s, &tx, 1)).unwrap();
-    let later = f.grant(s.wallet, &s.umk, a, policy(), 60);
+    let later = f.grant(&s.user, &s.vault, a, policy(), 60);
     let sealed = SealedGrant::parse(&later.record).unwrap();
     assert!(f.kms.decrypt(Oaep::<Sha256>::new(), &sealed.wrapped.ciphertext).is_ok());
 }
@@ -277,7 +299,7 @@ fn decrypted_seed_must_derive_the_bound_public_key() {
     let s = f.setup(4, policy());
     let a = s.agent.agent_pubkey;
     // A valid AEAD under the right UMK, bound to the grant's agent, holding another seed.
-    let forged = mismatched_agent_record(&s.umk, s.wallet, a, [0x99; 32]);
+    let forged = mismatched_agent_record(&f.umk_of(&s.vault.record), s.wallet, a, [0x99; 32]);
     let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1)]);
     let err = f.sign(SignRequest { agent_key_record: &forged, ..request(&s, &tx, 1) }).unwrap_err();
     assert_eq!(err.code(), ErrorCode::RecordInvalid);
@@ -294,6 +316,8 @@ fn decrypted_seed_must_derive_the_bound_public_key() {
         not_after: T0 + 600,
         max_fee_lamports: 10_000,
         intent_hash: intent.hash(),
+        created_at: T0 - 3600,
+        enclave_id: f.enclave.id(),
     };
     // The library refuses to seal a mismatched pair…
     let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
@@ -367,7 +391,7 @@ fn grant_of_wallet_a_with_agent_key_of_wallet_b_is_rejected() {
     assert!(err.to_string().contains("wallet"), "{err}");
 
     // Same wallet, another agent: the grant authorizes one agent only.
-    let other_agent = f.agent(a.wallet, &a.umk, enclave_core::enclave::NewAgentKind::Seed);
+    let other_agent = f.agent(a.wallet, &a.vault, enclave_core::enclave::NewAgentKind::Seed);
     let err = f
         .sign(SignRequest { agent_key_record: &other_agent.record, ..request(&a, &tx, 2) })
         .unwrap_err();
@@ -495,15 +519,11 @@ fn full_request_store_evicts_expired_first_then_refuses_clearly() {
     let mut config = config();
     config.request_store_capacity = 3;
     let f = fixture_with(config);
-    let wallet = Pubkey([22; 32]);
-    let umk = umk(22);
-    let agent = f.agent(wallet, &umk, enclave_core::enclave::NewAgentKind::Seed);
-    let short = f.grant(wallet, &umk, agent.agent_pubkey, policy(), 60);
-    let long = f.grant(wallet, &umk, agent.agent_pubkey, policy(), 3600);
-    let a = agent.agent_pubkey;
+    let long_setup = f.setup(22, policy());
+    let a = long_setup.agent.agent_pubkey;
+    let short = f.grant(&long_setup.user, &long_setup.vault, a, policy(), 60);
+    let short_setup = Fixture::with_grant(&long_setup, short);
     let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1)]);
-    let short_setup = Setup { wallet, umk: umk.clone(), agent: agent.clone(), grant: short };
-    let long_setup = Setup { wallet, umk, agent, grant: long };
     f.sign(request(&short_setup, &tx, 1)).unwrap();
     f.sign(request(&long_setup, &tx, 2)).unwrap();
     f.sign(request(&long_setup, &tx, 3)).unwrap();
@@ -531,6 +551,8 @@ fn scheduled_record_is_single_use() {
         not_after: T0 + 3600,
         max_fee_lamports: 10_000,
         intent_hash: intent.hash(),
+        created_at: T0 - 3600,
+        enclave_id: f.enclave.id(),
     };
     let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
     let record =
@@ -580,10 +602,10 @@ fn kill_switch_revocation_and_expiry_refuse_before_signing() {
     let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1)]);
     f.sign(request(&s, &tx, 1)).unwrap();
 
-    f.enclave.set_kill_switch(true);
+    f.enclave.set_kill_switch(true).unwrap();
     assert_eq!(code(f.sign(request(&s, &tx, 2))), ErrorCode::KillSwitch);
     assert_eq!(code(f.sign(request(&s, &tx, 1))), ErrorCode::KillSwitch, "even an identical retry");
-    f.enclave.set_kill_switch(false);
+    f.enclave.set_kill_switch(false).unwrap();
     f.sign(request(&s, &tx, 2)).unwrap();
 
     assert_eq!(
@@ -613,8 +635,8 @@ fn kill_switch_revocation_and_expiry_refuse_before_signing() {
     );
     assert_eq!(code(f.sign(request(&s2, &tx2, 12))), ErrorCode::GrantRevoked);
     f.clock.advance(1);
-    let fresh = f.grant(s2.wallet, &s2.umk, s2.agent.agent_pubkey, policy(), 600);
-    let s3 = Setup { grant: fresh, ..s2 };
+    let fresh = f.grant(&s2.user, &s2.vault, s2.agent.agent_pubkey, policy(), 600);
+    let s3 = Fixture::with_grant(&s2, fresh);
     f.sign(request(&s3, &tx2, 13)).unwrap();
 
     // Expiry on the enclave clock, including for an opened grant.
@@ -625,37 +647,68 @@ fn kill_switch_revocation_and_expiry_refuse_before_signing() {
     assert_eq!(f.enclave.sweep(), 1, "the expired opened grant is dropped by the sweep");
 }
 
-/// Enclaves behind one load balancer share records, not clocks. A grant issued by an enclave
-/// whose clock runs ahead is accepted within the configured skew (60 s) and refused beyond it,
-/// so a fast clock cannot push a grant's window into the future; expiry is always judged on the
-/// signing enclave's own clock.
+/// The user's message is judged on the enclave's clock: an `Issued At` ahead of it is accepted
+/// within the configured skew (60 s) and refused beyond it, and a message older than its
+/// validity has expired — so no clock elsewhere (a frontend's, another replica's) can move a
+/// grant's window.
 #[test]
 fn clock_skew_between_enclaves_is_bounded() {
-    let here = fixture();
-    let s = here.setup(44, policy());
+    use enclave_core::authorization::{MessageFields, Purpose, render};
+    use enclave_core::enclave::{CreateGrant, VaultProof};
+    let f = fixture();
+    let s = f.setup(44, policy());
+    let terms = f.terms(s.wallet, s.agent.agent_pubkey, policy(), 600);
+    let attempt = |issued_at: u64, nonce: &str| {
+        let message = render(
+            &domain(),
+            &MessageFields {
+                wallet: s.wallet,
+                enclave: f.enclave.id(),
+                nonce,
+                issued_at,
+                purpose: Purpose::Grant {
+                    bot_id: terms.bot_id,
+                    agent: terms.agent_pubkey,
+                    ttl_seconds: terms.ttl_seconds,
+                    policy: &terms.policy,
+                },
+            },
+        )
+        .unwrap();
+        let signature = s.user.sign(&message);
+        f.unlocked(|envelope| {
+            f.enclave.create_grant(&CreateGrant {
+                grant: terms.clone(),
+                nonce,
+                issued_at,
+                signature,
+                vault: VaultProof { record: &s.vault.record, provenance: &s.vault.provenance },
+                envelope,
+            })
+        })
+    };
+    let grant = attempt(T0 + 60, "000000000000000000000000000000a1").unwrap();
+    assert_eq!(grant.issued_at, T0 + 60);
+    let err = attempt(T0 + 61, "000000000000000000000000000000a2").unwrap_err();
+    assert_eq!(err.code(), ErrorCode::AuthorizationNotYetValid, "{err}");
+    let err = attempt(T0 - 600, "000000000000000000000000000000a3").unwrap_err();
+    assert_eq!(err.code(), ErrorCode::AuthorizationExpired, "{err}");
+    attempt(T0 - 599, "000000000000000000000000000000a4").unwrap();
+
+    // A grant record claiming to be issued ahead of this clock (sealed by hand) is refused
+    // before any KMS call.
+    let real = f.grant_contents(&s.grant.record);
+    let mut header = SealedGrant::parse(&s.grant.record).unwrap().header;
+    header.issued_at = T0 + 61;
+    header.expires_at = T0 + 661;
+    let ahead = f.forge_grant(header, &real);
+    let calls = f.kms_calls.load(std::sync::atomic::Ordering::SeqCst);
     let a = s.agent.agent_pubkey;
     let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1)]);
-    for (ahead, accepted) in [(60, true), (61, false)] {
-        let fast = fixture();
-        fast.clock.set(T0 + ahead);
-        let grant = fast.grant(s.wallet, &s.umk, a, policy(), 600);
-        assert_eq!(grant.issued_at, T0 + ahead);
-        let setup = Setup { grant, agent: s.agent.clone(), wallet: s.wallet, umk: s.umk.clone() };
-        let r = here.sign(request(&setup, &tx, ahead as u8));
-        if accepted {
-            verify_independently(&r.unwrap().transaction);
-        } else {
-            let err = r.unwrap_err();
-            assert_eq!(err.code(), ErrorCode::RecordInvalid);
-            assert!(err.to_string().contains("ahead of the enclave clock"), "{err}");
-        }
-    }
-    // A slow clock elsewhere cannot stretch a grant: this enclave judges expiry by its own time.
-    let slow = fixture();
-    slow.clock.set(T0 - 3000);
-    let old = slow.grant(s.wallet, &s.umk, a, policy(), 600);
-    let setup = Setup { grant: old, agent: s.agent.clone(), wallet: s.wallet, umk: s.umk.clone() };
-    assert_eq!(code(here.sign(request(&setup, &tx, 99))), ErrorCode::GrantExpired);
+    let err = f.sign(request(&Fixture::with_grant(&s, ahead), &tx, 1)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::RecordInvalid);
+    assert!(err.to_string().contains("ahead of the enclave clock"), "{err}");
+    assert_eq!(f.kms_calls.load(std::sync::atomic::Ordering::SeqCst), calls);
 }
 
 #[test]
@@ -663,56 +716,25 @@ fn grant_lifetime_is_bounded_by_the_enclave_maximum() {
     let mut config = config();
     config.max_grant_ttl = 600;
     let f = fixture_with(config);
-    let wallet = Pubkey([42; 32]);
-    let u = umk(42);
-    let agent = f.agent(wallet, &u, enclave_core::enclave::NewAgentKind::Seed);
+    let s = f.setup_with_ttl(42, policy(), 600);
     let err = f
-        .enclave
-        .create_grant(CreateGrant {
-            wallet,
-            bot_id: BOT,
-            agent_pubkey: agent.agent_pubkey,
-            umk: u.clone(),
-            policy: policy(),
-            ttl_seconds: 601,
-        })
+        .try_grant(&s.user, &s.vault, f.terms(s.wallet, s.agent.agent_pubkey, policy(), 601))
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::BadRequest);
     // A grant made elsewhere with a longer lifetime (anyone can seal to the KMS key) is refused.
-    let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
-    let header = GrantHeader {
-        wallet,
-        grant_id: [1; 16],
-        bot_id: BOT,
-        agent_pubkey: agent.agent_pubkey,
-        issued_at: T0,
-        expires_at: T0 + 86_400,
-    };
-    let long = seal_grant(
-        &header,
-        &GrantContents { umk: u.clone(), policy: policy() },
-        KeyWrap::Rsa(&kms_pub),
-        &OsRandom,
-    )
-    .unwrap();
-    let a = agent.agent_pubkey;
+    let real = f.grant_contents(&s.grant.record);
+    let mut header = SealedGrant::parse(&s.grant.record).unwrap().header;
+    header.expires_at = header.issued_at + 86_400;
+    let long = f.forge_grant(header, &real);
+    let a = s.agent.agent_pubkey;
     let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 1)]);
-    let s = Setup {
-        wallet,
-        umk: u,
-        agent,
-        grant: enclave_core::enclave::CreatedGrant {
-            grant_id: [1; 16],
-            issued_at: T0,
-            expires_at: T0 + 86_400,
-            record: long,
-        },
-    };
+    let calls = f.kms_calls.load(std::sync::atomic::Ordering::SeqCst);
+    let s = Fixture::with_grant(&s, long);
     let err = f.sign(request(&s, &tx, 1)).unwrap_err();
     assert!(err.to_string().contains("exceeds the enclave's maximum"), "{err}");
     assert_eq!(
         f.kms_calls.load(std::sync::atomic::Ordering::SeqCst),
-        0,
+        calls,
         "refused before any KMS call"
     );
 }

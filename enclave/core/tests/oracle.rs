@@ -73,11 +73,12 @@ fn several_signers_agent_not_fee_payer() {
 #[test]
 fn mnemonic_agent_signs_verifiably() {
     let f = fixture();
-    let wallet = Pubkey([4; 32]);
-    let umk = umk(4);
-    let agent = f.agent(wallet, &umk, NewAgentKind::Mnemonic { account: 3 });
-    let grant = f.grant(wallet, &umk, agent.agent_pubkey, policy(), 600);
-    let s = Setup { wallet, umk, agent, grant };
+    let user = User::new(4);
+    let wallet = user.wallet;
+    let vault = f.vault(wallet);
+    let agent = f.agent(wallet, &vault, NewAgentKind::Mnemonic { account: 3 });
+    let grant = f.grant(&user, &vault, agent.agent_pubkey, policy(), 600);
+    let s = Setup { user, wallet, vault, agent, grant };
     let a = s.agent.agent_pubkey;
     let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([8; 32]), 1)]);
     verify_independently(&f.sign(request(&s, &tx, 1)).unwrap().transaction);

@@ -173,6 +173,8 @@ fn padding_oracle_attack_through_sign_scheduled_recovers_nothing() {
         not_after: T0 + 3600,
         max_fee_lamports: 10_000,
         intent_hash: intent.hash(),
+        created_at: T0 - 3600,
+        enclave_id: f.enclave.id(),
     };
     let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
     let record =

@@ -446,6 +446,8 @@ fn scheduled(
         not_after,
         max_fee_lamports: max_fee,
         intent_hash: intent.hash(),
+        created_at: T0 - 3600,
+        enclave_id: f.enclave.id(),
     };
     let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
     (seal_scheduled(&header, &seed, KeyWrap::Rsa(&kms_pub), &OsRandom).unwrap(), agent)

@@ -1,13 +1,16 @@
-//! `docs/records.md` carries a worked example; its deterministic bytes are recomputed here so the
-//! document cannot drift from the code.
+//! `docs/records.md` carries worked examples (a scheduled key and an imported vault, both built
+//! in a browser); their deterministic bytes are recomputed here so the document cannot drift from
+//! the code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
-use enclave_core::Pubkey;
-use enclave_core::Secret32;
 use enclave_core::policy::Intent;
-use enclave_core::records::{ScheduledHeader, SealedScheduled};
+use enclave_core::records::{
+    ScheduledHeader, SealedScheduled, SealedVault, VaultHeader, VaultOrigin, open_scheduled,
+    open_vault,
+};
+use enclave_core::{EnclaveId, Pubkey, Secret32};
 
 pub struct Example {
     pub header: ScheduledHeader,
@@ -33,6 +36,8 @@ pub fn example() -> Example {
         not_after: 1_767_355_200,
         max_fee_lamports: 10_000,
         intent_hash: intent.hash(),
+        created_at: 1_767_265_200,
+        enclave_id: EnclaveId(core::array::from_fn(|i| 0xe0 + i as u8)),
     };
     let ephemeral: [u8; 32] = core::array::from_fn(|i| i as u8);
     let iv: [u8; 12] = core::array::from_fn(|i| 0xa0 + i as u8);
@@ -43,6 +48,35 @@ fn gcm(e: &Example) -> Vec<u8> {
     let mut buf = e.seed.to_vec();
     let tag = Aes256Gcm::new((&e.ephemeral).into())
         .encrypt_inout_detached(&Nonce::from(e.iv), &e.header.aad(), buf.as_mut_slice().into())
+        .unwrap();
+    [buf, tag.to_vec()].concat()
+}
+
+pub struct VaultExample {
+    pub header: VaultHeader,
+    pub umk: [u8; 32],
+    pub dek: [u8; 32],
+    pub iv: [u8; 12],
+}
+
+pub fn vault_example() -> VaultExample {
+    VaultExample {
+        header: VaultHeader {
+            wallet: "4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T".parse().unwrap(),
+            vault_id: hex::decode("f0e1d2c3b4a5968778695a4b3c2d1e0f").unwrap().try_into().unwrap(),
+            created_at: 1_767_268_800,
+            origin: VaultOrigin::Imported,
+        },
+        umk: [0x5c; 32],
+        dek: core::array::from_fn(|i| 0x20 + i as u8),
+        iv: core::array::from_fn(|i| 0xb0 + i as u8),
+    }
+}
+
+fn vault_gcm(v: &VaultExample) -> Vec<u8> {
+    let mut buf = v.umk.to_vec();
+    let tag = Aes256Gcm::new((&v.dek).into())
+        .encrypt_inout_detached(&Nonce::from(v.iv), &v.header.aad(), buf.as_mut_slice().into())
         .unwrap();
     [buf, tag.to_vec()].concat()
 }
@@ -60,6 +94,7 @@ fn doc_hex(doc: &str, name: &str) -> String {
 #[test]
 fn worked_example_in_docs_matches_the_code() {
     let e = example();
+    let v = vault_example();
     let doc = std::fs::read_to_string(testkit::repo_root().join("docs/records.md")).unwrap();
     let expect = [
         ("agent-pubkey", hex::encode(e.header.agent_pubkey.0)),
@@ -67,6 +102,8 @@ fn worked_example_in_docs_matches_the_code() {
         ("intent-hash", hex::encode(e.intent.hash())),
         ("aad", hex::encode(e.header.aad())),
         ("gcm", hex::encode(gcm(&e))),
+        ("vault-aad", hex::encode(v.header.aad())),
+        ("vault-gcm", hex::encode(vault_gcm(&v))),
     ];
     for (name, value) in &expect {
         assert_eq!(
@@ -87,13 +124,27 @@ fn worked_example_opens_with_the_library() {
         e.header.aad(),
         vec![1],
         (wrapped.len() as u16).to_le_bytes().to_vec(),
-        wrapped,
+        wrapped.clone(),
         e.iv.to_vec(),
         gcm(&e),
     ]
     .concat();
     let sealed = SealedScheduled::parse(&record).unwrap();
     assert_eq!(sealed.header, e.header);
-    let key = sealed.open(&Secret32::new(e.ephemeral)).unwrap();
+    let key = open_scheduled(&sealed, &Secret32::new(e.ephemeral)).unwrap();
     assert_eq!(key.verifying_key().to_bytes(), e.header.agent_pubkey.0);
+
+    let v = vault_example();
+    let record = [
+        v.header.aad(),
+        vec![1],
+        (wrapped.len() as u16).to_le_bytes().to_vec(),
+        wrapped.clone(),
+        v.iv.to_vec(),
+        vault_gcm(&v),
+    ]
+    .concat();
+    let sealed = SealedVault::parse(&record).unwrap();
+    assert_eq!(sealed.header, v.header);
+    assert_eq!(open_vault(&sealed, &Secret32::new(v.dek)).unwrap(), Secret32::new(v.umk));
 }

@@ -6,12 +6,10 @@
 mod common;
 
 use common::*;
-use enclave_core::enclave::{CreateAgent, CreateGrant, NewAgentKind, SignScheduledRequest};
+use enclave_core::enclave::{NewAgentKind, SignScheduledRequest};
 use enclave_core::policy::{Denial, Intent, Rule};
 use enclave_core::pubkey::programs;
-use enclave_core::records::{
-    GrantContents, GrantHeader, KeyWrap, ScheduledHeader, seal_grant, seal_scheduled,
-};
+use enclave_core::records::{GrantContents, KeyWrap, ScheduledHeader, seal_scheduled};
 use enclave_core::{EnclaveError, ErrorCode, OsRandom, Pubkey, Secret32, SignOutcome};
 use rsa::pkcs8::DecodePublicKey;
 use solana_instruction::AccountMeta;
@@ -195,36 +193,22 @@ fn spend_counters_belong_to_the_agent_not_just_wallet_and_bot() {
     let f = fixture();
     let victim = f.setup(0x86, policy());
     let v = victim.agent.agent_pubkey;
-    // An attacker seals records naming the victim's wallet and bot, with an agent of its own
-    // under a UMK it chose (anyone can: the KMS key is public).
-    let attacker_umk = umk(0x66);
-    let attacker_agent = f.enclave.create_agent(CreateAgent {
+    // A second agent of the same wallet, used by the same bot under its own grant: its spending
+    // is its own (before the fix both shared the (wallet, bot) counters, so one agent — or a
+    // record naming another agent — could exhaust the other's day).
+    let other = f.agent(victim.wallet, &victim.vault, NewAgentKind::Seed);
+    let other_grant = f.grant(&victim.user, &victim.vault, other.agent_pubkey, policy(), 3600);
+    let other_setup = Setup {
+        user: User::new(0x86),
         wallet: victim.wallet,
-        umk: attacker_umk.clone(),
-        kind: NewAgentKind::Seed,
-    });
-    let attacker_agent = attacker_agent.unwrap();
-    let attacker_grant = f
-        .enclave
-        .create_grant(CreateGrant {
-            wallet: victim.wallet,
-            bot_id: BOT,
-            agent_pubkey: attacker_agent.agent_pubkey,
-            umk: attacker_umk.clone(),
-            policy: policy(),
-            ttl_seconds: 3600,
-        })
-        .unwrap();
-    let attacker = Setup {
-        wallet: victim.wallet,
-        umk: attacker_umk,
-        agent: attacker_agent,
-        grant: attacker_grant,
+        vault: victim.vault.clone(),
+        agent: other,
+        grant: other_grant,
     };
-    let x = attacker.agent.agent_pubkey;
+    let x = other_setup.agent.agent_pubkey;
     for id in 1..=2 {
         let tx = legacy_tx(&x, &[sol_transfer(&x, &DEST, 1_999_995_000)]);
-        f.sign(request(&attacker, &tx, id)).unwrap();
+        f.sign(request(&other_setup, &tx, id)).unwrap();
     }
     // The victim's day is untouched.
     let tx = legacy_tx(&v, &[sol_transfer(&v, &DEST, 1_999_995_000)]);
@@ -241,20 +225,23 @@ fn a_forged_grant_with_a_victims_id_neither_uses_nor_displaces_the_victims_grant
     let victim = f.setup(0x87, policy());
     let v = victim.agent.agent_pubkey;
     let header = enclave_core::records::SealedGrant::parse(&victim.grant.record).unwrap().header;
-    // Same header (id, wallet, bot, agent, times), the attacker's own UMK and a generous policy.
-    let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
-    let mut generous = policy();
-    generous.max_lamports_per_day = u64::MAX;
-    let forged = seal_grant(
-        &GrantHeader { ..header },
-        &GrantContents { umk: umk(0x66), policy: generous },
-        KeyWrap::Rsa(&kms_pub),
-        &OsRandom,
-    )
-    .unwrap();
+    // Same header, the user's own policy and signature (the backend saw them go by), the
+    // attacker's UMK.
+    let real = f.grant_contents(&victim.grant.record);
+    let forged = f
+        .forge_grant(
+            header,
+            &GrantContents {
+                umk: Secret32::new([0x66; 32]),
+                policy: real.policy.clone(),
+                authorization: real.authorization.clone(),
+            },
+        )
+        .record;
     let tx = legacy_tx(&v, &[sol_transfer(&v, &DEST, 10)]);
-    // The forgery opens (KMS unwraps any key sealed to it) but the victim's agent key does not
-    // open under its UMK: refused, and nothing of it is kept.
+    // The forgery opens (KMS unwraps any key sealed to it, and the user's signature covers its
+    // header and policy) but the victim's agent key does not open under its UMK: refused, and
+    // nothing of it is kept.
     let r = f.sign(enclave_core::enclave::SignRequest {
         grant_record: &forged,
         ..request(&victim, &tx, 1)
@@ -295,6 +282,8 @@ fn scheduled(
         not_after: T0 + 3600,
         max_fee_lamports: 10_000,
         intent_hash: intent.hash(),
+        created_at: T0 - 3600,
+        enclave_id: f.enclave.id(),
     };
     let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
     let record =

@@ -3,15 +3,31 @@
 //! ```toml
 //! kms_key_id = "arn:aws:kms:eu-west-1:111122223333:key/…"   # informational
 //! kms_public_key = "MIIBojANBgkqhkiG9w0BAQEFAAOCAY8AMIIBigKCAYEA…" # base64 SPKI DER (RSA 3072/4096)
-//! max_grant_ttl_seconds = 3600          # 60..=86400
-//! max_schedule_window_seconds = 172800
+//! max_grant_ttl_seconds = 3600          # 60..=604800 (a week: limits hold across restarts)
+//! max_schedule_window_seconds = 172800  # longest [not_before, not_after] of a scheduled record
+//! max_schedule_horizon_seconds = 2592000 # longest created_at → not_after of a scheduled record
+//! clock_skew_seconds = 60               # how far ahead of this clock a record or message may be
 //! request_store_capacity = 1000000
 //! schedule_store_capacity = 100000
 //! grant_cache_capacity = 100000
 //! revocation_capacity = 100000
+//! nonce_store_capacity = 100000
+//! vault_cache_capacity = 10000
+//! vault_cache_seconds = 600
 //! recipient_key_bits = 2048             # 2048, 3072 or 4096
 //! max_connections = 64
 //! max_in_flight = 4096
+//!
+//! [authorization]                       # where users' signed messages are valid (SPEC §15)
+//! domain = "app.example.com"            # the origin the wallet checks
+//! uri = "https://app.example.com"
+//! chain_id = "mainnet"                  # mainnet | devnet | testnet | localnet | solana:…
+//! validity_seconds = 600                # Expiration Time − Issued At, at most 600
+//!
+//! [[predecessors]]                      # images this one succeeds (upgrades): nitro-cli PCRs
+//! PCR0 = "…"                            # only the listed PCRs are compared
+//! PCR1 = "…"
+//! PCR2 = "…"
 //! ```
 //!
 //! Unknown keys are refused (a typo must not silently fall back to a default). The file is at
@@ -19,8 +35,11 @@
 
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
-use enclave_core::enclave::{EnclaveConfig, MIN_MAX_GRANT_TTL};
+use enclave_core::authorization::MessageDomain;
+use enclave_core::enclave::{EnclaveConfig, Image, MAX_MAX_GRANT_TTL, MIN_MAX_GRANT_TTL};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -37,6 +56,72 @@ fn default_ttl() -> u64 {
 }
 fn default_window() -> u64 {
     enclave_core::enclave::DEFAULT_MAX_SCHEDULE_WINDOW
+}
+fn default_horizon() -> u64 {
+    enclave_core::enclave::DEFAULT_MAX_SCHEDULE_HORIZON
+}
+fn default_skew() -> u64 {
+    60
+}
+fn default_10k() -> usize {
+    10_000
+}
+fn default_vault_seconds() -> u64 {
+    600
+}
+fn default_validity() -> u64 {
+    enclave_core::authorization::MAX_VALIDITY_SECONDS
+}
+
+/// Where users' signed authorization messages are valid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationConfig {
+    pub domain: String,
+    pub uri: String,
+    pub chain_id: String,
+    #[serde(default = "default_validity")]
+    pub validity_seconds: u64,
+}
+
+impl AuthorizationConfig {
+    pub fn message_domain(&self) -> MessageDomain {
+        MessageDomain {
+            domain: self.domain.clone(),
+            uri: self.uri.clone(),
+            chain_id: self.chain_id.clone(),
+            validity_seconds: self.validity_seconds,
+        }
+    }
+}
+
+/// A predecessor image: hex PCR values by name (`PCR0`…), as `nitro-cli` prints them.
+pub type ImageConfig = BTreeMap<String, String>;
+
+fn parse_image(image: &ImageConfig) -> Result<Image, ConfigError> {
+    let mut out = Image::new();
+    for (name, value) in image {
+        let index = name
+            .strip_prefix("PCR")
+            .and_then(|n| n.parse::<u8>().ok())
+            .filter(|i| *i < 32)
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!("predecessors: `{name}` is not PCR0..PCR31"))
+            })?;
+        let bytes = hex::decode(value.trim())
+            .map_err(|_| ConfigError::Invalid(format!("predecessors: {name} is not hex")))?;
+        if ![32, 48, 64].contains(&bytes.len()) {
+            return Err(ConfigError::Invalid(format!(
+                "predecessors: {name} is {} bytes; PCRs are 32, 48 or 64",
+                bytes.len()
+            )));
+        }
+        out.insert(index, bytes);
+    }
+    if out.is_empty() {
+        return Err(ConfigError::Invalid("predecessors: an image needs at least one PCR".into()));
+    }
+    Ok(out)
 }
 fn default_requests() -> usize {
     enclave_core::enclave::DEFAULT_REQUEST_STORE_CAPACITY
@@ -66,6 +151,10 @@ pub struct FileConfig {
     pub max_grant_ttl_seconds: u64,
     #[serde(default = "default_window")]
     pub max_schedule_window_seconds: u64,
+    #[serde(default = "default_horizon")]
+    pub max_schedule_horizon_seconds: u64,
+    #[serde(default = "default_skew")]
+    pub clock_skew_seconds: u64,
     #[serde(default = "default_requests")]
     pub request_store_capacity: usize,
     #[serde(default = "default_100k")]
@@ -74,12 +163,21 @@ pub struct FileConfig {
     pub grant_cache_capacity: usize,
     #[serde(default = "default_100k")]
     pub revocation_capacity: usize,
+    #[serde(default = "default_100k")]
+    pub nonce_store_capacity: usize,
+    #[serde(default = "default_10k")]
+    pub vault_cache_capacity: usize,
+    #[serde(default = "default_vault_seconds")]
+    pub vault_cache_seconds: u64,
     #[serde(default = "default_bits")]
     pub recipient_key_bits: usize,
     #[serde(default = "default_connections")]
     pub max_connections: usize,
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
+    pub authorization: AuthorizationConfig,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predecessors: Vec<ImageConfig>,
 }
 
 /// A loaded, validated configuration with the exact bytes it came from (they are measured).
@@ -91,20 +189,32 @@ pub struct LoadedConfig {
 }
 
 impl FileConfig {
-    /// A config around a KMS public key (SPKI DER), everything else default.
-    pub fn new(kms_public_key_der: &[u8], kms_key_id: Option<String>) -> Self {
+    /// A config around a KMS public key (SPKI DER) and the authorization domain, everything
+    /// else default.
+    pub fn new(
+        kms_public_key_der: &[u8],
+        kms_key_id: Option<String>,
+        authorization: AuthorizationConfig,
+    ) -> Self {
         Self {
             kms_key_id,
             kms_public_key: base64::engine::general_purpose::STANDARD.encode(kms_public_key_der),
             max_grant_ttl_seconds: default_ttl(),
             max_schedule_window_seconds: default_window(),
+            max_schedule_horizon_seconds: default_horizon(),
+            clock_skew_seconds: default_skew(),
             request_store_capacity: default_requests(),
             schedule_store_capacity: default_100k(),
             grant_cache_capacity: default_100k(),
             revocation_capacity: default_100k(),
+            nonce_store_capacity: default_100k(),
+            vault_cache_capacity: default_10k(),
+            vault_cache_seconds: default_vault_seconds(),
             recipient_key_bits: default_bits(),
             max_connections: default_connections(),
             max_in_flight: default_in_flight(),
+            authorization,
+            predecessors: Vec::new(),
         }
     }
 
@@ -132,11 +242,24 @@ pub fn parse(bytes: &[u8]) -> Result<LoadedConfig, ConfigError> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(file.kms_public_key.trim())
         .map_err(|e| ConfigError::Invalid(format!("kms_public_key is not base64: {e}")))?;
-    let mut core = EnclaveConfig::new(&der).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    if !(MIN_MAX_GRANT_TTL..=86_400).contains(&file.max_grant_ttl_seconds) {
+    let mut core = EnclaveConfig::new(&der, file.authorization.message_domain())
+        .map_err(|e| ConfigError::Invalid(format!("authorization: {e}")))?;
+    if !(MIN_MAX_GRANT_TTL..=MAX_MAX_GRANT_TTL).contains(&file.max_grant_ttl_seconds) {
         return Err(ConfigError::Invalid(format!(
-            "max_grant_ttl_seconds {} must be between {MIN_MAX_GRANT_TTL} and 86400",
+            "max_grant_ttl_seconds {} must be between {MIN_MAX_GRANT_TTL} and {MAX_MAX_GRANT_TTL}",
             file.max_grant_ttl_seconds
+        )));
+    }
+    if file.max_schedule_window_seconds > file.max_schedule_horizon_seconds {
+        return Err(ConfigError::Invalid(format!(
+            "max_schedule_window_seconds {} exceeds max_schedule_horizon_seconds {}",
+            file.max_schedule_window_seconds, file.max_schedule_horizon_seconds
+        )));
+    }
+    if file.clock_skew_seconds > 600 {
+        return Err(ConfigError::Invalid(format!(
+            "clock_skew_seconds {} is more than 600",
+            file.clock_skew_seconds
         )));
     }
     if ![2048, 3072, 4096].contains(&file.recipient_key_bits) {
@@ -150,6 +273,8 @@ pub fn parse(bytes: &[u8]) -> Result<LoadedConfig, ConfigError> {
         ("schedule_store_capacity", file.schedule_store_capacity),
         ("grant_cache_capacity", file.grant_cache_capacity),
         ("revocation_capacity", file.revocation_capacity),
+        ("nonce_store_capacity", file.nonce_store_capacity),
+        ("vault_cache_capacity", file.vault_cache_capacity),
         ("max_connections", file.max_connections),
         ("max_in_flight", file.max_in_flight),
     ] {
@@ -163,6 +288,13 @@ pub fn parse(bytes: &[u8]) -> Result<LoadedConfig, ConfigError> {
     core.schedule_store_capacity = file.schedule_store_capacity;
     core.grant_cache_capacity = file.grant_cache_capacity;
     core.revocation_capacity = file.revocation_capacity;
+    core.max_schedule_horizon = file.max_schedule_horizon_seconds;
+    core.clock_skew = file.clock_skew_seconds;
+    core.nonce_store_capacity = file.nonce_store_capacity;
+    core.vault_cache_capacity = file.vault_cache_capacity;
+    core.vault_cache_seconds = file.vault_cache_seconds;
+    core.predecessor_images =
+        file.predecessors.iter().map(parse_image).collect::<Result<_, _>>()?;
     Ok(LoadedConfig { file, bytes: bytes.to_vec(), core })
 }
 

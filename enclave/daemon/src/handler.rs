@@ -1,26 +1,42 @@
-//! Maps protocol operations onto enclave-core and the NSM. Synchronous; the server decides what
-//! runs on the async workers and what on the blocking pool.
+//! Maps protocol operations onto enclave-core. Synchronous; the server decides what runs on the
+//! async workers and what on the blocking pool.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use enclave_core::enclave::{
-    CreateAgent, CreateGrant, NewAgentKind, RevokeTarget, SignRequest, SignScheduledRequest,
+    Authorization, AuthorizeGrant, CreateAgent, CreateGrant, ImportVault, NewAgentKind,
+    RevokeTarget, SignRequest, SignScheduledRequest, Unlocked, VaultProof,
 };
 use enclave_core::error::ErrorCode;
-use enclave_core::{Enclave, SignOutcome};
+use enclave_core::{Enclave, EnclaveError, SignOutcome};
 use signer_protocol::{
-    AgentKindMsg, ErrorReply, Op, Outcome, PROTOCOL_VERSION, Reply, RevokeMsg, StatusReply,
+    AgentKindMsg, ErrorReply, GrantFields, Op, Outcome, PROTOCOL_VERSION, Reply, RevokeMsg,
+    StatusReply,
 };
-
-use crate::nsm::{AttestRequest, Nsm};
 
 /// The enclave's request handler.
 pub struct Handler {
     pub enclave: Enclave,
-    pub nsm: Arc<dyn Nsm>,
     pub in_flight: AtomicU64,
     pub connections: AtomicU64,
+}
+
+/// A refusal: the stable code, the error's text, and for policy denials the rule and numbers.
+pub fn error_reply(e: &EnclaveError) -> ErrorReply {
+    let denial = match e {
+        EnclaveError::PolicyDenied(d) => Some(d.clone()),
+        _ => None,
+    };
+    ErrorReply { code: e.code(), message: e.to_string(), denial }
+}
+
+fn need_key_reply(n: enclave_core::enclave::NeedKey) -> Reply {
+    Reply::NeedKey {
+        record_id: n.record_id,
+        wrap_alg: n.wrapped.alg,
+        wrapped_key: n.wrapped.ciphertext,
+        encryption_context: n.wrapped.encryption_context,
+    }
 }
 
 fn signed_or_need_key(outcome: SignOutcome) -> Reply {
@@ -30,27 +46,53 @@ fn signed_or_need_key(outcome: SignOutcome) -> Reply {
             transaction: s.transaction,
             record_id: s.record_id,
         },
-        SignOutcome::NeedKey(n) => Reply::NeedKey {
-            record_id: n.record_id,
-            wrap_alg: n.wrapped.alg,
-            wrapped_key: n.wrapped.ciphertext,
-            encryption_context: n.wrapped.encryption_context,
-        },
+        SignOutcome::NeedKey(n) => need_key_reply(n),
+    }
+}
+
+fn unlocked<T>(outcome: Unlocked<T>, done: impl FnOnce(T) -> Reply) -> Reply {
+    match outcome {
+        Unlocked::Done(value) => done(value),
+        Unlocked::NeedKey(n) => need_key_reply(n),
+    }
+}
+
+fn authorization_reply(a: Authorization) -> Reply {
+    Reply::Authorization {
+        message: a.message,
+        nonce: a.nonce,
+        issued_at: a.issued_at,
+        expires_at: a.expires_at,
+        enclave_id: a.enclave_id,
+    }
+}
+
+fn grant_request(g: GrantFields) -> AuthorizeGrant {
+    AuthorizeGrant {
+        wallet: g.wallet,
+        bot_id: g.bot_id,
+        agent_pubkey: g.agent_pubkey,
+        ttl_seconds: g.ttl_seconds,
+        policy: g.policy,
     }
 }
 
 impl Handler {
-    pub fn new(enclave: Enclave, nsm: Arc<dyn Nsm>) -> Self {
-        Self { enclave, nsm, in_flight: AtomicU64::new(0), connections: AtomicU64::new(0) }
+    pub fn new(enclave: Enclave) -> Self {
+        Self { enclave, in_flight: AtomicU64::new(0), connections: AtomicU64::new(0) }
     }
 
-    /// Operations that cost milliseconds (RSA private-key work, PBKDF2, P-384 signing) and go to
-    /// the blocking pool so they never stall the connection loops.
+    /// Operations that cost milliseconds (RSA private-key work, P-384 signing and verification,
+    /// ed25519 verification, key generation) and go to the blocking pool so they never stall the
+    /// connection loops.
     pub fn is_heavy(op: &Op) -> bool {
         match op {
-            Op::Sign(s) => s.envelope.is_some(),
-            Op::SignScheduled(s) => s.envelope.is_some(),
-            Op::Attest { .. } | Op::CreateAgent { .. } | Op::CreateGrant { .. } => true,
+            Op::Sign(_) | Op::SignScheduled(_) => op.has_envelope(),
+            Op::Attest { .. }
+            | Op::CreateVault { .. }
+            | Op::ImportVault(_)
+            | Op::CreateAgent(_)
+            | Op::CreateGrant(_) => true,
             _ => false,
         }
     }
@@ -67,109 +109,139 @@ impl Handler {
                     "protocol version {version} is not supported; this enclave speaks {PROTOCOL_VERSION}"
                 ),
             )),
-            Op::Attest { nonce, user_data } => {
-                let public_key = self.enclave.recipient_public_key();
-                self.nsm
-                    .attest(AttestRequest {
-                        public_key,
-                        user_data: user_data.as_deref(),
-                        nonce: nonce.as_deref(),
-                    })
-                    .map(|document| Reply::Attestation {
-                        document,
-                        public_key: public_key.to_vec(),
-                    })
-                    .map_err(|e| ErrorReply::new(ErrorCode::Internal, e.to_string()))
+            op => self.handle_operation(op).map_err(|e| error_reply(&e)),
+        };
+        match result {
+            Ok(reply) => Outcome::Ok(reply),
+            Err(e) => Outcome::Err(e),
+        }
+    }
+
+    fn handle_operation(&self, op: Op) -> Result<Reply, EnclaveError> {
+        let e = &self.enclave;
+        Ok(match op {
+            Op::Hello { .. } => {
+                return Err(EnclaveError::BadRequest("hello is answered on its own".into()));
             }
-            Op::CreateAgent { wallet, umk, kind } => {
-                let kind = match kind {
+            Op::Attest { nonce, user_data } => Reply::Attestation {
+                document: e.attest(user_data.as_deref(), nonce.as_deref())?,
+                public_key: e.recipient_public_key().to_vec(),
+            },
+            Op::Identity => Reply::Identity {
+                enclave_id: e.id(),
+                answers_for: e.answers_for(),
+                started_at: e.started_at(),
+            },
+            Op::CreateVault { wallet } => {
+                let v = e.create_vault(wallet)?;
+                Reply::VaultCreated {
+                    vault_id: v.vault_id,
+                    record: v.record,
+                    provenance: v.provenance,
+                }
+            }
+            Op::AuthorizeImport { wallet, vault_record } => {
+                authorization_reply(e.authorize_import(wallet, &vault_record)?)
+            }
+            Op::ImportVault(i) => {
+                let outcome = e.import_vault(&ImportVault {
+                    wallet: i.wallet,
+                    vault_record: &i.vault_record,
+                    nonce: &i.nonce,
+                    issued_at: i.issued_at,
+                    signature: i.signature,
+                    envelope: i.envelope.as_deref(),
+                })?;
+                unlocked(outcome, |v| Reply::VaultImported {
+                    vault_id: v.vault_id,
+                    provenance: v.provenance,
+                })
+            }
+            Op::CreateAgent(a) => {
+                let kind = match a.kind {
                     AgentKindMsg::Seed => NewAgentKind::Seed,
                     AgentKindMsg::Mnemonic { account } => NewAgentKind::Mnemonic { account },
                 };
-                self.enclave
-                    .create_agent(CreateAgent { wallet, umk, kind })
-                    .map(|a| Reply::AgentCreated {
-                        agent_pubkey: a.agent_pubkey,
-                        agent_id: a.agent_id,
-                        record: a.record,
-                    })
-                    .map_err(|e| ErrorReply::from(&e))
+                let outcome = e.create_agent(&CreateAgent {
+                    wallet: a.wallet,
+                    vault: VaultProof { record: &a.vault_record, provenance: &a.vault_provenance },
+                    kind,
+                    envelope: a.envelope.as_deref(),
+                })?;
+                unlocked(outcome, |c| Reply::AgentCreated {
+                    agent_pubkey: c.agent_pubkey,
+                    agent_id: c.agent_id,
+                    record: c.record,
+                    provenance: c.provenance,
+                })
             }
-            Op::CreateGrant { wallet, bot_id, agent_pubkey, umk, policy, ttl_seconds } => self
-                .enclave
-                .create_grant(CreateGrant {
-                    wallet,
-                    bot_id,
-                    agent_pubkey,
-                    umk,
-                    policy,
-                    ttl_seconds,
-                })
-                .map(|g| Reply::GrantCreated {
-                    grant_id: g.grant_id,
+            Op::AuthorizeGrant(g) => authorization_reply(e.authorize_grant(&grant_request(g))?),
+            Op::CreateGrant(g) => {
+                let outcome = e.create_grant(&CreateGrant {
+                    grant: grant_request(g.grant),
+                    nonce: &g.nonce,
                     issued_at: g.issued_at,
-                    expires_at: g.expires_at,
-                    record: g.record,
+                    signature: g.signature,
+                    vault: VaultProof { record: &g.vault_record, provenance: &g.vault_provenance },
+                    envelope: g.envelope.as_deref(),
+                })?;
+                unlocked(outcome, |c| Reply::GrantCreated {
+                    grant_id: c.grant_id,
+                    issued_at: c.issued_at,
+                    expires_at: c.expires_at,
+                    record: c.record,
+                    enclave_id: c.enclave_id,
                 })
-                .map_err(|e| ErrorReply::from(&e)),
-            Op::Sign(s) => self
-                .enclave
-                .sign(&SignRequest {
-                    grant_record: &s.grant_record,
-                    agent_key_record: &s.agent_key_record,
-                    bot_id: s.bot_id,
-                    transaction: &s.transaction,
-                    request_id: s.request_id,
-                    declared_notional_cents: s.declared_notional_cents,
-                    envelope: s.envelope.as_deref(),
-                })
-                .map(signed_or_need_key)
-                .map_err(|e| ErrorReply::from(&e)),
-            Op::SignScheduled(s) => self
-                .enclave
-                .sign_scheduled(&SignScheduledRequest {
+            }
+            Op::Sign(s) => signed_or_need_key(e.sign(&SignRequest {
+                grant_record: &s.grant_record,
+                agent_key_record: &s.agent_key_record,
+                bot_id: s.bot_id,
+                transaction: &s.transaction,
+                request_id: s.request_id,
+                declared_notional_cents: s.declared_notional_cents,
+                envelope: s.envelope.as_deref(),
+            })?),
+            Op::SignScheduled(s) => {
+                signed_or_need_key(e.sign_scheduled(&SignScheduledRequest {
                     scheduled_record: &s.scheduled_record,
                     transaction: &s.transaction,
                     request_id: s.request_id,
                     envelope: s.envelope.as_deref(),
-                })
-                .map(signed_or_need_key)
-                .map_err(|e| ErrorReply::from(&e)),
+                })?)
+            }
             Op::Revoke { target } => {
                 let target = match target {
                     RevokeMsg::Record(id) => RevokeTarget::Record(id),
                     RevokeMsg::Wallet(w) => RevokeTarget::Wallet(w),
                 };
-                self.enclave
-                    .revoke(target)
-                    .map(|dropped| Reply::Revoked { dropped: dropped as u64 })
-                    .map_err(|e| ErrorReply::from(&e))
+                Reply::Revoked { dropped: e.revoke(target)? as u64 }
             }
             Op::KillSwitch { engaged } => {
-                Ok(Reply::KillSwitch { engaged: self.enclave.set_kill_switch(engaged) })
+                Reply::KillSwitch { engaged: e.set_kill_switch(engaged)? }
             }
             Op::Status => {
-                let s = self.enclave.status();
-                Ok(Reply::Status(StatusReply {
+                let s = e.status();
+                Reply::Status(StatusReply {
+                    enclave_id: s.enclave_id,
                     kill_switch: s.kill_switch,
                     cached_grants: s.cached_grants as u64,
+                    cached_vaults: s.cached_vaults as u64,
                     request_ids: s.request_ids as u64,
                     request_id_capacity: s.request_id_capacity as u64,
                     scheduled_ids: s.scheduled_ids as u64,
+                    nonces: s.nonces as u64,
                     revocations: s.revocations as u64,
                     spend_counters: s.spend_counters as u64,
                     signatures: s.signatures,
                     need_key: s.need_key,
                     denials: s.denials,
                     envelope_failures: s.envelope_failures,
+                    handed_over_to: s.handed_over_to,
                     in_flight: self.in_flight.load(Ordering::Relaxed),
                     connections: self.connections.load(Ordering::Relaxed),
-                }))
+                })
             }
-        };
-        match result {
-            Ok(reply) => Outcome::Ok(reply),
-            Err(e) => Outcome::Err(e),
-        }
+        })
     }
 }

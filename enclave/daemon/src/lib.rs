@@ -6,3 +6,5 @@ pub mod config;
 pub mod handler;
 pub mod nsm;
 pub mod server;
+#[cfg(feature = "sim")]
+pub mod sim_nsm;

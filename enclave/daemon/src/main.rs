@@ -16,8 +16,10 @@ use enclave_core::envelope::RecipientKey;
 use enclave_core::{Enclave, SystemClock};
 use signer_enclave::config;
 use signer_enclave::handler::Handler;
-use signer_enclave::nsm::{NitroNsm, Nsm, SimNsm, sim_pcrs};
+use signer_enclave::nsm::{NitroNsm, Nsm, NsmAttester};
 use signer_enclave::server::{Limits, serve};
+#[cfg(feature = "sim")]
+use signer_enclave::sim_nsm::{SimNsm, sim_pcrs};
 use signer_protocol::{Endpoint, Listener};
 use tokio_util::sync::CancellationToken;
 
@@ -84,6 +86,19 @@ enum Command {
         /// Longest grant lifetime the enclave accepts, seconds.
         #[arg(long)]
         max_grant_ttl_seconds: Option<u64>,
+        /// The domain users' wallets see in authorization messages (e.g. app.example.com).
+        #[arg(long)]
+        domain: String,
+        /// The URI in authorization messages (e.g. https://app.example.com).
+        #[arg(long)]
+        uri: String,
+        /// The Solana cluster in authorization messages: mainnet, devnet, testnet, localnet.
+        #[arg(long)]
+        chain_id: String,
+        /// A predecessor image (nitro-cli measurement JSON) whose records and handover this one
+        /// accepts; repeat for several.
+        #[arg(long = "predecessor")]
+        predecessors: Vec<PathBuf>,
     },
     /// Print the simulated PCRs of an enclave binary with a config (nitro-cli measurement JSON).
     Measure {
@@ -99,9 +114,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Measure { config, binary }) => measure(config, binary),
-        Some(Command::Config { kms_public_key, kms_key_id, max_grant_ttl_seconds }) => {
-            write_config(&kms_public_key, kms_key_id, max_grant_ttl_seconds)
-        }
+        Some(Command::Config {
+            kms_public_key,
+            kms_key_id,
+            max_grant_ttl_seconds,
+            domain,
+            uri,
+            chain_id,
+            predecessors,
+        }) => write_config(
+            &kms_public_key,
+            kms_key_id,
+            max_grant_ttl_seconds,
+            config::AuthorizationConfig {
+                domain,
+                uri,
+                chain_id,
+                validity_seconds: enclave_core::authorization::MAX_VALIDITY_SECONDS,
+            },
+            &predecessors,
+        ),
         None => run(cli.run),
     };
     match result {
@@ -113,6 +145,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(feature = "sim")]
 fn current_binary(binary: Option<PathBuf>) -> Result<Vec<u8>, String> {
     let path = match binary {
         Some(p) => p,
@@ -121,6 +154,7 @@ fn current_binary(binary: Option<PathBuf>) -> Result<Vec<u8>, String> {
     std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+#[cfg(feature = "sim")]
 fn measure(config_path: PathBuf, binary: Option<PathBuf>) -> Result<(), String> {
     let loaded = config::load(&config_path).map_err(|e| e.to_string())?;
     let pcrs = sim_pcrs(&current_binary(binary)?, &loaded.bytes);
@@ -128,18 +162,38 @@ fn measure(config_path: PathBuf, binary: Option<PathBuf>) -> Result<(), String> 
     Ok(())
 }
 
+#[cfg(not(feature = "sim"))]
+fn measure(_config_path: PathBuf, _binary: Option<PathBuf>) -> Result<(), String> {
+    Err("this build has no simulation support (feature `sim`); measure a real image with \
+         `nitro-cli build-enclave`"
+        .into())
+}
+
 fn write_config(
     kms_public_key: &str,
     kms_key_id: Option<String>,
     max_ttl: Option<u64>,
+    authorization: config::AuthorizationConfig,
+    predecessors: &[PathBuf],
 ) -> Result<(), String> {
     use base64::Engine as _;
     let der = base64::engine::general_purpose::STANDARD
         .decode(kms_public_key.trim())
         .map_err(|e| format!("--kms-public-key is not base64: {e}"))?;
-    let mut file = config::FileConfig::new(&der, kms_key_id);
+    let mut file = config::FileConfig::new(&der, kms_key_id, authorization);
     if let Some(ttl) = max_ttl {
         file.max_grant_ttl_seconds = ttl;
+    }
+    for path in predecessors {
+        let json = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let pcrs = nitro_attestation::policy::pcrs_from_measurements_json(&json)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        file.predecessors.push(
+            pcrs.iter()
+                .filter(|(i, _)| enclave_core::enclave::IMAGE_PCRS.contains(i))
+                .map(|(i, v)| (format!("PCR{i}"), hex::encode(v)))
+                .collect(),
+        );
     }
     let text = file.to_toml().map_err(|e| e.to_string())?;
     // Refuse to print anything the daemon would not accept.
@@ -167,13 +221,7 @@ fn run(args: RunArgs) -> Result<(), String> {
     let loaded = config::load(&args.config).map_err(|e| e.to_string())?;
     let nsm: Arc<dyn Nsm> = match args.nsm {
         NsmKind::Nitro => Arc::new(NitroNsm::open().map_err(|e| e.to_string())?),
-        NsmKind::Sim => {
-            let ca = args.sim_ca.as_ref().ok_or("--nsm sim needs --sim-ca <file>")?;
-            let sim = SimNsm::new(ca, &current_binary(None)?, &loaded.bytes)
-                .map_err(|e| e.to_string())?;
-            tracing::warn!(pcr0 = %hex::encode(&sim.pcrs()[&0]), "SIMULATED NSM: attestation documents are signed by a local CA");
-            Arc::new(sim)
-        }
+        NsmKind::Sim => sim_nsm(&args, &loaded.bytes)?,
     };
     let rng = nsm.random();
     let started = std::time::Instant::now();
@@ -189,8 +237,18 @@ fn run(args: RunArgs) -> Result<(), String> {
         max_in_flight: loaded.file.max_in_flight,
         drain_timeout: Duration::from_secs(10),
     };
-    let enclave = Enclave::new(loaded.core, recipient, rng, Arc::new(SystemClock));
-    let handler = Arc::new(Handler::new(enclave, nsm));
+    let anchor = nsm.trust_anchor().map_err(|e| e.to_string())?;
+    let enclave = Enclave::new(
+        loaded.core,
+        recipient,
+        rng,
+        Arc::new(SystemClock),
+        Arc::new(NsmAttester(Arc::clone(&nsm))),
+        anchor,
+    )
+    .map_err(|e| e.to_string())?;
+    tracing::info!(enclave_id = %enclave.id(), nsm = nsm.kind(), "enclave instance");
+    let handler = Arc::new(Handler::new(enclave));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -200,7 +258,7 @@ fn run(args: RunArgs) -> Result<(), String> {
         let listener = Listener::bind(&args.listen)
             .await
             .map_err(|e| format!("listening on {}: {e}", args.listen))?;
-        tracing::info!(listen = %args.listen, nsm = handler.nsm.kind(), "serving");
+        tracing::info!(listen = %args.listen, "serving");
         let shutdown = CancellationToken::new();
         tokio::spawn(wait_for_signal(shutdown.clone()));
         let sweeper = {
@@ -226,6 +284,21 @@ fn run(args: RunArgs) -> Result<(), String> {
         tracing::info!("opened grants zeroized; shutdown complete");
         Ok::<(), String>(())
     })
+}
+
+#[cfg(feature = "sim")]
+fn sim_nsm(args: &RunArgs, config_bytes: &[u8]) -> Result<Arc<dyn Nsm>, String> {
+    let ca = args.sim_ca.as_ref().ok_or("--nsm sim needs --sim-ca <file>")?;
+    let sim = SimNsm::new(ca, &current_binary(None)?, config_bytes).map_err(|e| e.to_string())?;
+    let pcr0 = sim.pcrs().get(&0).map(hex::encode).unwrap_or_default();
+    tracing::warn!(%pcr0, "SIMULATED NSM: attestation documents are signed by a local CA");
+    Ok(Arc::new(sim))
+}
+
+#[cfg(not(feature = "sim"))]
+fn sim_nsm(_args: &RunArgs, _config_bytes: &[u8]) -> Result<Arc<dyn Nsm>, String> {
+    Err("this build has no simulated NSM (feature `sim`): it runs only inside a Nitro enclave"
+        .into())
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

@@ -7,25 +7,34 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use ed25519_dalek::Verifier as _;
+use ed25519_dalek::{Signer as _, Verifier as _};
 use enclave_core::envelope::{self, ContentForm};
 use enclave_core::policy::{Intent, Policy};
 use enclave_core::records::{KeyWrap, ScheduledHeader, seal_scheduled};
-use enclave_core::{ErrorCode, OsRandom, Pubkey, Secret32};
+use enclave_core::{EnclaveId, ErrorCode, OsRandom, Pubkey, Secret32};
 use nitro_attestation::{AttestationPolicy, TrustAnchor};
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
 use rsa::{Oaep, RsaPrivateKey};
 use sha2::Sha256;
-use signer_enclave::config::FileConfig;
+use signer_enclave::config::{AuthorizationConfig, FileConfig};
 use signer_protocol::messages::{decode, encode};
 use signer_protocol::{
-    AgentKindMsg, Connection, Endpoint, Op, Outcome, Reply, Response, RevokeMsg, SignOp,
-    SignScheduledOp, read_frame,
+    AgentKindMsg, Connection, CreateAgentOp, CreateGrantOp, Endpoint, GrantFields, Op, Outcome,
+    Reply, Response, RevokeMsg, SignOp, SignScheduledOp, read_frame,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn authorization() -> AuthorizationConfig {
+    AuthorizationConfig {
+        domain: "app.example.com".into(),
+        uri: "https://app.example.com".into(),
+        chain_id: "devnet".into(),
+        validity_seconds: 600,
+    }
+}
 
 fn kms_key() -> &'static RsaPrivateKey {
     static KEY: OnceLock<RsaPrivateKey> = OnceLock::new();
@@ -61,7 +70,7 @@ impl Daemon {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let der = kms_key().to_public_key().to_public_key_der().unwrap();
-        let mut config = FileConfig::new(der.as_bytes(), Some("test-key".into()));
+        let mut config = FileConfig::new(der.as_bytes(), Some("test-key".into()), authorization());
         edit(&mut config);
         std::fs::write(dir.join("enclave.toml"), config.to_toml().unwrap()).unwrap();
         let socket = dir.join("enclave.sock");
@@ -170,37 +179,78 @@ fn kms_envelope(wrapped: &[u8], recipient_spki: &[u8]) -> Vec<u8> {
 
 struct Wallet {
     wallet: Pubkey,
+    vault_record: Vec<u8>,
+    vault_provenance: Vec<u8>,
     agent: Pubkey,
     agent_record: Vec<u8>,
     grant_record: Vec<u8>,
     grant_id: [u8; 16],
+    enclave_id: EnclaveId,
 }
 
+/// A wallet the way a user makes one: vault, agent, the grant message signed by the wallet key.
 async fn wallet(c: &Connection, byte: u8) -> Wallet {
-    let wallet = Pubkey([byte; 32]);
-    let Reply::AgentCreated { agent_pubkey, record, .. } =
-        ok(c, Op::CreateAgent { wallet, umk: Secret32::new([byte; 32]), kind: AgentKindMsg::Seed })
-            .await
+    let user = ed25519_dalek::SigningKey::from_bytes(&[byte; 32]);
+    let wallet = Pubkey(user.verifying_key().to_bytes());
+    let Reply::VaultCreated { record: vault_record, provenance: vault_provenance, .. } =
+        ok(c, Op::CreateVault { wallet }).await
     else {
         panic!()
     };
-    let Reply::GrantCreated { grant_id, record: grant_record, issued_at, expires_at } = ok(
+    let Reply::AgentCreated { agent_pubkey, record, .. } = ok(
         c,
-        Op::CreateGrant {
+        Op::CreateAgent(CreateAgentOp {
             wallet,
-            bot_id: [1; 16],
-            agent_pubkey,
-            umk: Secret32::new([byte; 32]),
-            policy: policy(),
-            ttl_seconds: 600,
-        },
+            vault_record: vault_record.clone(),
+            vault_provenance: vault_provenance.clone(),
+            kind: AgentKindMsg::Seed,
+            envelope: None,
+        }),
     )
     .await
     else {
         panic!()
     };
-    assert_eq!(expires_at - issued_at, 600);
-    Wallet { wallet, agent: agent_pubkey, agent_record: record, grant_record, grant_id }
+    let fields =
+        GrantFields { wallet, bot_id: [1; 16], agent_pubkey, ttl_seconds: 600, policy: policy() };
+    let Reply::Authorization { message, nonce, issued_at, .. } =
+        ok(c, Op::AuthorizeGrant(fields.clone())).await
+    else {
+        panic!()
+    };
+    let Reply::GrantCreated {
+        grant_id,
+        record: grant_record,
+        issued_at: from,
+        expires_at,
+        enclave_id,
+    } = ok(
+        c,
+        Op::CreateGrant(CreateGrantOp {
+            grant: fields,
+            nonce,
+            issued_at,
+            signature: user.sign(message.as_bytes()).to_bytes(),
+            vault_record: vault_record.clone(),
+            vault_provenance: vault_provenance.clone(),
+            envelope: None,
+        }),
+    )
+    .await
+    else {
+        panic!()
+    };
+    assert_eq!((from, expires_at - from), (issued_at, 600));
+    Wallet {
+        wallet,
+        vault_record,
+        vault_provenance,
+        agent: agent_pubkey,
+        agent_record: record,
+        grant_record,
+        grant_id,
+        enclave_id,
+    }
 }
 
 fn sign_op(w: &Wallet, tx: Vec<u8>, request_id: [u8; 16], envelope: Option<Vec<u8>>) -> Op {
@@ -282,11 +332,13 @@ async fn every_operation() {
     let w = wallet(&c, 3).await;
     let Reply::AgentCreated { agent_pubkey, .. } = ok(
         &c,
-        Op::CreateAgent {
+        Op::CreateAgent(CreateAgentOp {
             wallet: w.wallet,
-            umk: Secret32::new([3; 32]),
+            vault_record: w.vault_record.clone(),
+            vault_provenance: w.vault_provenance.clone(),
             kind: AgentKindMsg::Mnemonic { account: 1 },
-        },
+            envelope: None,
+        }),
     )
     .await
     else {
@@ -337,6 +389,8 @@ async fn every_operation() {
         not_after: now + 3600,
         max_fee_lamports: 5_000,
         intent_hash: intent.hash(),
+        created_at: now - 60,
+        enclave_id: w.enclave_id,
     };
     let record =
         seal_scheduled(&header, &seed, KeyWrap::Rsa(&kms_key().to_public_key()), &OsRandom)
@@ -494,10 +548,13 @@ async fn bad_frames_get_error_frames_and_the_daemon_keeps_serving() {
     let garbage_sign = sign_op(
         &Wallet {
             wallet: Pubkey([0; 32]),
+            vault_record: vec![],
+            vault_provenance: vec![],
             agent: Pubkey([0; 32]),
             agent_record: vec![1],
             grant_record: vec![2; 3],
             grant_id: [0; 16],
+            enclave_id: EnclaveId::default(),
         },
         vec![3],
         [0; 16],
@@ -642,13 +699,17 @@ fn bad_configs_are_refused_with_a_reason() {
     let dir = std::env::temp_dir().join(format!("enclave-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let der = kms_key().to_public_key().to_public_key_der().unwrap();
-    let good = FileConfig::new(der.as_bytes(), None).to_toml().unwrap();
+    let good = FileConfig::new(der.as_bytes(), None, authorization()).to_toml().unwrap();
     let small_key = {
         let mut rng = enclave_core::secret::seeded_rng(&OsRandom).unwrap();
         let k = RsaPrivateKey::new(&mut rng, 2048).unwrap();
-        FileConfig::new(k.to_public_key().to_public_key_der().unwrap().as_bytes(), None)
-            .to_toml()
-            .unwrap()
+        FileConfig::new(
+            k.to_public_key().to_public_key_der().unwrap().as_bytes(),
+            None,
+            authorization(),
+        )
+        .to_toml()
+        .unwrap()
     };
     for (name, text, needle) in [
         ("typo", format!("{good}max_grant_tll_seconds = 5\n"), "unknown field"),

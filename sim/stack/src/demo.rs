@@ -1,5 +1,9 @@
-//! The demo round trip: create an agent, create a grant, sign a SOL transfer, verify the
-//! signature. Printed by `scripts/sim.sh`; also what the end-to-end tests check first.
+//! The demo round trip, playing the user with a test wallet keypair: create a vault (the enclave
+//! generates the master key; its provenance is verified), create an agent, ask for the grant
+//! message, sign it with the wallet, create the grant, sign a SOL transfer, verify the signature.
+//! Printed by `scripts/sim.sh`; also what the end-to-end tests check first.
+
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use enclave_core::{OsRandom, Pubkey, SecureRandom};
@@ -7,17 +11,23 @@ use serde_json::json;
 
 use crate::client::Api;
 use crate::tx::{legacy_transfer, verify_first_signature};
+use crate::user::{GrantTerms, User};
 
 /// What the demo did.
 #[derive(Clone, Debug)]
 pub struct Demo {
     pub wallet: String,
-    pub umk_b64: String,
+    pub vault_id: String,
+    pub vault_record: String,
+    pub vault_provenance: String,
     pub agent_pubkey: String,
     pub agent_key_record: String,
     pub bot_id: String,
+    pub message: String,
+    pub wallet_signature: String,
     pub grant_id: String,
     pub grant_record: String,
+    pub enclave_id: String,
     pub transaction_b64: String,
     pub signature: String,
     pub signed_transaction: String,
@@ -33,6 +43,10 @@ fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
+fn unb64(s: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::STANDARD.decode(s).map_err(|e| e.to_string())
+}
+
 /// The demo policy: 1 SOL per transaction, 5 per day, fees up to 0.0001 SOL.
 pub fn demo_policy() -> serde_json::Value {
     json!({
@@ -46,54 +60,100 @@ pub fn demo_policy() -> serde_json::Value {
     })
 }
 
-fn expect_ok(step: &str, r: &crate::client::Reply) -> Result<(), String> {
-    if r.status == 200 { Ok(()) } else { Err(format!("{step}: HTTP {} {}", r.status, r.body)) }
+/// Verifies a vault's provenance document as anyone outside the enclave can: against the sim
+/// root and the measured image, at the document's own time.
+fn verify_vault_provenance(trust: &Trust, record: &[u8], document: &[u8]) -> Result<(), String> {
+    let subject = signer_types::provenance::Subject::vault(record).map_err(|e| e.to_string())?;
+    nitro_attestation::verify_at_document_time(
+        document,
+        &trust.anchor,
+        std::slice::from_ref(&trust.image),
+        &subject.user_data(),
+        SystemTime::now(),
+    )
+    .map(drop)
+    .map_err(|e| format!("vault provenance: {e}"))
 }
 
-/// Runs the round trip against the API.
-pub fn run(api: &Api) -> Result<Demo, String> {
-    let wallet = Pubkey(random::<32>()?).to_string();
-    let umk = b64(&random::<32>()?);
-    let agent = api.post("/v1/agents", &json!({"wallet": wallet, "umk": umk}))?;
-    expect_ok("create agent", &agent)?;
-    let agent_pubkey = agent.str("agent_pubkey");
-    let bot_id = uuid::Uuid::new_v4().to_string();
-    let grant = api.post(
-        "/v1/grants",
-        &json!({"wallet": wallet, "bot_id": bot_id, "agent_pubkey": agent_pubkey, "umk": umk, "ttl_seconds": 900, "policy": demo_policy()}),
-    )?;
-    expect_ok("create grant", &grant)?;
-    let agent_key: Pubkey = agent_pubkey.parse().map_err(|e| format!("{e}"))?;
+/// What the demo checks provenance documents against.
+pub struct Trust {
+    pub anchor: nitro_attestation::TrustAnchor,
+    pub image: std::collections::BTreeMap<u8, Vec<u8>>,
+}
+
+/// Runs the round trip against the API; `report` is told each step.
+pub fn run(api: &Api, trust: &Trust, report: &mut dyn FnMut(&str)) -> Result<Demo, String> {
+    let user = User::random()?;
+    report(&format!("user wallet {} (a test keypair plays the user)", user.wallet));
+    let vault = user.create_vault(api)?;
+    verify_vault_provenance(trust, &unb64(&vault.record)?, &unb64(&vault.provenance)?)?;
+    report(&format!(
+        "vault {}: master key generated in the enclave; provenance verified against the \
+         attested image",
+        vault.vault_id
+    ));
+    let agent = user.create_agent(api, &vault, None)?;
+    report(&format!("agent {} created from the vault", agent.agent_pubkey));
+    let terms = GrantTerms {
+        bot_id: uuid::Uuid::new_v4().to_string(),
+        agent_pubkey: agent.agent_pubkey.clone(),
+        ttl_seconds: 900,
+        policy: demo_policy(),
+    };
+    let message = user.grant_message(api, &terms)?;
+    report("the enclave rendered the message the wallet signs:");
+    for line in message.message.lines() {
+        report(&format!("    | {line}"));
+    }
+    let wallet_signature = user.sign_message(&message.message);
+    report("the wallet signed it");
+    let r =
+        api.post("/v1/grants", &user.grant_body(&terms, &message, &wallet_signature, &vault))?;
+    if r.status != 200 {
+        return Err(format!("create grant: HTTP {} {}", r.status, r.body));
+    }
+    let (grant_id, grant_record) = (r.str("grant_id"), r.str("grant_record"));
+    let enclave_id = r.str("enclave_id");
+    report(&format!("grant {grant_id} created on enclave {enclave_id}, valid 15 minutes"));
+
+    let agent_key: Pubkey = agent.agent_pubkey.parse().map_err(|e| format!("{e}"))?;
     let to = Pubkey(random::<32>()?);
     let tx = legacy_transfer(&agent_key, &to, 10_000_000, random::<32>()?);
-    let sign = api.post(
+    let sign = api.post_with(
         "/v1/sign",
         &json!({
-            "grant_record": grant.str("grant_record"),
-            "agent_key_record": agent.str("agent_key_record"),
-            "bot_id": bot_id,
+            "grant_record": grant_record,
+            "agent_key_record": agent.record,
+            "bot_id": terms.bot_id,
             "transaction": b64(&tx),
             "request_id": uuid::Uuid::new_v4().to_string()
         }),
+        &[("x-signer-route", &enclave_id)],
     )?;
-    expect_ok("sign", &sign)?;
-    let signed = base64::engine::general_purpose::STANDARD
-        .decode(sign.str("transaction"))
-        .map_err(|e| e.to_string())?;
+    if sign.status != 200 {
+        return Err(format!("sign: HTTP {} {}", sign.status, sign.body));
+    }
+    let signed = unb64(&sign.str("transaction"))?;
     verify_first_signature(&signed, &agent_key)?;
     let signature = sign.str("signature");
     let sig_bytes = bs58::decode(&signature).into_vec().map_err(|e| e.to_string())?;
     if signed.get(1..65) != Some(sig_bytes.as_slice()) {
         return Err("the returned signature is not the one in the transaction".into());
     }
+    report("a 0.01 SOL transfer was signed by the agent and verified");
     Ok(Demo {
-        wallet,
-        umk_b64: umk,
-        agent_pubkey,
-        agent_key_record: agent.str("agent_key_record"),
-        bot_id,
-        grant_id: grant.str("grant_id"),
-        grant_record: grant.str("grant_record"),
+        wallet: user.wallet.to_string(),
+        vault_id: vault.vault_id,
+        vault_record: vault.record,
+        vault_provenance: vault.provenance,
+        agent_pubkey: agent.agent_pubkey,
+        agent_key_record: agent.record,
+        bot_id: terms.bot_id,
+        message: message.message,
+        wallet_signature,
+        grant_id,
+        grant_record,
+        enclave_id,
         transaction_b64: b64(&tx),
         signature,
         signed_transaction: sign.str("transaction"),

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod process;
 pub mod stack;
 pub mod tx;
+pub mod user;
 
 pub use client::Api;
 pub use stack::{Options, Stack};

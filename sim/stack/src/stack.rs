@@ -20,11 +20,16 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use enclave_core::SecureRandom;
 use serde::{Deserialize, Serialize};
-use signer_enclave::config::FileConfig;
+use signer_enclave::config::{AuthorizationConfig, FileConfig};
 
 use crate::StackError;
 use crate::client::Api;
 use crate::process::{Proc, binary, wait_until};
+
+/// Where the simulation's authorization messages are valid (the enclave's measured config).
+pub const SIM_DOMAIN: &str = "localhost";
+pub const SIM_URI: &str = "http://localhost";
+pub const SIM_CHAIN_ID: &str = "localnet";
 
 /// The principal kms-sim attributes every call to (and the key policy names).
 pub const CALLER_ARN: &str = "arn:aws:iam::111122223333:role/signer-parent";
@@ -331,7 +336,16 @@ impl Stack {
         &self,
         edit: impl FnOnce(&mut FileConfig),
     ) -> Result<(), StackError> {
-        let mut config = FileConfig::new(&self.kms_public_key()?, Some(self.key_arn.clone()));
+        let mut config = FileConfig::new(
+            &self.kms_public_key()?,
+            Some(self.key_arn.clone()),
+            AuthorizationConfig {
+                domain: SIM_DOMAIN.into(),
+                uri: SIM_URI.into(),
+                chain_id: SIM_CHAIN_ID.into(),
+                validity_seconds: 600,
+            },
+        );
         config.max_in_flight = 8192;
         edit(&mut config);
         let text = config.to_toml().map_err(setup("enclave config"))?;
@@ -591,6 +605,21 @@ impl Stack {
         self.stop_parent();
         self.stop_enclave();
         self.stop_kms();
+    }
+
+    /// What provenance documents of this stack's enclave verify against: the sim root and the
+    /// measured image.
+    pub fn trust(&self) -> Result<crate::demo::Trust, StackError> {
+        let root = std::fs::read(&self.paths.sim_root).map_err(setup("sim root"))?;
+        let anchor = nitro_attestation::TrustAnchor::from_pem(&root).map_err(setup("sim root"))?;
+        let json =
+            std::fs::read_to_string(&self.paths.measurements).map_err(setup("measurements"))?;
+        let image = nitro_attestation::policy::pcrs_from_measurements_json(&json)
+            .map_err(setup("measurements"))?
+            .into_iter()
+            .filter(|(i, _)| [0, 1, 2].contains(i))
+            .collect();
+        Ok(crate::demo::Trust { anchor, image })
     }
 
     /// Sends a KMS-emulator fault instruction (`/_sim/fault`).

@@ -1,5 +1,7 @@
-//! Shared fixtures: an enclave with a test KMS key, a stand-in for KMS `Decrypt` with
-//! `Recipient`, and transactions built with the independent Solana crates.
+//! Shared fixtures: an enclave with a test KMS key and a simulated NSM (the sim CA, on the test's
+//! clock), a stand-in for KMS `Decrypt` with `Recipient`, users with wallet keypairs who sign
+//! the enclave's authorization messages, and transactions built with the independent Solana
+//! crates.
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -8,18 +10,22 @@
     clippy::indexing_slicing
 )]
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ed25519_dalek::{Signer as _, SigningKey};
+use enclave_core::authorization::MessageDomain;
 use enclave_core::enclave::{
-    CreateAgent, CreateGrant, CreatedAgent, CreatedGrant, NewAgentKind, SignRequest, Signed,
+    Attester, AuthorizeGrant, CreateAgent, CreateGrant, CreatedAgent, CreatedGrant, CreatedVault,
+    NewAgentKind, SignRequest, Signed, Unlocked, VaultProof,
 };
 use enclave_core::envelope::{self, ContentForm, RecipientKey};
 use enclave_core::policy::{Policy, TokenLimit};
 use enclave_core::records::{WrapAlg, WrappedKey};
-use enclave_core::{
-    Clock, Enclave, EnclaveConfig, EnclaveError, OsRandom, Pubkey, Secret32, SignOutcome,
-};
+use enclave_core::{Clock, Enclave, EnclaveConfig, EnclaveError, OsRandom, Pubkey, SignOutcome};
+use nitro_attestation::sim::{SimCa, SimDocument, SimLeaf};
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use rsa::{Oaep, RsaPrivateKey};
 use sha2::Sha256;
@@ -53,12 +59,78 @@ impl ManualClock {
     pub fn advance(&self, secs: u64) {
         self.0.fetch_add(secs, Ordering::SeqCst);
     }
+    fn peek(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The simulated NSM on the test clock: documents are timestamped (and their leaf issued) at the
+/// clock's time.
+pub struct TestNsm {
+    pub ca: SimCa,
+    leaf: Mutex<SimLeaf>,
+    pub pcrs: BTreeMap<u8, Vec<u8>>,
+    clock: Arc<ManualClock>,
+}
+
+fn at(unix: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(unix)
+}
+
+impl TestNsm {
+    pub fn new(clock: Arc<ManualClock>, image_byte: u8) -> Self {
+        let ca = SimCa::from_pem(&keys().sim_ca_pem).unwrap();
+        let leaf = ca.issue_leaf("i-test-enc", &mut rand::rng(), at(clock.peek())).unwrap();
+        let mut pcrs: BTreeMap<u8, Vec<u8>> = (0u8..16).map(|i| (i, vec![0; 48])).collect();
+        for i in 0..3 {
+            pcrs.insert(i, vec![image_byte + i; 48]);
+        }
+        Self { ca, leaf: Mutex::new(leaf), pcrs, clock }
+    }
+
+    pub fn anchor(&self) -> nitro_attestation::TrustAnchor {
+        self.ca.trust_anchor().unwrap()
+    }
+
+    /// The image (PCR0..2) this NSM measures.
+    pub fn image(&self) -> BTreeMap<u8, Vec<u8>> {
+        self.pcrs.iter().filter(|(i, _)| **i < 3).map(|(i, v)| (*i, v.clone())).collect()
+    }
+}
+
+impl Attester for TestNsm {
+    fn attest(
+        &self,
+        public_key: &[u8],
+        user_data: Option<&[u8]>,
+        nonce: Option<&[u8]>,
+    ) -> Result<Vec<u8>, String> {
+        let now = at(self.clock.peek());
+        let mut leaf = self.leaf.lock().unwrap();
+        if leaf.not_after.duration_since(now).unwrap_or_default() < Duration::from_secs(1800)
+            || now < leaf.not_after - nitro_attestation::sim::LEAF_VALIDITY
+        {
+            *leaf = self.ca.issue_leaf("i-test-enc", &mut rand::rng(), now).unwrap();
+        }
+        Ok(self.ca.issue_document(
+            &leaf,
+            &SimDocument {
+                module_id: "i-test-enc",
+                timestamp_ms: self.clock.peek() * 1000,
+                pcrs: &self.pcrs,
+                public_key: Some(public_key),
+                user_data,
+                nonce,
+            },
+        ))
+    }
 }
 
 struct Keys {
     kms_pem: String,
     kms_spki: Vec<u8>,
     recipient_pem: String,
+    sim_ca_pem: String,
 }
 
 fn keys() -> &'static Keys {
@@ -67,10 +139,12 @@ fn keys() -> &'static Keys {
         let mut rng = rand_chacha();
         let kms = RsaPrivateKey::new(&mut rng, 3072).unwrap();
         let recipient = RsaPrivateKey::new(&mut rng, 2048).unwrap();
+        let ca = SimCa::generate(&mut rand::rng(), at(T0 - 86_400 * 365)).unwrap();
         Keys {
             kms_pem: kms.to_pkcs8_pem(Default::default()).unwrap().to_string(),
             kms_spki: kms.to_public_key().to_public_key_der().unwrap().as_bytes().to_vec(),
             recipient_pem: recipient.to_pkcs8_pem(Default::default()).unwrap().to_string(),
+            sim_ca_pem: ca.to_pem().unwrap().to_string(),
         }
     })
 }
@@ -82,14 +156,24 @@ fn rand_chacha() -> impl rand_core::CryptoRng {
 pub struct Fixture {
     pub enclave: Arc<Enclave>,
     pub clock: Arc<ManualClock>,
+    pub nsm: Arc<TestNsm>,
     pub kms: RsaPrivateKey,
     pub kms_spki: Vec<u8>,
     /// Counts calls to the KMS stand-in.
     pub kms_calls: AtomicU64,
 }
 
+pub fn domain() -> MessageDomain {
+    MessageDomain {
+        domain: "app.example.com".into(),
+        uri: "https://app.example.com".into(),
+        chain_id: "mainnet".into(),
+        validity_seconds: 600,
+    }
+}
+
 pub fn config() -> EnclaveConfig {
-    EnclaveConfig::new(&keys().kms_spki).unwrap()
+    EnclaveConfig::new(&keys().kms_spki, domain()).unwrap()
 }
 
 pub fn fixture() -> Fixture {
@@ -97,13 +181,36 @@ pub fn fixture() -> Fixture {
 }
 
 pub fn fixture_with(config: EnclaveConfig) -> Fixture {
+    fixture_on(config, Arc::new(ManualClock(AtomicU64::new(T0), AtomicU64::new(0))), 0x10, None)
+}
+
+/// An enclave on `clock` whose image is measured by `image_byte`; a fresh recipient key unless
+/// `recipient_pem` is given.
+pub fn fixture_on(
+    config: EnclaveConfig,
+    clock: Arc<ManualClock>,
+    image_byte: u8,
+    recipient_pem: Option<&str>,
+) -> Fixture {
     let k = keys();
-    let clock = Arc::new(ManualClock(AtomicU64::new(T0), AtomicU64::new(0)));
-    let recipient = RecipientKey::from_pkcs8_pem(&k.recipient_pem).unwrap();
-    let enclave = Arc::new(Enclave::new(config, recipient, Arc::new(OsRandom), clock.clone()));
+    let recipient =
+        RecipientKey::from_pkcs8_pem(recipient_pem.unwrap_or(&k.recipient_pem)).unwrap();
+    let nsm = Arc::new(TestNsm::new(Arc::clone(&clock), image_byte));
+    let enclave = Arc::new(
+        Enclave::new(
+            config,
+            recipient,
+            Arc::new(OsRandom),
+            clock.clone(),
+            nsm.clone(),
+            nsm.anchor(),
+        )
+        .unwrap(),
+    );
     Fixture {
         enclave,
         clock,
+        nsm,
         kms: RsaPrivateKey::from_pkcs8_pem(&k.kms_pem).unwrap(),
         kms_spki: k.kms_spki.clone(),
         kms_calls: AtomicU64::new(0),
@@ -128,51 +235,118 @@ pub fn policy() -> Policy {
     }
 }
 
-pub fn umk(byte: u8) -> Secret32 {
-    Secret32::new([byte; 32])
-}
-
 pub const BOT: [u8; 16] = [0xb0; 16];
 
-/// A wallet, its agent and a grant.
-pub struct Setup {
+/// A wallet owner: an ed25519 keypair.
+pub struct User {
+    pub key: SigningKey,
     pub wallet: Pubkey,
-    pub umk: Secret32,
+}
+
+impl User {
+    pub fn new(seed_byte: u8) -> Self {
+        let key = SigningKey::from_bytes(&[seed_byte; 32]);
+        let wallet = Pubkey(key.verifying_key().to_bytes());
+        Self { key, wallet }
+    }
+
+    pub fn sign(&self, message: &str) -> [u8; 64] {
+        self.key.sign(message.as_bytes()).to_bytes()
+    }
+}
+
+/// A wallet, its vault, an agent and a grant.
+pub struct Setup {
+    pub user: User,
+    pub wallet: Pubkey,
+    pub vault: CreatedVault,
     pub agent: CreatedAgent,
     pub grant: CreatedGrant,
 }
 
 impl Fixture {
-    pub fn agent(&self, wallet: Pubkey, umk: &Secret32, kind: NewAgentKind) -> CreatedAgent {
-        self.enclave.create_agent(CreateAgent { wallet, umk: umk.clone(), kind }).unwrap()
+    /// Runs an operation that opens a vault, answering `NeedKey` with the KMS stand-in once.
+    pub fn unlocked<T>(
+        &self,
+        mut op: impl FnMut(Option<&[u8]>) -> Result<Unlocked<T>, EnclaveError>,
+    ) -> Result<T, EnclaveError> {
+        match op(None)? {
+            Unlocked::Done(v) => Ok(v),
+            Unlocked::NeedKey(need) => {
+                let env = self.kms_envelope(&need.wrapped);
+                match op(Some(&env))? {
+                    Unlocked::Done(v) => Ok(v),
+                    Unlocked::NeedKey(_) => panic!("NeedKey twice"),
+                }
+            }
+        }
+    }
+
+    pub fn vault(&self, wallet: Pubkey) -> CreatedVault {
+        self.enclave.create_vault(wallet).unwrap()
+    }
+
+    pub fn agent(&self, wallet: Pubkey, vault: &CreatedVault, kind: NewAgentKind) -> CreatedAgent {
+        self.unlocked(|envelope| {
+            self.enclave.create_agent(&CreateAgent {
+                wallet,
+                vault: VaultProof { record: &vault.record, provenance: &vault.provenance },
+                kind,
+                envelope,
+            })
+        })
+        .unwrap()
+    }
+
+    /// What a grant for `agent` with `policy` for `ttl` seconds looks like.
+    pub fn terms(&self, wallet: Pubkey, agent: Pubkey, policy: Policy, ttl: u64) -> AuthorizeGrant {
+        AuthorizeGrant { wallet, bot_id: BOT, agent_pubkey: agent, ttl_seconds: ttl, policy }
+    }
+
+    /// The user authorizes the grant: the enclave renders the message, the wallet signs it, the
+    /// enclave creates the grant.
+    pub fn try_grant(
+        &self,
+        user: &User,
+        vault: &CreatedVault,
+        terms: AuthorizeGrant,
+    ) -> Result<CreatedGrant, EnclaveError> {
+        let auth = self.enclave.authorize_grant(&terms)?;
+        let signature = user.sign(&auth.message);
+        self.unlocked(|envelope| {
+            self.enclave.create_grant(&CreateGrant {
+                grant: terms.clone(),
+                nonce: &auth.nonce,
+                issued_at: auth.issued_at,
+                signature,
+                vault: VaultProof { record: &vault.record, provenance: &vault.provenance },
+                envelope,
+            })
+        })
     }
 
     pub fn grant(
         &self,
-        wallet: Pubkey,
-        umk: &Secret32,
+        user: &User,
+        vault: &CreatedVault,
         agent: Pubkey,
         policy: Policy,
         ttl: u64,
     ) -> CreatedGrant {
-        self.enclave
-            .create_grant(CreateGrant {
-                wallet,
-                bot_id: BOT,
-                agent_pubkey: agent,
-                umk: umk.clone(),
-                policy,
-                ttl_seconds: ttl,
-            })
-            .unwrap()
+        self.try_grant(user, vault, self.terms(user.wallet, agent, policy, ttl)).unwrap()
     }
 
     pub fn setup(&self, wallet_byte: u8, policy: Policy) -> Setup {
-        let wallet = Pubkey([wallet_byte; 32]);
-        let umk = umk(wallet_byte);
-        let agent = self.agent(wallet, &umk, NewAgentKind::Seed);
-        let grant = self.grant(wallet, &umk, agent.agent_pubkey, policy, 3600);
-        Setup { wallet, umk, agent, grant }
+        self.setup_with_ttl(wallet_byte, policy, 3600)
+    }
+
+    pub fn setup_with_ttl(&self, wallet_byte: u8, policy: Policy, ttl: u64) -> Setup {
+        let user = User::new(wallet_byte);
+        let wallet = user.wallet;
+        let vault = self.vault(wallet);
+        let agent = self.agent(wallet, &vault, NewAgentKind::Seed);
+        let grant = self.grant(&user, &vault, agent.agent_pubkey, policy, ttl);
+        Setup { user, wallet, vault, agent, grant }
     }
 
     /// What KMS `Decrypt` with `Recipient` returns: the unwrapped key, enveloped to the enclave.
@@ -305,4 +479,76 @@ pub fn verify_independently(tx: &[u8]) -> VersionedTransaction {
     let tx: VersionedTransaction = bincode::deserialize(tx).unwrap();
     tx.verify_and_hash_message().expect("every signature verifies");
     tx
+}
+
+impl Fixture {
+    /// The master key inside a vault record, as only KMS (the test holds its key) and the enclave
+    /// can recover it: for tests that look for it where it must not be.
+    pub fn umk_of(&self, vault_record: &[u8]) -> enclave_core::Secret32 {
+        let sealed = enclave_core::records::SealedVault::parse(vault_record).unwrap();
+        let dek = self.kms.decrypt(Oaep::<Sha256>::new(), &sealed.wrapped.ciphertext).unwrap();
+        let dek = enclave_core::Secret32::from_slice(&dek).unwrap();
+        enclave_core::records::open_vault(&sealed, &dek).unwrap()
+    }
+
+    /// The contents of a grant record, opened with the test's KMS key.
+    pub fn grant_contents(&self, grant_record: &[u8]) -> enclave_core::records::GrantContents {
+        let sealed = enclave_core::records::SealedGrant::parse(grant_record).unwrap();
+        let dek = self.kms.decrypt(Oaep::<Sha256>::new(), &sealed.wrapped.ciphertext).unwrap();
+        let dek = enclave_core::Secret32::from_slice(&dek).unwrap();
+        enclave_core::records::open_grant(&sealed, &dek).unwrap()
+    }
+
+    /// A setup whose grant is replaced.
+    pub fn with_grant(s: &Setup, grant: CreatedGrant) -> Setup {
+        Setup {
+            user: User { key: s.user.key.clone(), wallet: s.user.wallet },
+            wallet: s.wallet,
+            vault: s.vault.clone(),
+            agent: s.agent.clone(),
+            grant,
+        }
+    }
+
+    /// Seals a grant record by hand (anyone can: the KMS key is public), sealed to this enclave.
+    pub fn forge_grant(
+        &self,
+        header: enclave_core::records::GrantHeader,
+        contents: &enclave_core::records::GrantContents,
+    ) -> CreatedGrant {
+        let kms_pub =
+            <rsa::RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(&self.kms_spki)
+                .unwrap();
+        let record = enclave_core::records::seal_grant(
+            &header,
+            contents,
+            enclave_core::records::KeyWrap::Rsa(&kms_pub),
+            &OsRandom,
+        )
+        .unwrap();
+        CreatedGrant {
+            grant_id: header.grant_id,
+            issued_at: header.issued_at,
+            expires_at: header.expires_at,
+            record,
+            enclave_id: header.enclave_id,
+        }
+    }
+}
+
+/// The same signature with `S + L` (the group order) in place of `S`: a lax verifier accepts it,
+/// a strict one must not.
+pub fn malleate(signature: [u8; 64]) -> [u8; 64] {
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut out = signature;
+    let mut carry = 0u16;
+    for (s, l) in out[32..].iter_mut().zip(L) {
+        let v = u16::from(*s) + u16::from(l) + carry;
+        *s = v as u8;
+        carry = v >> 8;
+    }
+    out
 }

@@ -67,9 +67,10 @@ fn run(demo_only: bool) -> Result<(), String> {
     println!("  logs          {}/", stack.paths.logs.display());
     println!("  tokens        {}   (api / admin)", stack.paths.tokens.display());
 
-    let d = demo::run(&stack.api())?;
     println!();
     println!("demo round trip");
+    let trust = stack.trust().map_err(|e| e.to_string())?;
+    let d = demo::run(&stack.api(), &trust, &mut |step| println!("  - {step}"))?;
     println!("  agent         {}", d.agent_pubkey);
     println!("  grant         {}", d.grant_id);
     println!("  signature     {}", d.signature);
@@ -83,12 +84,12 @@ fn run(demo_only: bool) -> Result<(), String> {
     println!("  export TOKEN={}", stack.api_token);
     println!("  curl -s {base}/readyz");
     println!(
-        "  curl -s -X POST {base}/v1/agents -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n    -d '{{\"wallet\":\"{}\",\"umk\":\"{}\"}}'",
-        d.wallet, d.umk_b64
+        "  curl -s -X POST {base}/v1/vaults -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n    -d '{{\"wallet\":\"{}\"}}'",
+        d.wallet
     );
     println!(
-        "  curl -s -X POST {base}/v1/sign -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n    -d '{{\"grant_record\":\"{}\",\"agent_key_record\":\"{}\",\"bot_id\":\"{}\",\"transaction\":\"{}\",\"request_id\":\"'$(cat /proc/sys/kernel/random/uuid)'\"}}'",
-        d.grant_record, d.agent_key_record, d.bot_id, d.transaction_b64
+        "  curl -s -X POST {base}/v1/sign -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' -H 'x-signer-route: {}' \\\n    -d '{{\"grant_record\":\"{}\",\"agent_key_record\":\"{}\",\"bot_id\":\"{}\",\"transaction\":\"{}\",\"request_id\":\"'$(cat /proc/sys/kernel/random/uuid)'\"}}'",
+        d.enclave_id, d.grant_record, d.agent_key_record, d.bot_id, d.transaction_b64
     );
 
     if demo_only {

@@ -1,0 +1,413 @@
+//! The enclave's decisions, as a library without I/O: create vaults, agents and (from a user's
+//! signed authorization) grants; sign under a grant or a scheduled record; revoke; kill switch;
+//! hand the decision state to a successor. Thread-safe; clock, randomness and the NSM's
+//! attestation are injected ([`Clock`], [`SecureRandom`], [`Attester`]), and the trust anchor that
+//! documents must chain to is an input, so simulation runs the same verification as production.
+//!
+//! Order of checks for `sign` (SPEC §5, §3): grant header (type, bot, enclave instance, lifetime,
+//! clock, revocation, expiry) → opened grant (cache, or the KMS envelope, whose key only helps if
+//! it opens the grant's AEAD and the user's authorization inside verifies) → agent key (bound
+//! wallet and public key, AEAD, derived key equal to the bound key) → transaction (parse, agent
+//! is a signer) → under one lock, at one clock reading: kill switch, handover, revocation, expiry,
+//! idempotency, policy, then spend and request id recorded → sign.
+
+mod custody;
+mod signing;
+mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use ed25519_dalek::SigningKey;
+use nitro_attestation::TrustAnchor;
+use parking_lot::{Mutex, RwLock};
+use rsa::RsaPublicKey;
+use rsa::pkcs8::DecodePublicKey;
+use rsa::traits::PublicKeyParts as _;
+use sha2::{Digest, Sha256};
+use signer_types::ids::{EnclaveId, uuid_text};
+
+pub use self::custody::{
+    Authorization, AuthorizeGrant, CreateAgent, CreateGrant, CreatedAgent, CreatedGrant,
+    CreatedVault, ImportVault, ImportedVault, NewAgentKind, VaultProof,
+};
+pub use self::signing::{SignRequest, SignScheduledRequest, Signed};
+use self::state::DecisionState;
+pub use self::state::{RevokeTarget, Status};
+use crate::authorization::MessageDomain;
+use crate::envelope::{self, RecipientKey};
+use crate::error::{EnclaveError, RecordError};
+use crate::records::{GrantContents, GrantHeader, WrappedKey};
+use crate::secret::{Secret32, SecureRandom};
+use crate::store::TtlMap;
+
+/// Wall-clock time in unix seconds (the enclave's own clock; injectable for tests).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+}
+
+/// The NSM's attestation: a document signed by the Nitro hypervisor (or the sim CA) carrying this
+/// enclave's measurements and the given fields.
+pub trait Attester: Send + Sync {
+    fn attest(
+        &self,
+        public_key: &[u8],
+        user_data: Option<&[u8]>,
+        nonce: Option<&[u8]>,
+    ) -> Result<Vec<u8>, String>;
+}
+
+/// PCR index → value; only the listed indexes of an image are compared.
+pub type Image = BTreeMap<u8, Vec<u8>>;
+
+/// The PCRs that identify an image: its kernel, its filesystem and its application.
+pub const IMAGE_PCRS: [u8; 3] = [0, 1, 2];
+
+/// Enclave settings (from the measured config).
+#[derive(Clone, Debug)]
+pub struct EnclaveConfig {
+    /// The pinned KMS RSA public key: the only key new secrets are sealed to.
+    pub kms_public_key: RsaPublicKey,
+    /// Longest grant lifetime accepted or issued, seconds (default 3600, at least 60).
+    pub max_grant_ttl: u64,
+    /// Longest `[not_before, not_after]` window of a scheduled record, seconds (default 48 h).
+    pub max_schedule_window: u64,
+    /// Longest life of a scheduled record from its `created_at` to its `not_after` (default
+    /// 30 days): what lets a revocation outlive every record it could match.
+    pub max_schedule_horizon: u64,
+    /// How far ahead of this enclave's clock a record's or message's time may be, seconds.
+    pub clock_skew: u64,
+    pub request_store_capacity: usize,
+    pub schedule_store_capacity: usize,
+    pub grant_cache_capacity: usize,
+    pub revocation_capacity: usize,
+    /// Content keys of envelopes that failed to open, refused thereafter.
+    pub envelope_refusal_capacity: usize,
+    /// Authorization nonces remembered until their message expires.
+    pub nonce_store_capacity: usize,
+    /// Opened vaults kept in memory (zeroized when they leave).
+    pub vault_cache_capacity: usize,
+    pub vault_cache_seconds: u64,
+    /// Where user authorization messages are valid (domain, URI, chain, validity).
+    pub message_domain: MessageDomain,
+    /// Images, besides this enclave's own, whose provenance documents and handovers it trusts:
+    /// the images it succeeds during an upgrade.
+    pub predecessor_images: Vec<Image>,
+}
+
+pub const DEFAULT_MAX_GRANT_TTL: u64 = 3600;
+pub const MIN_MAX_GRANT_TTL: u64 = 60;
+/// Grants may be configured to live up to a week: daily limits hold across restarts (SPEC §16).
+pub const MAX_MAX_GRANT_TTL: u64 = 7 * 86_400;
+pub const DEFAULT_MAX_SCHEDULE_WINDOW: u64 = 48 * 3600;
+pub const DEFAULT_MAX_SCHEDULE_HORIZON: u64 = 30 * 86_400;
+pub const DEFAULT_REQUEST_STORE_CAPACITY: usize = 1_000_000;
+/// How long a failed envelope's content key stays refused. Opening the same envelope again can
+/// only repeat the answer it got; an adaptive attack needs fresh guesses under the same key, and
+/// gets one per KMS call, or one more per key each week.
+pub const ENVELOPE_REFUSAL_SECONDS: u64 = 7 * 86_400;
+
+impl EnclaveConfig {
+    /// Defaults (SPEC §14) around the pinned KMS key's SPKI DER and the authorization domain.
+    pub fn new(
+        kms_public_key_spki_der: &[u8],
+        message_domain: MessageDomain,
+    ) -> Result<Self, EnclaveError> {
+        let kms_public_key = RsaPublicKey::from_public_key_der(kms_public_key_spki_der)
+            .map_err(|e| EnclaveError::Internal(format!("pinned KMS public key: {e}")))?;
+        let bits = kms_public_key.size() * 8;
+        if bits != 3072 && bits != 4096 {
+            return Err(EnclaveError::Internal(format!(
+                "pinned KMS public key is {bits} bits; the execution key must be RSA_3072 or RSA_4096"
+            )));
+        }
+        message_domain.validate().map_err(EnclaveError::Internal)?;
+        Ok(Self {
+            kms_public_key,
+            max_grant_ttl: DEFAULT_MAX_GRANT_TTL,
+            max_schedule_window: DEFAULT_MAX_SCHEDULE_WINDOW,
+            max_schedule_horizon: DEFAULT_MAX_SCHEDULE_HORIZON,
+            clock_skew: 60,
+            request_store_capacity: DEFAULT_REQUEST_STORE_CAPACITY,
+            schedule_store_capacity: 100_000,
+            grant_cache_capacity: 100_000,
+            revocation_capacity: 100_000,
+            envelope_refusal_capacity: 100_000,
+            nonce_store_capacity: 100_000,
+            vault_cache_capacity: 10_000,
+            vault_cache_seconds: 600,
+            message_domain,
+            predecessor_images: Vec::new(),
+        })
+    }
+}
+
+/// The record's key must be unwrapped by KMS first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NeedKey {
+    pub record_id: [u8; 16],
+    pub wrapped: WrappedKey,
+}
+
+/// Result of a signing operation that did not fail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignOutcome {
+    Signed(Signed),
+    NeedKey(NeedKey),
+}
+
+/// Result of an operation that opens a vault and did not fail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unlocked<T> {
+    Done(T),
+    NeedKey(NeedKey),
+}
+
+struct CachedAgent {
+    /// The sealed record it was opened from (compared byte for byte; not secret).
+    record: Box<[u8]>,
+    key: Arc<SigningKey>,
+}
+
+/// A grant opened in enclave memory, together with the agent key it authorizes. Cached only once
+/// both opened, keyed by the SHA-256 of the grant record's bytes, so a record that merely carries
+/// a victim's grant id can neither use nor displace the victim's entry. Dropping it zeroizes the
+/// UMK and the agent key.
+struct OpenedGrant {
+    header: GrantHeader,
+    contents: GrantContents,
+    agent: CachedAgent,
+}
+
+/// An opened vault's UMK, until `expires_at`.
+struct OpenedVault {
+    umk: Arc<Secret32>,
+    expires_at: u64,
+}
+
+/// The enclave.
+pub struct Enclave {
+    config: EnclaveConfig,
+    recipient: RecipientKey,
+    rng: Arc<dyn SecureRandom>,
+    clock: Arc<dyn Clock>,
+    attester: Arc<dyn Attester>,
+    anchor: TrustAnchor,
+    /// This instance: derived from the recipient key, so attested and gone with the process.
+    id: EnclaveId,
+    started_at: u64,
+    /// This image, then the configured predecessors.
+    trusted_images: Vec<Image>,
+    /// Instances this one answers for: itself, and those whose state it received in handovers.
+    answers_for: RwLock<Vec<EnclaveId>>,
+    /// Opened grants by SHA-256 of the grant record.
+    grants: RwLock<HashMap<[u8; 32], Arc<OpenedGrant>>>,
+    /// Opened vaults by SHA-256 of the vault record.
+    vaults: Mutex<HashMap<[u8; 32], OpenedVault>>,
+    state: Mutex<DecisionState>,
+    /// SHA-256 of the RSA-wrapped content keys of envelopes that failed to open.
+    refused_envelopes: Mutex<TtlMap<[u8; 32], ()>>,
+    kill_switch: AtomicBool,
+    signatures: AtomicU64,
+    need_key: AtomicU64,
+    denials: AtomicU64,
+    envelope_failures: AtomicU64,
+}
+
+/// What this enclave's own attestation says about it, checked once at start.
+const SELF_CHECK: &[u8] = b"signer/self-measurement/v1";
+
+impl Enclave {
+    /// Builds the enclave. Attests once to learn (and check) its own measurements: the document
+    /// must chain to `anchor` at the enclave clock's time, carry the recipient key, and not be
+    /// from a debug-mode enclave.
+    pub fn new(
+        config: EnclaveConfig,
+        recipient: RecipientKey,
+        rng: Arc<dyn SecureRandom>,
+        clock: Arc<dyn Clock>,
+        attester: Arc<dyn Attester>,
+        anchor: TrustAnchor,
+    ) -> Result<Self, EnclaveError> {
+        let document = attester
+            .attest(recipient.spki_der(), Some(SELF_CHECK), None)
+            .map_err(|e| EnclaveError::Internal(format!("attesting this enclave: {e}")))?;
+        let policy = nitro_attestation::AttestationPolicy {
+            user_data: Some(SELF_CHECK.to_vec()),
+            public_key: Some(recipient.spki_der().to_vec()),
+            ..Default::default()
+        };
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(clock.now());
+        let verified = nitro_attestation::verify_with_policy(&document, &anchor, &policy, now)
+            .map_err(|e| {
+                EnclaveError::Internal(format!(
+                    "this enclave's own attestation does not verify with the configured root: {e}"
+                ))
+            })?;
+        let own_image: Image = IMAGE_PCRS
+            .iter()
+            .filter_map(|i| verified.document.pcrs.get(i).map(|v| (*i, v.clone())))
+            .collect();
+        let mut trusted_images = vec![own_image];
+        trusted_images.extend(config.predecessor_images.iter().cloned());
+        let id = EnclaveId::from_recipient_key(recipient.spki_der());
+        let started_at = clock.now();
+        Ok(Self {
+            state: Mutex::new(DecisionState::new(&config)),
+            refused_envelopes: Mutex::new(TtlMap::new(
+                "refused envelope",
+                config.envelope_refusal_capacity,
+            )),
+            recipient,
+            rng,
+            clock,
+            attester,
+            anchor,
+            id,
+            started_at,
+            trusted_images,
+            answers_for: RwLock::new(vec![id]),
+            grants: RwLock::new(HashMap::new()),
+            vaults: Mutex::new(HashMap::new()),
+            kill_switch: AtomicBool::new(false),
+            signatures: AtomicU64::new(0),
+            need_key: AtomicU64::new(0),
+            denials: AtomicU64::new(0),
+            envelope_failures: AtomicU64::new(0),
+            config,
+        })
+    }
+
+    /// The recipient key's SPKI DER (goes into attestation documents as `public_key`).
+    pub fn recipient_public_key(&self) -> &[u8] {
+        self.recipient.spki_der()
+    }
+
+    /// This enclave instance.
+    pub fn id(&self) -> EnclaveId {
+        self.id
+    }
+
+    /// The instances this enclave answers for (itself first).
+    pub fn answers_for(&self) -> Vec<EnclaveId> {
+        self.answers_for.read().clone()
+    }
+
+    /// Unix time this instance started.
+    pub fn started_at(&self) -> u64 {
+        self.started_at
+    }
+
+    /// The images whose documents this enclave trusts: its own, then its predecessors.
+    pub fn trusted_images(&self) -> &[Image] {
+        &self.trusted_images
+    }
+
+    pub fn config(&self) -> &EnclaveConfig {
+        &self.config
+    }
+
+    /// A document from this enclave for `user_data` and `nonce`.
+    pub fn attest(
+        &self,
+        user_data: Option<&[u8]>,
+        nonce: Option<&[u8]>,
+    ) -> Result<Vec<u8>, EnclaveError> {
+        self.attester
+            .attest(self.recipient.spki_der(), user_data, nonce)
+            .map_err(|e| EnclaveError::Internal(format!("attestation: {e}")))
+    }
+
+    /// Refuses a record that names an instance this enclave does not answer for: `WrongEnclave`
+    /// if it was issued while this enclave ran (a routing mistake), `Orphaned` if before (its
+    /// enclave is gone and no handover brought its state here).
+    fn check_owner(
+        &self,
+        what: &'static str,
+        record_id: &[u8; 16],
+        owner: EnclaveId,
+        issued_at: u64,
+    ) -> Result<(), EnclaveError> {
+        let answers_for = self.answers_for.read();
+        if answers_for.contains(&owner) {
+            return Ok(());
+        }
+        let id = uuid_text(record_id);
+        if issued_at < self.started_at {
+            return Err(EnclaveError::Orphaned { what, id, owner });
+        }
+        let serving: Vec<String> = answers_for.iter().map(ToString::to_string).collect();
+        Err(EnclaveError::WrongEnclave { what, id, owner, serving: serving.join(", ") })
+    }
+
+    /// Opens a record's key from its KMS envelope and the record with it, in one constant flow
+    /// (SPEC §3 invariant 8).
+    ///
+    /// `Ok(None)`: the envelope is addressed to another enclave key (made for this enclave's
+    /// predecessor before a restart); the caller answers `NeedKey`. A malformed envelope (before
+    /// any cryptography) is [`EnclaveError::Envelope`]. Everything from the RSA step on — RSA-OAEP,
+    /// the content's length and padding, the record's AEAD and what it decrypts to — ends in one
+    /// answer, [`EnclaveError::EnvelopeRejected`], after the same work, and the envelope's
+    /// wrapped content key is refused from then on, so an adaptive attacker gets one guess per
+    /// KMS call.
+    fn open_with_envelope<T>(
+        &self,
+        bytes: &[u8],
+        open: impl FnOnce(&Secret32) -> Result<T, RecordError>,
+    ) -> Result<Option<T>, EnclaveError> {
+        let parsed = envelope::parse(bytes).map_err(|e| EnclaveError::Envelope(e.to_string()))?;
+        if parsed.rid != self.recipient.rid() {
+            return Ok(None);
+        }
+        let wrapped_key: [u8; 32] = Sha256::digest(parsed.encrypted_key).into();
+        let now = self.clock.now();
+        {
+            let mut refused = self.refused_envelopes.lock();
+            if refused.get(&wrapped_key, now).is_some() {
+                return Err(EnclaveError::EnvelopeRejected);
+            }
+            // Fail closed before any work if a failure could not be remembered.
+            refused.ensure_room(now)?;
+        }
+        let (key, unwrapped) = envelope::unwrap_key32(&parsed, &self.recipient);
+        let opened = open(&key);
+        if bool::from(unwrapped)
+            && let Ok(value) = opened
+        {
+            return Ok(Some(value));
+        }
+        self.envelope_failures.fetch_add(1, Ordering::Relaxed);
+        self.refused_envelopes.lock().insert(
+            wrapped_key,
+            (),
+            now.saturating_add(ENVELOPE_REFUSAL_SECONDS),
+            now,
+        )?;
+        Err(EnclaveError::EnvelopeRejected)
+    }
+
+    fn need_key(&self, record_id: [u8; 16], wrapped: WrappedKey) -> NeedKey {
+        self.need_key.fetch_add(1, Ordering::Relaxed);
+        NeedKey { record_id, wrapped }
+    }
+}
+
+impl From<crate::store::StoreFull> for EnclaveError {
+    fn from(e: crate::store::StoreFull) -> Self {
+        Self::Capacity(e.to_string())
+    }
+}

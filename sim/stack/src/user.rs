@@ -1,0 +1,191 @@
+//! A user with a test wallet keypair, driving the API as a browser and a backend would: create a
+//! vault and an agent (both with provenance), ask for the grant message, sign it with the wallet,
+//! create the grant. Used by the demo, the end-to-end tests and the benchmark.
+
+use ed25519_dalek::{Signer as _, SigningKey};
+use enclave_core::{OsRandom, Pubkey, SecureRandom};
+use serde_json::{Value, json};
+
+use crate::client::{Api, Reply};
+
+/// A vault as the API returns it.
+#[derive(Clone, Debug)]
+pub struct Vault {
+    pub vault_id: String,
+    pub record: String,
+    pub provenance: String,
+}
+
+/// An agent as the API returns it.
+#[derive(Clone, Debug)]
+pub struct Agent {
+    pub agent_pubkey: String,
+    pub agent_id: String,
+    pub record: String,
+    pub provenance: String,
+}
+
+/// A message to sign, as `POST /v1/authorizations/…` returns it.
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub message: String,
+    pub nonce: String,
+    pub issued_at: u64,
+    pub expires_at: u64,
+    pub enclave_id: String,
+}
+
+/// A grant as the API returns it.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    pub grant_id: String,
+    pub record: String,
+    pub issued_at: u64,
+    pub expires_at: u64,
+    pub enclave_id: String,
+    /// The message the wallet signed for it.
+    pub message: String,
+}
+
+/// What a grant allows (the fields of `POST /v1/authorizations/grant`).
+#[derive(Clone, Debug)]
+pub struct GrantTerms {
+    pub bot_id: String,
+    pub agent_pubkey: String,
+    pub ttl_seconds: u64,
+    pub policy: Value,
+}
+
+impl GrantTerms {
+    fn json(&self, wallet: &Pubkey) -> Value {
+        json!({
+            "wallet": wallet.to_string(),
+            "bot_id": self.bot_id,
+            "agent_pubkey": self.agent_pubkey,
+            "ttl_seconds": self.ttl_seconds,
+            "policy": self.policy,
+        })
+    }
+}
+
+fn expect_ok(step: &str, r: &Reply) -> Result<(), String> {
+    if r.status == 200 { Ok(()) } else { Err(format!("{step}: HTTP {} {}", r.status, r.body)) }
+}
+
+/// A wallet owner.
+#[derive(Clone)]
+pub struct User {
+    pub key: SigningKey,
+    pub wallet: Pubkey,
+}
+
+impl User {
+    /// A fresh random wallet.
+    pub fn random() -> Result<Self, String> {
+        let mut seed = [0u8; 32];
+        OsRandom.fill(&mut seed).map_err(|e| e.to_string())?;
+        Ok(Self::from_seed(seed))
+    }
+
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        let key = SigningKey::from_bytes(&seed);
+        let wallet = Pubkey(key.verifying_key().to_bytes());
+        Self { key, wallet }
+    }
+
+    /// The wallet's signature over a message's UTF-8 bytes, base58 (what `solana:signMessage`
+    /// returns, encoded as the API takes it).
+    pub fn sign_message(&self, message: &str) -> String {
+        bs58::encode(self.key.sign(message.as_bytes()).to_bytes()).into_string()
+    }
+
+    /// `POST /v1/vaults`.
+    pub fn create_vault(&self, api: &Api) -> Result<Vault, String> {
+        let r = api.post("/v1/vaults", &json!({"wallet": self.wallet.to_string()}))?;
+        expect_ok("create vault", &r)?;
+        Ok(Vault {
+            vault_id: r.str("vault_id"),
+            record: r.str("vault_record"),
+            provenance: r.str("provenance"),
+        })
+    }
+
+    /// `POST /v1/agents` (kind `seed`, or `mnemonic` with an account).
+    pub fn create_agent(
+        &self,
+        api: &Api,
+        vault: &Vault,
+        mnemonic_account: Option<u32>,
+    ) -> Result<Agent, String> {
+        let mut body = json!({
+            "wallet": self.wallet.to_string(),
+            "vault_record": vault.record,
+            "vault_provenance": vault.provenance,
+        });
+        if let (Some(account), Some(map)) = (mnemonic_account, body.as_object_mut()) {
+            map.insert("kind".into(), json!("mnemonic"));
+            map.insert("account".into(), json!(account));
+        }
+        let r = api.post("/v1/agents", &body)?;
+        expect_ok("create agent", &r)?;
+        Ok(Agent {
+            agent_pubkey: r.str("agent_pubkey"),
+            agent_id: r.str("agent_id"),
+            record: r.str("agent_key_record"),
+            provenance: r.str("provenance"),
+        })
+    }
+
+    /// `POST /v1/authorizations/grant`: the message to sign.
+    pub fn grant_message(&self, api: &Api, terms: &GrantTerms) -> Result<Message, String> {
+        let r = api.post("/v1/authorizations/grant", &terms.json(&self.wallet))?;
+        expect_ok("grant authorization", &r)?;
+        Ok(Message {
+            message: r.str("message"),
+            nonce: r.str("nonce"),
+            issued_at: r.body.get("issued_at").and_then(Value::as_u64).unwrap_or(0),
+            expires_at: r.body.get("expires_at").and_then(Value::as_u64).unwrap_or(0),
+            enclave_id: r.str("enclave_id"),
+        })
+    }
+
+    /// The `POST /v1/grants` body for a signed message.
+    pub fn grant_body(
+        &self,
+        terms: &GrantTerms,
+        message: &Message,
+        signature: &str,
+        vault: &Vault,
+    ) -> Value {
+        let mut body = terms.json(&self.wallet);
+        if let Some(map) = body.as_object_mut() {
+            map.insert("nonce".into(), json!(message.nonce));
+            map.insert("issued_at".into(), json!(message.issued_at));
+            map.insert("signature".into(), json!(signature));
+            map.insert("vault_record".into(), json!(vault.record));
+            map.insert("vault_provenance".into(), json!(vault.provenance));
+        }
+        body
+    }
+
+    /// The whole authorization: message, wallet signature, `POST /v1/grants`.
+    pub fn create_grant(
+        &self,
+        api: &Api,
+        vault: &Vault,
+        terms: &GrantTerms,
+    ) -> Result<Grant, String> {
+        let message = self.grant_message(api, terms)?;
+        let signature = self.sign_message(&message.message);
+        let r = api.post("/v1/grants", &self.grant_body(terms, &message, &signature, vault))?;
+        expect_ok("create grant", &r)?;
+        Ok(Grant {
+            grant_id: r.str("grant_id"),
+            record: r.str("grant_record"),
+            issued_at: r.body.get("issued_at").and_then(Value::as_u64).unwrap_or(0),
+            expires_at: r.body.get("expires_at").and_then(Value::as_u64).unwrap_or(0),
+            enclave_id: r.str("enclave_id"),
+            message: message.message,
+        })
+    }
+}

@@ -182,10 +182,16 @@ fn kms_setup_writes_the_config_the_image_bakes_in_and_the_enclave_parses() {
         "parent example must use vsock port {port}"
     );
     std::fs::write(dir.join("measurements.json"), &measured).unwrap();
-    let patched = example.replace(
-        "/etc/signer/measurements.json",
-        &dir.join("measurements.json").display().to_string(),
-    );
+    // The KMS key configured by alias, as docs/deploy.md §5 allows.
+    let example_key =
+        "key_id = \"arn:aws:kms:eu-west-1:111122223333:key/00000000-0000-0000-0000-000000000000\"";
+    assert!(example.contains(example_key));
+    let patched = example
+        .replace(
+            "/etc/signer/measurements.json",
+            &dir.join("measurements.json").display().to_string(),
+        )
+        .replace(example_key, "key_id = \"alias/signer-execution\"");
     std::fs::write(dir.join("parent.toml"), patched).unwrap();
     let settings = parent_settings(&dir.join("parent.toml"));
     assert_eq!(settings, format!("vsock:16:{port}"));

@@ -1,33 +1,43 @@
 #!/usr/bin/env bash
 # KMS setup for the signing enclave, in two steps around the image build:
 #
-#   1. scripts/kms-setup.sh create-key --region REGION [--alias alias/signer-execution]
-#        Creates the RSA_3072 ENCRYPT_DECRYPT execution key and writes deploy/enclave.toml (the
-#        measured config baked into the image) with its public key, using `signer-enclave config`
+#   1. scripts/kms-setup.sh create-key --region REGION --role-arn PARENT_ROLE_ARN
+#          [--admin-arn ARN] [--alias alias/signer-execution]
+#        Creates the RSA_3072 ENCRYPT_DECRYPT execution key *with an interim key policy*
+#        (build/interim-key-policy.json, from `attest key-policy --interim`): the key
+#        administrators (--admin-arn, default the account root of --role-arn) may manage the key
+#        and read its public key, and an explicit Deny refuses Decrypt and ReEncrypt* to everyone.
+#        So KMS's default policy (the account may do kms:*) never exists on this key. The final
+#        policy cannot be given here: it pins PCR0, and PCR0 measures the enclave config, which
+#        contains this key's public key. Then adds the alias and writes deploy/enclave.toml (the
+#        measured config baked into the image) with the public key, using `signer-enclave config`
 #        so the file is exactly what the enclave parses.
 #   2. scripts/build-eif.sh   → build/measurements.json
 #   3. scripts/kms-setup.sh apply-policy --region REGION --key-id KEY --role-arn PARENT_ROLE_ARN \
 #          --measurements build/measurements.json [--measurements old.json] [--pin 0,1,2] [--admin-arn ARN]
 #        Writes build/key-policy.json with `attest key-policy` (Decrypt only with an attestation
-#        whose ImageSha384/PCRs match, explicit Deny otherwise) and applies it. Give two
-#        --measurements during an upgrade (old and new image), one otherwise.
+#        whose ImageSha384/PCRs match, explicit Deny otherwise) and applies it, replacing the
+#        interim policy. Give two --measurements during an upgrade (old and new image), one
+#        otherwise. KEY may be a key id, key ARN, alias name (alias/…) or alias ARN: PutKeyPolicy
+#        takes key ids only, so an alias is resolved with `aws kms describe-key` first.
 #
-# Needs the AWS CLI v2 with credentials allowed to create keys and set key policies, and the
-# signer-enclave and attest binaries (built with cargo if absent; override with SIGNER_ENCLAVE_BIN
-# and ATTEST_BIN).
+# Works with the AWS CLI v1 and v2 (only options both have; the region comes from --region, or
+# AWS_REGION / AWS_DEFAULT_REGION). Needs credentials allowed to create keys, aliases and key
+# policies, and the signer-enclave and attest binaries (built with cargo if absent; override with
+# SIGNER_ENCLAVE_BIN and ATTEST_BIN). Policy files go to build/ (override with SIGNER_BUILD_DIR).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-usage() { sed -n '2,20p' "$0"; exit 2; }
+usage() { sed -n '2,27p' "$0"; exit 2; }
 die() { echo "kms-setup: $*" >&2; exit 1; }
 
 [ $# -ge 1 ] || usage
 command=$1
 shift
 
-region="${AWS_REGION:-}"
+region="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
 alias_name="alias/signer-execution"
 config_out="deploy/enclave.toml"
 key_id=""
@@ -62,19 +72,34 @@ binary() {
 
 case "$command" in
   create-key)
+    [ -n "$role_arn$admin_arn" ] ||
+      die "--role-arn (the parent's role: its account root administers the key) or --admin-arn is required"
     enclave_bin=$(binary signer-enclave SIGNER_ENCLAVE_BIN)
+    attest_bin=$(binary attest ATTEST_BIN)
+    args=(key-policy --interim)
+    if [ -n "$role_arn" ]; then
+      args+=(--role-arn "$role_arn")
+    fi
+    if [ -n "$admin_arn" ]; then
+      args+=(--admin-arn "$admin_arn")
+    fi
+    out_dir=${SIGNER_BUILD_DIR:-build}
+    mkdir -p "$out_dir"
+    "$attest_bin" "${args[@]}" > "$out_dir/interim-key-policy.json"
     key_arn=$(aws kms create-key --region "$region" \
       --key-spec RSA_3072 --key-usage ENCRYPT_DECRYPT \
       --description "signing enclave execution key" \
+      --policy "file://$out_dir/interim-key-policy.json" \
       --query KeyMetadata.Arn --output text)
-    echo "created $key_arn" >&2
+    echo "created $key_arn with the interim policy $out_dir/interim-key-policy.json" >&2
     if [ -n "$alias_name" ]; then
       aws kms create-alias --region "$region" --alias-name "$alias_name" --target-key-id "$key_arn"
+      echo "alias $alias_name -> $key_arn" >&2
     fi
     public_key=$(aws kms get-public-key --region "$region" --key-id "$key_arn" --query PublicKey --output text)
     mkdir -p "$(dirname "$config_out")"
     "$enclave_bin" config --kms-public-key "$public_key" --kms-key-id "$key_arn" > "$config_out"
-    echo "wrote $config_out; next: scripts/build-eif.sh, then kms-setup.sh apply-policy --key-id $key_arn" >&2
+    echo "wrote $config_out; next: scripts/build-eif.sh, then kms-setup.sh apply-policy --key-id ${alias_name:-$key_arn}" >&2
     echo "$key_arn"
     ;;
   apply-policy)
@@ -94,9 +119,16 @@ case "$command" in
     "$attest_bin" "${args[@]}" > "$out_dir/key-policy.json"
     echo "policy written to $out_dir/key-policy.json:" >&2
     cat "$out_dir/key-policy.json" >&2
-    aws kms put-key-policy --region "$region" --key-id "$key_id" --policy-name default \
+    key_arn=$key_id
+    case "$key_id" in
+      alias/* | arn:*:alias/*)
+        key_arn=$(aws kms describe-key --region "$region" --key-id "$key_id" --query KeyMetadata.Arn --output text)
+        echo "$key_id is $key_arn" >&2
+        ;;
+    esac
+    aws kms put-key-policy --region "$region" --key-id "$key_arn" --policy-name default \
       --policy "file://$out_dir/key-policy.json"
-    echo "applied to $key_id" >&2
+    echo "applied to $key_arn" >&2
     ;;
   *) usage ;;
 esac

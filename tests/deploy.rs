@@ -1,7 +1,10 @@
 //! No drift between the deployment scripts, the image and the code: the config
 //! `scripts/kms-setup.sh` writes is the one `Dockerfile.enclave` bakes in and the enclave parses;
 //! the policy it applies pins the measurements; ports, paths and example configs agree.
-//! The AWS CLI is replaced by a stub that records its calls.
+//! The AWS CLI is replaced by a stub that records its calls: these tests check what only a
+//! stub can see (the exact arguments the script passes, that every call names the region, that
+//! no option only one CLI major version has is used). `tests/aws_cli.rs` runs the same script
+//! with the real AWS CLI against kms-sim.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::path::{Path, PathBuf};
@@ -19,25 +22,31 @@ fn bin(name: &str) -> PathBuf {
     signer_sim::process::binary(name).unwrap()
 }
 
-/// A fake `aws` that logs its arguments and answers create-key / get-public-key.
+const KEY_ARN: &str = "arn:aws:kms:eu-west-1:111122223333:key/11111111-2222-3333-4444-555555555555";
+const ROLE: &str = "arn:aws:iam::111122223333:role/signer-parent";
+
+/// A fake `aws` that logs its arguments, keeps the policy files it is given and answers
+/// create-key / get-public-key / describe-key.
 fn stub_aws(dir: &Path, public_key_b64: &str) -> PathBuf {
     let stub_dir = dir.join("stub-bin");
     std::fs::create_dir_all(&stub_dir).unwrap();
     let script = format!(
         r#"#!/usr/bin/env bash
 echo "$*" >> "{log}"
+keep() {{ for a in "$@"; do case "$a" in file://*) cp "${{a#file://}}" "{dir}/$1" ;; esac; done; }}
 case "$2" in
-  create-key) echo "arn:aws:kms:eu-west-1:111122223333:key/11111111-2222-3333-4444-555555555555" ;;
+  create-key) keep created-policy.json "$@"; echo "{arn}" ;;
   get-public-key) echo "{pk}" ;;
-  put-key-policy)
-    for a in "$@"; do case "$a" in file://*) cp "${{a#file://}}" "{dir}/applied-policy.json" ;; esac; done ;;
+  describe-key) echo "{arn}" ;;
+  put-key-policy) keep applied-policy.json "$@" ;;
   create-alias) ;;
   *) echo "unexpected aws call: $*" >&2; exit 1 ;;
 esac
 "#,
         log = dir.join("aws.log").display(),
         pk = public_key_b64,
-        dir = dir.display()
+        dir = dir.display(),
+        arn = KEY_ARN,
     );
     let path = stub_dir.join("aws");
     std::fs::write(&path, script).unwrap();
@@ -47,6 +56,20 @@ esac
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     stub_dir
+}
+
+/// Every call names the region and uses only options the AWS CLI v1 and v2 both have.
+fn assert_portable_calls(log: &str) {
+    assert!(!log.is_empty());
+    for line in log.lines() {
+        assert!(line.starts_with("kms "), "{line}");
+        assert!(line.contains(" --region eu-west-1"), "no region: {line}");
+        for v2_only in
+            ["--cli-binary-format", "--no-cli-pager", "--cli-auto-prompt", "--no-cli-auto-prompt"]
+        {
+            assert!(!line.contains(v2_only), "{v2_only} is AWS CLI v2 only: {line}");
+        }
+    }
 }
 
 fn kms_public_key_b64() -> String {
@@ -78,14 +101,40 @@ fn kms_setup_writes_the_config_the_image_bakes_in_and_the_enclave_parses() {
     let config = dir.join("enclave.toml");
 
     let printed = run(Command::new(repo().join("scripts/kms-setup.sh"))
-        .args(["create-key", "--region", "eu-west-1", "--config-out"])
+        .args(["create-key", "--region", "eu-west-1", "--role-arn", ROLE, "--config-out"])
         .arg(&config)
         .env("PATH", &path)
-        .env("SIGNER_ENCLAVE_BIN", bin("signer-enclave")));
-    assert_eq!(
-        printed.trim(),
-        "arn:aws:kms:eu-west-1:111122223333:key/11111111-2222-3333-4444-555555555555"
+        .env("SIGNER_ENCLAVE_BIN", bin("signer-enclave"))
+        .env("ATTEST_BIN", bin("attest"))
+        .env("SIGNER_BUILD_DIR", dir.join("build")));
+    assert_eq!(printed.trim(), KEY_ARN);
+
+    // The key is created with its interim policy (never KMS's default), then aliased.
+    let log = std::fs::read_to_string(dir.join("aws.log")).unwrap();
+    assert_portable_calls(&log);
+    let calls: Vec<&str> = log.lines().collect();
+    assert_eq!(calls.len(), 3, "{log}");
+    assert!(calls[0].starts_with(
+        "kms create-key --region eu-west-1 --key-spec RSA_3072 --key-usage ENCRYPT_DECRYPT"
+    ));
+    let interim_file = dir.join("build/interim-key-policy.json");
+    assert!(
+        calls[0].contains(&format!("--policy file://{}", interim_file.display())),
+        "{}",
+        calls[0]
     );
+    assert_eq!(
+        calls[1],
+        format!(
+            "kms create-alias --region eu-west-1 --alias-name alias/signer-execution --target-key-id {KEY_ARN}"
+        )
+    );
+    assert!(
+        calls[2].starts_with(&format!("kms get-public-key --region eu-west-1 --key-id {KEY_ARN}"))
+    );
+    let created = std::fs::read_to_string(dir.join("created-policy.json")).unwrap();
+    let expected = nitro_attestation::key_policy::generate_interim(Some(ROLE), None).unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&created).unwrap(), expected);
 
     // The enclave parses it, with the KMS key from `get-public-key` pinned.
     let text = std::fs::read(&config).unwrap();
@@ -133,10 +182,16 @@ fn kms_setup_writes_the_config_the_image_bakes_in_and_the_enclave_parses() {
         "parent example must use vsock port {port}"
     );
     std::fs::write(dir.join("measurements.json"), &measured).unwrap();
-    let patched = example.replace(
-        "/etc/signer/measurements.json",
-        &dir.join("measurements.json").display().to_string(),
-    );
+    // The KMS key configured by alias, as docs/deploy.md §5 allows.
+    let example_key =
+        "key_id = \"arn:aws:kms:eu-west-1:111122223333:key/00000000-0000-0000-0000-000000000000\"";
+    assert!(example.contains(example_key));
+    let patched = example
+        .replace(
+            "/etc/signer/measurements.json",
+            &dir.join("measurements.json").display().to_string(),
+        )
+        .replace(example_key, "key_id = \"alias/signer-execution\"");
     std::fs::write(dir.join("parent.toml"), patched).unwrap();
     let settings = parent_settings(&dir.join("parent.toml"));
     assert_eq!(settings, format!("vsock:16:{port}"));
@@ -193,31 +248,43 @@ fn kms_setup_applies_a_policy_pinned_to_every_given_image() {
     };
     let old = write("old.json", random::<48>());
     let new = write("new.json", random::<48>());
-    let role = "arn:aws:iam::111122223333:role/signer-parent";
-    run(Command::new(repo().join("scripts/kms-setup.sh"))
-        .args([
-            "apply-policy",
-            "--region",
-            "eu-west-1",
-            "--key-id",
-            "k",
-            "--role-arn",
-            role,
-            "--measurements",
-        ])
-        .arg(&old)
-        .arg("--measurements")
-        .arg(&new)
-        .env("PATH", &path)
-        .env("ATTEST_BIN", bin("attest"))
-        .env("SIGNER_BUILD_DIR", dir.join("build")));
-    let applied = std::fs::read_to_string(dir.join("applied-policy.json")).unwrap();
-    let policy = nitro_attestation::key_policy::KeyPolicy::parse(&applied).unwrap();
+    let apply = |key: &str| {
+        run(Command::new(repo().join("scripts/kms-setup.sh"))
+            .args(["apply-policy", "--key-id", key, "--role-arn", ROLE, "--measurements"])
+            .arg(&old)
+            .arg("--measurements")
+            .arg(&new)
+            .env("AWS_DEFAULT_REGION", "eu-west-1")
+            .env_remove("AWS_REGION")
+            .env("PATH", &path)
+            .env("ATTEST_BIN", bin("attest"))
+            .env("SIGNER_BUILD_DIR", dir.join("build")));
+    };
+    // By alias: resolved with describe-key first (PutKeyPolicy takes key ids only); by key id:
+    // passed through. The region comes from AWS_DEFAULT_REGION (the CLI v1's variable) too.
+    apply("alias/signer-execution");
+    apply("11111111-2222-3333-4444-555555555555");
     let log = std::fs::read_to_string(dir.join("aws.log")).unwrap();
-    assert!(
-        log.contains("kms put-key-policy --region eu-west-1 --key-id k --policy-name default"),
-        "{log}"
+    assert_portable_calls(&log);
+    let policy_file = dir.join("build/key-policy.json");
+    let calls: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        calls,
+        [
+            "kms describe-key --region eu-west-1 --key-id alias/signer-execution --query KeyMetadata.Arn --output text".to_string(),
+            format!(
+                "kms put-key-policy --region eu-west-1 --key-id {KEY_ARN} --policy-name default --policy file://{}",
+                policy_file.display()
+            ),
+            format!(
+                "kms put-key-policy --region eu-west-1 --key-id 11111111-2222-3333-4444-555555555555 --policy-name default --policy file://{}",
+                policy_file.display()
+            ),
+        ]
     );
+    let applied = std::fs::read_to_string(dir.join("applied-policy.json")).unwrap();
+    assert_eq!(applied, std::fs::read_to_string(&policy_file).unwrap());
+    let policy = nitro_attestation::key_policy::KeyPolicy::parse(&applied).unwrap();
     for (file, allowed) in
         [(&old, true), (&new, true), (&write("other.json", random::<48>()), false)]
     {
@@ -235,7 +302,7 @@ fn kms_setup_applies_a_policy_pinned_to_every_given_image() {
         }
         let request = nitro_attestation::key_policy::Request {
             action: "kms:Decrypt",
-            principal: Some(role),
+            principal: Some(ROLE),
             context,
         };
         assert_eq!(policy.evaluate(&request).decision.is_allow(), allowed, "{}", file.display());

@@ -2,8 +2,10 @@
 //! carrying an attestation document ("would KMS allow this?").
 //!
 //! The generated policy (SPEC §12):
-//! - key administration for the account (or `--admin-arn`) **without** `Decrypt`, `ReEncrypt*`,
-//!   `Encrypt` or `GenerateDataKey*`;
+//! - key administration for the account (or `--admin-arn`): an explicit list of actions
+//!   ([`ADMIN_ACTIONS`]), no wildcards, **without** `Decrypt`, `ReEncrypt*`, `Encrypt`,
+//!   `GenerateDataKey*`, `CreateGrant` or `ReplicateKey`. It keeps `PutKeyPolicy` (the upgrade
+//!   runbook rewrites the policy), so whoever may call it stays in the trusted base;
 //! - `GetPublicKey`/`DescribeKey` for the parent's role (it fetches the key to pin it);
 //! - `Decrypt` for the parent's role only with `StringEqualsIgnoreCase` on
 //!   `kms:RecipientAttestation:ImageSha384` (= PCR0) and any further pinned `PCR<n>`;
@@ -12,6 +14,12 @@
 //! - an explicit `Deny` of `Decrypt` for everyone whose attested measurements differ
 //!   (`StringNotEqualsIgnoreCase`, one statement per pinned value, because keys inside one
 //!   condition block are AND-ed), and of `ReEncrypt*`.
+//!
+//! The final policy cannot exist when the key is created: it pins PCR0, and PCR0 measures the
+//! enclave config, which contains this key's public key. [`generate_interim`] is the policy the
+//! key is created with instead: the same administration statement (so the administrators can
+//! read the public key and later put the final policy) and an explicit `Deny` of `Decrypt` and
+//! `ReEncrypt*` to everyone, so KMS's default policy ("the account may do `kms:*`") never exists.
 //!
 //! Evaluation follows IAM semantics for the subset we generate and the KMS emulator accepts:
 //! explicit Deny wins, then any Allow, else implicit deny. Supported condition operators:
@@ -34,25 +42,30 @@ pub fn pcr_condition_key(index: u8) -> String {
     format!("kms:RecipientAttestation:PCR{index}")
 }
 
-/// Key-administration actions granted to the account; deliberately excludes every action that
-/// yields or moves plaintext.
-pub const ADMIN_ACTIONS: [&str; 16] = [
-    "kms:Create*",
-    "kms:Describe*",
-    "kms:Enable*",
-    "kms:List*",
-    "kms:Put*",
-    "kms:Update*",
-    "kms:Revoke*",
-    "kms:Disable*",
-    "kms:Get*",
-    "kms:Delete*",
+/// Key-administration actions granted to the administrators, listed one by one (a wildcard
+/// such as `kms:Put*` or `kms:Create*` would also grant whatever KMS adds under that prefix, and
+/// `kms:CreateGrant`). Deliberately excludes every action that yields or moves plaintext or key
+/// material: `Decrypt`, `ReEncrypt*`, `Encrypt`, `GenerateDataKey*`, `CreateGrant`,
+/// `ReplicateKey`. `PutKeyPolicy` stays: the upgrade runbook needs it.
+pub const ADMIN_ACTIONS: [&str; 18] = [
+    "kms:DescribeKey",
+    "kms:GetPublicKey",
+    "kms:GetKeyPolicy",
+    "kms:PutKeyPolicy",
+    "kms:ListKeyPolicies",
+    "kms:ListResourceTags",
+    "kms:ListGrants",
+    "kms:RevokeGrant",
+    "kms:EnableKey",
+    "kms:DisableKey",
+    "kms:CreateAlias",
+    "kms:UpdateAlias",
+    "kms:DeleteAlias",
+    "kms:UpdateKeyDescription",
     "kms:TagResource",
     "kms:UntagResource",
     "kms:ScheduleKeyDeletion",
     "kms:CancelKeyDeletion",
-    "kms:RotateKeyOnDemand",
-    "kms:ReplicateKey",
 ];
 
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -67,6 +80,10 @@ pub enum KeyPolicyError {
     Json(String),
     #[error("key policy statement {index}: {reason}")]
     Unsupported { index: usize, reason: String },
+    #[error(
+        "a key administrator is needed: give the parent's role ARN (its account root) or an admin ARN"
+    )]
+    NoAdministrator,
 }
 
 /// Inputs for [`generate`].
@@ -114,12 +131,61 @@ fn parse_principal_arn(arn: &str) -> Result<Arn<'_>, KeyPolicyError> {
     Ok(Arn { partition, account })
 }
 
+/// The key administrator: `admin_arn`, else the account root of `role_arn`.
+fn administrator(
+    role_arn: Option<&str>,
+    admin_arn: Option<&str>,
+) -> Result<String, KeyPolicyError> {
+    if let Some(admin) = admin_arn {
+        parse_principal_arn(admin)?;
+        return Ok(admin.to_string());
+    }
+    let role = role_arn.ok_or(KeyPolicyError::NoAdministrator)?;
+    let arn = parse_principal_arn(role)?;
+    Ok(format!("arn:{}:iam::{}:root", arn.partition, arn.account))
+}
+
+fn administration_statement(admin: &str) -> Value {
+    json!({
+        "Sid": "KeyAdministrationWithoutPlaintext",
+        "Effect": "Allow",
+        "Principal": {"AWS": admin},
+        "Action": ADMIN_ACTIONS,
+        "Resource": "*"
+    })
+}
+
+/// The policy a key is created with, before the enclave image (and so the final policy) can
+/// exist: administration for `admin_arn` (default: the account root of `role_arn`) and an
+/// explicit `Deny` of `Decrypt` and `ReEncrypt*` to everyone, whatever the request carries.
+pub fn generate_interim(
+    role_arn: Option<&str>,
+    admin_arn: Option<&str>,
+) -> Result<Value, KeyPolicyError> {
+    if let Some(role) = role_arn {
+        parse_principal_arn(role)?;
+    }
+    let admin = administrator(role_arn, admin_arn)?;
+    Ok(json!({
+        "Version": "2012-10-17",
+        "Id": "signer-enclave-execution-key-interim",
+        "Statement": [
+            administration_statement(&admin),
+            {
+                "Sid": "NoDecryptUntilTheAttestedPolicy",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": ["kms:Decrypt", "kms:ReEncrypt*"],
+                "Resource": "*"
+            }
+        ]
+    }))
+}
+
 /// Builds the key policy described in the module docs.
 pub fn generate(params: &KeyPolicyParams<'_>) -> Result<Value, KeyPolicyError> {
-    let arn = parse_principal_arn(params.role_arn)?;
-    if let Some(admin) = params.admin_arn {
-        parse_principal_arn(admin)?;
-    }
+    parse_principal_arn(params.role_arn)?;
+    let admin = administrator(Some(params.role_arn), params.admin_arn)?;
     if let Some(encrypt) = params.encrypt_role_arn {
         parse_principal_arn(encrypt)?;
     }
@@ -148,23 +214,13 @@ pub fn generate(params: &KeyPolicyParams<'_>) -> Result<Value, KeyPolicyError> {
     let condition_key = |index: u8| {
         if index == 0 { IMAGE_SHA384_KEY.to_string() } else { pcr_condition_key(index) }
     };
-    let admin = params
-        .admin_arn
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("arn:{}:iam::{}:root", arn.partition, arn.account));
 
     let mut allow_conditions = serde_json::Map::new();
     for (index, values) in &pinned {
         allow_conditions.insert(condition_key(*index), one_or_many(values));
     }
     let mut statements = vec![
-        json!({
-            "Sid": "KeyAdministrationWithoutPlaintext",
-            "Effect": "Allow",
-            "Principal": {"AWS": admin},
-            "Action": ADMIN_ACTIONS,
-            "Resource": "*"
-        }),
+        administration_statement(&admin),
         json!({
             "Sid": "ParentReadsPublicKey",
             "Effect": "Allow",
@@ -635,6 +691,99 @@ mod tests {
         assert!(policy.evaluate(&admin_put).decision.is_allow());
         let reencrypt = Request { action: "kms:ReEncryptFrom", ..ok };
         assert!(matches!(policy.evaluate(&reencrypt).decision, Decision::ExplicitDeny { .. }));
+    }
+
+    /// The administration statement of a generated policy.
+    fn admin_actions(policy: &Value) -> Vec<String> {
+        let statement = policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == "KeyAdministrationWithoutPlaintext")
+            .unwrap();
+        statement["Action"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().into()).collect()
+    }
+
+    #[test]
+    fn admin_statement_is_explicit_and_never_moves_plaintext_or_key_material() {
+        let final_policy = generate(&KeyPolicyParams {
+            role_arn: ROLE,
+            pcrs: &[pcrs()],
+            pin: &[0],
+            admin_arn: None,
+            encrypt_role_arn: None,
+        })
+        .unwrap();
+        let interim = generate_interim(Some(ROLE), None).unwrap();
+        for policy in [&final_policy, &interim] {
+            let actions = admin_actions(policy);
+            assert_eq!(actions, ADMIN_ACTIONS.map(String::from).to_vec());
+            for action in &actions {
+                assert!(!action.contains('*') && !action.contains('?'), "wildcard {action}");
+                for forbidden in
+                    ["Replicate", "Decrypt", "Encrypt", "GenerateDataKey", "CreateGrant"]
+                {
+                    assert!(!action.contains(forbidden), "{action} in the admin statement");
+                }
+            }
+            assert!(actions.contains(&"kms:PutKeyPolicy".to_string()), "the runbook needs it");
+
+            let parsed = KeyPolicy::parse(&policy.to_string()).unwrap();
+            let admin = |action| Request {
+                action,
+                principal: Some("arn:aws:iam::111122223333:role/admin"),
+                context: BTreeMap::new(),
+            };
+            for allowed in
+                ["kms:PutKeyPolicy", "kms:GetPublicKey", "kms:DisableKey", "kms:CreateAlias"]
+            {
+                assert!(parsed.evaluate(&admin(allowed)).decision.is_allow(), "{allowed}");
+            }
+            for refused in
+                ["kms:ReplicateKey", "kms:CreateGrant", "kms:Encrypt", "kms:GenerateDataKey"]
+            {
+                assert_eq!(parsed.evaluate(&admin(refused)).decision, Decision::ImplicitDeny);
+            }
+        }
+        // An explicit administrator replaces the account root.
+        let admin = "arn:aws:iam::111122223333:role/kms-admin";
+        let interim = generate_interim(None, Some(admin)).unwrap();
+        let statement = &interim["Statement"][0];
+        assert_eq!(statement["Principal"]["AWS"], admin);
+    }
+
+    #[test]
+    fn interim_policy_denies_decrypt_to_everyone_even_with_a_valid_attestation() {
+        let json = generate_interim(Some(ROLE), None).unwrap();
+        let policy = KeyPolicy::parse(&json.to_string()).unwrap();
+        let attested = Request {
+            action: "kms:Decrypt",
+            principal: Some(ROLE),
+            context: context(&[0xaa; 48], &[0xbb; 48]),
+        };
+        let denied = Decision::ExplicitDeny { sid: Some("NoDecryptUntilTheAttestedPolicy".into()) };
+        assert_eq!(policy.evaluate(&attested).decision, denied);
+        for principal in [Some("arn:aws:iam::111122223333:root"), Some(ROLE), None] {
+            for action in ["kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo"] {
+                let request = Request { action, principal, context: BTreeMap::new() };
+                assert_eq!(policy.evaluate(&request).decision, denied, "{action} {principal:?}");
+            }
+        }
+        // The administrators can still read the public key and put the final policy; others
+        // cannot.
+        let read = Request { action: "kms:GetPublicKey", ..attested.clone() };
+        assert!(policy.evaluate(&read).decision.is_allow());
+        let put = Request { action: "kms:PutKeyPolicy", context: BTreeMap::new(), ..attested };
+        assert!(policy.evaluate(&put).decision.is_allow());
+        let stranger = Request { principal: Some("arn:aws:iam::999999999999:role/x"), ..read };
+        assert_eq!(policy.evaluate(&stranger).decision, Decision::ImplicitDeny);
+
+        assert_eq!(generate_interim(None, None), Err(KeyPolicyError::NoAdministrator));
+        assert!(matches!(
+            generate_interim(Some("signer-parent"), None),
+            Err(KeyPolicyError::Arn(_))
+        ));
+        assert!(matches!(generate_interim(None, Some("root")), Err(KeyPolicyError::Arn(_))));
     }
 
     #[test]

@@ -51,15 +51,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a KMS key policy that allows Decrypt only to an enclave with these measurements.
+    /// Write a KMS key policy that allows Decrypt only to an enclave with these measurements
+    /// (or, with --interim, the policy to create the key with: Decrypt denied to everyone).
     KeyPolicy {
         /// `nitro-cli build-enclave` / `describe-eif` measurement JSON. Repeat to allow several
         /// images at once (during an upgrade: the old and the new).
-        #[arg(long, required = true)]
+        #[arg(long, required_unless_present = "interim")]
         pcrs: Vec<PathBuf>,
         /// ARN of the role the parent daemon runs as (it calls Decrypt with the enclave's attestation).
-        #[arg(long)]
-        role_arn: String,
+        #[arg(long, required_unless_present = "interim")]
+        role_arn: Option<String>,
+        /// The policy to create the key with, before the image exists (its PCR0 covers the key's
+        /// public key): key administration only, Decrypt and ReEncrypt* denied to everyone.
+        #[arg(long, conflicts_with_all = ["pcrs", "encrypt_role_arn"])]
+        interim: bool,
         /// PCR indexes to pin (0 = ImageSha384 is required; 1, 2, 3, 8 optional).
         #[arg(long, value_delimiter = ',', default_value = "0")]
         pin: Vec<u8>,
@@ -143,13 +148,19 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Verify(args) => run_verify(args),
         Command::Inspect { file, json } => run_inspect(&file, json),
-        Command::KeyPolicy { pcrs, role_arn, pin, admin_arn, encrypt_role_arn } => run_key_policy(
-            &pcrs,
-            &role_arn,
-            &pin,
-            admin_arn.as_deref(),
-            encrypt_role_arn.as_deref(),
-        ),
+        Command::KeyPolicy { pcrs, role_arn, interim, pin, admin_arn, encrypt_role_arn } => {
+            if interim {
+                run_interim_key_policy(role_arn.as_deref(), admin_arn.as_deref())
+            } else {
+                run_key_policy(
+                    &pcrs,
+                    role_arn.as_deref().unwrap_or_default(),
+                    &pin,
+                    admin_arn.as_deref(),
+                    encrypt_role_arn.as_deref(),
+                )
+            }
+        }
         Command::Explain { file, policy, principal, root, at, json } => {
             run_explain(&file, &policy, principal.as_deref(), root.as_deref(), at.as_deref(), json)
         }
@@ -465,6 +476,15 @@ fn run_key_policy(
         admin_arn,
         encrypt_role_arn,
     })?;
+    println!("{}", serde_json::to_string_pretty(&policy)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_interim_key_policy(
+    role_arn: Option<&str>,
+    admin_arn: Option<&str>,
+) -> Result<ExitCode, UsageError> {
+    let policy = key_policy::generate_interim(role_arn, admin_arn)?;
     println!("{}", serde_json::to_string_pretty(&policy)?);
     Ok(ExitCode::SUCCESS)
 }

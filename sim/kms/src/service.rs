@@ -1,9 +1,19 @@
-//! The KMS operations the product uses, over the real JSON shapes (awsJson1.1, `TrentService.*`):
-//! CreateKey, DescribeKey, ListKeys, GetPublicKey, Encrypt, Decrypt (with and without
-//! `Recipient`), PutKeyPolicy, GetKeyPolicy, EnableKey, DisableKey.
+//! The KMS operations the product, its scripts and its runbooks use, over the real JSON shapes
+//! (awsJson1.1, `TrentService.*`): CreateKey, DescribeKey, ListKeys, GetPublicKey, Encrypt,
+//! Decrypt (with and without `Recipient`), PutKeyPolicy, GetKeyPolicy, ListKeyPolicies,
+//! EnableKey, DisableKey, ScheduleKeyDeletion, CancelKeyDeletion, CreateAlias, UpdateAlias,
+//! DeleteAlias, ListAliases.
 //!
-//! Every operation except CreateKey is checked against the key's policy with the caller's
-//! principal. For `Decrypt` with `Recipient` the attestation document is verified first (the
+//! Key identifiers follow KMS: operations that accept an alias (DescribeKey, GetPublicKey,
+//! Encrypt, Decrypt) take a key id, key ARN, `alias/NAME` or alias ARN; the others take a key id
+//! or key ARN only and answer an alias with `InvalidArnException` ("Key Aliases are not supported
+//! for this operation."). Key states are `Enabled`, `Disabled` and `PendingDeletion`; a key whose
+//! deletion date has passed is deleted (with its aliases) on the next call.
+//!
+//! Every operation on a key except CreateKey is checked against the key's policy with the
+//! caller's principal (ListKeys and ListAliases are IAM-only in KMS and are not checked). A policy
+//! set by CreateKey or PutKeyPolicy must still allow the caller `kms:PutKeyPolicy` unless
+//! `BypassPolicyLockoutSafetyCheck` is true (KMS's lockout safety check). For `Decrypt` with `Recipient` the attestation document is verified first (the
 //! `nitro-attestation` crate, against the configured root, at most five minutes old), its PCRs
 //! become the `kms:RecipientAttestation:*` condition keys, and on success the plaintext is
 //! returned only as a `CiphertextForRecipient` envelope of KMS's exact shape.
@@ -29,7 +39,7 @@ use serde_json::{Map, Value, json};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::store::{Key, KeySpec, Material, Store};
+use crate::store::{Alias, Key, KeySpec, KeyState, Material, Metadata, PendingDeletion, Store};
 
 const SYMMETRIC_MAGIC: &[u8; 5] = b"KSIM1";
 
@@ -55,6 +65,9 @@ impl KmsError {
     }
     fn not_found(m: impl Into<String>) -> Self {
         Self::new("NotFoundException", m)
+    }
+    fn invalid_state(m: impl Into<String>) -> Self {
+        Self::new("KMSInvalidStateException", m)
     }
     fn internal(m: impl Into<String>) -> Self {
         Self::new("KMSInternalException", m)
@@ -105,6 +118,25 @@ fn string(body: &Value, name: &str) -> Result<Option<String>, KmsError> {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(KmsError::new("SerializationException", format!("{name} must be a string"))),
+    }
+}
+
+fn integer(body: &Value, name: &str) -> Result<Option<i64>, KmsError> {
+    match field(body, name) {
+        None => Ok(None),
+        Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+            KmsError::new("SerializationException", format!("{name} must be an integer"))
+        }),
+    }
+}
+
+fn boolean(body: &Value, name: &str) -> Result<bool, KmsError> {
+    match field(body, name) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => {
+            Err(KmsError::new("SerializationException", format!("{name} must be a boolean")))
+        }
     }
 }
 
@@ -190,17 +222,78 @@ impl Kms {
         .to_string()
     }
 
-    fn find<'a>(&self, store: &'a Store, key_id: &str) -> Result<&'a Key, KmsError> {
-        let id = key_id.rsplit_once("key/").map_or(key_id, |(_, id)| id);
+    fn alias_arn(&self, name: &str) -> String {
+        format!("arn:aws:kms:{}:{}:{name}", self.settings.region, self.settings.account)
+    }
+
+    /// Parses a `KeyId`: key id, key ARN, `alias/NAME` or alias ARN (of this account and
+    /// Region). What KMS answers for anything else: `NotFoundException` "Invalid keyId …".
+    fn parse_key_ref(&self, raw: &str) -> Result<KeyRef, KmsError> {
+        let invalid = || KmsError::not_found(format!("Invalid keyId {raw}"));
+        let (local, resource) = match raw.strip_prefix("arn:") {
+            None => (true, raw),
+            Some(rest) => {
+                let mut parts = rest.splitn(5, ':');
+                let (Some(_partition), Some("kms"), Some(region), Some(account), Some(resource)) =
+                    (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(invalid());
+                };
+                (region == self.settings.region && account == self.settings.account, resource)
+            }
+        };
+        if resource.starts_with("alias/") {
+            if !local {
+                return Err(KmsError::not_found(format!("Alias {raw} is not found.")));
+            }
+            return Ok(KeyRef::Alias(resource.to_string()));
+        }
+        let id = if raw.starts_with("arn:") {
+            resource.strip_prefix("key/").ok_or_else(invalid)?
+        } else {
+            resource
+        };
+        uuid::Uuid::try_parse(id).map_err(|_| invalid())?;
+        if !local {
+            return Err(KmsError::not_found(format!("Key '{raw}' does not exist")));
+        }
+        Ok(KeyRef::Id(id.to_ascii_lowercase()))
+    }
+
+    /// The index of the key `raw` names (see [`parse_key_ref`](Self::parse_key_ref)); an alias
+    /// is refused with KMS's `InvalidArnException` where the operation takes key ids only.
+    fn resolve(&self, store: &Store, raw: &str, names: Names) -> Result<usize, KmsError> {
+        let id = match self.parse_key_ref(raw)? {
+            KeyRef::Alias(_) if names == Names::KeyOnly => {
+                return Err(KmsError::new(
+                    "InvalidArnException",
+                    "Key Aliases are not supported for this operation.",
+                ));
+            }
+            KeyRef::Alias(name) => store
+                .aliases
+                .iter()
+                .find(|a| a.name == name)
+                .map(|a| a.target.clone())
+                .ok_or_else(|| {
+                    KmsError::not_found(format!("Alias {} is not found.", self.alias_arn(&name)))
+                })?,
+            KeyRef::Id(id) => id,
+        };
         store
             .keys
             .iter()
-            .find(|k| k.id == id)
-            .ok_or_else(|| KmsError::not_found(format!("Key '{}' does not exist", self.arn(id))))
+            .position(|k| k.id == id)
+            .ok_or_else(|| KmsError::not_found(format!("Key '{}' does not exist", self.arn(&id))))
+    }
+
+    fn find<'a>(&self, store: &'a Store, raw: &str, names: Names) -> Result<&'a Key, KmsError> {
+        let index = self.resolve(store, raw, names)?;
+        store.keys.get(index).ok_or_else(|| KmsError::internal("key index out of range"))
     }
 
     fn metadata(&self, key: &Key) -> Value {
-        json!({
+        let mut meta = json!({
             "AWSAccountId": self.settings.account,
             "KeyId": key.id,
             "Arn": self.arn(&key.id),
@@ -208,14 +301,19 @@ impl Kms {
             "Enabled": key.enabled,
             "Description": key.description,
             "KeyUsage": "ENCRYPT_DECRYPT",
-            "KeyState": if key.enabled { "Enabled" } else { "Disabled" },
+            "KeyState": key.state().name(),
             "Origin": "AWS_KMS",
             "KeyManager": "CUSTOMER",
             "CustomerMasterKeySpec": key.spec.name(),
             "KeySpec": key.spec.name(),
             "EncryptionAlgorithms": key.spec.encryption_algorithms(),
             "MultiRegion": false,
-        })
+        });
+        if let (Some(p), Some(map)) = (key.pending_deletion, meta.as_object_mut()) {
+            map.insert("DeletionDate".into(), json!(p.deletion_date));
+            map.insert("PendingDeletionWindowInDays".into(), json!(p.window_days));
+        }
+        meta
     }
 
     /// Checks the key policy for `action` with `context`; AccessDeniedException otherwise.
@@ -249,12 +347,76 @@ impl Kms {
         }
     }
 
-    fn enabled(&self, key: &Key) -> Result<(), KmsError> {
-        if key.enabled {
+    /// A key usable for cryptographic operations: `DisabledException` when disabled,
+    /// `KMSInvalidStateException` when pending deletion.
+    fn usable(&self, key: &Key) -> Result<(), KmsError> {
+        match key.state() {
+            KeyState::Enabled => Ok(()),
+            KeyState::Disabled => Err(KmsError::new(
+                "DisabledException",
+                format!("{} is disabled.", self.arn(&key.id)),
+            )),
+            KeyState::PendingDeletion(_) => Err(self.pending(key)),
+        }
+    }
+
+    fn pending(&self, key: &Key) -> KmsError {
+        KmsError::invalid_state(format!("{} is pending deletion.", self.arn(&key.id)))
+    }
+
+    fn not_pending(&self, key: &Key) -> Result<(), KmsError> {
+        match key.state() {
+            KeyState::PendingDeletion(_) => Err(self.pending(key)),
+            _ => Ok(()),
+        }
+    }
+
+    /// KMS's lockout safety check: a new policy must still let the caller change the policy.
+    fn lockout_check(&self, policy: &KeyPolicy, body: &Value) -> Result<(), KmsError> {
+        if boolean(body, "BypassPolicyLockoutSafetyCheck")? {
+            return Ok(());
+        }
+        let request = Request {
+            action: "kms:PutKeyPolicy",
+            principal: Some(&self.settings.caller_arn),
+            context: BTreeMap::new(),
+        };
+        if policy.evaluate(&request).decision.is_allow() {
             Ok(())
         } else {
-            Err(KmsError::new("DisabledException", format!("{} is disabled.", self.arn(&key.id))))
+            Err(KmsError::new(
+                "MalformedPolicyDocumentException",
+                "The new key policy will not allow you to update the key policy in the future.",
+            ))
         }
+    }
+
+    /// Deletes every key whose deletion date has passed, and the aliases that point to it.
+    fn purge_deleted(&self) -> Result<(), KmsError> {
+        let now = now_seconds();
+        let mut store = self.store.lock();
+        let due: Vec<String> = store
+            .keys
+            .iter()
+            .filter(|k| k.pending_deletion.is_some_and(|p| p.deletion_date <= now))
+            .map(|k| k.id.clone())
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let aliases = store.aliases.clone();
+        let (gone, kept): (Vec<Key>, Vec<Key>) =
+            std::mem::take(&mut store.keys).into_iter().partition(|k| due.contains(&k.id));
+        store.keys = kept;
+        store.aliases.retain(|a| !due.contains(&a.target));
+        if let Err(e) = store.save() {
+            store.keys.extend(gone);
+            store.aliases = aliases;
+            tracing::error!(error = %e, "cannot persist the key store; deletion postponed");
+            return Err(KmsError::internal(format!("cannot persist the key store ({e})")));
+        }
+        tracing::info!(keys = ?due, "keys deleted at the end of their waiting period");
+        Ok(())
     }
 
     /// Handles one call: `target` is the `X-Amz-Target` header, `body` the JSON request.
@@ -278,21 +440,24 @@ impl Kms {
                 "request body must be a JSON object",
             ));
         }
+        self.purge_deleted()?;
         match op {
             "CreateKey" => self.create_key(&body),
-            "DescribeKey" => self.with_key(&body, "kms:DescribeKey", |k| {
+            "DescribeKey" => self.with_key(&body, Names::KeyOrAlias, "kms:DescribeKey", |k| {
                 Ok(json!({"KeyMetadata": self.metadata(k)}))
             }),
             "ListKeys" => {
                 let store = self.store.lock();
-                let keys: Vec<Value> = store
+                let keys: Vec<(String, Value)> = store
                     .keys
                     .iter()
-                    .map(|k| json!({"KeyId": k.id, "KeyArn": self.arn(&k.id)}))
+                    .map(|k| (k.id.clone(), json!({"KeyId": k.id, "KeyArn": self.arn(&k.id)})))
                     .collect();
-                Ok(json!({"Keys": keys, "Truncated": false}))
+                paginate(keys, &body, "Keys")
             }
-            "GetPublicKey" => self.with_key(&body, "kms:GetPublicKey", |k| {
+            // KMS answers GetPublicKey for a disabled key too; not for one pending deletion.
+            "GetPublicKey" => self.with_key(&body, Names::KeyOrAlias, "kms:GetPublicKey", |k| {
+                self.not_pending(k)?;
                 let Material::Rsa(private) = &k.material else {
                     return Err(KmsError::new(
                         "UnsupportedOperationException",
@@ -312,11 +477,25 @@ impl Kms {
                     "EncryptionAlgorithms": k.spec.encryption_algorithms(),
                 }))
             }),
-            "GetKeyPolicy" => self.with_key(&body, "kms:GetKeyPolicy", |k| {
-                Ok(json!({"Policy": k.policy, "PolicyName": "default"}))
-            }),
+            "GetKeyPolicy" => {
+                policy_name(&body, "NotFoundException")?;
+                self.with_key(&body, Names::KeyOnly, "kms:GetKeyPolicy", |k| {
+                    Ok(json!({"Policy": k.policy, "PolicyName": "default"}))
+                })
+            }
+            "ListKeyPolicies" => {
+                self.with_key(&body, Names::KeyOnly, "kms:ListKeyPolicies", |_| {
+                    Ok(json!({"PolicyNames": ["default"], "Truncated": false}))
+                })
+            }
             "PutKeyPolicy" => self.put_key_policy(&body),
             "EnableKey" | "DisableKey" => self.set_enabled(&body, op == "EnableKey"),
+            "ScheduleKeyDeletion" => self.schedule_key_deletion(&body),
+            "CancelKeyDeletion" => self.cancel_key_deletion(&body),
+            "CreateAlias" => self.create_alias(&body),
+            "UpdateAlias" => self.update_alias(&body),
+            "DeleteAlias" => self.delete_alias(&body),
+            "ListAliases" => self.list_aliases(&body),
             "Encrypt" => self.encrypt(&body),
             "Decrypt" => self.decrypt(&body),
             other => Err(KmsError::new(
@@ -329,14 +508,34 @@ impl Kms {
     fn with_key(
         &self,
         body: &Value,
+        names: Names,
         action: &str,
         f: impl FnOnce(&Key) -> Result<Value, KmsError>,
     ) -> Result<Value, KmsError> {
         let key_id = required(body, "KeyId")?;
         let store = self.store.lock();
-        let key = self.find(&store, &key_id)?;
+        let key = self.find(&store, &key_id, names)?;
         self.authorize(key, action, BTreeMap::new())?;
         f(key)
+    }
+
+    /// Changes the key `KeyId` names (key id or ARN only) after checking `action` against its
+    /// policy; the change is saved, or undone when it cannot be.
+    fn change_key(
+        &self,
+        body: &Value,
+        action: &str,
+        f: impl FnOnce(&mut Key) -> Result<Value, KmsError>,
+    ) -> Result<Value, KmsError> {
+        let key_id = required(body, "KeyId")?;
+        let mut store = self.store.lock();
+        let index = self.resolve(&store, &key_id, Names::KeyOnly)?;
+        let before = store.metadata();
+        let key = store.keys.get_mut(index).ok_or_else(|| KmsError::internal("key vanished"))?;
+        self.authorize(key, action, BTreeMap::new())?;
+        let response = f(key)?;
+        commit(&mut store, before)?;
+        Ok(response)
     }
 
     fn create_key(&self, body: &Value) -> Result<Value, KmsError> {
@@ -354,9 +553,10 @@ impl Kms {
         }
         let policy = match string(body, "Policy")? {
             Some(p) => {
-                KeyPolicy::parse(&p).map_err(|e| {
+                let parsed = KeyPolicy::parse(&p).map_err(|e| {
                     KmsError::new("MalformedPolicyDocumentException", e.to_string())
                 })?;
+                self.lockout_check(&parsed, body)?;
                 p
             }
             None => self.default_policy(),
@@ -366,6 +566,7 @@ impl Kms {
             id: uuid::Uuid::new_v4().to_string(),
             spec,
             enabled: true,
+            pending_deletion: None,
             description: string(body, "Description")?.unwrap_or_default(),
             created: now_seconds(),
             policy,
@@ -381,52 +582,172 @@ impl Kms {
     }
 
     fn put_key_policy(&self, body: &Value) -> Result<Value, KmsError> {
-        let key_id = required(body, "KeyId")?;
         let policy = required(body, "Policy")?;
         if let Some(name) = string(body, "PolicyName")?
             && name != "default"
         {
             return Err(KmsError::validation("PolicyName must be \"default\""));
         }
-        KeyPolicy::parse(&policy)
+        let parsed = KeyPolicy::parse(&policy)
             .map_err(|e| KmsError::new("MalformedPolicyDocumentException", e.to_string()))?;
-        let mut store = self.store.lock();
-        let index = {
-            let key = self.find(&store, &key_id)?;
-            self.authorize(key, "kms:PutKeyPolicy", BTreeMap::new())?;
-            store.keys.iter().position(|k| k.id == key.id).unwrap_or(0)
-        };
-        let Some(key) = store.keys.get_mut(index) else {
-            return Err(KmsError::internal("key vanished"));
-        };
-        let previous = std::mem::replace(&mut key.policy, policy);
-        persist(&mut store, |s| {
-            if let Some(key) = s.keys.get_mut(index) {
-                key.policy = previous;
-            }
-        })?;
-        Ok(json!({}))
+        self.lockout_check(&parsed, body)?;
+        self.change_key(body, "kms:PutKeyPolicy", |key| {
+            key.policy = policy;
+            Ok(json!({}))
+        })
     }
 
     fn set_enabled(&self, body: &Value, enabled: bool) -> Result<Value, KmsError> {
-        let key_id = required(body, "KeyId")?;
         let action = if enabled { "kms:EnableKey" } else { "kms:DisableKey" };
-        let mut store = self.store.lock();
-        let index = {
-            let key = self.find(&store, &key_id)?;
-            self.authorize(key, action, BTreeMap::new())?;
-            store.keys.iter().position(|k| k.id == key.id).unwrap_or(0)
-        };
-        let Some(key) = store.keys.get_mut(index) else {
-            return Err(KmsError::internal("key vanished"));
-        };
-        let previous = std::mem::replace(&mut key.enabled, enabled);
-        persist(&mut store, |s| {
-            if let Some(key) = s.keys.get_mut(index) {
-                key.enabled = previous;
+        self.change_key(body, action, |key| {
+            self.not_pending(key)?;
+            key.enabled = enabled;
+            Ok(json!({}))
+        })
+    }
+
+    fn schedule_key_deletion(&self, body: &Value) -> Result<Value, KmsError> {
+        let days = integer(body, "PendingWindowInDays")?.unwrap_or(30);
+        if !(7..=30).contains(&days) {
+            return Err(KmsError::validation(format!(
+                "PendingWindowInDays should be between 7 and 30, but it is {days}"
+            )));
+        }
+        let window_days = u32::try_from(days).map_err(|_| KmsError::validation("bad window"))?;
+        self.change_key(body, "kms:ScheduleKeyDeletion", |key| {
+            self.not_pending(key)?;
+            let deletion_date = (now_seconds() + f64::from(window_days) * 86_400.0).floor();
+            key.pending_deletion = Some(PendingDeletion { deletion_date, window_days });
+            key.enabled = false;
+            Ok(json!({
+                "KeyId": self.arn(&key.id),
+                "DeletionDate": deletion_date,
+                "KeyState": "PendingDeletion",
+                "PendingWindowInDays": window_days,
+            }))
+        })
+    }
+
+    /// Back to `Disabled`, as KMS does: enabling it again is a separate, deliberate step.
+    fn cancel_key_deletion(&self, body: &Value) -> Result<Value, KmsError> {
+        self.change_key(body, "kms:CancelKeyDeletion", |key| {
+            if key.pending_deletion.is_none() {
+                return Err(KmsError::invalid_state(format!(
+                    "{} is not pending deletion.",
+                    self.arn(&key.id)
+                )));
             }
-        })?;
+            key.pending_deletion = None;
+            key.enabled = false;
+            Ok(json!({"KeyId": self.arn(&key.id)}))
+        })
+    }
+
+    /// The key an alias may point to: named by key id or key ARN (never an alias), not pending
+    /// deletion, and allowing `action` to the caller.
+    fn alias_target(&self, store: &Store, raw: &str, action: &str) -> Result<String, KmsError> {
+        if matches!(self.parse_key_ref(raw), Ok(KeyRef::Alias(_))) {
+            return Err(KmsError::validation("Aliases must refer to keys. Not aliases"));
+        }
+        let key = self.find(store, raw, Names::KeyOnly)?;
+        self.not_pending(key)?;
+        self.authorize(key, action, BTreeMap::new())?;
+        Ok(key.id.clone())
+    }
+
+    fn create_alias(&self, body: &Value) -> Result<Value, KmsError> {
+        let name = required(body, "AliasName")?;
+        let target = required(body, "TargetKeyId")?;
+        validate_alias_name(&name)?;
+        let mut store = self.store.lock();
+        if store.aliases.iter().any(|a| a.name == name) {
+            return Err(KmsError::new(
+                "AlreadyExistsException",
+                format!("An alias with the name {} already exists", self.alias_arn(&name)),
+            ));
+        }
+        let target = self.alias_target(&store, &target, "kms:CreateAlias")?;
+        let before = store.metadata();
+        let now = now_seconds();
+        store.aliases.push(Alias { name, target, created: now, updated: now });
+        commit(&mut store, before)?;
         Ok(json!({}))
+    }
+
+    /// Points an existing alias at another key of the same kind (symmetric or asymmetric).
+    fn update_alias(&self, body: &Value) -> Result<Value, KmsError> {
+        let name = required(body, "AliasName")?;
+        let target = required(body, "TargetKeyId")?;
+        validate_alias_name(&name)?;
+        let mut store = self.store.lock();
+        let index = store.aliases.iter().position(|a| a.name == name).ok_or_else(|| {
+            KmsError::not_found(format!("Alias {} is not found.", self.alias_arn(&name)))
+        })?;
+        let current = store.aliases.get(index).map(|a| a.target.clone()).unwrap_or_default();
+        let current_key = self.find(&store, &current, Names::KeyOnly)?;
+        self.authorize(current_key, "kms:UpdateAlias", BTreeMap::new())?;
+        let current_symmetric = current_key.spec == KeySpec::SymmetricDefault;
+        let target = self.alias_target(&store, &target, "kms:UpdateAlias")?;
+        let target_key = self.find(&store, &target, Names::KeyOnly)?;
+        if (target_key.spec == KeySpec::SymmetricDefault) != current_symmetric {
+            return Err(KmsError::validation(format!(
+                "{} is not the same type of key as the current target of {name}",
+                self.arn(&target)
+            )));
+        }
+        let before = store.metadata();
+        if let Some(alias) = store.aliases.get_mut(index) {
+            alias.target = target;
+            alias.updated = now_seconds();
+        }
+        commit(&mut store, before)?;
+        Ok(json!({}))
+    }
+
+    fn delete_alias(&self, body: &Value) -> Result<Value, KmsError> {
+        let name = required(body, "AliasName")?;
+        if !name.starts_with("alias/") {
+            return Err(KmsError::validation(ALIAS_PREFIX_MESSAGE));
+        }
+        let mut store = self.store.lock();
+        let not_found =
+            || KmsError::not_found(format!("Alias {} is not found.", self.alias_arn(&name)));
+        let index = store.aliases.iter().position(|a| a.name == name).ok_or_else(not_found)?;
+        let target = store.aliases.get(index).map(|a| a.target.clone()).unwrap_or_default();
+        let key = self.find(&store, &target, Names::KeyOnly)?;
+        self.authorize(key, "kms:DeleteAlias", BTreeMap::new())?;
+        let before = store.metadata();
+        store.aliases.remove(index);
+        commit(&mut store, before)?;
+        Ok(json!({}))
+    }
+
+    /// Every alias, or those of one key (key id or ARN). Real KMS also lists the AWS managed
+    /// aliases (`alias/aws/…`); the emulator has none.
+    fn list_aliases(&self, body: &Value) -> Result<Value, KmsError> {
+        let store = self.store.lock();
+        let filter = match string(body, "KeyId")? {
+            Some(raw) => Some(self.find(&store, &raw, Names::KeyOnly)?.id.clone()),
+            None => None,
+        };
+        let aliases: Vec<(String, Value)> = store
+            .aliases
+            .iter()
+            .filter(|a| filter.as_ref().is_none_or(|id| *id == a.target))
+            .map(|a| {
+                (
+                    a.name.clone(),
+                    json!({
+                        "AliasName": a.name,
+                        "AliasArn": self.alias_arn(&a.name),
+                        "TargetKeyId": a.target,
+                        "CreationDate": a.created,
+                        "LastUpdatedDate": a.updated,
+                    }),
+                )
+            })
+            .collect();
+        paginate(aliases, body, "Aliases")
     }
 
     fn encrypt(&self, body: &Value) -> Result<Value, KmsError> {
@@ -438,8 +759,8 @@ impl Kms {
         }
         let ctx = context(body)?;
         let store = self.store.lock();
-        let key = self.find(&store, &key_id)?;
-        self.enabled(key)?;
+        let key = self.find(&store, &key_id, Names::KeyOrAlias)?;
+        self.usable(key)?;
         let condition_keys =
             ctx.iter().map(|(k, v)| (format!("kms:EncryptionContext:{k}"), v.clone())).collect();
         self.authorize(key, "kms:Encrypt", condition_keys)?;
@@ -540,8 +861,8 @@ impl Kms {
         };
 
         let store = self.store.lock();
-        let key = self.find(&store, &key_id)?;
-        self.enabled(key)?;
+        let key = self.find(&store, &key_id, Names::KeyOrAlias)?;
+        self.usable(key)?;
         let mut condition_keys: BTreeMap<String, String> =
             ctx.iter().map(|(k, v)| (format!("kms:EncryptionContext:{k}"), v.clone())).collect();
         if let Some((doc, _)) = &recipient {
@@ -613,6 +934,112 @@ impl Kms {
             }
         }
         Ok(Value::Object(response))
+    }
+}
+
+/// How an operation's `KeyId` may name a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Names {
+    /// Key id, key ARN, alias name or alias ARN (Encrypt, Decrypt, DescribeKey, GetPublicKey).
+    KeyOrAlias,
+    /// Key id or key ARN only (key policies, key states, deletion, alias targets).
+    KeyOnly,
+}
+
+/// A parsed `KeyId`.
+enum KeyRef {
+    Id(String),
+    Alias(String),
+}
+
+const ALIAS_PREFIX_MESSAGE: &str = "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html";
+
+/// KMS's rules for a new alias name: the `alias/` prefix, at most 256 characters of
+/// `[a-zA-Z0-9/_-]`, a non-empty name, and never the reserved `alias/aws/` prefix (KMS answers
+/// that with `NotAuthorizedException`).
+fn validate_alias_name(name: &str) -> Result<(), KmsError> {
+    let Some(rest) = name.strip_prefix("alias/") else {
+        return Err(KmsError::validation(ALIAS_PREFIX_MESSAGE));
+    };
+    if name.len() > 256 {
+        return Err(KmsError::validation(format!(
+            "1 validation error detected: Value '{name}' at 'aliasName' failed to satisfy constraint: Member must have length less than or equal to 256"
+        )));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-:".contains(&b)) {
+        return Err(KmsError::validation(format!(
+            "1 validation error detected: Value '{name}' at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
+        )));
+    }
+    if name.contains(':') {
+        return Err(KmsError::validation(format!(
+            "{name} contains invalid characters for an alias"
+        )));
+    }
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(KmsError::new(
+            "InvalidAliasNameException",
+            format!("{name} is not a valid alias name"),
+        ));
+    }
+    if name.starts_with("alias/aws/") {
+        return Err(KmsError::new(
+            "NotAuthorizedException",
+            format!("{name}: the alias/aws/ prefix is reserved for AWS managed keys"),
+        ));
+    }
+    Ok(())
+}
+
+/// `PolicyName`, if given, must be `default` (the only key policy KMS has).
+fn policy_name(body: &Value, kind: &'static str) -> Result<(), KmsError> {
+    match string(body, "PolicyName")? {
+        Some(name) if name != "default" => Err(KmsError::new(kind, "No such policy exists")),
+        _ => Ok(()),
+    }
+}
+
+/// One page of `items` (each with its marker) under `Limit` (1..=1000, default 100) and
+/// `Marker` (the last item of the previous page), as `{field: [...], Truncated, NextMarker}`.
+fn paginate(items: Vec<(String, Value)>, body: &Value, field: &str) -> Result<Value, KmsError> {
+    let limit = integer(body, "Limit")?.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(KmsError::validation(format!(
+            "1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 1000"
+        )));
+    }
+    let start = match string(body, "Marker")? {
+        None => 0,
+        Some(marker) => items
+            .iter()
+            .position(|(m, _)| *m == marker)
+            .map(|i| i + 1)
+            .ok_or_else(|| KmsError::new("InvalidMarkerException", "The marker is not valid"))?,
+    };
+    let limit = usize::try_from(limit).unwrap_or(100);
+    let rest = items.get(start..).unwrap_or_default();
+    let page: Vec<&(String, Value)> = rest.iter().take(limit).collect();
+    let mut response = Map::new();
+    response.insert(field.into(), Value::Array(page.iter().map(|(_, v)| v.clone()).collect()));
+    let truncated = rest.len() > limit;
+    response.insert("Truncated".into(), Value::Bool(truncated));
+    if let (true, Some((marker, _))) = (truncated, page.last()) {
+        response.insert("NextMarker".into(), Value::String(marker.clone()));
+    }
+    Ok(Value::Object(response))
+}
+
+/// Saves a metadata change, or puts `before` back when the data directory cannot be written.
+fn commit(store: &mut Store, before: Metadata) -> Result<(), KmsError> {
+    match store.save() {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            store.restore(before);
+            tracing::error!(error = %e, "cannot persist the key store; change rolled back");
+            Err(KmsError::internal(format!(
+                "cannot persist the key store ({e}); nothing was changed"
+            )))
+        }
     }
 }
 

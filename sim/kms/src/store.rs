@@ -1,6 +1,7 @@
-//! Key storage for the emulator: key material, metadata and policies, persisted as one JSON file
-//! (`keys.json`, mode 0600) in the data directory and rewritten atomically on every change.
-//! It holds private keys of *simulated* KMS keys only.
+//! Key storage for the emulator: key material, metadata, key states, policies and aliases,
+//! persisted as one JSON file (`keys.json`, mode 0600) in the data directory and rewritten
+//! atomically (temporary file + rename) on every change. It holds private keys of *simulated* KMS
+//! keys only.
 
 use std::path::{Path, PathBuf};
 
@@ -67,15 +68,66 @@ pub enum Material {
     Symmetric(Secret32),
 }
 
+/// A key scheduled for deletion (KMS's `PendingDeletion` state).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingDeletion {
+    /// Unix seconds at which the key is deleted.
+    pub deletion_date: f64,
+    /// The waiting period that was requested (7..=30 days).
+    pub window_days: u32,
+}
+
+/// KMS key states the emulator models.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KeyState {
+    Enabled,
+    Disabled,
+    PendingDeletion(PendingDeletion),
+}
+
+impl KeyState {
+    /// The state's name in KMS responses (`KeyMetadata.KeyState`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Enabled => "Enabled",
+            Self::Disabled => "Disabled",
+            Self::PendingDeletion(_) => "PendingDeletion",
+        }
+    }
+}
+
 /// One key.
 pub struct Key {
     pub id: String,
     pub spec: KeySpec,
+    /// `Enabled` vs `Disabled` (false while pending deletion, as in KMS).
     pub enabled: bool,
+    pub pending_deletion: Option<PendingDeletion>,
     pub description: String,
     pub created: f64,
     pub policy: String,
     pub material: Material,
+}
+
+impl Key {
+    pub fn state(&self) -> KeyState {
+        match (self.pending_deletion, self.enabled) {
+            (Some(p), _) => KeyState::PendingDeletion(p),
+            (None, true) => KeyState::Enabled,
+            (None, false) => KeyState::Disabled,
+        }
+    }
+}
+
+/// One alias (`alias/NAME` → key id).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alias {
+    /// The full name, `alias/…`.
+    pub name: String,
+    /// The target key's id (a UUID, never an ARN or another alias).
+    pub target: String,
+    pub created: f64,
+    pub updated: f64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -83,6 +135,8 @@ struct StoredKey {
     id: String,
     spec: KeySpec,
     enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_deletion: Option<PendingDeletion>,
     description: String,
     created: f64,
     policy: String,
@@ -93,12 +147,22 @@ struct StoredKey {
 #[derive(Serialize, Deserialize, Default)]
 struct StoredFile {
     keys: Vec<StoredKey>,
+    #[serde(default)]
+    aliases: Vec<Alias>,
 }
 
-/// Every key, in creation order.
+/// Everything but key material: what a failed save must put back.
+#[derive(Clone, Debug)]
+pub struct Metadata {
+    keys: Vec<(String, bool, Option<PendingDeletion>, String)>,
+    aliases: Vec<Alias>,
+}
+
+/// Every key, in creation order, and every alias, in creation order.
 pub struct Store {
     path: PathBuf,
     pub keys: Vec<Key>,
+    pub aliases: Vec<Alias>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,20 +207,46 @@ impl Store {
             keys.push(Key {
                 id: k.id,
                 spec: k.spec,
-                enabled: k.enabled,
+                enabled: k.enabled && k.pending_deletion.is_none(),
+                pending_deletion: k.pending_deletion,
                 description: k.description,
                 created: k.created,
                 policy: k.policy,
                 material,
             });
         }
-        Ok(Self { path, keys })
+        Ok(Self { path, keys, aliases: file.aliases })
+    }
+
+    /// The mutable metadata of every key and every alias, to [`restore`](Self::restore) when a
+    /// change cannot be saved.
+    pub fn metadata(&self) -> Metadata {
+        Metadata {
+            keys: self
+                .keys
+                .iter()
+                .map(|k| (k.id.clone(), k.enabled, k.pending_deletion, k.policy.clone()))
+                .collect(),
+            aliases: self.aliases.clone(),
+        }
+    }
+
+    /// Puts back what [`metadata`](Self::metadata) recorded (keys are matched by id).
+    pub fn restore(&mut self, metadata: Metadata) {
+        for (id, enabled, pending_deletion, policy) in metadata.keys {
+            if let Some(key) = self.keys.iter_mut().find(|k| k.id == id) {
+                key.enabled = enabled;
+                key.pending_deletion = pending_deletion;
+                key.policy = policy;
+            }
+        }
+        self.aliases = metadata.aliases;
     }
 
     /// Writes every key (temporary file + rename, mode 0600).
     pub fn save(&self) -> Result<(), StoreError> {
         let err = |reason: String| StoreError::Io { path: self.path.display().to_string(), reason };
-        let mut stored = StoredFile::default();
+        let mut stored = StoredFile { keys: Vec::new(), aliases: self.aliases.clone() };
         for k in &self.keys {
             let raw = match &k.material {
                 Material::Symmetric(s) => Zeroizing::new(s.expose().to_vec()),
@@ -168,6 +258,7 @@ impl Store {
                 id: k.id.clone(),
                 spec: k.spec,
                 enabled: k.enabled,
+                pending_deletion: k.pending_deletion,
                 description: k.description.clone(),
                 created: k.created,
                 policy: k.policy.clone(),

@@ -428,3 +428,321 @@ print("boto3 ok", len(pub))
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("boto3 ok"));
 }
+
+/// The `__type` of a failed call.
+fn failed<T, E: aws_sdk_kms::error::ProvideErrorMetadata>(
+    result: Result<T, aws_sdk_kms::error::SdkError<E, aws_sdk_kms::config::http::HttpResponse>>,
+) -> String {
+    match result {
+        Ok(_) => panic!("the call succeeded"),
+        Err(e) => code(&e),
+    }
+}
+
+async fn rsa_key(kms: &aws_sdk_kms::Client, spec: KeySpec) -> String {
+    let created = kms.create_key().key_spec(spec).key_usage(KeyUsageType::EncryptDecrypt);
+    created.send().await.unwrap().key_metadata().unwrap().arn().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aliases_name_keys_where_kms_accepts_them_and_are_refused_elsewhere() {
+    let mut emu = Emulator::start("alias");
+    let kms = emu.client().await;
+    let arn = rsa_key(&kms, KeySpec::Rsa2048).await;
+    let key_id = arn.rsplit_once("key/").unwrap().1.to_string();
+    let name = "alias/signer-execution";
+    let alias_arn = "arn:aws:kms:us-east-1:111122223333:alias/signer-execution";
+    kms.create_alias().alias_name(name).target_key_id(&arn).send().await.unwrap();
+    kms.put_key_policy().key_id(&key_id).policy(attested_policy(0xaa)).send().await.unwrap();
+
+    // Accepted: DescribeKey, GetPublicKey, Encrypt, Decrypt (with Recipient, as the parent
+    // calls it with `kms.key_id` = an alias name or alias ARN).
+    for id in [name, alias_arn] {
+        let d = kms.describe_key().key_id(id).send().await.unwrap();
+        assert_eq!(d.key_metadata().unwrap().arn(), Some(arn.as_str()), "{id}");
+        let p = kms.get_public_key().key_id(id).send().await.unwrap();
+        assert_eq!(p.key_id(), Some(arn.as_str()));
+    }
+    let spki = kms.get_public_key().key_id(name).send().await.unwrap().public_key.unwrap();
+    let wrapped = RsaPublicKey::from_public_key_der(spki.as_ref())
+        .unwrap()
+        .encrypt(&mut rand_rng(), Oaep::<Sha256>::new(), &[0x22; 32])
+        .unwrap();
+    let enclave_key = RecipientKey::generate(&OsRandom, 2048).unwrap();
+    for id in [name, alias_arn] {
+        let ok = kms
+            .decrypt()
+            .key_id(id)
+            .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+            .ciphertext_blob(Blob::new(wrapped.clone()))
+            .recipient(recipient(emu.document(enclave_key.spki_der(), 0xaa)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.key_id(), Some(arn.as_str()));
+        let env = ok.ciphertext_for_recipient().unwrap().as_ref();
+        assert_eq!(envelope::open(env, &enclave_key).unwrap().as_slice(), &[0x22; 32]);
+    }
+    // The policy still decides: Encrypt is granted to nobody.
+    let encrypt = kms
+        .encrypt()
+        .key_id(name)
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .plaintext(Blob::new(vec![1; 16]))
+        .send()
+        .await;
+    assert_eq!(failed(encrypt), "AccessDeniedException");
+
+    // Refused with KMS's InvalidArnException: key-id-only parameters.
+    for id in [name, alias_arn] {
+        let policy = kms.get_key_policy().key_id(id).policy_name("default").send().await;
+        assert_eq!(failed(policy), "InvalidArnException", "{id}");
+        assert_eq!(failed(kms.disable_key().key_id(id).send().await), "InvalidArnException");
+        assert_eq!(failed(kms.enable_key().key_id(id).send().await), "InvalidArnException");
+        let put = kms.put_key_policy().key_id(id).policy(attested_policy(0xaa)).send().await;
+        assert_eq!(failed(put), "InvalidArnException");
+        let schedule = kms.schedule_key_deletion().key_id(id).send().await;
+        assert_eq!(failed(schedule), "InvalidArnException");
+        assert_eq!(
+            failed(kms.cancel_key_deletion().key_id(id).send().await),
+            "InvalidArnException"
+        );
+        assert_eq!(failed(kms.list_aliases().key_id(id).send().await), "InvalidArnException");
+    }
+
+    // Alias rules.
+    let create = |alias: &str, target: &str| {
+        kms.create_alias().alias_name(alias).target_key_id(target).send()
+    };
+    assert_eq!(failed(create(name, &key_id).await), "AlreadyExistsException");
+    assert_eq!(failed(create("alias/aws/signer", &key_id).await), "NotAuthorizedException");
+    assert_eq!(failed(create("signer-execution", &key_id).await), "ValidationException");
+    assert_eq!(failed(create("alias/with space", &key_id).await), "ValidationException");
+    assert_eq!(failed(create("alias/", &key_id).await), "InvalidAliasNameException");
+    assert_eq!(failed(create("alias/other", name).await), "ValidationException");
+    let missing = "00000000-0000-0000-0000-000000000000";
+    assert_eq!(failed(create("alias/other", missing).await), "NotFoundException");
+    assert_eq!(failed(kms.describe_key().key_id("alias/nope").send().await), "NotFoundException");
+    assert_eq!(failed(kms.describe_key().key_id("not-a-key").send().await), "NotFoundException");
+    let other_account = "arn:aws:kms:us-east-1:444455556666:alias/signer-execution";
+    assert_eq!(failed(kms.describe_key().key_id(other_account).send().await), "NotFoundException");
+
+    // ListAliases, filtered by key; UpdateAlias to a key of the same kind only; DeleteAlias.
+    let second = rsa_key(&kms, KeySpec::Rsa2048).await;
+    kms.create_alias().alias_name("alias/second").target_key_id(&second).send().await.unwrap();
+    let all = kms.list_aliases().send().await.unwrap();
+    let names: Vec<&str> = all.aliases().iter().filter_map(|a| a.alias_name()).collect();
+    assert_eq!(names, [name, "alias/second"]);
+    let first_page = kms.list_aliases().limit(1).send().await.unwrap();
+    assert!(first_page.truncated());
+    let next =
+        kms.list_aliases().limit(1).marker(first_page.next_marker().unwrap()).send().await.unwrap();
+    assert_eq!(next.aliases()[0].alias_name(), Some("alias/second"));
+    assert!(!next.truncated());
+    let of_first = kms.list_aliases().key_id(&arn).send().await.unwrap();
+    assert_eq!(of_first.aliases().len(), 1);
+    assert_eq!(of_first.aliases()[0].alias_arn(), Some(alias_arn));
+    assert_eq!(of_first.aliases()[0].target_key_id(), Some(key_id.as_str()));
+    let symmetric =
+        kms.create_key().send().await.unwrap().key_metadata().unwrap().key_id().to_string();
+    let update = kms.update_alias().alias_name(name).target_key_id(&symmetric).send().await;
+    assert_eq!(failed(update), "ValidationException");
+    let update = kms.update_alias().alias_name("alias/nope").target_key_id(&second).send().await;
+    assert_eq!(failed(update), "NotFoundException");
+    kms.update_alias().alias_name("alias/second").target_key_id(&arn).send().await.unwrap();
+    let moved = kms.describe_key().key_id("alias/second").send().await.unwrap();
+    assert_eq!(moved.key_metadata().unwrap().arn(), Some(arn.as_str()));
+    kms.delete_alias().alias_name("alias/second").send().await.unwrap();
+    let deleted = kms.delete_alias().alias_name("alias/second").send().await;
+    assert_eq!(failed(deleted), "NotFoundException");
+
+    // Aliases persist across a restart.
+    emu.restart();
+    let kms = emu.client().await;
+    let d = kms.describe_key().key_id(name).send().await.unwrap();
+    assert_eq!(d.key_metadata().unwrap().arn(), Some(arn.as_str()));
+    let after = kms.list_aliases().send().await.unwrap();
+    assert_eq!(after.aliases().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_deletion_follows_kms_key_states_and_persists() {
+    let mut emu = Emulator::start("deletion");
+    let kms = emu.client().await;
+    let arn = rsa_key(&kms, KeySpec::Rsa2048).await;
+    kms.create_alias().alias_name("alias/retired").target_key_id(&arn).send().await.unwrap();
+
+    for days in [6, 31] {
+        let r = kms.schedule_key_deletion().key_id(&arn).pending_window_in_days(days).send().await;
+        assert_eq!(failed(r), "ValidationException", "{days} days");
+    }
+    let before = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let scheduled =
+        kms.schedule_key_deletion().key_id(&arn).pending_window_in_days(7).send().await.unwrap();
+    assert_eq!(scheduled.key_id(), Some(arn.as_str()));
+    assert_eq!(scheduled.key_state(), Some(&aws_sdk_kms::types::KeyState::PendingDeletion));
+    assert_eq!(scheduled.pending_window_in_days(), Some(7));
+    let date = scheduled.deletion_date().unwrap().secs() as u64;
+    assert!((before + 7 * 86_400 - 5..=before + 7 * 86_400 + 5).contains(&date), "{date}");
+
+    let meta = kms.describe_key().key_id("alias/retired").send().await.unwrap();
+    let meta = meta.key_metadata().unwrap();
+    assert_eq!(meta.key_state(), Some(&aws_sdk_kms::types::KeyState::PendingDeletion));
+    assert!(!meta.enabled());
+    assert_eq!(meta.deletion_date().map(|d| d.secs() as u64), Some(date));
+    assert_eq!(meta.pending_deletion_window_in_days(), Some(7));
+
+    // Pending deletion: no cryptography, no state change but cancelling, no new alias.
+    let encrypt = kms
+        .encrypt()
+        .key_id(&arn)
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .plaintext(Blob::new(vec![1; 16]))
+        .send()
+        .await;
+    assert_eq!(failed(encrypt), "KMSInvalidStateException");
+    let decrypt = kms
+        .decrypt()
+        .key_id("alias/retired")
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .ciphertext_blob(Blob::new(vec![0; 256]))
+        .send()
+        .await;
+    assert_eq!(failed(decrypt), "KMSInvalidStateException");
+    assert_eq!(failed(kms.get_public_key().key_id(&arn).send().await), "KMSInvalidStateException");
+    assert_eq!(failed(kms.enable_key().key_id(&arn).send().await), "KMSInvalidStateException");
+    assert_eq!(failed(kms.disable_key().key_id(&arn).send().await), "KMSInvalidStateException");
+    let again = kms.schedule_key_deletion().key_id(&arn).send().await;
+    assert_eq!(failed(again), "KMSInvalidStateException");
+    let alias = kms.create_alias().alias_name("alias/x").target_key_id(&arn).send().await;
+    assert_eq!(failed(alias), "KMSInvalidStateException");
+    // The policy can still be read, the key still listed.
+    kms.get_key_policy().key_id(&arn).policy_name("default").send().await.unwrap();
+    assert_eq!(kms.list_keys().send().await.unwrap().keys().len(), 1);
+
+    // The state survives a restart; cancelling returns the key to Disabled, as KMS does.
+    emu.restart();
+    let kms = emu.client().await;
+    let cancelled = kms.cancel_key_deletion().key_id(&arn).send().await.unwrap();
+    assert_eq!(cancelled.key_id(), Some(arn.as_str()));
+    let meta = kms.describe_key().key_id(&arn).send().await.unwrap();
+    let meta = meta.key_metadata().unwrap();
+    assert_eq!(meta.key_state(), Some(&aws_sdk_kms::types::KeyState::Disabled));
+    assert!(meta.deletion_date().is_none());
+    let r = kms.cancel_key_deletion().key_id(&arn).send().await;
+    assert_eq!(failed(r), "KMSInvalidStateException");
+    let encrypt = kms
+        .encrypt()
+        .key_id(&arn)
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .plaintext(Blob::new(vec![1; 16]))
+        .send()
+        .await;
+    assert_eq!(failed(encrypt), "DisabledException");
+    kms.enable_key().key_id(&arn).send().await.unwrap();
+    let meta = kms.describe_key().key_id(&arn).send().await.unwrap();
+    assert_eq!(
+        meta.key_metadata().unwrap().key_state(),
+        Some(&aws_sdk_kms::types::KeyState::Enabled)
+    );
+
+    // The default window is 30 days; once the deletion date has passed the key and its
+    // aliases are gone (the date is moved into the past in the data file while stopped).
+    let scheduled = kms.schedule_key_deletion().key_id(&arn).send().await.unwrap();
+    assert_eq!(scheduled.pending_window_in_days(), Some(30));
+    let _ = emu.child.kill();
+    let _ = emu.child.wait();
+    let path = emu.dir.join("data/keys.json");
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    file["keys"][0]["pending_deletion"]["deletion_date"] = serde_json::json!(1.0);
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    emu.spawn();
+    let kms = emu.client().await;
+    assert_eq!(failed(kms.describe_key().key_id(&arn).send().await), "NotFoundException");
+    let by_alias = kms.describe_key().key_id("alias/retired").send().await;
+    assert_eq!(failed(by_alias), "NotFoundException");
+    assert!(kms.list_aliases().send().await.unwrap().aliases().is_empty());
+    assert!(kms.list_keys().send().await.unwrap().keys().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interim_policy_denies_decrypt_and_lockout_check_holds() {
+    let emu = Emulator::start("interim");
+    let kms = emu.client().await;
+    let interim = nitro_attestation::key_policy::generate_interim(Some(ROLE), None).unwrap();
+    let arn = kms
+        .create_key()
+        .key_spec(KeySpec::Rsa2048)
+        .key_usage(KeyUsageType::EncryptDecrypt)
+        .policy(interim.to_string())
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    // The administrators read the public key and the policy, and may add an alias...
+    let spki = kms.get_public_key().key_id(&arn).send().await.unwrap().public_key.unwrap();
+    let p = kms.get_key_policy().key_id(&arn).send().await.unwrap();
+    assert!(p.policy().unwrap().contains("NoDecryptUntilTheAttestedPolicy"));
+    kms.create_alias().alias_name("alias/interim").target_key_id(&arn).send().await.unwrap();
+    // ...but nobody decrypts, not even with a valid attestation of the right image.
+    let wrapped = RsaPublicKey::from_public_key_der(spki.as_ref())
+        .unwrap()
+        .encrypt(&mut rand_rng(), Oaep::<Sha256>::new(), &[0x33; 32])
+        .unwrap();
+    let enclave_key = RecipientKey::generate(&OsRandom, 2048).unwrap();
+    let decrypt = || {
+        kms.decrypt()
+            .key_id("alias/interim")
+            .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+            .ciphertext_blob(Blob::new(wrapped.clone()))
+            .recipient(recipient(emu.document(enclave_key.spki_der(), 0xaa)))
+            .send()
+    };
+    let err = decrypt().await.unwrap_err().into_service_error();
+    assert_eq!(code(&err), "AccessDeniedException");
+    assert!(format!("{err:?}").contains("NoDecryptUntilTheAttestedPolicy"), "{err:?}");
+    let plain = kms
+        .decrypt()
+        .key_id(&arn)
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .ciphertext_blob(Blob::new(wrapped.clone()))
+        .send()
+        .await;
+    assert_eq!(failed(plain), "AccessDeniedException");
+    // The final policy replaces it: the attested image decrypts.
+    kms.put_key_policy().key_id(&arn).policy(attested_policy(0xaa)).send().await.unwrap();
+    let ok = decrypt().await.unwrap();
+    let env = ok.ciphertext_for_recipient().unwrap().as_ref();
+    assert_eq!(envelope::open(env, &enclave_key).unwrap().as_slice(), &[0x33; 32]);
+
+    // Lockout safety check: a policy that would stop the caller from changing it is refused,
+    // unless the check is bypassed (and then the key policy is locked for this caller).
+    let pcrs: BTreeMap<u8, Vec<u8>> = (0u8..3).map(|i| (i, vec![i; 48])).collect();
+    let foreign_admin = generate(&KeyPolicyParams {
+        role_arn: ROLE,
+        pcrs: &[pcrs],
+        pin: &[0],
+        admin_arn: Some("arn:aws:iam::444455556666:role/admin"),
+        encrypt_role_arn: None,
+    })
+    .unwrap()
+    .to_string();
+    let create = kms.create_key().policy(&foreign_admin).send().await;
+    assert_eq!(failed(create), "MalformedPolicyDocumentException");
+    let put = kms.put_key_policy().key_id(&arn).policy(&foreign_admin).send().await;
+    assert_eq!(failed(put), "MalformedPolicyDocumentException");
+    kms.put_key_policy()
+        .key_id(&arn)
+        .policy(&foreign_admin)
+        .bypass_policy_lockout_safety_check(true)
+        .send()
+        .await
+        .unwrap();
+    let put = kms.put_key_policy().key_id(&arn).policy(attested_policy(0xaa)).send().await;
+    assert_eq!(failed(put), "AccessDeniedException");
+}

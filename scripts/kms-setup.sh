@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # KMS setup for the signing enclave, in two steps around the image build:
 #
-#   1. scripts/kms-setup.sh create-key --region REGION --role-arn PARENT_ROLE_ARN
-#          [--admin-arn ARN] [--alias alias/signer-execution]
+#   1. scripts/kms-setup.sh create-key --region REGION --role-arn PARENT_ROLE_ARN \
+#          --domain app.example.com --uri https://app.example.com --chain-id mainnet \
+#          [--admin-arn ARN] [--alias alias/signer-execution] [--predecessor old-measurements.json]
 #        Creates the RSA_3072 ENCRYPT_DECRYPT execution key *with an interim key policy*
 #        (build/interim-key-policy.json, from `attest key-policy --interim`): the key
 #        administrators (--admin-arn, default the account root of --role-arn) may manage the key
@@ -10,8 +11,9 @@
 #        So KMS's default policy (the account may do kms:*) never exists on this key. The final
 #        policy cannot be given here: it pins PCR0, and PCR0 measures the enclave config, which
 #        contains this key's public key. Then adds the alias and writes deploy/enclave.toml (the
-#        measured config baked into the image) with the public key, using `signer-enclave config`
-#        so the file is exactly what the enclave parses.
+#        measured config baked into the image) with the public key, the domain, URI and chain of
+#        the users' authorization messages, and (for an upgrade) the images it succeeds, using
+#        `signer-enclave config` so the file is exactly what the enclave parses.
 #   2. scripts/build-eif.sh   → build/measurements.json
 #   3. scripts/kms-setup.sh apply-policy --region REGION --key-id KEY --role-arn PARENT_ROLE_ARN \
 #          --measurements build/measurements.json [--measurements old.json] [--pin 0,1,2] [--admin-arn ARN]
@@ -30,7 +32,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-usage() { sed -n '2,27p' "$0"; exit 2; }
+usage() { sed -n '2,30p' "$0"; exit 2; }
 die() { echo "kms-setup: $*" >&2; exit 1; }
 
 [ $# -ge 1 ] || usage
@@ -44,7 +46,11 @@ key_id=""
 role_arn=""
 admin_arn=""
 pin="0,1,2"
+domain=""
+uri=""
+chain_id=""
 measurements=()
+predecessors=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --region) region=$2; shift 2 ;;
@@ -55,6 +61,10 @@ while [ $# -gt 0 ]; do
     --admin-arn) admin_arn=$2; shift 2 ;;
     --pin) pin=$2; shift 2 ;;
     --measurements) measurements+=("$2"); shift 2 ;;
+    --domain) domain=$2; shift 2 ;;
+    --uri) uri=$2; shift 2 ;;
+    --chain-id) chain_id=$2; shift 2 ;;
+    --predecessor) predecessors+=(--predecessor "$2"); shift 2 ;;
     -h|--help) usage ;;
     *) die "unknown option $1" ;;
   esac
@@ -74,6 +84,8 @@ case "$command" in
   create-key)
     [ -n "$role_arn$admin_arn" ] ||
       die "--role-arn (the parent's role: its account root administers the key) or --admin-arn is required"
+    [ -n "$domain" ] && [ -n "$uri" ] && [ -n "$chain_id" ] ||
+      die "--domain, --uri and --chain-id (where users' authorization messages are valid) are required"
     enclave_bin=$(binary signer-enclave SIGNER_ENCLAVE_BIN)
     attest_bin=$(binary attest ATTEST_BIN)
     args=(key-policy --interim)
@@ -98,7 +110,8 @@ case "$command" in
     fi
     public_key=$(aws kms get-public-key --region "$region" --key-id "$key_arn" --query PublicKey --output text)
     mkdir -p "$(dirname "$config_out")"
-    "$enclave_bin" config --kms-public-key "$public_key" --kms-key-id "$key_arn" > "$config_out"
+    "$enclave_bin" config --kms-public-key "$public_key" --kms-key-id "$key_arn" \
+      --domain "$domain" --uri "$uri" --chain-id "$chain_id" "${predecessors[@]}" > "$config_out"
     echo "wrote $config_out; next: scripts/build-eif.sh, then kms-setup.sh apply-policy --key-id ${alias_name:-$key_arn}" >&2
     echo "$key_arn"
     ;;

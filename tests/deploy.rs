@@ -101,7 +101,9 @@ fn kms_setup_writes_the_config_the_image_bakes_in_and_the_enclave_parses() {
     let config = dir.join("enclave.toml");
 
     let printed = run(Command::new(repo().join("scripts/kms-setup.sh"))
-        .args(["create-key", "--region", "eu-west-1", "--role-arn", ROLE, "--config-out"])
+        .args(["create-key", "--region", "eu-west-1", "--role-arn", ROLE])
+        .args(["--domain", "app.example.com", "--uri", "https://app.example.com"])
+        .args(["--chain-id", "mainnet", "--config-out"])
         .arg(&config)
         .env("PATH", &path)
         .env("SIGNER_ENCLAVE_BIN", bin("signer-enclave"))
@@ -141,6 +143,12 @@ fn kms_setup_writes_the_config_the_image_bakes_in_and_the_enclave_parses() {
     let parsed = signer_enclave::config::parse(&text).unwrap();
     assert_eq!(parsed.file.kms_public_key, pk);
     assert_eq!(parsed.file.kms_key_id.as_deref(), Some(printed.trim()));
+    let auth = &parsed.file.authorization;
+    assert_eq!(
+        (auth.domain.as_str(), auth.uri.as_str(), auth.chain_id.as_str()),
+        ("app.example.com", "https://app.example.com", "mainnet"),
+        "the users' authorization messages are bound to the measured domain and chain"
+    );
     let measured =
         run(Command::new(bin("signer-enclave")).args(["measure", "--config"]).arg(&config));
     let pcrs = nitro_attestation::policy::pcrs_from_measurements_json(&measured).unwrap();

@@ -138,8 +138,8 @@ fn kill_9_of_the_enclave_under_load() {
         let probe = &ws[0];
         keep_going_until(stop, || {
             let answer = send(&api, &probe.sign_body(&probe.transfer(1), &request_id()));
-            let orphaned = answer
-                == Answer::Refused { status: 403, code: "grant_orphaned".to_string() };
+            let orphaned =
+                answer == Answer::Refused { status: 403, code: "grant_orphaned".to_string() };
             orphaned_after_restart.store(orphaned, Ordering::Relaxed);
             orphaned
         });

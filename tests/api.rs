@@ -110,6 +110,7 @@ fn agents_grants_sign_and_the_need_key_round_trip() {
     let r = api.get("/v1/enclave").unwrap();
     assert_eq!(r.str("enclave_id"), route);
     assert_eq!(r.body["answers_for"], json!([route]));
+    assert_eq!(unb64(&r.str("kms_public_key")), stack.kms_public_key().unwrap());
 
     // Cache hit: no KMS call, one enclave call.
     let r = api.post("/v1/sign", &w.sign_body(&w.transfer(6_000), &request_id())).unwrap();

@@ -306,13 +306,14 @@ async fn dispatch(
         }
         "enclave" => {
             let reply = parent.call(&Op::Identity).await?;
-            let Reply::Identity { enclave_id, answers_for, started_at } = reply else {
+            let Reply::Identity { enclave_id, answers_for, started_at, kms_public_key } = reply
+            else {
                 return Err(unexpected("identity", &reply));
             };
             let answers_for: Vec<String> = answers_for.iter().map(ToString::to_string).collect();
             Ok(json_response(
                 200,
-                &json!({"enclave_id": enclave_id.to_string(), "answers_for": answers_for, "started_at": started_at}),
+                &json!({"enclave_id": enclave_id.to_string(), "answers_for": answers_for, "started_at": started_at, "kms_public_key": b64(&kms_public_key)}),
             ))
         }
         "vaults" => {

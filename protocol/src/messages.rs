@@ -259,6 +259,9 @@ pub enum Reply {
         enclave_id: EnclaveId,
         answers_for: Vec<EnclaveId>,
         started_at: u64,
+        /// The KMS execution key pinned in the enclave's measured config (SPKI DER).
+        #[serde(with = "serde_bytes")]
+        kms_public_key: Vec<u8>,
     },
     VaultCreated {
         #[serde(with = "serde_bytes")]

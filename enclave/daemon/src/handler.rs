@@ -131,6 +131,7 @@ impl Handler {
                 enclave_id: e.id(),
                 answers_for: e.answers_for(),
                 started_at: e.started_at(),
+                kms_public_key: e.config().kms_public_key_der.clone(),
             },
             Op::CreateVault { wallet } => {
                 let v = e.create_vault(wallet)?;

@@ -82,6 +82,8 @@ pub const IMAGE_PCRS: [u8; 3] = [0, 1, 2];
 pub struct EnclaveConfig {
     /// The pinned KMS RSA public key: the only key new secrets are sealed to.
     pub kms_public_key: RsaPublicKey,
+    /// Its SubjectPublicKeyInfo DER, as pinned (what clients seal records to).
+    pub kms_public_key_der: Vec<u8>,
     /// Longest grant lifetime accepted or issued, seconds (default 3600, at least 60).
     pub max_grant_ttl: u64,
     /// Longest `[not_before, not_after]` window of a scheduled record, seconds (default 48 h).
@@ -138,6 +140,7 @@ impl EnclaveConfig {
         message_domain.validate().map_err(EnclaveError::Internal)?;
         Ok(Self {
             kms_public_key,
+            kms_public_key_der: kms_public_key_spki_der.to_vec(),
             max_grant_ttl: DEFAULT_MAX_GRANT_TTL,
             max_schedule_window: DEFAULT_MAX_SCHEDULE_WINDOW,
             max_schedule_horizon: DEFAULT_MAX_SCHEDULE_HORIZON,

@@ -316,6 +316,10 @@ pub fn parse_body(path: &str, body: &[u8]) -> Result<Body, BodyError> {
 #[serde(deny_unknown_fields)]
 pub struct HandoverRequest {
     pub successor: String,
+    /// The successor's measurements (`nitro-cli` JSON) when its image differs (an upgrade);
+    /// absent for a restart of the same image.
+    #[serde(default)]
+    pub measurements: Option<serde_json::Value>,
 }
 
 impl ApiBody for HandoverRequest {}

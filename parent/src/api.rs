@@ -129,6 +129,7 @@ fn route(path: &str) -> Option<(Method, Access, &'static str)> {
         "/v1/scheduled/sign" => (Method::POST, Access::Api, "scheduled_sign"),
         "/v1/grants/revoke" => (Method::POST, Access::Admin, "revoke"),
         "/v1/kill-switch" => (Method::POST, Access::Admin, "kill_switch"),
+        "/v1/admin/handover" => (Method::POST, Access::Admin, "handover"),
         "/healthz" => (Method::GET, Access::Public, "healthz"),
         "/readyz" => (Method::GET, Access::Public, "readyz"),
         "/metrics" => (Method::GET, Access::Public, "metrics"),
@@ -319,7 +320,7 @@ async fn dispatch(
         "vaults" => {
             let b: CreateVaultRequest = parse(&read_body(parent, req).await?)?;
             parent.attested().await?;
-            let reply = parent.call(&Op::CreateVault { wallet: b.wallet }).await?;
+            let reply = parent.call_routed(&Op::CreateVault { wallet: b.wallet }).await?;
             let Reply::VaultCreated { vault_id, record, provenance } = reply else {
                 return Err(unexpected("create_vault", &reply));
             };
@@ -332,7 +333,7 @@ async fn dispatch(
             let b: ImportAuthorizationRequest = parse(&read_body(parent, req).await?)?;
             parent.attested().await?;
             let op = Op::AuthorizeImport { wallet: b.wallet, vault_record: b.vault_record.0 };
-            Ok(json_response(200, &authorization_json(parent.call(&op).await?, None)?))
+            Ok(json_response(200, &authorization_json(parent.call_routed(&op).await?, None)?))
         }
         "import_vault" => {
             let b: ImportVaultRequest = parse(&read_body(parent, req).await?)?;
@@ -481,7 +482,7 @@ async fn dispatch(
                 }
                 RevokeTarget::Wallet(w) => (RevokeMsg::Wallet(w), json!({"wallet": w.to_string()})),
             };
-            let reply = parent.call(&Op::Revoke { target }).await?;
+            let reply = parent.call_routed(&Op::Revoke { target }).await?;
             let Reply::Revoked { dropped } = reply else {
                 return Err(unexpected("revoke", &reply));
             };
@@ -490,12 +491,32 @@ async fn dispatch(
         "kill_switch" => {
             let body = read_body(parent, req).await?;
             let b: KillSwitchRequest = parse(&body)?;
-            let reply = parent.call(&Op::KillSwitch { engaged: b.engaged }).await?;
+            let reply = parent.call_routed(&Op::KillSwitch { engaged: b.engaged }).await?;
             let Reply::KillSwitch { engaged } = reply else {
                 return Err(unexpected("kill_switch", &reply));
             };
             tracing::warn!(engaged, "kill switch changed");
             Ok(json_response(200, &json!({"engaged": engaged})))
+        }
+        "handover" => {
+            let b: signer_api::HandoverRequest = parse(&read_body(parent, req).await?)?;
+            let successor: signer_protocol::Endpoint = b
+                .successor
+                .parse()
+                .map_err(|e| ApiError::bad_request(format!("successor: {e}")))?;
+            let measurements = match b.measurements {
+                None => None,
+                Some(json) => {
+                    let mut pcrs =
+                        nitro_attestation::policy::pcrs_from_measurements_json(&json.to_string())
+                            .map_err(|e| ApiError::bad_request(format!("measurements: {e}")))?;
+                    let pinned = parent.attestation.expected_pcrs();
+                    pcrs.retain(|i, _| pinned.contains_key(i));
+                    Some(pcrs)
+                }
+            };
+            let report = parent.handover(successor, measurements).await?;
+            Ok(json_body(200, &report))
         }
         _ => Err(ApiError::new(404, "not_found", "no such route")),
     }

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use signer_protocol::{ClientError, EnclaveClient, ErrorReply, Op, Outcome, Reply, SignOp};
+use signer_protocol::{
+    ClientError, EnclaveClient, Endpoint, ErrorReply, Op, Outcome, Reply, SignOp,
+};
 use signer_types::error::ErrorCode;
 use signer_types::ids::EnclaveId;
 use signer_types::policy::Denial;
@@ -123,6 +125,19 @@ impl GrantInfo {
     }
 }
 
+/// What a handover did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HandoverReport {
+    pub predecessor: EnclaveId,
+    pub successor: EnclaveId,
+    pub answers_for: Vec<EnclaveId>,
+    pub request_ids: u64,
+    pub counters: u64,
+    pub chunks: u32,
+    pub bytes: usize,
+    pub millis: u64,
+}
+
 /// A reply that does not answer the operation: the enclave misbehaves.
 pub fn unexpected(op: &str, reply: &Reply) -> ApiError {
     let name = match reply {
@@ -144,7 +159,15 @@ pub struct Parent {
     /// Grants known to be open in the enclave: id → (expires_at, connection generation).
     seen: Mutex<HashMap<[u8; 16], (u64, u64)>>,
     prefetches: Mutex<HashMap<[u8; 16], Prefetch>>,
+    /// One handover at a time.
+    handover_lock: tokio::sync::Mutex<()>,
+    /// Completed switches to a successor enclave (requests answered `enclave_handed_over` wait
+    /// for the next one and retry there).
+    switches: tokio::sync::watch::Sender<u64>,
 }
+
+/// How long a request answered `enclave_handed_over` waits for the switch to the successor.
+const HANDOVER_WAIT: Duration = Duration::from_secs(30);
 
 /// Most grants remembered for prefetch decisions (beyond this, prefetch is skipped).
 const MAX_SEEN: usize = 1_000_000;
@@ -173,6 +196,8 @@ impl Parent {
             kms_reachable: AtomicBool::new(false),
             seen: Mutex::new(HashMap::new()),
             prefetches: Mutex::new(HashMap::new()),
+            handover_lock: tokio::sync::Mutex::new(()),
+            switches: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -284,13 +309,45 @@ impl Parent {
 
     /// `POST /v1/sign`.
     pub async fn sign(&self, grant: &GrantInfo, op: SignOp) -> Result<Reply, ApiError> {
-        self.attested().await?;
-        let grant_id = grant.id;
-        let result = self.sign_with_grant(grant, op).await;
-        // The shared prefetch lives until the grant is known open (or the attempt failed), so
-        // concurrent first requests never trigger a second KMS call.
-        self.prefetches.lock().remove(&grant_id);
-        result
+        self.across_handover(|| async {
+            self.attested().await?;
+            let result = self.sign_with_grant(grant, op.clone()).await;
+            // The shared prefetch lives until the grant is known open (or the attempt failed),
+            // so concurrent first requests never trigger a second KMS call.
+            self.prefetches.lock().remove(&grant.id);
+            result
+        })
+        .await
+    }
+
+    /// Runs `attempt`; if the enclave answered that it handed its state over, waits (bounded) for
+    /// the switch to the successor and runs it once more there. The successor holds the
+    /// predecessor's request ids and counters, so the second attempt cannot charge twice, and an
+    /// identical request gets the identical signature.
+    pub async fn across_handover<F, Fut>(&self, attempt: F) -> Result<Reply, ApiError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Reply, ApiError>>,
+    {
+        let mut switches = self.switches.subscribe();
+        let before = *switches.borrow_and_update();
+        match attempt().await {
+            Err(e) if e.code == ErrorCode::EnclaveHandedOver.as_str() => {
+                if *switches.borrow() == before {
+                    let _ = tokio::time::timeout(HANDOVER_WAIT, switches.changed()).await;
+                }
+                if *switches.borrow() == before {
+                    return Err(e);
+                }
+                attempt().await
+            }
+            other => other,
+        }
+    }
+
+    /// One enclave call, retried on the successor if it reached an enclave that handed over.
+    pub async fn call_routed(&self, op: &Op) -> Result<Reply, ApiError> {
+        self.across_handover(|| self.call(op)).await
     }
 
     async fn sign_with_grant(&self, grant: &GrantInfo, mut op: SignOp) -> Result<Reply, ApiError> {
@@ -338,30 +395,156 @@ impl Parent {
 
     /// An operation that opens a vault or record: sent as it is, then with the KMS envelope the
     /// enclave asks for.
-    pub async fn call_unlocking(&self, mut op: Op) -> Result<Reply, ApiError> {
-        self.attested().await?;
-        let first = self.call(&op).await?;
-        self.retry_on_need_key(&mut op, first).await
+    pub async fn call_unlocking(&self, op: Op) -> Result<Reply, ApiError> {
+        self.across_handover(|| async {
+            self.attested().await?;
+            let mut op = op.clone();
+            let first = self.call(&op).await?;
+            self.retry_on_need_key(&mut op, first).await
+        })
+        .await
     }
 
     /// `POST /v1/scheduled/sign`: scheduled records are single-use, so the envelope always goes
     /// with the first request.
     pub async fn sign_scheduled(
         &self,
-        mut op: signer_protocol::SignScheduledOp,
+        op: signer_protocol::SignScheduledOp,
         wrapped: &signer_types::records::WrappedKey,
     ) -> Result<Reply, ApiError> {
-        self.attested().await?;
-        op.envelope = Some(
-            self.envelope(wrapped.alg, &wrapped.ciphertext, wrapped.encryption_context.as_ref())
+        self.across_handover(|| async {
+            self.attested().await?;
+            let mut op = op.clone();
+            op.envelope = Some(
+                self.envelope(
+                    wrapped.alg,
+                    &wrapped.ciphertext,
+                    wrapped.encryption_context.as_ref(),
+                )
                 .await?,
-        );
-        let mut request = Op::SignScheduled(op);
-        let first = self.call(&request).await?;
-        match self.retry_on_need_key(&mut request, first).await? {
-            reply @ Reply::Signed { .. } => Ok(reply),
-            other => Err(unexpected("sign_scheduled", &other)),
+            );
+            let mut request = Op::SignScheduled(op);
+            let first = self.call(&request).await?;
+            match self.retry_on_need_key(&mut request, first).await? {
+                reply @ Reply::Signed { .. } => Ok(reply),
+                other => Err(unexpected("sign_scheduled", &other)),
+            }
+        })
+        .await
+    }
+
+    /// A live handover (SPEC §16) from the current enclave to `successor`; afterwards this parent
+    /// talks to the successor. Requests keep flowing: those that reach the predecessor after it
+    /// stopped deciding wait for the switch and go to the successor.
+    pub async fn handover(
+        &self,
+        successor: Endpoint,
+        measurements: Option<std::collections::BTreeMap<u8, Vec<u8>>>,
+    ) -> Result<HandoverReport, ApiError> {
+        let Ok(_one_at_a_time) = self.handover_lock.try_lock() else {
+            return Err(ApiError::coded(
+                ErrorCode::HandoverRefused,
+                "a handover is already running",
+            ));
+        };
+        let started = std::time::Instant::now();
+        let timeout = self.timeout();
+        let current = self.attested().await?;
+        let next = EnclaveClient::new(successor.clone(), Duration::from_secs(3));
+        let pcrs = measurements.unwrap_or_else(|| self.attestation.expected_pcrs());
+        let verified = self.attestation.verify_other(&next, &pcrs, timeout).await.map_err(|e| {
+            ApiError::coded(ErrorCode::HandoverRefused, format!("the successor: {e}"))
+        })?;
+        let on_next = |op: Op| {
+            let next = &next;
+            async move {
+                match next.call(&op, timeout).await {
+                    Ok(Outcome::Ok(reply)) => Ok(reply),
+                    Ok(Outcome::Err(e)) => Err(ApiError::from(e)),
+                    Err(e) => Err(ApiError::coded(
+                        ErrorCode::HandoverRefused,
+                        format!("the successor is unreachable: {e}"),
+                    )),
+                }
+            }
+        };
+        let Reply::HandoverOffer { document: offer } = on_next(Op::HandoverOffer).await? else {
+            return Err(ApiError::internal("unexpected reply to handover_offer"));
+        };
+        let reply = self.call(&Op::HandoverPrepare { successor_document: offer.clone() }).await?;
+        let Reply::HandoverPrepared { document, wrapped_key, successor: named } = reply else {
+            return Err(unexpected("handover_prepare", &reply));
+        };
+        if named != verified.enclave_id {
+            return Err(ApiError::internal("the predecessor named another successor"));
         }
+        // Only an image the key policy admits gets the handover key: this is where KMS decides
+        // whether the successor may hold the state.
+        let pcr0 = verified.pcrs.get(&0).map(hex::encode).unwrap_or_default();
+        let envelope = self
+            .kms
+            .decrypt_for_recipient(
+                &Unwrap {
+                    alg: WrapAlg::RsaesOaepSha256,
+                    ciphertext: &wrapped_key,
+                    encryption_context: None,
+                },
+                &offer,
+                &pcr0,
+            )
+            .await?;
+        let reply =
+            on_next(Op::HandoverAccept { predecessor_document: document, wrapped_key, envelope })
+                .await?;
+        let Reply::HandoverAccepted { proof } = reply else {
+            return Err(ApiError::internal("unexpected reply to handover_accept"));
+        };
+        // From here the predecessor decides nothing more.
+        let reply = self.call(&Op::HandoverExport { proof }).await?;
+        let Reply::HandoverExported { chunks } = reply else {
+            return Err(unexpected("handover_export", &reply));
+        };
+        let (mut bytes, mut summary) = (0usize, None);
+        for index in 0..chunks {
+            let reply = self.call(&Op::HandoverChunk { index }).await?;
+            let Reply::HandoverChunk { chunk } = reply else {
+                return Err(unexpected("handover_chunk", &reply));
+            };
+            bytes += chunk.len();
+            let reply = on_next(Op::HandoverImport { index, total: chunks, chunk }).await?;
+            let Reply::HandoverImported { complete, .. } = reply else {
+                return Err(ApiError::internal("unexpected reply to handover_import"));
+            };
+            summary = complete;
+        }
+        let summary = summary
+            .ok_or_else(|| ApiError::internal("the successor did not complete the import"))?;
+        drop(next);
+        self.enclave.switch_to(successor).await;
+        self.attestation.set_expected_pcrs(pcrs);
+        self.seen.lock().clear();
+        self.prefetches.lock().clear();
+        self.switches.send_modify(|n| *n += 1);
+        self.metrics.handovers.inc();
+        let report = HandoverReport {
+            predecessor: current.enclave_id,
+            successor: verified.enclave_id,
+            answers_for: summary.answers_for,
+            request_ids: summary.request_ids,
+            counters: summary.counters,
+            chunks,
+            bytes,
+            millis: started.elapsed().as_millis() as u64,
+        };
+        tracing::warn!(
+            predecessor = %report.predecessor,
+            successor = %verified.enclave_id,
+            chunks,
+            bytes,
+            millis = report.millis,
+            "handover complete: now serving from the successor"
+        );
+        Ok(report)
     }
 
     /// Background: keep the attestation fresh and check KMS, until `shutdown`.

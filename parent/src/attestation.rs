@@ -33,7 +33,7 @@ pub struct Attested {
 
 pub struct Attestation {
     anchor: TrustAnchor,
-    expected_pcrs: BTreeMap<u8, Vec<u8>>,
+    expected_pcrs: RwLock<BTreeMap<u8, Vec<u8>>>,
     allow_debug: bool,
     max_age: Duration,
     usable_for: Duration,
@@ -51,7 +51,7 @@ impl Attestation {
     ) -> Self {
         Self {
             anchor,
-            expected_pcrs,
+            expected_pcrs: RwLock::new(expected_pcrs),
             allow_debug,
             max_age,
             usable_for: max_age.saturating_sub(Duration::from_secs(30)),
@@ -125,9 +125,40 @@ impl Attestation {
         result
     }
 
+    /// The PCRs enclaves must have.
+    pub fn expected_pcrs(&self) -> BTreeMap<u8, Vec<u8>> {
+        self.expected_pcrs.read().clone()
+    }
+
+    /// After a handover to an enclave of another image: expect its PCRs from now on.
+    pub fn set_expected_pcrs(&self, pcrs: BTreeMap<u8, Vec<u8>>) {
+        *self.expected_pcrs.write() = pcrs;
+        self.invalidate();
+    }
+
+    /// Attests an enclave other than the current one (a handover successor) against `pcrs`.
+    pub async fn verify_other(
+        &self,
+        enclave: &EnclaveClient,
+        pcrs: &BTreeMap<u8, Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Arc<Attested>, String> {
+        self.fetch_and_verify_with(enclave, pcrs.clone(), timeout).await
+    }
+
     async fn fetch_and_verify(
         &self,
         enclave: &EnclaveClient,
+        timeout: Duration,
+    ) -> Result<Arc<Attested>, String> {
+        let pcrs = self.expected_pcrs();
+        self.fetch_and_verify_with(enclave, pcrs, timeout).await
+    }
+
+    async fn fetch_and_verify_with(
+        &self,
+        enclave: &EnclaveClient,
+        pcrs: BTreeMap<u8, Vec<u8>>,
         timeout: Duration,
     ) -> Result<Arc<Attested>, String> {
         let mut nonce = [0u8; 32];
@@ -143,7 +174,7 @@ impl Attestation {
             Outcome::Err(e) => return Err(format!("the enclave refused to attest: {}", e.message)),
         };
         let policy = AttestationPolicy {
-            pcrs: self.expected_pcrs.clone(),
+            pcrs,
             allow_debug: self.allow_debug,
             max_age: Some(self.max_age),
             nonce: Some(nonce.to_vec()),

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub kms_reachable: IntGauge,
     pub attestation_refreshes: IntCounterVec,
     pub envelope_failures: IntCounter,
+    pub handovers: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] =
@@ -110,6 +111,14 @@ impl Metrics {
                     "Records that did not open with the key in their KMS envelope (tampering by \
                      the host or at rest, or a misbehaving KMS); the enclave refuses each such \
                      envelope from then on",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
+            handovers: {
+                let c = IntCounter::new(
+                    "signer_handovers_total",
+                    "Completed live handovers of the decision state to a successor enclave",
                 )?;
                 registry.register(Box::new(c.clone()))?;
                 c

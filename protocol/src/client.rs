@@ -185,7 +185,7 @@ struct Backoff {
 
 /// A client that (re)connects on demand, with exponential backoff between failed attempts.
 pub struct EnclaveClient {
-    endpoint: Endpoint,
+    endpoint: Mutex<Endpoint>,
     connect_timeout: Duration,
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
     backoff: Mutex<Backoff>,
@@ -196,7 +196,7 @@ pub struct EnclaveClient {
 impl EnclaveClient {
     pub fn new(endpoint: Endpoint, connect_timeout: Duration) -> Self {
         Self {
-            endpoint,
+            endpoint: Mutex::new(endpoint),
             connect_timeout,
             connection: tokio::sync::Mutex::new(None),
             backoff: Mutex::new(Backoff { next_attempt: None, delay: MIN_BACKOFF }),
@@ -205,8 +205,18 @@ impl EnclaveClient {
         }
     }
 
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint.lock().clone()
+    }
+
+    /// Points the client at another enclave (after a handover): the current connection is
+    /// dropped and the next call connects to `endpoint`, counting as a new connection.
+    pub async fn switch_to(&self, endpoint: Endpoint) {
+        let mut current = self.connection.lock().await;
+        *self.endpoint.lock() = endpoint;
+        *current = None;
+        *self.backoff.lock() = Backoff { next_attempt: None, delay: MIN_BACKOFF };
+        self.connected.store(false, Ordering::Release);
     }
 
     /// Whether the last attempt left an open connection.
@@ -232,7 +242,8 @@ impl EnclaveClient {
                 return Err(ClientError::Backoff(at - now));
             }
         }
-        match Connection::open(&self.endpoint, self.connect_timeout).await {
+        let endpoint = self.endpoint.lock().clone();
+        match Connection::open(&endpoint, self.connect_timeout).await {
             Ok(c) => {
                 let c = Arc::new(c);
                 *current = Some(Arc::clone(&c));

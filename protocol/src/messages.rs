@@ -133,7 +133,7 @@ pub struct CreateGrantOp {
 }
 
 /// Operations (SPEC §8).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     Hello {
@@ -168,6 +168,39 @@ pub enum Op {
         engaged: bool,
     },
     Status,
+    /// Handover step 1, to the successor: announce yourself.
+    HandoverOffer,
+    /// Step 2, to the predecessor: the successor's offer document.
+    HandoverPrepare {
+        #[serde(with = "serde_bytes")]
+        successor_document: Vec<u8>,
+    },
+    /// Step 3, to the successor: the predecessor's document, the wrapped handover key, and the
+    /// KMS envelope of that key made for the successor.
+    HandoverAccept {
+        #[serde(with = "serde_bytes")]
+        predecessor_document: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        wrapped_key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        envelope: Vec<u8>,
+    },
+    /// Step 4, to the predecessor: the successor's proof; stop deciding and export.
+    HandoverExport {
+        #[serde(with = "serde_bytes")]
+        proof: [u8; 32],
+    },
+    /// One exported chunk, from the predecessor.
+    HandoverChunk {
+        index: u32,
+    },
+    /// Step 5, to the successor: one chunk of the state.
+    HandoverImport {
+        index: u32,
+        total: u32,
+        #[serde(with = "serde_bytes")]
+        chunk: Vec<u8>,
+    },
 }
 
 impl Op {
@@ -188,6 +221,12 @@ impl Op {
             Self::Revoke { .. } => "revoke",
             Self::KillSwitch { .. } => "kill_switch",
             Self::Status => "status",
+            Self::HandoverOffer => "handover_offer",
+            Self::HandoverPrepare { .. } => "handover_prepare",
+            Self::HandoverAccept { .. } => "handover_accept",
+            Self::HandoverExport { .. } => "handover_export",
+            Self::HandoverChunk { .. } => "handover_chunk",
+            Self::HandoverImport { .. } => "handover_import",
         }
     }
 
@@ -326,6 +365,42 @@ pub enum Reply {
         engaged: bool,
     },
     Status(StatusReply),
+    HandoverOffer {
+        #[serde(with = "serde_bytes")]
+        document: Vec<u8>,
+    },
+    HandoverPrepared {
+        #[serde(with = "serde_bytes")]
+        document: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        wrapped_key: Vec<u8>,
+        successor: EnclaveId,
+    },
+    HandoverAccepted {
+        #[serde(with = "serde_bytes")]
+        proof: [u8; 32],
+    },
+    HandoverExported {
+        chunks: u32,
+    },
+    HandoverChunk {
+        #[serde(with = "serde_bytes")]
+        chunk: Vec<u8>,
+    },
+    /// A chunk was taken; `complete` once the last one was.
+    HandoverImported {
+        received: u32,
+        complete: Option<HandoverSummary>,
+    },
+}
+
+/// What a successor took over.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverSummary {
+    pub predecessor: EnclaveId,
+    pub answers_for: Vec<EnclaveId>,
+    pub request_ids: u64,
+    pub counters: u64,
 }
 
 /// A refusal: the stable code, a message naming the cause, and for policy denials the rule and

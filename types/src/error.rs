@@ -41,12 +41,14 @@ pub enum ErrorCode {
     GrantOrphaned,
     /// This enclave handed its state to a successor and signs no more.
     EnclaveHandedOver,
+    /// A step of a live handover was refused (documents, proof, session or state).
+    HandoverRefused,
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         Self::BadRequest,
         Self::RecordInvalid,
         Self::GrantExpired,
@@ -65,6 +67,7 @@ impl ErrorCode {
         Self::WrongEnclave,
         Self::GrantOrphaned,
         Self::EnclaveHandedOver,
+        Self::HandoverRefused,
         Self::Internal,
     ];
 
@@ -89,6 +92,7 @@ impl ErrorCode {
             Self::WrongEnclave => "wrong_enclave",
             Self::GrantOrphaned => "grant_orphaned",
             Self::EnclaveHandedOver => "enclave_handed_over",
+            Self::HandoverRefused => "handover_refused",
             Self::Internal => "internal",
         }
     }
@@ -108,7 +112,7 @@ impl ErrorCode {
             | Self::AuthorizationNotYetValid
             | Self::ProvenanceInvalid
             | Self::GrantOrphaned => 403,
-            Self::ReplayedRequest | Self::AuthorizationReplayed => 409,
+            Self::ReplayedRequest | Self::AuthorizationReplayed | Self::HandoverRefused => 409,
             Self::WrongEnclave => 421,
             Self::EnvelopeRejected => 502,
             Self::EnclaveUnavailable | Self::EnclaveHandedOver => 503,
@@ -137,6 +141,7 @@ impl ErrorCode {
             Self::WrongEnclave => "Record belongs to another enclave",
             Self::GrantOrphaned => "Grant orphaned: authorize again",
             Self::EnclaveHandedOver => "Enclave handed over to its successor",
+            Self::HandoverRefused => "Handover refused",
             Self::Internal => "Internal error",
         }
     }
@@ -172,7 +177,7 @@ mod tests {
         let mut names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 19);
+        assert_eq!(names.len(), 20);
         for code in ErrorCode::ALL {
             assert!((400..600).contains(&code.http_status()), "{code:?}");
             let json = serde_json::to_string(&code).unwrap();

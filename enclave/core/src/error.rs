@@ -60,6 +60,9 @@ pub enum EnclaveError {
          started, and no handover brought its state here): the user must authorize again"
     )]
     Orphaned { what: &'static str, id: String, owner: EnclaveId },
+    /// A handover step was refused (documents, proofs, sessions, state).
+    #[error("handover refused: {0}")]
+    Handover(String),
     /// This enclave handed its decision state to a successor and decides nothing more.
     #[error("this enclave handed its state over to enclave {successor} and signs no more")]
     HandedOver { successor: EnclaveId },
@@ -116,6 +119,7 @@ impl EnclaveError {
             Self::WrongEnclave { .. } => ErrorCode::WrongEnclave,
             Self::Orphaned { .. } => ErrorCode::GrantOrphaned,
             Self::HandedOver { .. } => ErrorCode::EnclaveHandedOver,
+            Self::Handover(_) => ErrorCode::HandoverRefused,
             Self::Envelope(_) | Self::Internal(_) => ErrorCode::Internal,
         }
     }

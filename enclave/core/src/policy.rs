@@ -422,6 +422,19 @@ pub struct SpendKey {
     pub agent: [u8; 32],
 }
 
+/// One counter as a handover carries it (SPEC §16): the (wallet, bot, agent) it belongs to, the
+/// UTC day it counts, what that day used, and the velocity window's timestamps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpendRecord {
+    pub key: Option<SpendKey>,
+    pub day: u64,
+    pub lamports: u64,
+    pub tokens: Vec<(Pubkey, u64)>,
+    pub notional_cents: u64,
+    pub recent: Vec<u64>,
+    pub last_seen: u64,
+}
+
 #[derive(Debug, Default)]
 struct SpendState {
     day: u64,
@@ -528,6 +541,40 @@ impl Ledger {
     pub fn prune(&mut self, now: u64) {
         let yesterday = (now / SECONDS_PER_DAY).saturating_sub(1);
         self.states.retain(|_, s| s.last_seen / SECONDS_PER_DAY >= yesterday);
+    }
+
+    /// Every counter, for a handover.
+    pub fn export(&self) -> Vec<SpendRecord> {
+        self.states
+            .iter()
+            .map(|(key, s)| SpendRecord {
+                key: Some(*key),
+                day: s.day,
+                lamports: s.lamports,
+                tokens: s.tokens.clone(),
+                notional_cents: s.notional_cents,
+                recent: s.recent.iter().copied().collect(),
+                last_seen: s.last_seen,
+            })
+            .collect()
+    }
+
+    /// Takes over counters from a handover (replacing any with the same key).
+    pub fn import(&mut self, records: Vec<SpendRecord>) {
+        for r in records {
+            let Some(key) = r.key else { continue };
+            self.states.insert(
+                key,
+                SpendState {
+                    day: r.day,
+                    lamports: r.lamports,
+                    tokens: r.tokens,
+                    notional_cents: r.notional_cents,
+                    recent: r.recent.into_iter().collect(),
+                    last_seen: r.last_seen,
+                },
+            );
+        }
     }
 
     /// Number of (wallet, bot, agent) counters tracked.

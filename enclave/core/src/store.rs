@@ -101,6 +101,14 @@ impl<K: Hash + Eq + Ord + Copy, V> TtlMap<K, V> {
         self.entries.len()
     }
 
+    /// Every live entry at `now` with its expiry (for a handover).
+    pub fn live(&self, now: u64) -> impl Iterator<Item = (&K, &V, u64)> + '_ {
+        self.entries
+            .iter()
+            .filter(move |(_, e)| e.expires_at > now)
+            .map(|(k, e)| (k, &e.value, e.expires_at))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -10,8 +10,8 @@ use enclave_core::enclave::{
 use enclave_core::error::ErrorCode;
 use enclave_core::{Enclave, EnclaveError, SignOutcome};
 use signer_protocol::{
-    AgentKindMsg, ErrorReply, GrantFields, Op, Outcome, PROTOCOL_VERSION, Reply, RevokeMsg,
-    StatusReply,
+    AgentKindMsg, ErrorReply, GrantFields, HandoverSummary, Op, Outcome, PROTOCOL_VERSION, Reply,
+    RevokeMsg, StatusReply,
 };
 
 /// The enclave's request handler.
@@ -92,7 +92,12 @@ impl Handler {
             | Op::CreateVault { .. }
             | Op::ImportVault(_)
             | Op::CreateAgent(_)
-            | Op::CreateGrant(_) => true,
+            | Op::CreateGrant(_)
+            | Op::HandoverOffer
+            | Op::HandoverPrepare { .. }
+            | Op::HandoverAccept { .. }
+            | Op::HandoverExport { .. }
+            | Op::HandoverImport { .. } => true,
             _ => false,
         }
     }
@@ -220,6 +225,36 @@ impl Handler {
             }
             Op::KillSwitch { engaged } => {
                 Reply::KillSwitch { engaged: e.set_kill_switch(engaged)? }
+            }
+            Op::HandoverOffer => Reply::HandoverOffer { document: e.handover_offer()? },
+            Op::HandoverPrepare { successor_document } => {
+                let p = e.handover_prepare(&successor_document)?;
+                Reply::HandoverPrepared {
+                    document: p.document,
+                    wrapped_key: p.wrapped_key,
+                    successor: p.successor,
+                }
+            }
+            Op::HandoverAccept { predecessor_document, wrapped_key, envelope } => {
+                Reply::HandoverAccepted {
+                    proof: e.handover_accept(&predecessor_document, &wrapped_key, &envelope)?,
+                }
+            }
+            Op::HandoverExport { proof } => {
+                Reply::HandoverExported { chunks: e.handover_export(&proof)? }
+            }
+            Op::HandoverChunk { index } => Reply::HandoverChunk { chunk: e.handover_chunk(index)? },
+            Op::HandoverImport { index, total, chunk } => {
+                let done = e.handover_import(index, total, &chunk)?;
+                Reply::HandoverImported {
+                    received: index + 1,
+                    complete: done.map(|d| HandoverSummary {
+                        predecessor: d.predecessor,
+                        answers_for: d.answers_for,
+                        request_ids: d.request_ids as u64,
+                        counters: d.counters as u64,
+                    }),
+                }
             }
             Op::Status => {
                 let s = e.status();

@@ -64,11 +64,28 @@ impl Daemon {
         d
     }
 
+    /// Starts another instance of the same image whose documents chain to `other`'s sim root
+    /// (as every enclave's chain to AWS's).
+    fn start_sharing_ca(name: &str, other: &Daemon) -> Self {
+        let dir = std::env::temp_dir().join(format!("enclave-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(other.dir.join("sim-ca.pem"), dir.join("sim-ca.pem")).unwrap();
+        let socket = dir.join("enclave.sock");
+        let d = Self::spawn_in(dir, &format!("unix:{}", socket.display()), |_| {});
+        d.wait_ready();
+        d
+    }
+
     /// Starts the daemon without waiting for it.
     fn spawn(name: &str, listen: &str, edit: impl FnOnce(&mut FileConfig)) -> Self {
         let dir = std::env::temp_dir().join(format!("enclave-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        Self::spawn_in(dir, listen, edit)
+    }
+
+    fn spawn_in(dir: PathBuf, listen: &str, edit: impl FnOnce(&mut FileConfig)) -> Self {
         let der = kms_key().to_public_key().to_public_key_der().unwrap();
         let mut config = FileConfig::new(der.as_bytes(), Some("test-key".into()), authorization());
         edit(&mut config);
@@ -758,4 +775,117 @@ fn bad_configs_are_refused_with_a_reason() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("Nitro Secure Module is not available"));
     let _ = std::fs::remove_dir_all(&dir);
     let _ = LineEnding::LF;
+}
+
+/// The live handover between two real daemons (the test relays, playing the parent and KMS), and
+/// every forged, replayed or misdirected step refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn handover_between_two_daemons_refuses_forged_and_replayed_steps() {
+    let p = Daemon::start("handover-p");
+    let s = Daemon::start_sharing_ca("handover-s", &p);
+    let third = Daemon::start_sharing_ca("handover-t", &p);
+    let (pc, sc, tc) = (p.connect().await, s.connect().await, third.connect().await);
+    let w = wallet(&pc, 0x44).await;
+    let p_spki = recipient_key(&pc).await;
+    let tx = transfer_tx(&w.agent, &Pubkey([9; 32]), 5);
+    let Outcome::Ok(Reply::Signed { signature: before, .. }) =
+        sign(&pc, &w, tx.clone(), [1; 16], &p_spki).await
+    else {
+        panic!("the predecessor signs")
+    };
+
+    let Reply::HandoverOffer { document: offer } = ok(&sc, Op::HandoverOffer).await else {
+        panic!()
+    };
+    let Reply::HandoverPrepared { document, wrapped_key, successor } =
+        ok(&pc, Op::HandoverPrepare { successor_document: offer }).await
+    else {
+        panic!()
+    };
+    let s_spki = recipient_key(&sc).await;
+    assert_eq!(successor, EnclaveId::from_recipient_key(&s_spki));
+    // KMS unwraps the handover key for the successor's attested key only.
+    let envelope = kms_envelope(&wrapped_key, &s_spki);
+    // Misdirected: the third enclave, holding an offer of its own, is handed P's document and
+    // an envelope made for it: the document binds S, so it refuses.
+    ok(&tc, Op::HandoverOffer).await;
+    let t_spki = recipient_key(&tc).await;
+    let e = err(
+        &tc,
+        Op::HandoverAccept {
+            predecessor_document: document.clone(),
+            wrapped_key: wrapped_key.clone(),
+            envelope: kms_envelope(&wrapped_key, &t_spki),
+        },
+    )
+    .await;
+    assert_eq!(e.code, ErrorCode::HandoverRefused, "{}", e.message);
+    // Forged: a proof made up by the host ends the handover on the predecessor.
+    let e = err(&pc, Op::HandoverExport { proof: [7; 32] }).await;
+    assert_eq!(e.code, ErrorCode::HandoverRefused);
+    let Reply::Signed { .. } = ok(&pc, sign_op(&w, tx.clone(), [1; 16], None)).await else {
+        panic!("the predecessor keeps deciding")
+    };
+
+    // The genuine handover.
+    let Reply::HandoverOffer { document: offer } = ok(&sc, Op::HandoverOffer).await else {
+        panic!()
+    };
+    let Reply::HandoverPrepared { document, wrapped_key, .. } =
+        ok(&pc, Op::HandoverPrepare { successor_document: offer }).await
+    else {
+        panic!()
+    };
+    let envelope_for_s = kms_envelope(&wrapped_key, &s_spki);
+    assert_ne!(envelope_for_s, envelope);
+    let Reply::HandoverAccepted { proof } = ok(
+        &sc,
+        Op::HandoverAccept {
+            predecessor_document: document,
+            wrapped_key,
+            envelope: envelope_for_s,
+        },
+    )
+    .await
+    else {
+        panic!()
+    };
+    let Reply::HandoverExported { chunks } = ok(&pc, Op::HandoverExport { proof }).await else {
+        panic!()
+    };
+    let mut recorded = Vec::new();
+    for index in 0..chunks {
+        let Reply::HandoverChunk { chunk } = ok(&pc, Op::HandoverChunk { index }).await else {
+            panic!()
+        };
+        recorded.push(chunk.clone());
+        let Reply::HandoverImported { complete, .. } =
+            ok(&sc, Op::HandoverImport { index, total: chunks, chunk }).await
+        else {
+            panic!()
+        };
+        if index + 1 == chunks {
+            let done = complete.unwrap();
+            assert_eq!(done.predecessor, w.enclave_id);
+            assert_eq!(done.request_ids, 1);
+        }
+    }
+    // The predecessor refuses; the successor answers identically for the predecessor's grant.
+    let e = err(&pc, sign_op(&w, tx.clone(), [2; 16], None)).await;
+    assert_eq!(e.code, ErrorCode::EnclaveHandedOver);
+    let Outcome::Ok(Reply::Signed { signature: after, .. }) =
+        sign(&sc, &w, tx.clone(), [1; 16], &s_spki).await
+    else {
+        panic!("the successor answers for the predecessor's grant")
+    };
+    assert_eq!(after, before, "an identical retry is the identical signature");
+    // Replayed: the recorded state to the successor again, or to the third enclave.
+    let e =
+        err(&sc, Op::HandoverImport { index: 0, total: chunks, chunk: recorded[0].clone() }).await;
+    assert_eq!(e.code, ErrorCode::HandoverRefused);
+    let e =
+        err(&tc, Op::HandoverImport { index: 0, total: chunks, chunk: recorded[0].clone() }).await;
+    assert_eq!(e.code, ErrorCode::HandoverRefused);
+    let Reply::Identity { answers_for, .. } = ok(&tc, Op::Identity).await else { panic!() };
+    assert_eq!(answers_for.len(), 1, "the third enclave answers for itself only");
 }

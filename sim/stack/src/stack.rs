@@ -336,6 +336,15 @@ impl Stack {
         &self,
         edit: impl FnOnce(&mut FileConfig),
     ) -> Result<(), StackError> {
+        self.write_enclave_config_to(&self.paths.enclave_config, edit)
+    }
+
+    /// The measured config, edited, written to `path` (another image: its own PCR0).
+    pub fn write_enclave_config_to(
+        &self,
+        path: &Path,
+        edit: impl FnOnce(&mut FileConfig),
+    ) -> Result<(), StackError> {
         let mut config = FileConfig::new(
             &self.kms_public_key()?,
             Some(self.key_arn.clone()),
@@ -349,14 +358,19 @@ impl Stack {
         config.max_in_flight = 8192;
         edit(&mut config);
         let text = config.to_toml().map_err(setup("enclave config"))?;
-        std::fs::write(&self.paths.enclave_config, text).map_err(setup("enclave.toml"))
+        std::fs::write(path, text).map_err(setup("enclave.toml"))
     }
 
     /// `signer-enclave measure` → `measurements.json` (what the parent expects).
     pub fn measure(&self) -> Result<(), StackError> {
+        self.measure_to(&self.paths.enclave_config, &self.paths.measurements)
+    }
+
+    /// `signer-enclave measure --config <config>` → `out` (nitro-cli measurement JSON).
+    pub fn measure_to(&self, config: &Path, out_path: &Path) -> Result<(), StackError> {
         let out = Command::new(binary("signer-enclave")?)
             .args(["measure", "--config"])
-            .arg(&self.paths.enclave_config)
+            .arg(config)
             .output()
             .map_err(setup("signer-enclave measure"))?;
         if !out.status.success() {
@@ -365,16 +379,22 @@ impl Stack {
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
-        std::fs::write(&self.paths.measurements, &out.stdout).map_err(setup("measurements.json"))
+        std::fs::write(out_path, &out.stdout).map_err(setup("measurements.json"))
     }
 
     /// `attest key-policy` from the current measurements → `key-policy.json` → `PutKeyPolicy`.
     pub fn apply_key_policy(&self) -> Result<(), StackError> {
-        let out = Command::new(binary("attest")?)
-            .args(["key-policy", "--role-arn", CALLER_ARN, "--pin", "0,1,2", "--pcrs"])
-            .arg(&self.paths.measurements)
-            .output()
-            .map_err(setup("attest key-policy"))?;
+        self.apply_key_policy_for(std::slice::from_ref(&self.paths.measurements))
+    }
+
+    /// A key policy admitting every image in `measurements` (an upgrade admits old and new).
+    pub fn apply_key_policy_for(&self, measurements: &[PathBuf]) -> Result<(), StackError> {
+        let mut command = Command::new(binary("attest")?);
+        command.args(["key-policy", "--role-arn", CALLER_ARN, "--pin", "0,1,2"]);
+        for m in measurements {
+            command.arg("--pcrs").arg(m);
+        }
+        let out = command.output().map_err(setup("attest key-policy"))?;
         if !out.status.success() {
             return Err(StackError::Setup(format!(
                 "attest key-policy: {}",
@@ -483,23 +503,56 @@ impl Stack {
     }
 
     pub fn start_enclave(&mut self) -> Result<(), StackError> {
+        let _ = std::fs::remove_file(&self.paths.socket);
+        let enclave =
+            self.spawn_enclave(&self.paths.socket, &self.paths.enclave_config, "enclave")?;
+        self.enclave = Some(enclave);
+        Ok(())
+    }
+
+    /// Starts an enclave process with `config` listening on `socket` (another instance: a
+    /// handover successor, or a second instance behind the same KMS key); waits for its socket.
+    pub fn spawn_enclave(
+        &self,
+        socket: &Path,
+        config: &Path,
+        name: &str,
+    ) -> Result<Proc, StackError> {
         let mut command = Command::new(binary("signer-enclave")?);
         command
             .arg("--listen")
-            .arg(format!("unix:{}", self.paths.socket.display()))
+            .arg(format!("unix:{}", socket.display()))
             .args(["--nsm", "sim", "--config"])
-            .arg(&self.paths.enclave_config)
+            .arg(config)
             .arg("--sim-ca")
             .arg(&self.paths.sim_ca)
             .env("RUST_LOG", &self.options.log_level);
         let mut enclave =
-            Proc::spawn("signer-enclave", command, &self.paths.logs.join("enclave.log"))?;
-        let socket = self.paths.socket.clone();
+            Proc::spawn("signer-enclave", command, &self.paths.logs.join(format!("{name}.log")))?;
+        let socket = socket.to_path_buf();
         wait_until(&mut enclave, Duration::from_secs(60), "the enclave socket", || {
             std::os::unix::net::UnixStream::connect(&socket).is_ok()
         })?;
-        self.enclave = Some(enclave);
-        Ok(())
+        Ok(enclave)
+    }
+
+    /// A second instance behind the same KMS key (SPEC §13): its own enclave (same image) on
+    /// `run/<name>.sock` and its own parent on `http_addr`.
+    pub fn spawn_instance(
+        &self,
+        name: &str,
+        http_addr: SocketAddr,
+    ) -> Result<(Proc, Proc, Api), StackError> {
+        let socket = self.paths.root.join(format!("run/{name}.sock"));
+        let _ = std::fs::remove_file(&socket);
+        let enclave =
+            self.spawn_enclave(&socket, &self.paths.enclave_config, &format!("{name}-enclave"))?;
+        let mut parent = self.spawn_parent(&socket, http_addr, &format!("{name}-parent"))?;
+        let api = Api::new(format!("http://{http_addr}"), self.api_token.clone());
+        wait_until(&mut parent, Duration::from_secs(60), "the second parent to be ready", || {
+            api.get("/readyz").is_ok_and(|r| r.status == 200)
+        })?;
+        Ok((enclave, parent, api))
     }
 
     /// SIGTERM to the enclave (graceful).
@@ -515,6 +568,22 @@ impl Stack {
     }
 
     pub fn start_parent(&mut self) -> Result<(), StackError> {
+        let mut parent = self.spawn_parent(&self.paths.socket, self.options.http_addr, "parent")?;
+        let api = self.api();
+        wait_until(&mut parent, Duration::from_secs(30), "the parent to answer /healthz", || {
+            api.get("/healthz").is_ok_and(|r| r.status == 200)
+        })?;
+        self.parent = Some(parent);
+        Ok(())
+    }
+
+    /// Starts a parent for the enclave on `socket`, serving `http_addr`.
+    pub fn spawn_parent(
+        &self,
+        socket: &Path,
+        http_addr: SocketAddr,
+        name: &str,
+    ) -> Result<Proc, StackError> {
         std::fs::write(
             &self.paths.parent_config,
             format!("prefetch_envelopes = {}\n", self.options.prefetch_envelopes),
@@ -524,8 +593,8 @@ impl Stack {
         command
             .arg("--config")
             .arg(&self.paths.parent_config)
-            .env("SIGNER_HTTP_ADDR", self.options.http_addr.to_string())
-            .env("SIGNER_ENCLAVE", format!("unix:{}", self.paths.socket.display()))
+            .env("SIGNER_HTTP_ADDR", http_addr.to_string())
+            .env("SIGNER_ENCLAVE", format!("unix:{}", socket.display()))
             .env("SIGNER_API_TOKEN", &self.api_token)
             .env("SIGNER_ADMIN_TOKEN", &self.admin_token)
             .env("SIGNER_KMS_KEY_ID", &self.key_arn)
@@ -538,14 +607,7 @@ impl Stack {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env_remove("AWS_PROFILE")
             .env("RUST_LOG", &self.options.log_level);
-        let mut parent =
-            Proc::spawn("signer-parent", command, &self.paths.logs.join("parent.log"))?;
-        let api = self.api();
-        wait_until(&mut parent, Duration::from_secs(30), "the parent to answer /healthz", || {
-            api.get("/healthz").is_ok_and(|r| r.status == 200)
-        })?;
-        self.parent = Some(parent);
-        Ok(())
+        Proc::spawn("signer-parent", command, &self.paths.logs.join(format!("{name}.log")))
     }
 
     pub fn stop_parent(&mut self) -> Option<std::process::ExitStatus> {

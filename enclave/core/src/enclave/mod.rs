@@ -12,6 +12,7 @@
 //! idempotency, policy, then spend and request id recorded → sign.
 
 mod custody;
+pub mod handover;
 mod signing;
 mod state;
 
@@ -224,6 +225,8 @@ pub struct Enclave {
     state: Mutex<DecisionState>,
     /// SHA-256 of the RSA-wrapped content keys of envelopes that failed to open.
     refused_envelopes: Mutex<TtlMap<[u8; 32], ()>>,
+    /// Handover sessions, as predecessor or successor.
+    handover: Mutex<handover::Sessions>,
     kill_switch: AtomicBool,
     signatures: AtomicU64,
     need_key: AtomicU64,
@@ -286,6 +289,7 @@ impl Enclave {
             answers_for: RwLock::new(vec![id]),
             grants: RwLock::new(HashMap::new()),
             vaults: Mutex::new(HashMap::new()),
+            handover: Mutex::new(handover::Sessions::default()),
             kill_switch: AtomicBool::new(false),
             signatures: AtomicU64::new(0),
             need_key: AtomicU64::new(0),

@@ -1,0 +1,660 @@
+//! Live handover of the decision state from a running enclave (the predecessor, P) to a new one
+//! (the successor, S) for planned restarts and upgrades (SPEC §16). The parent relays every step;
+//! it learns nothing and can forge nothing.
+//!
+//! ```text
+//! 1. S  offer    → doc_S   user_data = "signer/handover/successor/v1" ‖ nonce_S[32]
+//! 2. P  prepare(doc_S)     doc_S verified (AWS chain, ≤ 5 min old, not debug); S = id(doc_S.public_key)
+//!                          K ← 32 random bytes; wrapped = RSA-OAEP-SHA-256(pinned KMS key, K)
+//!               → doc_P, wrapped
+//!                          doc_P.user_data = SHA-256("signer/handover/predecessor/v1" ‖ P ‖ S
+//!                                                    ‖ SHA-256(doc_S) ‖ SHA-256(wrapped))
+//!    parent: KMS Decrypt(wrapped, Recipient = doc_S) → envelope for S   (the key policy decides
+//!            whether S's image may have it: KMS refuses any image it does not trust)
+//! 3. S  accept(doc_P, wrapped, envelope)
+//!                          doc_P verified (AWS chain, ≤ 5 min, not debug, PCRs in S's trusted set:
+//!                          its own image and configured predecessors; user_data as above)
+//!                          K ← envelope;  proof = HMAC-SHA256(K, "signer/handover/accept/v1" ‖ P ‖ S)
+//!               → proof
+//! 4. P  export(proof)      proof checked in constant time; P stops deciding (every later decision
+//!                          is `enclave_handed_over`) and snapshots its state, atomically
+//!               → n chunks: chunk_i = AES-256-GCM(K, nonce = i as 96-bit big-endian,
+//!                          aad = "signer/handover/state/v1" ‖ P ‖ S ‖ i u32 ‖ n u32, state[i])
+//! 5. S  import(i, n, chunk_i) for every i; at the last one S decodes the state, takes it over and
+//!                          answers for P's instances as well as its own.
+//! ```
+//!
+//! P trusts S because only an image the KMS key policy admits can turn `wrapped` into K (no
+//! enclave's measured config can name images built after it), and the proof shows S holds K.
+//! S trusts P because doc_P is AWS-signed, from an image in S's trusted set, and binds K's wrap,
+//! S's offer and both ids. K is fresh per handover and reaches only S, so a recorded handover
+//! replayed later, or to another enclave, opens nothing. State plaintext format:
+//!
+//! ```text
+//! "signer/state/v1" ‖ kill_switch u8 ‖ n u16 ‖ n × enclave_id[16]            (answers_for)
+//! requests         n u32 ‖ n × (request_id[16] ‖ digest[32] ‖ expires u64)
+//! scheduled marks  n u32 ‖ n × (schedule_id[16] ‖ agent[32] ‖ request_id[16] ‖ expires u64)
+//! nonces           n u32 ‖ n × (nonce[16] ‖ expires u64)
+//! revoked records  n u32 ‖ n × (record_id[16] ‖ expires u64)
+//! revoked wallets  n u32 ‖ n × (wallet[32] ‖ revoked_at u64 ‖ expires u64)
+//! ledger           n u32 ‖ n × (wallet[32] ‖ bot[16] ‖ agent[32] ‖ day u64 ‖ lamports u64
+//!                  ‖ notional u64 ‖ last_seen u64 ‖ t u16 ‖ t × (mint[32] ‖ amount u64)
+//!                  ‖ r u16 ‖ r × timestamp u64)
+//! ```
+//!
+//! All integers little-endian except the GCM nonce. A chunk holds at most [`CHUNK_LEN`] bytes of
+//! state, so each message fits the 256 KiB frame; a state is at most [`MAX_CHUNKS`] chunks.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, UNIX_EPOCH};
+
+use aes_gcm::aead::Aead;
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use hmac::{Hmac, Mac};
+use rsa::Oaep;
+use sha2::{Digest, Sha256};
+use signer_types::ids::EnclaveId;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::state::DecisionState;
+use super::{Enclave, IMAGE_PCRS};
+use crate::error::EnclaveError;
+use crate::policy::{SpendKey, SpendRecord};
+use crate::pubkey::Pubkey;
+use crate::secret::{Secret32, random_array, seeded_rng};
+
+/// State bytes per chunk.
+pub const CHUNK_LEN: usize = 192 * 1024;
+/// Most chunks a state may have (192 MiB).
+pub const MAX_CHUNKS: u32 = 1024;
+/// The documents of a handover must be this fresh.
+pub const DOCUMENT_MAX_AGE: Duration = Duration::from_secs(300);
+
+const OFFER_DOMAIN: &[u8] = b"signer/handover/successor/v1";
+const PREPARE_DOMAIN: &[u8] = b"signer/handover/predecessor/v1";
+const ACCEPT_DOMAIN: &[u8] = b"signer/handover/accept/v1";
+const CHUNK_DOMAIN: &[u8] = b"signer/handover/state/v1";
+const STATE_MAGIC: &[u8] = b"signer/state/v1";
+
+fn refused(why: impl Into<String>) -> EnclaveError {
+    EnclaveError::Handover(why.into())
+}
+
+/// The decision state as a handover carries it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateSnapshot {
+    pub kill_switch: bool,
+    pub answers_for: Vec<EnclaveId>,
+    /// (request id, digest, expires_at)
+    pub requests: Vec<([u8; 16], [u8; 32], u64)>,
+    /// (schedule id ‖ agent, request id, expires_at)
+    pub scheduled: Vec<([u8; 48], [u8; 16], u64)>,
+    /// (nonce, expires_at)
+    pub nonces: Vec<([u8; 16], u64)>,
+    /// (record id, expires_at)
+    pub revoked_records: Vec<([u8; 16], u64)>,
+    /// (wallet, revoked_at, expires_at)
+    pub revoked_wallets: Vec<([u8; 32], u64, u64)>,
+    pub ledger: Vec<SpendRecord>,
+}
+
+fn count(n: usize, what: &str) -> Result<u32, EnclaveError> {
+    u32::try_from(n).map_err(|_| refused(format!("too many {what} to hand over")))
+}
+
+fn count16(n: usize, what: &str) -> Result<u16, EnclaveError> {
+    u16::try_from(n).map_err(|_| refused(format!("too many {what} to hand over")))
+}
+
+impl StateSnapshot {
+    /// The plaintext format (module docs).
+    pub fn encode(&self) -> Result<Vec<u8>, EnclaveError> {
+        let mut out = Vec::with_capacity(
+            64 + self.requests.len() * 56
+                + self.scheduled.len() * 72
+                + self.nonces.len() * 24
+                + self.ledger.len() * 140,
+        );
+        out.extend_from_slice(STATE_MAGIC);
+        out.push(u8::from(self.kill_switch));
+        out.extend_from_slice(&count16(self.answers_for.len(), "instances")?.to_le_bytes());
+        for id in &self.answers_for {
+            out.extend_from_slice(&id.0);
+        }
+        out.extend_from_slice(&count(self.requests.len(), "request ids")?.to_le_bytes());
+        for (id, digest, expires) in &self.requests {
+            out.extend_from_slice(id);
+            out.extend_from_slice(digest);
+            out.extend_from_slice(&expires.to_le_bytes());
+        }
+        out.extend_from_slice(&count(self.scheduled.len(), "scheduled marks")?.to_le_bytes());
+        for (mark, request, expires) in &self.scheduled {
+            out.extend_from_slice(mark);
+            out.extend_from_slice(request);
+            out.extend_from_slice(&expires.to_le_bytes());
+        }
+        out.extend_from_slice(&count(self.nonces.len(), "nonces")?.to_le_bytes());
+        for (nonce, expires) in &self.nonces {
+            out.extend_from_slice(nonce);
+            out.extend_from_slice(&expires.to_le_bytes());
+        }
+        out.extend_from_slice(&count(self.revoked_records.len(), "revocations")?.to_le_bytes());
+        for (id, expires) in &self.revoked_records {
+            out.extend_from_slice(id);
+            out.extend_from_slice(&expires.to_le_bytes());
+        }
+        out.extend_from_slice(&count(self.revoked_wallets.len(), "revocations")?.to_le_bytes());
+        for (wallet, at, expires) in &self.revoked_wallets {
+            out.extend_from_slice(wallet);
+            out.extend_from_slice(&at.to_le_bytes());
+            out.extend_from_slice(&expires.to_le_bytes());
+        }
+        out.extend_from_slice(&count(self.ledger.len(), "counters")?.to_le_bytes());
+        for r in &self.ledger {
+            let key =
+                r.key.unwrap_or(SpendKey { wallet: [0; 32], bot_id: [0; 16], agent: [0; 32] });
+            out.extend_from_slice(&key.wallet);
+            out.extend_from_slice(&key.bot_id);
+            out.extend_from_slice(&key.agent);
+            for v in [r.day, r.lamports, r.notional_cents, r.last_seen] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            out.extend_from_slice(&count16(r.tokens.len(), "token counters")?.to_le_bytes());
+            for (mint, amount) in &r.tokens {
+                out.extend_from_slice(&mint.0);
+                out.extend_from_slice(&amount.to_le_bytes());
+            }
+            out.extend_from_slice(&count16(r.recent.len(), "velocity entries")?.to_le_bytes());
+            for t in &r.recent {
+                out.extend_from_slice(&t.to_le_bytes());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parses the plaintext format; refuses anything malformed, truncated or trailing.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EnclaveError> {
+        let mut r = Cursor { data: bytes, pos: 0 };
+        if r.take(STATE_MAGIC.len())? != STATE_MAGIC {
+            return Err(refused("the state does not start with its format tag"));
+        }
+        let kill_switch = match r.u8()? {
+            0 => false,
+            1 => true,
+            other => return Err(refused(format!("kill switch byte {other}"))),
+        };
+        let mut s = Self { kill_switch, ..Self::default() };
+        for _ in 0..r.u16()? {
+            s.answers_for.push(EnclaveId(r.array()?));
+        }
+        for _ in 0..r.len(56)? {
+            s.requests.push((r.array()?, r.array()?, r.u64()?));
+        }
+        for _ in 0..r.len(72)? {
+            s.scheduled.push((r.array()?, r.array()?, r.u64()?));
+        }
+        for _ in 0..r.len(24)? {
+            s.nonces.push((r.array()?, r.u64()?));
+        }
+        for _ in 0..r.len(24)? {
+            s.revoked_records.push((r.array()?, r.u64()?));
+        }
+        for _ in 0..r.len(48)? {
+            s.revoked_wallets.push((r.array()?, r.u64()?, r.u64()?));
+        }
+        for _ in 0..r.len(116)? {
+            let key = SpendKey { wallet: r.array()?, bot_id: r.array()?, agent: r.array()? };
+            let (day, lamports, notional_cents, last_seen) =
+                (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+            let mut tokens = Vec::new();
+            for _ in 0..r.u16()? {
+                tokens.push((Pubkey(r.array()?), r.u64()?));
+            }
+            let mut recent = Vec::new();
+            for _ in 0..r.u16()? {
+                recent.push(r.u64()?);
+            }
+            s.ledger.push(SpendRecord {
+                key: Some(key),
+                day,
+                lamports,
+                tokens,
+                notional_cents,
+                recent,
+                last_seen,
+            });
+        }
+        if r.pos != bytes.len() {
+            return Err(refused(format!("{} trailing bytes after the state", bytes.len() - r.pos)));
+        }
+        Ok(s)
+    }
+}
+
+struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], EnclaveError> {
+        let end = self.pos.checked_add(n).filter(|e| *e <= self.data.len());
+        let slice = end.and_then(|e| self.data.get(self.pos..e));
+        let slice =
+            slice.ok_or_else(|| refused(format!("the state is truncated at {}", self.pos)))?;
+        self.pos += n;
+        Ok(slice)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], EnclaveError> {
+        self.take(N)?.try_into().map_err(|_| refused("bad length"))
+    }
+    fn u8(&mut self) -> Result<u8, EnclaveError> {
+        Ok(u8::from_le_bytes(self.array()?))
+    }
+    fn u16(&mut self) -> Result<u16, EnclaveError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, EnclaveError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    /// A list length that the remaining bytes can hold at `min` bytes per entry.
+    fn len(&mut self, min: usize) -> Result<u32, EnclaveError> {
+        let n = u32::from_le_bytes(self.array()?);
+        let remaining = self.data.len() - self.pos;
+        if (n as usize).saturating_mul(min) > remaining {
+            return Err(refused(format!("a list of {n} entries does not fit the state")));
+        }
+        Ok(n)
+    }
+}
+
+fn chunk_cipher_inputs(
+    predecessor: EnclaveId,
+    successor: EnclaveId,
+    index: u32,
+    total: u32,
+) -> ([u8; 12], Vec<u8>) {
+    let mut nonce = [0u8; 12];
+    nonce[8..].copy_from_slice(&index.to_be_bytes());
+    let mut aad = Vec::with_capacity(CHUNK_DOMAIN.len() + 40);
+    aad.extend_from_slice(CHUNK_DOMAIN);
+    aad.extend_from_slice(&predecessor.0);
+    aad.extend_from_slice(&successor.0);
+    aad.extend_from_slice(&index.to_le_bytes());
+    aad.extend_from_slice(&total.to_le_bytes());
+    (nonce, aad)
+}
+
+/// Encrypts a state for its successor (module docs).
+pub fn seal_chunks(
+    key: &Secret32,
+    predecessor: EnclaveId,
+    successor: EnclaveId,
+    state: &[u8],
+) -> Result<Vec<Vec<u8>>, EnclaveError> {
+    let pieces: Vec<&[u8]> =
+        if state.is_empty() { vec![&[]] } else { state.chunks(CHUNK_LEN).collect() };
+    let total = u32::try_from(pieces.len())
+        .ok()
+        .filter(|n| *n <= MAX_CHUNKS)
+        .ok_or_else(|| refused("the state is too large to hand over"))?;
+    let cipher = Aes256Gcm::new(key.expose().into());
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let (nonce, aad) = chunk_cipher_inputs(predecessor, successor, i as u32, total);
+            cipher
+                .encrypt(&Nonce::from(nonce), aes_gcm::aead::Payload { msg: piece, aad: &aad })
+                .map_err(|_| refused("encrypting the state failed"))
+        })
+        .collect()
+}
+
+/// Decrypts one chunk; any failure is the same refusal.
+pub fn open_chunk(
+    key: &Secret32,
+    predecessor: EnclaveId,
+    successor: EnclaveId,
+    index: u32,
+    total: u32,
+    chunk: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, EnclaveError> {
+    let (nonce, aad) = chunk_cipher_inputs(predecessor, successor, index, total);
+    Aes256Gcm::new(key.expose().into())
+        .decrypt(&Nonce::from(nonce), aes_gcm::aead::Payload { msg: chunk, aad: &aad })
+        .map(Zeroizing::new)
+        .map_err(|_| refused(format!("state chunk {index} of {total} does not open")))
+}
+
+fn accept_proof(key: &Secret32, predecessor: EnclaveId, successor: EnclaveId) -> [u8; 32] {
+    // HMAC pads a key shorter than the hash's block with zeros: doing it here gives the fixed-size
+    // constructor, which cannot fail.
+    let mut block = Zeroizing::new([0u8; 64]);
+    if let Some(head) = block.get_mut(..32) {
+        head.copy_from_slice(key.expose());
+    }
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new(&(*block).into());
+    mac.update(ACCEPT_DOMAIN);
+    mac.update(&predecessor.0);
+    mac.update(&successor.0);
+    mac.finalize().into_bytes().into()
+}
+
+/// What a successor holds between its offer and the end of the import.
+pub(super) struct SuccessorSession {
+    offer_sha256: [u8; 32],
+    accepted: Option<(EnclaveId, Secret32)>,
+    chunks: Vec<Option<Zeroizing<Vec<u8>>>>,
+}
+
+/// What a predecessor holds from `prepare` on.
+pub(super) struct PredecessorSession {
+    successor: EnclaveId,
+    key: Secret32,
+    exported: Option<Vec<Vec<u8>>>,
+}
+
+#[derive(Default)]
+pub(super) struct Sessions {
+    pub(super) successor: Option<SuccessorSession>,
+    pub(super) predecessor: Option<PredecessorSession>,
+    /// Set once a state was imported: an enclave takes over one predecessor, once.
+    pub(super) imported_from: Option<EnclaveId>,
+}
+
+/// `prepare` output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prepared {
+    pub document: Vec<u8>,
+    /// The handover key, RSA-OAEP-wrapped to the pinned KMS key.
+    pub wrapped_key: Vec<u8>,
+    pub successor: EnclaveId,
+}
+
+/// What an import took over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Imported {
+    pub predecessor: EnclaveId,
+    pub answers_for: Vec<EnclaveId>,
+    pub request_ids: usize,
+    pub counters: usize,
+}
+
+impl Enclave {
+    fn verify_peer(
+        &self,
+        document: &[u8],
+        check_image: bool,
+    ) -> Result<(EnclaveId, nitro_attestation::VerifiedDocument), EnclaveError> {
+        let now = UNIX_EPOCH + Duration::from_secs(self.clock.now());
+        let policy = nitro_attestation::AttestationPolicy {
+            max_age: Some(DOCUMENT_MAX_AGE),
+            ..Default::default()
+        };
+        let verified = nitro_attestation::verify_with_policy(document, &self.anchor, &policy, now)
+            .map_err(|e| refused(format!("the other enclave's document: {e}")))?;
+        if check_image {
+            let pcrs = &verified.document.pcrs;
+            let trusted = self.trusted_images.iter().any(|image| {
+                IMAGE_PCRS.iter().all(|i| image.get(i).is_none_or(|v| pcrs.get(i) == Some(v)))
+            });
+            if !trusted {
+                return Err(refused(format!(
+                    "the predecessor's image (PCR0 {}) is not in this enclave's trusted set",
+                    pcrs.get(&0).map(hex::encode).unwrap_or_default()
+                )));
+            }
+        }
+        let key = verified
+            .document
+            .public_key
+            .as_deref()
+            .ok_or_else(|| refused("the other enclave's document carries no public key"))?;
+        let id = EnclaveId::from_recipient_key(key);
+        if id == self.id {
+            return Err(refused("an enclave cannot hand over to itself"));
+        }
+        Ok((id, verified))
+    }
+
+    /// Step 1, on the successor: a document announcing this enclave as a successor.
+    pub fn handover_offer(&self) -> Result<Vec<u8>, EnclaveError> {
+        let mut sessions = self.handover.lock();
+        if let Some(from) = sessions.imported_from {
+            return Err(refused(format!("this enclave already took over {from}")));
+        }
+        let nonce: [u8; 32] = random_array(&*self.rng)?;
+        let user_data = [OFFER_DOMAIN, &nonce].concat();
+        let document = self.attest(Some(&user_data), None)?;
+        sessions.successor = Some(SuccessorSession {
+            offer_sha256: Sha256::digest(&document).into(),
+            accepted: None,
+            chunks: Vec::new(),
+        });
+        Ok(document)
+    }
+
+    /// Step 2, on the predecessor: checks the successor's offer, makes the handover key and
+    /// wraps it to the KMS key. This enclave keeps deciding until `export`.
+    pub fn handover_prepare(&self, successor_document: &[u8]) -> Result<Prepared, EnclaveError> {
+        if let Some(successor) = self.state.lock().handed_over_to {
+            return Err(EnclaveError::HandedOver { successor });
+        }
+        let (successor, verified) = self.verify_peer(successor_document, false)?;
+        let offered = verified
+            .document
+            .user_data
+            .as_deref()
+            .is_some_and(|u| u.len() == OFFER_DOMAIN.len() + 32 && u.starts_with(OFFER_DOMAIN));
+        if !offered {
+            return Err(refused("the successor's document is not a handover offer"));
+        }
+        let key = Secret32::random(&*self.rng)?;
+        let mut oaep_rng = seeded_rng(&*self.rng)?;
+        let wrapped_key = self
+            .config
+            .kms_public_key
+            .encrypt(&mut oaep_rng, Oaep::<Sha256>::new(), key.expose())
+            .map_err(|e| refused(format!("wrapping the handover key: {e}")))?;
+        let binding = Sha256::new()
+            .chain_update(PREPARE_DOMAIN)
+            .chain_update(self.id.0)
+            .chain_update(successor.0)
+            .chain_update(Sha256::digest(successor_document))
+            .chain_update(Sha256::digest(&wrapped_key))
+            .finalize();
+        let document = self.attest(Some(&binding), None)?;
+        self.handover.lock().predecessor =
+            Some(PredecessorSession { successor, key, exported: None });
+        Ok(Prepared { document, wrapped_key, successor })
+    }
+
+    /// Step 3, on the successor: checks the predecessor's document and takes the handover key
+    /// from the KMS envelope made for this enclave; answers the proof that it holds it.
+    pub fn handover_accept(
+        &self,
+        predecessor_document: &[u8],
+        wrapped_key: &[u8],
+        envelope: &[u8],
+    ) -> Result<[u8; 32], EnclaveError> {
+        let offer_sha256 = {
+            let sessions = self.handover.lock();
+            match sessions.successor.as_ref() {
+                Some(s) if s.accepted.is_none() => s.offer_sha256,
+                _ => return Err(refused("no handover offer of this enclave is waiting")),
+            }
+        };
+        let (predecessor, verified) = self.verify_peer(predecessor_document, true)?;
+        let expected = Sha256::new()
+            .chain_update(PREPARE_DOMAIN)
+            .chain_update(predecessor.0)
+            .chain_update(self.id.0)
+            .chain_update(offer_sha256)
+            .chain_update(Sha256::digest(wrapped_key))
+            .finalize();
+        if verified.document.user_data.as_deref() != Some(expected.as_slice()) {
+            return Err(refused(
+                "the predecessor's document does not bind this offer, this enclave and this key",
+            ));
+        }
+        let key = self
+            .open_with_envelope(envelope, |key| Ok(key.clone()))?
+            .ok_or_else(|| refused("the KMS envelope is addressed to another enclave"))?;
+        let proof = accept_proof(&key, predecessor, self.id);
+        let mut sessions = self.handover.lock();
+        let session = sessions
+            .successor
+            .as_mut()
+            .filter(|s| s.offer_sha256 == offer_sha256 && s.accepted.is_none())
+            .ok_or_else(|| refused("the handover offer changed meanwhile"))?;
+        session.accepted = Some((predecessor, key));
+        Ok(proof)
+    }
+
+    /// Step 4, on the predecessor: checks the successor's proof, stops deciding and encrypts the
+    /// whole decision state to the handover key. Returns the number of chunks (see
+    /// [`Enclave::handover_chunk`]); repeating it returns the same export.
+    pub fn handover_export(&self, proof: &[u8; 32]) -> Result<u32, EnclaveError> {
+        let mut sessions = self.handover.lock();
+        let session =
+            sessions.predecessor.as_mut().ok_or_else(|| refused("no handover is prepared"))?;
+        let expected = accept_proof(&session.key, self.id, session.successor);
+        if !bool::from(expected.ct_eq(proof)) {
+            sessions.predecessor = None;
+            return Err(refused("the successor's proof does not match: handover abandoned"));
+        }
+        if let Some(chunks) = &session.exported {
+            return u32::try_from(chunks.len()).map_err(|_| refused("too many chunks"));
+        }
+        let snapshot = {
+            let mut state = self.state.lock();
+            if let Some(other) = state.handed_over_to.filter(|s| *s != session.successor) {
+                return Err(EnclaveError::HandedOver { successor: other });
+            }
+            state.handed_over_to = Some(session.successor);
+            self.snapshot(&state)
+        };
+        // Nothing is decided here any more: drop what was opened.
+        self.clear();
+        let plaintext = Zeroizing::new(snapshot.encode()?);
+        let chunks = seal_chunks(&session.key, self.id, session.successor, &plaintext)?;
+        let total = u32::try_from(chunks.len()).map_err(|_| refused("too many chunks"))?;
+        session.exported = Some(chunks);
+        Ok(total)
+    }
+
+    /// One encrypted chunk of an export.
+    pub fn handover_chunk(&self, index: u32) -> Result<Vec<u8>, EnclaveError> {
+        let sessions = self.handover.lock();
+        sessions
+            .predecessor
+            .as_ref()
+            .and_then(|s| s.exported.as_ref())
+            .and_then(|chunks| chunks.get(index as usize))
+            .cloned()
+            .ok_or_else(|| refused(format!("no exported chunk {index}")))
+    }
+
+    fn snapshot(&self, state: &DecisionState) -> StateSnapshot {
+        let now = self.clock.now();
+        StateSnapshot {
+            kill_switch: state.kill_switch,
+            answers_for: self.answers_for(),
+            requests: state.requests.live(now).map(|(k, v, e)| (*k, *v, e)).collect(),
+            scheduled: state.scheduled.live(now).map(|(k, v, e)| (*k, *v, e)).collect(),
+            nonces: state.nonces.live(now).map(|(k, _, e)| (*k, e)).collect(),
+            revoked_records: state.revoked_records.live(now).map(|(k, _, e)| (*k, e)).collect(),
+            revoked_wallets: state
+                .revoked_wallets
+                .live(now)
+                .map(|(k, at, e)| (*k, *at, e))
+                .collect(),
+            ledger: state.ledger.export(),
+        }
+    }
+
+    /// Step 5, on the successor: one chunk; the last one completes the import and returns what
+    /// was taken over.
+    pub fn handover_import(
+        &self,
+        index: u32,
+        total: u32,
+        chunk: &[u8],
+    ) -> Result<Option<Imported>, EnclaveError> {
+        if total == 0 || total > MAX_CHUNKS || index >= total {
+            return Err(refused(format!("chunk {index} of {total} is out of range")));
+        }
+        let mut sessions = self.handover.lock();
+        let session =
+            sessions.successor.as_mut().ok_or_else(|| refused("no handover is accepted"))?;
+        let (predecessor, key) =
+            session.accepted.as_ref().ok_or_else(|| refused("no handover is accepted"))?;
+        let predecessor = *predecessor;
+        if session.chunks.is_empty() {
+            session.chunks = (0..total).map(|_| None).collect();
+        } else if session.chunks.len() != total as usize {
+            return Err(refused("the chunk count changed during the import"));
+        }
+        let plain = open_chunk(key, predecessor, self.id, index, total, chunk)?;
+        if let Some(slot) = session.chunks.get_mut(index as usize) {
+            *slot = Some(plain);
+        }
+        if session.chunks.iter().any(Option::is_none) {
+            return Ok(None);
+        }
+        let mut state_bytes = Zeroizing::new(Vec::new());
+        for piece in session.chunks.iter().flatten() {
+            state_bytes.extend_from_slice(piece);
+        }
+        sessions.successor = None;
+        let snapshot = StateSnapshot::decode(&state_bytes)?;
+        let imported = self.take_over(predecessor, snapshot)?;
+        sessions.imported_from = Some(predecessor);
+        Ok(Some(imported))
+    }
+
+    fn take_over(
+        &self,
+        predecessor: EnclaveId,
+        s: StateSnapshot,
+    ) -> Result<Imported, EnclaveError> {
+        let now = self.clock.now();
+        let mut state = self.state.lock();
+        if state.requests.len() + state.nonces.len() + state.scheduled.len() + state.ledger.len()
+            > 0
+            || self.signatures.load(Ordering::Relaxed) > 0
+        {
+            return Err(refused(
+                "this enclave has already decided something: only a fresh enclave takes over state",
+            ));
+        }
+        let (request_ids, counters) = (s.requests.len(), s.ledger.len());
+        for (id, digest, expires) in s.requests {
+            state.requests.insert(id, digest, expires, now)?;
+        }
+        for (mark, request, expires) in s.scheduled {
+            state.scheduled.insert(mark, request, expires, now)?;
+        }
+        for (nonce, expires) in s.nonces {
+            state.nonces.insert(nonce, (), expires, now)?;
+        }
+        for (id, expires) in s.revoked_records {
+            state.revoked_records.insert(id, (), expires, now)?;
+        }
+        for (wallet, at, expires) in s.revoked_wallets {
+            state.revoked_wallets.insert(wallet, at, expires, now)?;
+        }
+        state.ledger.import(s.ledger);
+        state.kill_switch = s.kill_switch;
+        self.kill_switch.store(s.kill_switch, Ordering::Release);
+        let mut answers = self.answers_for.write();
+        for id in s.answers_for.into_iter().chain(std::iter::once(predecessor)) {
+            if !answers.contains(&id) {
+                answers.push(id);
+            }
+        }
+        Ok(Imported { predecessor, answers_for: answers.clone(), request_ids, counters })
+    }
+}

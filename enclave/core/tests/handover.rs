@@ -1,0 +1,286 @@
+//! Live handover of the decision state (SPEC §16) between two enclave instances: the successor
+//! answers for the predecessor's grants with identical results, counters continue, single-use
+//! marks and revocations travel, and no forged, replayed or misdirected handover opens anything.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use common::*;
+use enclave_core::enclave::handover::{MAX_CHUNKS, StateSnapshot, open_chunk, seal_chunks};
+use enclave_core::enclave::{RevokeTarget, SignScheduledRequest};
+use enclave_core::policy::{Intent, Rule};
+use enclave_core::records::{
+    KeyWrap, ScheduledHeader, SealedScheduled, WrapAlg, WrappedKey, seal_scheduled,
+};
+use enclave_core::{EnclaveError, ErrorCode, OsRandom, Pubkey, Secret32, SignOutcome};
+use rsa::pkcs8::{DecodePublicKey, EncodePrivateKey};
+
+fn fresh_recipient() -> String {
+    let mut rng = enclave_core::secret::seeded_rng(&OsRandom).unwrap();
+    rsa::RsaPrivateKey::new(&mut rng, 2048)
+        .unwrap()
+        .to_pkcs8_pem(Default::default())
+        .unwrap()
+        .to_string()
+}
+
+/// A predecessor and a successor of `image` on one clock.
+fn pair(successor_image: u8, predecessors: &[u8]) -> (Fixture, Fixture) {
+    let clock = Arc::new(ManualClock(AtomicU64::new(T0), AtomicU64::new(0)));
+    let p = fixture_on(config(), Arc::clone(&clock), 0x10, None);
+    let mut successor_config = config();
+    for image in predecessors {
+        let nsm = TestNsm::new(Arc::clone(&clock), *image);
+        successor_config.predecessor_images.push(nsm.image());
+    }
+    let s = fixture_on(successor_config, clock, successor_image, Some(&fresh_recipient()));
+    (p, s)
+}
+
+/// Runs the whole protocol as the parent would; the test plays KMS.
+fn hand_over(
+    p: &Fixture,
+    s: &Fixture,
+) -> Result<enclave_core::enclave::handover::Imported, EnclaveError> {
+    let offer = s.enclave.handover_offer()?;
+    let prepared = p.enclave.handover_prepare(&offer)?;
+    assert_eq!(prepared.successor, s.enclave.id());
+    let envelope = s.kms_envelope(&WrappedKey {
+        alg: WrapAlg::RsaesOaepSha256,
+        ciphertext: prepared.wrapped_key.clone(),
+        encryption_context: None,
+    });
+    let proof = s.enclave.handover_accept(&prepared.document, &prepared.wrapped_key, &envelope)?;
+    let total = p.enclave.handover_export(&proof)?;
+    let mut done = None;
+    for i in 0..total {
+        done = s.enclave.handover_import(i, total, &p.enclave.handover_chunk(i)?)?;
+    }
+    Ok(done.expect("the last chunk completes the import"))
+}
+
+fn scheduled_for(f: &Fixture, seed: u8, amount: u64) -> (Vec<u8>, Pubkey, Pubkey) {
+    let agent =
+        Pubkey(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key().to_bytes());
+    let dest = Pubkey([0x61; 32]);
+    let intent = Intent { destination: dest.0, mint: [0; 32], amount };
+    let header = ScheduledHeader {
+        wallet: Pubkey([0x60; 32]),
+        schedule_id: [seed; 16],
+        agent_pubkey: agent,
+        not_before: T0 - 10,
+        not_after: T0 + 3600,
+        max_fee_lamports: 10_000,
+        intent_hash: intent.hash(),
+        created_at: T0 - 10,
+        enclave_id: f.enclave.id(),
+    };
+    let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
+    let record =
+        seal_scheduled(&header, &Secret32::new([seed; 32]), KeyWrap::Rsa(&kms_pub), &OsRandom)
+            .unwrap();
+    (record, agent, dest)
+}
+
+fn sign_scheduled(
+    f: &Fixture,
+    record: &[u8],
+    tx: &[u8],
+    id: u8,
+) -> Result<SignOutcome, EnclaveError> {
+    let req = SignScheduledRequest {
+        scheduled_record: record,
+        transaction: tx,
+        request_id: [id; 16],
+        envelope: None,
+    };
+    let wrapped = SealedScheduled::parse(record).unwrap().wrapped;
+    let env = f.kms_envelope(&wrapped);
+    f.enclave.sign_scheduled(&SignScheduledRequest { envelope: Some(&env), ..req })
+}
+
+#[test]
+fn the_successor_continues_exactly_where_the_predecessor_stopped() {
+    let (p, s) = pair(0x10, &[]);
+    let setup = p.setup(0x70, policy());
+    let a = setup.agent.agent_pubkey;
+    let tx =
+        |lamports: u64, id: u8| legacy_tx(&a, &[sol_transfer(&a, &Pubkey([id; 32]), lamports)]);
+    // Spend 4 SOL of the 5 SOL day on the predecessor (fees included).
+    let first = p.sign(request(&setup, &tx(1_999_995_000, 1), 1)).unwrap();
+    p.sign(request(&setup, &tx(1_999_995_000, 2), 2)).unwrap();
+    // A revocation, the kill switch's state, a used scheduled record, a used nonce.
+    let revoked = p.setup(0x71, policy());
+    p.enclave.revoke(RevokeTarget::Record(revoked.grant.grant_id)).unwrap();
+    let (sched, sagent, dest) = scheduled_for(&p, 0x72, 77);
+    let stx = legacy_tx(&sagent, &[sol_transfer(&sagent, &dest, 77)]);
+    assert!(matches!(sign_scheduled(&p, &sched, &stx, 9).unwrap(), SignOutcome::Signed(_)));
+    let nonces = p.enclave.status().nonces;
+    assert!(nonces >= 2);
+
+    let imported = hand_over(&p, &s).unwrap();
+    assert_eq!(imported.predecessor, p.enclave.id());
+    assert_eq!(imported.answers_for, vec![s.enclave.id(), p.enclave.id()]);
+    assert_eq!(s.enclave.answers_for(), imported.answers_for);
+    assert_eq!(s.enclave.status().nonces, nonces);
+
+    // The predecessor decides nothing more.
+    let err = p.sign(request(&setup, &tx(1, 3), 3)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::EnclaveHandedOver, "{err}");
+    assert!(err.to_string().contains(&s.enclave.id().to_string()), "{err}");
+    assert_eq!(code(p.enclave.set_kill_switch(true)), ErrorCode::EnclaveHandedOver);
+
+    // The successor: an identical retry is the identical signature, with no second charge…
+    let again = s.sign(request(&setup, &tx(1_999_995_000, 1), 1)).unwrap();
+    assert_eq!(again, first);
+    // …a request id reused for another transaction is still a replay…
+    assert_eq!(code(s.sign(request(&setup, &tx(5, 4), 1))), ErrorCode::ReplayedRequest);
+    // …the day's counters continue: 1 SOL left.
+    let d = s.sign(request(&setup, &tx(1_000_000_000, 5), 5)).unwrap_err();
+    let EnclaveError::PolicyDenied(d) = d else { panic!("{d:?}") };
+    assert_eq!((d.rule, d.used), (Rule::MaxLamportsPerDay, Some(4_000_000_000)));
+    s.sign(request(&setup, &tx(999_995_000, 6), 6)).unwrap();
+    // …the revocation holds, the scheduled record stays used, the predecessor's grants work.
+    assert_eq!(code(s.sign(request(&revoked, &tx(1, 7), 7))), ErrorCode::GrantRevoked);
+    assert_eq!(code(sign_scheduled(&s, &sched, &stx, 10)), ErrorCode::ReplayedRequest);
+    // New grants can be made on the successor for its own id.
+    let fresh = s.grant(&setup.user, &setup.vault, a, policy(), 600);
+    assert_eq!(fresh.enclave_id, s.enclave.id());
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, EnclaveError>) -> ErrorCode {
+    r.expect_err("must be refused").code()
+}
+
+#[test]
+fn an_upgrade_hands_over_only_from_a_configured_predecessor_image() {
+    // A successor of another image that does not list the predecessor's image refuses it.
+    let (p, s) = pair(0x50, &[]);
+    let err = hand_over(&p, &s).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::HandoverRefused);
+    assert!(err.to_string().contains("not in this enclave's trusted set"), "{err}");
+    // The predecessor keeps deciding: nothing was exported.
+    let setup = p.setup(0x73, policy());
+    let a = setup.agent.agent_pubkey;
+    p.sign(request(&setup, &legacy_tx(&a, &[sol_transfer(&a, &Pubkey([1; 32]), 1)]), 1)).unwrap();
+    // The same upgrade with the predecessor configured goes through.
+    let (p, s) = pair(0x50, &[0x10]);
+    hand_over(&p, &s).unwrap();
+}
+
+#[test]
+fn forged_replayed_or_misdirected_handovers_open_nothing() {
+    let (p, s) = pair(0x10, &[]);
+    let setup = p.setup(0x74, policy());
+    let a = setup.agent.agent_pubkey;
+    p.sign(request(&setup, &legacy_tx(&a, &[sol_transfer(&a, &Pubkey([1; 32]), 1)]), 1)).unwrap();
+
+    let offer = s.enclave.handover_offer().unwrap();
+    let prepared = p.enclave.handover_prepare(&offer).unwrap();
+    let wrapped = WrappedKey {
+        alg: WrapAlg::RsaesOaepSha256,
+        ciphertext: prepared.wrapped_key.clone(),
+        encryption_context: None,
+    };
+    // Another fresh enclave presented with the predecessor's document and an envelope for
+    // itself: the document binds the offer and the successor it was made for.
+    let thief = fixture_on(config(), Arc::clone(&p.clock), 0x10, Some(&fresh_recipient()));
+    thief.enclave.handover_offer().unwrap();
+    let stolen_env = thief.kms_envelope(&wrapped);
+    let err = thief
+        .enclave
+        .handover_accept(&prepared.document, &prepared.wrapped_key, &stolen_env)
+        .unwrap_err();
+    assert!(err.to_string().contains("does not bind"), "{err}");
+    // The right successor with an envelope made for someone else cannot take the key either.
+    let err = s
+        .enclave
+        .handover_accept(&prepared.document, &prepared.wrapped_key, &stolen_env)
+        .unwrap_err();
+    assert!(err.to_string().contains("addressed to another enclave"), "{err}");
+    // A wrong proof abandons the handover on the predecessor, which keeps deciding.
+    assert_eq!(code(p.enclave.handover_export(&[0; 32])), ErrorCode::HandoverRefused);
+    p.sign(request(&setup, &legacy_tx(&a, &[sol_transfer(&a, &Pubkey([2; 32]), 1)]), 2)).unwrap();
+
+    // A complete, genuine handover, recorded by the host…
+    let offer = s.enclave.handover_offer().unwrap();
+    let prepared = p.enclave.handover_prepare(&offer).unwrap();
+    let wrapped = WrappedKey {
+        alg: WrapAlg::RsaesOaepSha256,
+        ciphertext: prepared.wrapped_key.clone(),
+        encryption_context: None,
+    };
+    let envelope = s.kms_envelope(&wrapped);
+    let proof =
+        s.enclave.handover_accept(&prepared.document, &prepared.wrapped_key, &envelope).unwrap();
+    let total = p.enclave.handover_export(&proof).unwrap();
+    let chunks: Vec<Vec<u8>> = (0..total).map(|i| p.enclave.handover_chunk(i).unwrap()).collect();
+    // …a tampered chunk does not open…
+    let mut tampered = chunks[0].clone();
+    tampered[3] ^= 1;
+    assert_eq!(code(s.enclave.handover_import(0, total, &tampered)), ErrorCode::HandoverRefused);
+    for (i, c) in chunks.iter().enumerate() {
+        s.enclave.handover_import(i as u32, total, c).unwrap();
+    }
+    // …replayed to the successor later, or to another enclave, it opens nothing.
+    assert_eq!(code(s.enclave.handover_import(0, total, &chunks[0])), ErrorCode::HandoverRefused);
+    let other = fixture_on(config(), Arc::clone(&p.clock), 0x10, Some(&fresh_recipient()));
+    other.enclave.handover_offer().unwrap();
+    assert_eq!(
+        code(other.enclave.handover_import(0, total, &chunks[0])),
+        ErrorCode::HandoverRefused
+    );
+    assert_eq!(other.enclave.answers_for(), vec![other.enclave.id()]);
+    // And a successor takes over once.
+    assert_eq!(code(s.enclave.handover_offer()), ErrorCode::HandoverRefused);
+}
+
+#[test]
+fn the_state_format_round_trips_and_refuses_damage() {
+    let snapshot = StateSnapshot {
+        kill_switch: true,
+        answers_for: vec![enclave_core::EnclaveId([1; 16]), enclave_core::EnclaveId([2; 16])],
+        requests: vec![([3; 16], [4; 32], 5)],
+        scheduled: vec![([6; 48], [7; 16], 8)],
+        nonces: vec![([9; 16], 10)],
+        revoked_records: vec![([11; 16], 12)],
+        revoked_wallets: vec![([13; 32], 14, 15)],
+        ledger: vec![enclave_core::policy::SpendRecord {
+            key: Some(enclave_core::policy::SpendKey {
+                wallet: [16; 32],
+                bot_id: [17; 16],
+                agent: [18; 32],
+            }),
+            day: 19,
+            lamports: 20,
+            tokens: vec![(Pubkey([21; 32]), 22)],
+            notional_cents: 23,
+            recent: vec![24, 25],
+            last_seen: 26,
+        }],
+    };
+    let bytes = snapshot.encode().unwrap();
+    assert_eq!(StateSnapshot::decode(&bytes).unwrap(), snapshot);
+    for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
+        assert!(StateSnapshot::decode(&bytes[..cut]).is_err(), "truncated at {cut}");
+    }
+    assert!(StateSnapshot::decode(&[bytes.clone(), vec![0]].concat()).is_err(), "trailing");
+    let mut huge = bytes.clone();
+    let at = b"signer/state/v1".len() + 1 + 2 + 32;
+    huge[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(StateSnapshot::decode(&huge).is_err(), "an impossible count");
+    // Chunks: bound to both ids, their index and their count.
+    let key = Secret32::new([7; 32]);
+    let (a, b) = (enclave_core::EnclaveId([1; 16]), enclave_core::EnclaveId([2; 16]));
+    let chunks = seal_chunks(&key, a, b, &bytes).unwrap();
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(*open_chunk(&key, a, b, 0, 1, &chunks[0]).unwrap(), bytes);
+    assert!(open_chunk(&key, b, a, 0, 1, &chunks[0]).is_err());
+    assert!(open_chunk(&key, a, b, 0, 2, &chunks[0]).is_err());
+    let big = vec![0x5a; 192 * 1024 * 3 + 1];
+    assert_eq!(seal_chunks(&key, a, b, &big).unwrap().len(), 4);
+    assert!(seal_chunks(&key, a, b, &vec![0; 192 * 1024 * MAX_CHUNKS as usize + 1]).is_err());
+}

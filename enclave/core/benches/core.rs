@@ -12,6 +12,9 @@ use common::*;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ed25519_dalek::Signer as _;
 use enclave_core::enclave::SignRequest;
+use enclave_core::enclave::handover::{StateSnapshot, open_chunk, seal_chunks};
+use enclave_core::policy::{Ledger, SpendKey, SpendRecord};
+use enclave_core::store::TtlMap;
 use enclave_core::envelope::{self, ContentForm, RecipientKey};
 use enclave_core::solana::Transaction;
 use enclave_core::{OsRandom, Pubkey};
@@ -97,5 +100,76 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(core, benches);
+/// The decision state of `grants` grants as a handover carries it: one counter per grant (with a
+/// token and a minute of velocity), three request ids and a nonce per grant.
+fn state_of(grants: usize) -> StateSnapshot {
+    let id = |i: usize, tag: u8| {
+        let mut b = [tag; 16];
+        b[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        b
+    };
+    let mut s = StateSnapshot {
+        answers_for: vec![enclave_core::EnclaveId([1; 16])],
+        ..StateSnapshot::default()
+    };
+    for i in 0..grants {
+        for r in 0..3u8 {
+            s.requests.push((id(i, r), [r; 32], 1_767_272_400));
+        }
+        s.nonces.push((id(i, 9), 1_767_269_400));
+        let mut wallet = [2u8; 32];
+        wallet[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        s.ledger.push(SpendRecord {
+            key: Some(SpendKey { wallet, bot_id: id(i, 3), agent: [4; 32] }),
+            day: 20_454,
+            lamports: 1_000_000,
+            tokens: vec![(Pubkey([5; 32]), 10)],
+            notional_cents: 100,
+            recent: vec![1_767_268_800, 1_767_268_801],
+            last_seen: 1_767_268_801,
+        });
+    }
+    s
+}
+
+/// A live handover of 100 000 grants' decision state: what the predecessor does (encode, encrypt
+/// in chunks) and what the successor does (decrypt, decode, build its stores).
+fn handover(c: &mut Criterion) {
+    let snapshot = state_of(100_000);
+    let key = enclave_core::Secret32::new([7; 32]);
+    let (p, s) = (enclave_core::EnclaveId([1; 16]), enclave_core::EnclaveId([2; 16]));
+    let bytes = snapshot.encode().unwrap();
+    let chunks = seal_chunks(&key, p, s, &bytes).unwrap();
+    eprintln!(
+        "handover of 100000 grants: {} bytes of state in {} chunks of at most {} bytes",
+        bytes.len(),
+        chunks.len(),
+        enclave_core::enclave::handover::CHUNK_LEN
+    );
+    let mut group = c.benchmark_group("handover_100k_grants");
+    group.sample_size(10);
+    group.bench_function("predecessor_encode_and_encrypt", |b| {
+        b.iter(|| seal_chunks(&key, p, s, &snapshot.encode().unwrap()).unwrap().len())
+    });
+    group.bench_function("successor_decrypt_decode_and_store", |b| {
+        b.iter(|| {
+            let total = chunks.len() as u32;
+            let mut plain = Vec::with_capacity(bytes.len());
+            for (i, c) in chunks.iter().enumerate() {
+                plain.extend_from_slice(&open_chunk(&key, p, s, i as u32, total, c).unwrap());
+            }
+            let decoded = StateSnapshot::decode(&plain).unwrap();
+            let mut requests = TtlMap::new("request_id", 1_000_000);
+            for (id, digest, expires) in &decoded.requests {
+                requests.insert(*id, *digest, *expires, 1_767_268_800).unwrap();
+            }
+            let mut ledger = Ledger::default();
+            ledger.import(decoded.ledger);
+            (requests.len(), ledger.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(core, benches, handover);
 criterion_main!(core);

@@ -210,6 +210,25 @@ pub fn scheduled_record(
     Ok((record, agent))
 }
 
+/// A vault record sealed outside any enclave around a UMK the caller knows (what a browser does
+/// for an import, and what a compromised host would try to pass off as an enclave's vault).
+pub fn sealed_vault(
+    kms_spki: &[u8],
+    wallet: Pubkey,
+    umk: [u8; 32],
+    origin: enclave_core::records::VaultOrigin,
+) -> Result<Vec<u8>, String> {
+    let header = enclave_core::records::VaultHeader {
+        wallet,
+        vault_id: random::<16>(),
+        created_at: now(),
+        origin,
+    };
+    let kms = rsa::RsaPublicKey::from_public_key_der(kms_spki).map_err(|e| e.to_string())?;
+    enclave_core::records::seal_vault(&header, &Secret32::new(umk), KeyWrap::Rsa(&kms), &OsRandom)
+        .map_err(|e| e.to_string())
+}
+
 /// The enclave instance behind `api` (`GET /v1/enclave`).
 pub fn enclave_id(api: &Api) -> Result<enclave_core::EnclaveId, String> {
     let r = api.get("/v1/enclave")?;

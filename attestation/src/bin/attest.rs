@@ -17,9 +17,13 @@ use nitro_attestation::key_policy::{self, Decision, Effect, KeyPolicy, KeyPolicy
 use nitro_attestation::policy::{merge_pcr, parse_pcr_pair, pcrs_from_measurements_json};
 use nitro_attestation::{
     AttestationDocument, AttestationPolicy, TrustAnchor, VerifiedDocument, VerifyError,
-    verify_parsed,
+    verify_at_document_time, verify_parsed,
 };
 use serde_json::{Value, json};
+use signer_types::ids::{parse_uuid, uuid_text};
+use signer_types::provenance::Subject;
+use signer_types::pubkey::Pubkey;
+use signer_types::records::{RECORD_VERSION, RecordType, SealedVault, VaultOrigin, peek_type};
 
 /// Largest input file accepted (documents are ~4.5 KiB; base64 or hex at most doubles that).
 const MAX_INPUT_LEN: u64 = 1024 * 1024;
@@ -43,6 +47,10 @@ enum Command {
     /// Verify a document: signature, certificate chain to the AWS Nitro root (or --root), then the
     /// PCR / freshness / field policy given by the options.
     Verify(VerifyArgs),
+    /// Verify a vault's or agent key's provenance offline: the document's AWS chain at the
+    /// document's own timestamp, its signature, not debug mode, PCRs equal to one of the trusted
+    /// images, and user_data equal to the binding recomputed from the record.
+    Provenance(ProvenanceArgs),
     /// Show a document's contents without verifying it.
     Inspect {
         /// Document file (raw CBOR, base64 or hex), or `-` for stdin.
@@ -134,6 +142,37 @@ struct VerifyArgs {
     json: bool,
 }
 
+#[derive(clap::Args)]
+struct ProvenanceArgs {
+    /// The record (vault, type 4, or agent key, type 2): a file (raw, base64 or hex), `-` for
+    /// stdin, or the base64 text itself (as the HTTP API returns it).
+    #[arg(long)]
+    record: String,
+    /// Its provenance document: a file (raw CBOR, base64 or hex), `-` for stdin, or base64 text.
+    #[arg(long)]
+    document: String,
+    /// A trusted image: `nitro-cli build-enclave` / `describe-eif` measurement JSON. Repeat for
+    /// every image whose records you accept (the current one and its predecessors).
+    #[arg(long, required = true)]
+    measurements: Vec<PathBuf>,
+    /// For an agent key: the id of the vault it was made from (its binding includes it).
+    #[arg(long, value_name = "UUID")]
+    vault_id: Option<String>,
+    /// The wallet the record must belong to (base58). Without it, any owner is reported.
+    #[arg(long, value_name = "BASE58")]
+    wallet: Option<String>,
+    /// Trust anchor PEM (default: the pinned AWS Nitro root G1).
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// The verifier's clock, for refusing documents from the future: unix seconds or RFC 3339
+    /// (default: now). The chain itself is checked at the document's timestamp.
+    #[arg(long)]
+    at: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 /// A usage or I/O problem (exit 2).
 struct UsageError(String);
 
@@ -147,6 +186,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Verify(args) => run_verify(args),
+        Command::Provenance(args) => run_provenance(args),
         Command::Inspect { file, json } => run_inspect(&file, json),
         Command::KeyPolicy { pcrs, role_arn, interim, pin, admin_arn, encrypt_role_arn } => {
             if interim {
@@ -196,11 +236,25 @@ fn read_input(file: &Path) -> Result<Vec<u8>, UsageError> {
 fn decode_document(input: &[u8]) -> Result<Vec<u8>, String> {
     match input.first() {
         // array(4), indefinite array, tag 18: binary COSE_Sign1.
-        Some(0x84 | 0x9f | 0xd2) => return Ok(input.to_vec()),
-        None => return Err("empty input".into()),
-        _ => {}
+        Some(0x84 | 0x9f | 0xd2) => Ok(input.to_vec()),
+        _ => decode_text(input),
     }
-    let text = std::str::from_utf8(input).map_err(|_| "not CBOR, hex or base64".to_string())?;
+}
+
+/// A raw record (it starts with its little-endian version), or hex / base64 text of it.
+fn decode_record(input: &[u8]) -> Result<Vec<u8>, String> {
+    if input.starts_with(&RECORD_VERSION.to_le_bytes()) {
+        return Ok(input.to_vec());
+    }
+    decode_text(input)
+}
+
+/// Hex or base64 (standard or URL-safe, padded or not) text, whitespace ignored.
+fn decode_text(input: &[u8]) -> Result<Vec<u8>, String> {
+    if input.is_empty() {
+        return Err("empty input".into());
+    }
+    let text = std::str::from_utf8(input).map_err(|_| "not binary, hex or base64".to_string())?;
     let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     if compact.len().is_multiple_of(2) && compact.bytes().all(|b| b.is_ascii_hexdigit()) {
         return hex::decode(&compact).map_err(|e| e.to_string());
@@ -214,7 +268,27 @@ fn decode_document(input: &[u8]) -> Result<Vec<u8>, String> {
     engines
         .iter()
         .find_map(|e| e.decode(&compact).ok())
-        .ok_or_else(|| "not CBOR, hex or base64".to_string())
+        .ok_or_else(|| "not binary, hex or base64".to_string())
+}
+
+/// Shortest inline value taken as base64 text rather than a file name (the smallest record is
+/// well over 100 bytes, so over 130 characters of base64).
+const MIN_INLINE_LEN: usize = 64;
+
+/// A `--record` / `--document` value: `-` (stdin), an existing file, or inline base64 text.
+fn read_file_or_inline(flag: &str, value: &str) -> Result<Vec<u8>, UsageError> {
+    let path = Path::new(value);
+    if value == "-" || path.is_file() {
+        return read_input(path);
+    }
+    let inline = value.len() >= MIN_INLINE_LEN
+        && value.len() as u64 <= MAX_INPUT_LEN
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=-_".contains(&b));
+    if inline {
+        Ok(value.as_bytes().to_vec())
+    } else {
+        Err(UsageError(format!("--{flag} {value}: no such file, and not base64 text")))
+    }
 }
 
 fn parse_time(at: Option<&str>) -> Result<SystemTime, UsageError> {
@@ -377,6 +451,186 @@ fn print_valid(verified: &VerifiedDocument, anchor: &TrustAnchor, policy: &Attes
     }
     if doc.is_debug_mode() {
         println!("  debug mode  yes (accepted because of --allow-debug)");
+    }
+}
+
+/// Why a record's provenance does not hold (exit 1).
+enum ProvenanceFailure {
+    /// The record is not a well-formed vault or agent key.
+    Record(String),
+    /// The record belongs to another wallet than `--wallet`.
+    Wallet { expected: Pubkey, actual: Pubkey },
+    /// The document does not verify against the record.
+    Document(VerifyError),
+}
+
+impl ProvenanceFailure {
+    fn json(&self) -> Value {
+        match self {
+            Self::Record(message) => json!({"kind": "record_invalid", "message": message}),
+            Self::Wallet { expected, actual } => json!({
+                "kind": "wrong_wallet",
+                "message": format!("the record belongs to wallet {actual}, not {expected}"),
+            }),
+            Self::Document(e) => error_json(e),
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Self::Record(message) => format!("record: {message}"),
+            Self::Wallet { expected, actual } => {
+                format!("the record belongs to wallet {actual}, not {expected}")
+            }
+            Self::Document(e) => e.to_string(),
+        }
+    }
+}
+
+fn run_provenance(args: ProvenanceArgs) -> Result<ExitCode, UsageError> {
+    let record_input = read_file_or_inline("record", &args.record)?;
+    let document_input = read_file_or_inline("document", &args.document)?;
+    let now = parse_time(args.at.as_deref())?;
+    let anchor = load_anchor(args.root.as_deref())?;
+    let vault_id = args
+        .vault_id
+        .as_deref()
+        .map(|v| parse_uuid(v).ok_or_else(|| UsageError(format!("--vault-id {v:?}: not a UUID"))))
+        .transpose()?;
+    let wallet = args
+        .wallet
+        .as_deref()
+        .map(|w| w.parse::<Pubkey>().map_err(|e| UsageError(format!("--wallet {w:?}: {e}"))))
+        .transpose()?;
+    let mut images = Vec::with_capacity(args.measurements.len());
+    for path in &args.measurements {
+        let json = std::fs::read_to_string(path)
+            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+        let image = pcrs_from_measurements_json(&json)
+            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+        images.push(image);
+    }
+
+    let record = decode_record(&record_input).map_err(ProvenanceFailure::Record);
+    if let Ok(record) = &record
+        && peek_type(record) == Some(RecordType::AgentKey as u8)
+        && vault_id.is_none()
+    {
+        return Err(UsageError(
+            "an agent key's provenance binds the vault it was made from: give --vault-id".into(),
+        ));
+    }
+    let outcome = record.and_then(|record| {
+        let subject = Subject::of_record(&record, vault_id)
+            .map_err(|e| ProvenanceFailure::Record(e.to_string()))?;
+        let owner = subject_wallet(&subject);
+        if let Some(expected) = wallet
+            && expected != owner
+        {
+            return Err(ProvenanceFailure::Wallet { expected, actual: owner });
+        }
+        let document = decode_document(&document_input).map_err(|reason| {
+            ProvenanceFailure::Document(VerifyError::Parse(
+                nitro_attestation::ParseError::Malformed(reason),
+            ))
+        })?;
+        let verified =
+            verify_at_document_time(&document, &anchor, &images, &subject.user_data(), now)
+                .map_err(ProvenanceFailure::Document)?;
+        Ok((record, subject, verified))
+    });
+
+    match outcome {
+        Ok((record, subject, verified)) => {
+            let doc = &verified.document;
+            let image = images
+                .iter()
+                .position(|image| image.iter().all(|(i, v)| doc.pcrs.get(i) == Some(v)))
+                .and_then(|i| args.measurements.get(i))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let record_json = record_json(&record, &subject);
+            if args.json {
+                println!(
+                    "{}",
+                    json!({
+                        "valid": true,
+                        "record": record_json,
+                        "user_data": hex::encode(subject.user_data()),
+                        "image": image,
+                        "document": document_json(doc),
+                        "root_sha256": anchor.sha256_hex(),
+                    })
+                );
+            } else {
+                let field = |k: &str| record_json.get(k).and_then(Value::as_str).unwrap_or("");
+                println!("valid");
+                println!("  record      {} {}", field("type"), field("id"));
+                println!("  wallet      {}", field("wallet"));
+                println!("  sha256      {}", field("sha256"));
+                if let Subject::Agent { agent_pubkey, vault_id, .. } = &subject {
+                    println!("  agent key   {agent_pubkey}");
+                    println!("  from vault  {}", uuid_text(vault_id));
+                } else {
+                    let origin = match field("origin") {
+                        "imported" => {
+                            "imported (sealed by the wallet, accepted under its signature)"
+                        }
+                        _ => "generated in the enclave",
+                    };
+                    println!("  origin      {origin}");
+                }
+                println!(
+                    "  attested    {} by module {} (chain checked at that time)",
+                    format_unix(i64::try_from(doc.timestamp_ms / 1000).unwrap_or(i64::MAX)),
+                    doc.module_id
+                );
+                println!("  image       {image}");
+                println!("  root        sha256 {}", anchor.sha256_hex());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            if args.json {
+                println!("{}", json!({"valid": false, "error": failure.json()}));
+            } else {
+                eprintln!("invalid: {}", failure.message());
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn subject_wallet(subject: &Subject) -> Pubkey {
+    match subject {
+        Subject::Vault { wallet, .. } | Subject::Agent { wallet, .. } => *wallet,
+    }
+}
+
+fn record_json(record: &[u8], subject: &Subject) -> Value {
+    match subject {
+        Subject::Vault { wallet, vault_id, record_sha256 } => {
+            let header = SealedVault::parse(record).map(|v| v.header).ok();
+            json!({
+                "type": "vault",
+                "wallet": wallet.to_string(),
+                "id": uuid_text(vault_id),
+                "sha256": hex::encode(record_sha256),
+                "created_at": header.map(|h| h.created_at),
+                "origin": header.map(|h| match h.origin {
+                    VaultOrigin::Generated => "generated",
+                    VaultOrigin::Imported => "imported",
+                }),
+            })
+        }
+        Subject::Agent { wallet, agent_id, record_sha256, agent_pubkey, vault_id } => json!({
+            "type": "agent_key",
+            "wallet": wallet.to_string(),
+            "id": uuid_text(agent_id),
+            "sha256": hex::encode(record_sha256),
+            "agent_pubkey": agent_pubkey.to_string(),
+            "vault_id": uuid_text(vault_id),
+        }),
     }
 }
 

@@ -13,10 +13,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ed25519_dalek::Signer as _;
 use enclave_core::enclave::SignRequest;
 use enclave_core::enclave::handover::{StateSnapshot, open_chunk, seal_chunks};
-use enclave_core::policy::{Ledger, SpendKey, SpendRecord};
-use enclave_core::store::TtlMap;
 use enclave_core::envelope::{self, ContentForm, RecipientKey};
+use enclave_core::policy::{Ledger, SpendKey, SpendRecord};
 use enclave_core::solana::Transaction;
+use enclave_core::store::TtlMap;
 use enclave_core::{OsRandom, Pubkey};
 
 fn unlimited() -> enclave_core::policy::Policy {

@@ -459,9 +459,41 @@ fn scheduled_sign_over_http() {
     let tx = signer_sim::tx::legacy_transfer(&agent, &dest, 123_456, random::<32>());
     let body = |tx: &[u8], id: &str| json!({"scheduled_record": b64(&record), "transaction": b64(tx), "request_id": id});
     let id = request_id();
+    // A routing header naming another enclave is refused before anything is decided.
+    let elsewhere = enclave_core::EnclaveId::from_recipient_key(b"another enclave").to_string();
+    let r = api
+        .post_with("/v1/scheduled/sign", &body(&tx, &id), &[("x-signer-route", &elsewhere)])
+        .unwrap();
+    assert_eq!((r.status, r.code()), (400, Some("bad_request")), "{}", r.body);
     let r = api.post("/v1/scheduled/sign", &body(&tx, &id)).unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     verify(&r.str("transaction"));
+    // The routing key of the record's enclave (single use holds per enclave, so a load balancer
+    // routes every attempt at one record to one enclave).
+    let route = schedule.enclave_id.to_string();
+    assert_eq!(r.header("x-signer-route"), Some(route.as_str()));
+    // A record bound to another enclave instance is refused by this one.
+    let (foreign, foreign_agent) = scheduled_record(
+        &kms_spki,
+        enclave_core::Pubkey(random::<32>()),
+        random::<32>(),
+        intent,
+        Schedule {
+            created_at: now(),
+            enclave_id: enclave_core::EnclaveId::from_recipient_key(b"another enclave"),
+            ..schedule
+        },
+    )
+    .unwrap();
+    let foreign_tx =
+        signer_sim::tx::legacy_transfer(&foreign_agent, &dest, 123_456, random::<32>());
+    let r = api
+        .post(
+            "/v1/scheduled/sign",
+            &json!({"scheduled_record": b64(&foreign), "transaction": b64(&foreign_tx), "request_id": request_id()}),
+        )
+        .unwrap();
+    assert_eq!((r.status, r.code()), (421, Some("wrong_enclave")), "{}", r.body);
     // Single use.
     let r = api.post("/v1/scheduled/sign", &body(&tx, &request_id())).unwrap();
     assert_eq!((r.status, r.code()), (409, Some("replayed_request")));

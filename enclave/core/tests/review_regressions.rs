@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use enclave_core::enclave::{NewAgentKind, SignScheduledRequest};
+use enclave_core::enclave::{NewAgentKind, RevokeTarget, SignScheduledRequest};
 use enclave_core::policy::{Denial, Intent, Rule};
 use enclave_core::pubkey::programs;
 use enclave_core::records::{GrantContents, KeyWrap, ScheduledHeader, seal_scheduled};
@@ -272,9 +272,21 @@ fn scheduled(
     dest: Pubkey,
     amount: u64,
 ) -> (Vec<u8>, Pubkey) {
+    scheduled_with(f, seed, schedule_id, dest, amount, |_| {})
+}
+
+/// A scheduled record as [`scheduled`] makes it, after `edit` changes its header.
+fn scheduled_with(
+    f: &Fixture,
+    seed: [u8; 32],
+    schedule_id: [u8; 16],
+    dest: Pubkey,
+    amount: u64,
+    edit: impl FnOnce(&mut ScheduledHeader),
+) -> (Vec<u8>, Pubkey) {
     let agent = Pubkey(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes());
     let intent = Intent { destination: dest.0, mint: [0; 32], amount };
-    let header = ScheduledHeader {
+    let mut header = ScheduledHeader {
         wallet: Pubkey([0x88; 32]),
         schedule_id,
         agent_pubkey: agent,
@@ -285,6 +297,7 @@ fn scheduled(
         created_at: T0 - 3600,
         enclave_id: f.enclave.id(),
     };
+    edit(&mut header);
     let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
     let record =
         seal_scheduled(&header, &Secret32::new(seed), KeyWrap::Rsa(&kms_pub), &OsRandom).unwrap();
@@ -353,4 +366,45 @@ fn signature_precompiles_cannot_be_allowed_programs() {
         let err = p.validate().unwrap_err();
         assert!(err.contains("precompile"), "{err}");
     }
+}
+
+// ---- Medium 5: a revocation outlives every record it covers ---------------------------------
+
+#[test]
+fn a_revoked_scheduled_transfer_stays_revoked_until_its_window_and_far_windows_are_refused() {
+    let f = fixture();
+    const DAY: u64 = 86_400;
+    // A transfer sealed now for a window twenty days away (inside the 30-day horizon).
+    let far = |h: &mut ScheduledHeader| {
+        h.created_at = T0;
+        h.not_before = T0 + 20 * DAY;
+        h.not_after = T0 + 20 * DAY + 3600;
+    };
+    let (by_id, a) = scheduled_with(&f, [0x8c; 32], [0x8d; 16], DEST, 700, far);
+    let (by_wallet, b) = scheduled_with(&f, [0x8e; 32], [0x8f; 16], DEST, 700, |h| {
+        far(h);
+        h.wallet = Pubkey([0x90; 32]);
+    });
+    f.enclave.revoke(RevokeTarget::Record([0x8d; 16])).unwrap();
+    f.enclave.revoke(RevokeTarget::Wallet(Pubkey([0x90; 32]))).unwrap();
+    // Twenty days later (the old store forgot revocations after 48 h): still revoked.
+    f.clock.advance(20 * DAY + 10);
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &DEST, 700)]);
+    assert_eq!(sign_scheduled(&f, &by_id, &tx, 1).unwrap_err().code(), ErrorCode::GrantRevoked);
+    let tx = legacy_tx(&b, &[sol_transfer(&b, &DEST, 700)]);
+    assert_eq!(sign_scheduled(&f, &by_wallet, &tx, 2).unwrap_err().code(), ErrorCode::GrantRevoked);
+
+    // A record whose window ends beyond the horizon from its creation is refused outright, so no
+    // record outlives the revocations that could cover it.
+    let now = T0 + 20 * DAY + 10;
+    let (beyond, c) = scheduled_with(&f, [0x91; 32], [0x92; 16], DEST, 700, |h| {
+        h.created_at = now - 30 * DAY;
+        h.not_before = now - 10;
+        h.not_after = now + 3600;
+    });
+    let tx = legacy_tx(&c, &[sol_transfer(&c, &DEST, 700)]);
+    let err = sign_scheduled(&f, &beyond, &tx, 3).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::RecordInvalid, "{err}");
+    assert!(err.to_string().contains("at most"), "{err}");
+    assert_eq!(f.enclave.status().signatures, 0);
 }

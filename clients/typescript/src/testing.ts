@@ -18,11 +18,14 @@ export class TestWallet implements WalletLike {
   readonly name = "Test wallet";
   readonly icon = "data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciLz4=" as const;
   readonly chains = ["solana:localnet", "solana:devnet", "solana:mainnet"] as const;
-  readonly accounts: readonly WalletAccountLike[];
+  readonly accounts: readonly (WalletAccountLike & {
+    readonly chains: readonly `${string}:${string}`[];
+    readonly features: readonly `${string}:${string}`[];
+  })[];
   readonly features: {
     readonly [SOLANA_SIGN_MESSAGE]: {
       readonly version: "1.1.0";
-      readonly signMessage: (...inputs: SolanaSignMessageInputLike[]) => Promise<readonly SolanaSignMessageOutputLike[]>;
+      readonly signMessage: (...inputs: readonly SolanaSignMessageInputLike[]) => Promise<readonly SolanaSignMessageOutputLike[]>;
     };
   };
   /** What was signed, in order (tests inspect it). */
@@ -34,11 +37,11 @@ export class TestWallet implements WalletLike {
     if (seed.length !== 32) throw new TypeError("a seed is 32 bytes");
     this.#seed = Uint8Array.from(seed);
     const publicKey = ed25519.getPublicKey(this.#seed);
-    const account: WalletAccountLike = {
+    const account = {
       address: toBase58(publicKey),
       publicKey,
       chains: this.chains,
-      features: [SOLANA_SIGN_MESSAGE],
+      features: [SOLANA_SIGN_MESSAGE] as const,
     };
     this.accounts = [account];
     this.features = {

@@ -9,10 +9,15 @@ import { ed25519 } from "@noble/curves/ed25519.js";
 
 import { type Bytes, equalBytes, fromBase58, toBase58, utf8 } from "./bytes.js";
 
+/** A Uint8Array that is not written to (`ReadonlyUint8Array` of `@wallet-standard/base`). */
+export interface ReadonlyBytes extends Omit<Uint8Array, "copyWithin" | "fill" | "reverse" | "set" | "sort"> {
+  readonly [n: number]: number;
+}
+
 /** A wallet account (`WalletAccount` of `@wallet-standard/base`). */
 export interface WalletAccountLike {
   readonly address: string;
-  readonly publicKey: Uint8Array;
+  readonly publicKey: ReadonlyBytes;
   readonly chains?: readonly string[];
   readonly features?: readonly string[];
 }
@@ -32,7 +37,7 @@ export interface SolanaSignMessageOutputLike {
 export interface SolanaSignMessageFeatureLike {
   readonly version: string;
   readonly signMessage: (
-    ...inputs: SolanaSignMessageInputLike[]
+    ...inputs: readonly SolanaSignMessageInputLike[]
   ) => Promise<readonly SolanaSignMessageOutputLike[]>;
 }
 
@@ -109,7 +114,7 @@ export async function signAuthorizationWithWallet(
     throw new WalletSignError(`the message is for ${address}, not for account ${account.address}`);
   }
   const publicKey = fromBase58(account.address, 32, "account address");
-  if (!equalBytes(publicKey, Uint8Array.from(account.publicKey))) {
+  if (!equalBytes(publicKey, Uint8Array.from(account.publicKey as ArrayLike<number>))) {
     throw new WalletSignError("the account's publicKey is not its address");
   }
   if (account.features !== undefined && !account.features.includes(SOLANA_SIGN_MESSAGE)) {

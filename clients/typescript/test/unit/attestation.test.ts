@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
 
+import { p384 } from "@noble/curves/nist.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 
 import {
@@ -14,6 +15,7 @@ import {
   CborError,
   awsNitroRootG1,
   awsTrust,
+  coseSigStructure,
   decodeCbor,
   equalBytes,
   fromHex,
@@ -177,7 +179,16 @@ describe("real AWS attestation documents", () => {
   }
 
   it("accepts high-S signatures and indefinite-length payload maps, as real documents have them", () => {
-    assert.ok(valid.some((e) => e.signature_high_s));
+    const highS = valid.filter((e) => e.signature_high_s);
+    assert.ok(highS.length > 0);
+    for (const e of highS) {
+      // A verifier insisting on low S (noble's default) would refuse these genuine documents.
+      const d = parseAttestationDocument(readVector(`attestation/${e.file}`));
+      const leaf = parseCertificate(d.certificate).publicKey;
+      const signed = coseSigStructure(d.protectedHeader, d.payload);
+      assert.equal(p384.verify(d.signature, signed, leaf), false, e.file);
+      assert.equal(p384.verify(d.signature, signed, leaf, { lowS: false }), true, e.file);
+    }
     assert.ok(valid.some((e) => e.payload_map_encoding === "indefinite"));
   });
 

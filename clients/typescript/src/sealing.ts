@@ -83,8 +83,8 @@ export async function importKmsPublicKey(spkiDer: Bytes): Promise<CryptoKey> {
 export interface SealOptions {
   /**
    * Where the record key, IV and (when not given) ids come from. Defaults to
-   * `crypto.getRandomValues`; tests inject fixed bytes. RSA-OAEP's own padding randomness is
-   * WebCrypto's and cannot be injected.
+   * `crypto.getRandomValues`; tests inject fixed bytes (return fresh arrays: the record key's is
+   * zeroed after use). RSA-OAEP's own padding randomness is WebCrypto's and cannot be injected.
    */
   random?: RandomSource;
 }

@@ -84,7 +84,7 @@ case "$command" in
   create-key)
     [ -n "$role_arn$admin_arn" ] ||
       die "--role-arn (the parent's role: its account root administers the key) or --admin-arn is required"
-    [ -n "$domain" ] && [ -n "$uri" ] && [ -n "$chain_id" ] ||
+    { [ -n "$domain" ] && [ -n "$uri" ] && [ -n "$chain_id" ]; } ||
       die "--domain, --uri and --chain-id (where users' authorization messages are valid) are required"
     enclave_bin=$(binary signer-enclave SIGNER_ENCLAVE_BIN)
     attest_bin=$(binary attest ATTEST_BIN)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Run all tests"; `.ci/run` runs exactly this).
-# Formatting, lints, every unit / integration / end-to-end / fault-injection test, and a smoke run
+# Formatting, lints, every unit / integration / end-to-end / fault-injection test, the TypeScript
+# client's tests (against the debug binaries built here, and in headless Chromium), and a smoke run
 # of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,9 @@ cargo build --workspace --bins --locked
 
 echo "== cargo nextest run"
 cargo nextest run --workspace --locked --no-fail-fast
+
+echo "== TypeScript client (clients/typescript): npm ci, build, unit tests, the simulation stack, headless Chromium"
+(cd clients/typescript && npm ci --no-audit --no-fund && npm test)
 
 echo "== fuzz smoke run (scripts/fuzz.sh --seconds ${FUZZ_SMOKE_SECONDS:-5}; the long run is documented in the README)"
 scripts/fuzz.sh --seconds "${FUZZ_SMOKE_SECONDS:-5}"

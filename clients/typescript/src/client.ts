@@ -38,6 +38,7 @@ export const ERROR_CODES = [
   "wrong_enclave",
   "grant_orphaned",
   "enclave_handed_over",
+  "handover_refused",
   "internal",
   "unauthorized",
   "payload_too_large",

@@ -178,7 +178,7 @@ fn main() {
     };
     let ops = [
         Op::Hello { version: 1 },
-        Op::Attest { nonce: Some(vec![1; 8]), user_data: None },
+        Op::Attest { nonce: Some(vec![1; 8]) },
         Op::Identity,
         Op::CreateVault { wallet },
         Op::AuthorizeImport { wallet, vault_record: vault.clone() },

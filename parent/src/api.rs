@@ -291,7 +291,7 @@ async fn dispatch(
             if nonce.as_ref().is_some_and(|n| n.len() > 512) {
                 return Err(ApiError::bad_request("nonce is at most 512 bytes"));
             }
-            let reply = parent.call(&Op::Attest { nonce, user_data: None }).await?;
+            let reply = parent.call(&Op::Attest { nonce }).await?;
             let Reply::Attestation { document, public_key } = reply else {
                 return Err(unexpected("attest", &reply));
             };

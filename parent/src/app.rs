@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
 use signer_protocol::{
     ClientError, EnclaveClient, Endpoint, ErrorReply, Op, Outcome, Reply, SignOp,
 };
@@ -158,7 +159,9 @@ pub struct Parent {
     pub kms_reachable: AtomicBool,
     /// Grants known to be open in the enclave: id → (expires_at, connection generation).
     seen: Mutex<HashMap<[u8; 16], (u64, u64)>>,
-    prefetches: Mutex<HashMap<[u8; 16], Prefetch>>,
+    /// Envelopes being fetched, by SHA-256 of the wrapped key they unwrap: what an envelope
+    /// depends on, so a forged record that borrows a grant's id shares nothing with it.
+    prefetches: Mutex<HashMap<[u8; 32], Prefetch>>,
     /// One handover at a time.
     handover_lock: tokio::sync::Mutex<()>,
     /// Completed switches to a successor enclave (requests answered `enclave_handed_over` wait
@@ -286,8 +289,7 @@ impl Parent {
     }
 
     /// A prefetched envelope for a grant, shared by concurrent first requests.
-    async fn prefetch(&self, grant: &GrantInfo) -> Result<Vec<u8>, ApiError> {
-        let id = grant.id;
+    async fn prefetch(&self, grant: &GrantInfo, id: [u8; 32]) -> Result<Vec<u8>, ApiError> {
         let cell = Arc::clone(self.prefetches.lock().entry(id).or_default());
         let result = cell
             .get_or_init(|| async {
@@ -311,11 +313,7 @@ impl Parent {
     pub async fn sign(&self, grant: &GrantInfo, op: SignOp) -> Result<Reply, ApiError> {
         self.across_handover(|| async {
             self.attested().await?;
-            let result = self.sign_with_grant(grant, op.clone()).await;
-            // The shared prefetch lives until the grant is known open (or the attempt failed),
-            // so concurrent first requests never trigger a second KMS call.
-            self.prefetches.lock().remove(&grant.id);
-            result
+            self.sign_with_grant(grant, op.clone()).await
         })
         .await
     }
@@ -352,11 +350,19 @@ impl Parent {
 
     async fn sign_with_grant(&self, grant: &GrantInfo, mut op: SignOp) -> Result<Reply, ApiError> {
         let prefetched = self.settings.prefetch_envelopes && !self.grant_is_open(&grant.id);
+        let prefetch_key: [u8; 32] =
+            if prefetched { Sha256::digest(&grant.wrapped.ciphertext).into() } else { [0; 32] };
         if prefetched {
-            op.envelope = Some(self.prefetch(grant).await?);
+            op.envelope = Some(self.prefetch(grant, prefetch_key).await?);
         }
         let mut request = Op::Sign(op);
-        let first = self.call(&request).await?;
+        let first = self.call(&request).await;
+        if prefetched {
+            // The shared prefetch lives until the grant is known open (or the attempt failed),
+            // so concurrent first requests never trigger a second KMS call.
+            self.prefetches.lock().remove(&prefetch_key);
+        }
+        let first = first?;
         if !prefetched {
             let outcome = if matches!(first, Reply::NeedKey { .. }) { "miss" } else { "hit" };
             self.metrics.grant_cache.with_label_values(&[outcome]).inc();

@@ -164,7 +164,7 @@ impl Attestation {
         let mut nonce = [0u8; 32];
         getrandom::fill(&mut nonce).map_err(|e| format!("randomness: {e}"))?;
         let outcome = enclave
-            .call(&Op::Attest { nonce: Some(nonce.to_vec()), user_data: None }, timeout)
+            .call(&Op::Attest { nonce: Some(nonce.to_vec()) }, timeout)
             .await
             .map_err(|e| format!("enclave unreachable: {e}"))?;
         let generation = enclave.connections_made();

@@ -20,7 +20,7 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 /// Bumped on any incompatible change to these messages.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A request from the parent.
 #[derive(Debug, Serialize, Deserialize)]
@@ -139,11 +139,12 @@ pub enum Op {
     Hello {
         version: u32,
     },
+    /// A fresh attestation document carrying the caller's nonce. The caller cannot choose
+    /// `user_data`: the enclave alone fills it, with the bindings of provenance and handover
+    /// documents, so no caller can obtain a document that vouches for a record or a handover.
     Attest {
         #[serde(default, with = "serde_bytes")]
         nonce: Option<Vec<u8>>,
-        #[serde(default, with = "serde_bytes")]
-        user_data: Option<Vec<u8>>,
     },
     /// Which instance this is and which instances it answers for.
     Identity,

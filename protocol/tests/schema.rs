@@ -24,7 +24,6 @@ use signer_types::records::WrapAlg;
 /// Byte-string paths and why each cannot be a secret. `[]` stands for any list index.
 const REVIEWED: &[(&str, &str)] = &[
     ("attest.nonce", "caller-chosen freshness value, echoed in a public document"),
-    ("attest.user_data", "caller-chosen value, echoed in a public document"),
     ("create_vault.wallet", "public key"),
     ("authorize_import.wallet", "public key"),
     ("authorize_import.vault_record", "sealed record (AES-GCM, key wrapped to KMS)"),
@@ -137,7 +136,7 @@ fn fields() -> GrantFields {
 fn requests() -> Vec<Op> {
     vec![
         Op::Hello { version: 2 },
-        Op::Attest { nonce: Some(vec![1; 8]), user_data: Some(vec![2; 8]) },
+        Op::Attest { nonce: Some(vec![1; 8]) },
         Op::Identity,
         Op::CreateVault { wallet: Pubkey([1; 32]) },
         Op::AuthorizeImport { wallet: Pubkey([1; 32]), vault_record: vec![4; 100] },

@@ -559,21 +559,46 @@ impl Ledger {
             .collect()
     }
 
-    /// Takes over counters from a handover (replacing any with the same key).
+    /// Takes over counters from a handover. A key this ledger also counts is merged, never
+    /// replaced: on the same day the spends add up (and the recent timestamps join), otherwise
+    /// the later day's counters win — so a merge can only make the limits stricter.
     pub fn import(&mut self, records: Vec<SpendRecord>) {
         for r in records {
             let Some(key) = r.key else { continue };
-            self.states.insert(
-                key,
-                SpendState {
-                    day: r.day,
-                    lamports: r.lamports,
-                    tokens: r.tokens,
-                    notional_cents: r.notional_cents,
-                    recent: r.recent.into_iter().collect(),
-                    last_seen: r.last_seen,
-                },
-            );
+            let incoming = SpendState {
+                day: r.day,
+                lamports: r.lamports,
+                tokens: r.tokens,
+                notional_cents: r.notional_cents,
+                recent: r.recent.into_iter().collect(),
+                last_seen: r.last_seen,
+            };
+            match self.states.get_mut(&key) {
+                None => {
+                    self.states.insert(key, incoming);
+                }
+                Some(ours) if ours.day == incoming.day => {
+                    ours.lamports = ours.lamports.saturating_add(incoming.lamports);
+                    ours.notional_cents =
+                        ours.notional_cents.saturating_add(incoming.notional_cents);
+                    for (mint, amount) in incoming.tokens {
+                        match ours.tokens.iter_mut().find(|(m, _)| *m == mint) {
+                            Some((_, total)) => *total = total.saturating_add(amount),
+                            None => ours.tokens.push((mint, amount)),
+                        }
+                    }
+                    let mut recent: Vec<u64> =
+                        ours.recent.iter().copied().chain(incoming.recent).collect();
+                    recent.sort_unstable();
+                    ours.recent = recent.into_iter().collect();
+                    ours.last_seen = ours.last_seen.max(incoming.last_seen);
+                }
+                Some(ours) => {
+                    if incoming.day > ours.day {
+                        *ours = incoming;
+                    }
+                }
+            }
         }
     }
 

@@ -54,6 +54,14 @@ impl<K: Hash + Eq + Ord + Copy, V> TtlMap<K, V> {
         }
     }
 
+    /// `key`'s value and expiry (live or not).
+    pub fn entry_of(&self, key: &K) -> Option<(V, u64)>
+    where
+        V: Copy,
+    {
+        self.entries.get(key).map(|e| (e.value, e.expires_at))
+    }
+
     /// The live value for `key` at `now`.
     pub fn get(&self, key: &K, now: u64) -> Option<&V> {
         self.entries.get(key).filter(|e| e.expires_at > now).map(|e| &e.value)
@@ -80,6 +88,24 @@ impl<K: Hash + Eq + Ord + Copy, V> TtlMap<K, V> {
         Ok(())
     }
 
+    /// Inserts `key` until `expires_at`, making room if needed by evicting expired entries and
+    /// then the live entries closest to expiry. For stores whose entries only ration attempts
+    /// (refused envelopes), where refusing all work when full would hand anyone who can fill
+    /// the store a denial of service; never for stores whose entries prevent a replay.
+    pub fn insert_evicting(&mut self, key: K, value: V, expires_at: u64, now: u64) {
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
+            self.evict_expired(now);
+            while self.entries.len() >= self.capacity.max(1) {
+                let Some(Reverse((soonest, victim))) = self.expiry.pop() else { break };
+                if self.entries.get(&victim).is_some_and(|e| e.expires_at == soonest) {
+                    self.entries.remove(&victim);
+                }
+            }
+        }
+        self.entries.insert(key, Entry { value, expires_at });
+        self.expiry.push(Reverse((expires_at, key)));
+    }
+
     /// Drops every entry that expired at or before `now`. Returns how many were dropped.
     pub fn evict_expired(&mut self, now: u64) -> usize {
         let mut dropped = 0;
@@ -101,6 +127,11 @@ impl<K: Hash + Eq + Ord + Copy, V> TtlMap<K, V> {
         self.entries.len()
     }
 
+    /// When `key`'s entry expires (live or not).
+    pub fn expiry_of(&self, key: &K) -> Option<u64> {
+        self.entries.get(key).map(|e| e.expires_at)
+    }
+
     /// Every live entry at `now` with its expiry (for a handover).
     pub fn live(&self, now: u64) -> impl Iterator<Item = (&K, &V, u64)> + '_ {
         self.entries
@@ -116,11 +147,33 @@ impl<K: Hash + Eq + Ord + Copy, V> TtlMap<K, V> {
     pub fn capacity(&self) -> usize {
         self.capacity
     }
+
+    /// Raises the capacity, if needed, so `additional` new keys fit: a handover imports a
+    /// predecessor's entries whatever this enclave's configured size (they are bounded by the
+    /// predecessor's), since refusing them after the predecessor stopped would strand both.
+    pub fn make_room_for(&mut self, additional: usize) {
+        self.capacity = self.capacity.max(self.entries.len().saturating_add(additional));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn evicting_inserts_never_fail_and_drop_the_entry_closest_to_expiry() {
+        let mut m = TtlMap::new("refused envelope", 2);
+        m.insert_evicting(1u8, (), 100, 0);
+        m.insert_evicting(2u8, (), 50, 0);
+        m.insert_evicting(3u8, (), 200, 0);
+        assert_eq!(m.len(), 2);
+        assert!(m.get(&2, 0).is_none(), "the entry expiring soonest gave way");
+        assert!(m.get(&1, 0).is_some() && m.get(&3, 0).is_some());
+        // Re-inserting a present key needs no room.
+        m.insert_evicting(3u8, (), 300, 0);
+        assert_eq!(m.len(), 2);
+        assert!(m.get(&1, 0).is_some());
+    }
 
     #[test]
     fn full_store_evicts_expired_first_then_refuses() {

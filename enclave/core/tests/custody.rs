@@ -254,6 +254,13 @@ fn agents_from_unproven_vaults_are_impossible() {
         assert_eq!(err.code(), ErrorCode::ProvenanceInvalid);
         assert!(err.to_string().contains("user_data mismatch"), "{err}");
     }
+    // The only document a caller can ask for carries its nonce and no user_data: even with the
+    // forged vault's binding as the nonce, it is no provenance.
+    let forged = sealed_outside(&f, s.wallet, VaultOrigin::Generated);
+    let binding = signer_types::provenance::Subject::vault(&forged).unwrap().user_data();
+    let callers = f.enclave.attest_for_caller(Some(&binding)).unwrap();
+    let err = create(&forged, &callers, s.wallet).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ProvenanceInvalid, "{err}");
     // A tampered document.
     let mut tampered = s.vault.provenance.clone();
     let n = tampered.len();

@@ -201,6 +201,40 @@ fn forged_replayed_or_misdirected_handovers_open_nothing() {
         .handover_accept(&prepared.document, &prepared.wrapped_key, &stolen_env)
         .unwrap_err();
     assert!(err.to_string().contains("addressed to another enclave"), "{err}");
+    // The host seals a key of its own to the right successor (an envelope is unauthenticated,
+    // and the successor's public key is in its offer): the predecessor's document commits to
+    // the real key, so the successor refuses it with the one post-decryption answer, accepts
+    // nothing, and state sealed under the host's key opens nowhere.
+    let hosts_key = Secret32::new([0x42; 32]);
+    let forged_env = enclave_core::envelope::seal(
+        hosts_key.expose(),
+        s.enclave.recipient_public_key(),
+        &OsRandom,
+        enclave_core::envelope::ContentForm::Chunked,
+    )
+    .unwrap();
+    assert_eq!(
+        code(s.enclave.handover_accept(&prepared.document, &prepared.wrapped_key, &forged_env)),
+        ErrorCode::EnvelopeRejected
+    );
+    let forged_state = StateSnapshot {
+        kill_switch: false,
+        answers_for: vec![p.enclave.id(), enclave_core::EnclaveId([0x66; 16])],
+        requests: vec![],
+        scheduled: vec![],
+        nonces: vec![],
+        revoked_records: vec![],
+        revoked_wallets: vec![],
+        ledger: vec![],
+    };
+    let forged_chunks =
+        seal_chunks(&hosts_key, p.enclave.id(), s.enclave.id(), &forged_state.encode().unwrap())
+            .unwrap();
+    assert_eq!(
+        code(s.enclave.handover_import(0, forged_chunks.len() as u32, &forged_chunks[0])),
+        ErrorCode::HandoverRefused
+    );
+    assert_eq!(s.enclave.answers_for(), vec![s.enclave.id()]);
     // A wrong proof abandons the handover on the predecessor, which keeps deciding.
     assert_eq!(code(p.enclave.handover_export(&[0; 32])), ErrorCode::HandoverRefused);
     p.sign(request(&setup, &legacy_tx(&a, &[sol_transfer(&a, &Pubkey([2; 32]), 1)]), 2)).unwrap();
@@ -283,4 +317,75 @@ fn the_state_format_round_trips_and_refuses_damage() {
     let big = vec![0x5a; 192 * 1024 * 3 + 1];
     assert_eq!(seal_chunks(&key, a, b, &big).unwrap().len(), 4);
     assert!(seal_chunks(&key, a, b, &vec![0; 192 * 1024 * MAX_CHUNKS as usize + 1]).is_err());
+}
+
+/// Found in review: an import that could fail halfway (a successor configured smaller, or one
+/// that had already decided something) stranded both enclaves, the predecessor already stopped.
+/// Now every store makes room first and the states merge, as strictly as either side.
+#[test]
+fn a_smaller_or_busy_successor_still_takes_over_and_keeps_the_stricter_state() {
+    let clock = Arc::new(ManualClock(AtomicU64::new(T0), AtomicU64::new(0)));
+    let p = fixture_on(config(), Arc::clone(&clock), 0x10, None);
+    let mut small = config();
+    small.request_store_capacity = 1;
+    let s = fixture_on(small, clock, 0x10, Some(&fresh_recipient()));
+    let setup = p.setup(0x75, policy());
+    let a = setup.agent.agent_pubkey;
+    let tx = |id: u8| legacy_tx(&a, &[sol_transfer(&a, &Pubkey([id; 32]), 1)]);
+    for id in 1..=3 {
+        p.sign(request(&setup, &tx(id), id)).unwrap();
+    }
+    // The successor already decided something of its own, and engaged its kill switch.
+    let own = s.setup(0x76, policy());
+    let b = own.agent.agent_pubkey;
+    s.sign(request(&own, &legacy_tx(&b, &[sol_transfer(&b, &Pubkey([9; 32]), 1)]), 0x30)).unwrap();
+    s.enclave.set_kill_switch(true).unwrap();
+
+    let imported = hand_over(&p, &s).unwrap();
+    assert_eq!(imported.request_ids, 3);
+    // The kill switch engaged on either side stays engaged.
+    assert_eq!(code(s.sign(request(&setup, &tx(7), 1))), ErrorCode::KillSwitch);
+    s.enclave.set_kill_switch(false).unwrap();
+    // Every request id arrived although the store was configured for one…
+    for id in 1..=3 {
+        assert_eq!(code(s.sign(request(&setup, &tx(7), id))), ErrorCode::ReplayedRequest);
+    }
+    // …and the successor's own bound still holds for new work: full of live ids, it refuses
+    // rather than forgets.
+    assert_eq!(code(s.sign(request(&setup, &tx(4), 4))), ErrorCode::EnclaveUnavailable);
+}
+
+#[test]
+fn merged_counters_add_up_on_the_same_day_and_never_loosen() {
+    use enclave_core::policy::{Ledger, Spend, SpendKey, SpendRecord};
+    let key = SpendKey { wallet: [1; 32], bot_id: [2; 16], agent: [3; 32] };
+    let spend = |lamports| Spend {
+        lamports,
+        tokens: vec![(Pubkey([4; 32]), 10)],
+        fee_lamports: 0,
+        agent_pays_fee: false,
+        notional_cents: 5,
+    };
+    let mut ledger = Ledger::default();
+    ledger.record(key, &spend(100), T0);
+    let day = T0 / 86_400;
+    let incoming = |day: u64, lamports: u64| SpendRecord {
+        key: Some(key),
+        day,
+        lamports,
+        tokens: vec![(Pubkey([4; 32]), 7), (Pubkey([5; 32]), 1)],
+        notional_cents: 3,
+        recent: vec![T0 - 5],
+        last_seen: T0 - 5,
+    };
+    ledger.import(vec![incoming(day, 50)]);
+    let r = ledger.export().into_iter().next().unwrap();
+    assert_eq!((r.day, r.lamports, r.notional_cents), (day, 150, 8));
+    assert_eq!(r.tokens, vec![(Pubkey([4; 32]), 17), (Pubkey([5; 32]), 1)]);
+    assert_eq!(r.recent.len(), 2);
+    // An older day's counters change nothing; a newer day's replace the stale ones.
+    ledger.import(vec![incoming(day - 1, 1_000)]);
+    assert_eq!(ledger.export()[0].lamports, 150);
+    ledger.import(vec![incoming(day + 1, 9)]);
+    assert_eq!((ledger.export()[0].day, ledger.export()[0].lamports), (day + 1, 9));
 }

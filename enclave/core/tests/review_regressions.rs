@@ -408,3 +408,30 @@ fn a_revoked_scheduled_transfer_stays_revoked_until_its_window_and_far_windows_a
     assert!(err.to_string().contains("at most"), "{err}");
     assert_eq!(f.enclave.status().signatures, 0);
 }
+
+// ---- Found in review: the refused-envelope store must not become a denial of service ---------
+
+#[test]
+fn filling_the_refused_envelope_store_does_not_stop_key_opening() {
+    let mut c = config();
+    c.envelope_refusal_capacity = 2;
+    let f = fixture_with(c);
+    let s = f.setup(0x94, policy());
+    let a = s.agent.agent_pubkey;
+    // Anyone with the API token can make envelopes fail: a grant altered at rest, a fresh KMS
+    // envelope each time. Many more failures than the store holds…
+    let mut altered = s.grant.record.clone();
+    *altered.last_mut().unwrap() ^= 1;
+    for i in 0..5u8 {
+        let tx = legacy_tx(&a, &[sol_transfer(&a, &DEST, 1)]);
+        let r = f.sign(enclave_core::enclave::SignRequest {
+            grant_record: &altered,
+            ..request(&s, &tx, 0x40 + i)
+        });
+        assert_eq!(r.unwrap_err().code(), ErrorCode::EnvelopeRejected);
+    }
+    // …and the honest grant still opens (the oldest refusals gave way; nothing is refused
+    // wholesale with enclave_unavailable).
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &DEST, 2)]);
+    f.sign(request(&s, &tx, 0x50)).unwrap();
+}

@@ -128,8 +128,8 @@ impl Handler {
             Op::Hello { .. } => {
                 return Err(EnclaveError::BadRequest("hello is answered on its own".into()));
             }
-            Op::Attest { nonce, user_data } => Reply::Attestation {
-                document: e.attest(user_data.as_deref(), nonce.as_deref())?,
+            Op::Attest { nonce } => Reply::Attestation {
+                document: e.attest_for_caller(nonce.as_deref())?,
                 public_key: e.recipient_public_key().to_vec(),
             },
             Op::Identity => Reply::Identity {

@@ -283,9 +283,7 @@ fn sign_op(w: &Wallet, tx: Vec<u8>, request_id: [u8; 16], envelope: Option<Vec<u
 }
 
 async fn recipient_key(c: &Connection) -> Vec<u8> {
-    let Reply::Attestation { public_key, .. } =
-        ok(c, Op::Attest { nonce: None, user_data: None }).await
-    else {
+    let Reply::Attestation { public_key, .. } = ok(c, Op::Attest { nonce: None }).await else {
         panic!()
     };
     public_key
@@ -316,7 +314,7 @@ async fn every_operation() {
     // attest: a document the attestation crate verifies against the sim root, carrying the
     // recipient key, the nonce and user data, and the PCRs `measure` predicts.
     let Reply::Attestation { document, public_key } =
-        ok(&c, Op::Attest { nonce: Some(b"nonce-1".to_vec()), user_data: Some(vec![]) }).await
+        ok(&c, Op::Attest { nonce: Some(b"nonce-1".to_vec()) }).await
     else {
         panic!()
     };
@@ -334,7 +332,7 @@ async fn every_operation() {
         pcrs: pcrs.clone(),
         max_age: Some(Duration::from_secs(60)),
         nonce: Some(b"nonce-1".to_vec()),
-        user_data: Some(vec![]),
+        user_data: None,
         public_key: Some(public_key.clone()),
         allow_debug: false,
     };
@@ -541,6 +539,30 @@ async fn bad_frames_get_error_frames_and_the_daemon_keeps_serving() {
         "unknown op answered with its id"
     );
     assert!(matches!(r[3].outcome, Outcome::Ok(Reply::Status(_))));
+
+    // An attestation request that names its own `user_data` (a caller could otherwise have the
+    // enclave vouch for any provenance or handover binding): refused, no document.
+    let mut chosen = Vec::new();
+    let bytes = |b: &[u8]| ciborium::Value::Bytes(b.to_vec());
+    ciborium::into_writer(
+        &ciborium::Value::Map(vec![
+            (ciborium::Value::Text("id".into()), ciborium::Value::Integer(11.into())),
+            (
+                ciborium::Value::Text("op".into()),
+                ciborium::Value::Map(vec![(
+                    ciborium::Value::Text("attest".into()),
+                    ciborium::Value::Map(vec![
+                        (ciborium::Value::Text("nonce".into()), bytes(b"n")),
+                        (ciborium::Value::Text("user_data".into()), bytes(&[7; 32])),
+                    ]),
+                )]),
+            ),
+        ]),
+        &mut chosen,
+    )
+    .unwrap();
+    let (r, _) = raw_exchange(&d.socket, &[hello(), frame(&chosen)].concat()).await;
+    assert_eq!((r[1].id, error_code(&r[1])), (11, ErrorCode::BadRequest), "{:?}", r[1]);
 
     // Truncated frame: the server waits, then sees the connection end; nothing breaks.
     let (r, _) = raw_exchange(&d.socket, &[hello(), vec![0, 0, 0, 50, 1, 2, 3]].concat()).await;

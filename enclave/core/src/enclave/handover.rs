@@ -9,12 +9,16 @@
 //!               → doc_P, wrapped
 //!                          doc_P.user_data = SHA-256("signer/handover/predecessor/v1" ‖ P ‖ S
 //!                                                    ‖ SHA-256(doc_S) ‖ SHA-256(wrapped))
+//!                                            ‖ HMAC-SHA256(K, "signer/handover/key-commit/v1" ‖ P ‖ S)
 //!    parent: KMS Decrypt(wrapped, Recipient = doc_S) → envelope for S   (the key policy decides
 //!            whether S's image may have it: KMS refuses any image it does not trust)
 //! 3. S  accept(doc_P, wrapped, envelope)
 //!                          doc_P verified (AWS chain, ≤ 5 min, not debug, PCRs in S's trusted set:
-//!                          its own image and configured predecessors; user_data as above)
-//!                          K ← envelope;  proof = HMAC-SHA256(K, "signer/handover/accept/v1" ‖ P ‖ S)
+//!                          its own image and configured predecessors; user_data's first half as
+//!                          above); K ← envelope, accepted only if it opens the key commitment
+//!                          (user_data's second half: an envelope is unauthenticated, so without
+//!                          it the host could hand S a key of its own and forge the state)
+//!                          proof = HMAC-SHA256(K, "signer/handover/accept/v1" ‖ P ‖ S)
 //!               → proof
 //! 4. P  export(proof)      proof checked in constant time; P stops deciding (every later decision
 //!                          is `enclave_handed_over`) and snapshots its state, atomically
@@ -27,7 +31,8 @@
 //! P trusts S because only an image the KMS key policy admits can turn `wrapped` into K (no
 //! enclave's measured config can name images built after it), and the proof shows S holds K.
 //! S trusts P because doc_P is AWS-signed, from an image in S's trusted set, and binds K's wrap,
-//! S's offer and both ids. K is fresh per handover and reaches only S, so a recorded handover
+//! K itself (the commitment), S's offer and both ids; `user_data` of a document is only ever
+//! chosen by the enclave (callers of `Attest` cannot set it). K is fresh per handover and reaches only S, so a recorded handover
 //! replayed later, or to another enclave, opens nothing. State plaintext format:
 //!
 //! ```text
@@ -74,8 +79,31 @@ pub const DOCUMENT_MAX_AGE: Duration = Duration::from_secs(300);
 const OFFER_DOMAIN: &[u8] = b"signer/handover/successor/v1";
 const PREPARE_DOMAIN: &[u8] = b"signer/handover/predecessor/v1";
 const ACCEPT_DOMAIN: &[u8] = b"signer/handover/accept/v1";
+const KEY_COMMIT_DOMAIN: &[u8] = b"signer/handover/key-commit/v1";
 const CHUNK_DOMAIN: &[u8] = b"signer/handover/state/v1";
 const STATE_MAGIC: &[u8] = b"signer/state/v1";
+
+/// The public part of the predecessor's binding (module docs, step 2).
+fn prepare_binding(
+    predecessor: EnclaveId,
+    successor: EnclaveId,
+    offer_sha256: &[u8; 32],
+    wrapped_key: &[u8],
+) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(PREPARE_DOMAIN)
+        .chain_update(predecessor.0)
+        .chain_update(successor.0)
+        .chain_update(offer_sha256)
+        .chain_update(Sha256::digest(wrapped_key))
+        .finalize()
+        .into()
+}
+
+/// The predecessor's commitment to the handover key, in its document.
+fn key_commitment(key: &Secret32, predecessor: EnclaveId, successor: EnclaveId) -> [u8; 32] {
+    keyed(key, KEY_COMMIT_DOMAIN, predecessor, successor)
+}
 
 fn refused(why: impl Into<String>) -> EnclaveError {
     EnclaveError::Handover(why.into())
@@ -329,6 +357,11 @@ pub fn open_chunk(
 }
 
 fn accept_proof(key: &Secret32, predecessor: EnclaveId, successor: EnclaveId) -> [u8; 32] {
+    keyed(key, ACCEPT_DOMAIN, predecessor, successor)
+}
+
+/// HMAC-SHA256(key, domain ‖ predecessor ‖ successor).
+fn keyed(key: &Secret32, domain: &[u8], predecessor: EnclaveId, successor: EnclaveId) -> [u8; 32] {
     // HMAC pads a key shorter than the hash's block with zeros: doing it here gives the fixed-size
     // constructor, which cannot fail.
     let mut block = Zeroizing::new([0u8; 64]);
@@ -336,7 +369,7 @@ fn accept_proof(key: &Secret32, predecessor: EnclaveId, successor: EnclaveId) ->
         head.copy_from_slice(key.expose());
     }
     let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new(&(*block).into());
-    mac.update(ACCEPT_DOMAIN);
+    mac.update(domain);
     mac.update(&predecessor.0);
     mac.update(&successor.0);
     mac.finalize().into_bytes().into()
@@ -458,14 +491,14 @@ impl Enclave {
             .kms_public_key
             .encrypt(&mut oaep_rng, Oaep::<Sha256>::new(), key.expose())
             .map_err(|e| refused(format!("wrapping the handover key: {e}")))?;
-        let binding = Sha256::new()
-            .chain_update(PREPARE_DOMAIN)
-            .chain_update(self.id.0)
-            .chain_update(successor.0)
-            .chain_update(Sha256::digest(successor_document))
-            .chain_update(Sha256::digest(&wrapped_key))
-            .finalize();
-        let document = self.attest(Some(&binding), None)?;
+        let binding = prepare_binding(
+            self.id,
+            successor,
+            &Sha256::digest(successor_document).into(),
+            wrapped_key.as_slice(),
+        );
+        let commitment = key_commitment(&key, self.id, successor);
+        let document = self.attest(Some(&[binding, commitment].concat()), None)?;
         self.handover.lock().predecessor =
             Some(PredecessorSession { successor, key, exported: None });
         Ok(Prepared { document, wrapped_key, successor })
@@ -487,20 +520,26 @@ impl Enclave {
             }
         };
         let (predecessor, verified) = self.verify_peer(predecessor_document, true)?;
-        let expected = Sha256::new()
-            .chain_update(PREPARE_DOMAIN)
-            .chain_update(predecessor.0)
-            .chain_update(self.id.0)
-            .chain_update(offer_sha256)
-            .chain_update(Sha256::digest(wrapped_key))
-            .finalize();
-        if verified.document.user_data.as_deref() != Some(expected.as_slice()) {
+        let expected = prepare_binding(predecessor, self.id, &offer_sha256, wrapped_key);
+        let user_data = verified.document.user_data.as_deref().unwrap_or_default();
+        let (binding, commitment) = user_data.split_at_checked(32).unwrap_or_default();
+        if binding != expected.as_slice() || commitment.len() != 32 {
             return Err(refused(
                 "the predecessor's document does not bind this offer, this enclave and this key",
             ));
         }
+        // The envelope proves nothing on its own: its key counts only if it is the key the
+        // predecessor committed to. A mismatch is one more failure after the RSA step, so it
+        // gets the same single answer as every other one.
         let key = self
-            .open_with_envelope(envelope, |key| Ok(key.clone()))?
+            .open_with_envelope(envelope, |key| {
+                let ours = key_commitment(key, predecessor, self.id);
+                if bool::from(ours.ct_eq(commitment)) {
+                    Ok(key.clone())
+                } else {
+                    Err(crate::error::RecordError::Invalid("handover key commitment".into()))
+                }
+            })?
             .ok_or_else(|| refused("the KMS envelope is addressed to another enclave"))?;
         let proof = accept_proof(&key, predecessor, self.id);
         let mut sessions = self.handover.lock();
@@ -615,6 +654,11 @@ impl Enclave {
         Ok(Some(imported))
     }
 
+    /// Merges the predecessor's state into this enclave's, all of it: every store first makes
+    /// room for what arrives (so nothing can fail halfway, with the predecessor already stopped),
+    /// then entries join this enclave's own. Joining is as strict as either side: counters of
+    /// the same key add up, a kill switch engaged on either side stays engaged, revocations and
+    /// single-use marks are united.
     fn take_over(
         &self,
         predecessor: EnclaveId,
@@ -622,14 +666,11 @@ impl Enclave {
     ) -> Result<Imported, EnclaveError> {
         let now = self.clock.now();
         let mut state = self.state.lock();
-        if state.requests.len() + state.nonces.len() + state.scheduled.len() + state.ledger.len()
-            > 0
-            || self.signatures.load(Ordering::Relaxed) > 0
-        {
-            return Err(refused(
-                "this enclave has already decided something: only a fresh enclave takes over state",
-            ));
-        }
+        state.requests.make_room_for(s.requests.len());
+        state.scheduled.make_room_for(s.scheduled.len());
+        state.nonces.make_room_for(s.nonces.len());
+        state.revoked_records.make_room_for(s.revoked_records.len());
+        state.revoked_wallets.make_room_for(s.revoked_wallets.len());
         let (request_ids, counters) = (s.requests.len(), s.ledger.len());
         for (id, digest, expires) in s.requests {
             state.requests.insert(id, digest, expires, now)?;
@@ -641,14 +682,20 @@ impl Enclave {
             state.nonces.insert(nonce, (), expires, now)?;
         }
         for (id, expires) in s.revoked_records {
-            state.revoked_records.insert(id, (), expires, now)?;
+            let until = state.revoked_records.expiry_of(&id).map_or(expires, |e| e.max(expires));
+            state.revoked_records.insert(id, (), until, now)?;
         }
         for (wallet, at, expires) in s.revoked_wallets {
-            state.revoked_wallets.insert(wallet, at, expires, now)?;
+            let (at, until) = match state.revoked_wallets.entry_of(&wallet) {
+                Some((ours_at, ours_until)) => (at.max(ours_at), expires.max(ours_until)),
+                None => (at, expires),
+            };
+            state.revoked_wallets.insert(wallet, at, until, now)?;
         }
         state.ledger.import(s.ledger);
-        state.kill_switch = s.kill_switch;
-        self.kill_switch.store(s.kill_switch, Ordering::Release);
+        let engaged = state.kill_switch || s.kill_switch;
+        state.kill_switch = engaged;
+        self.kill_switch.store(engaged, Ordering::Release);
         let mut answers = self.answers_for.write();
         for id in s.answers_for.into_iter().chain(std::iter::once(predecessor)) {
             if !answers.contains(&id) {

@@ -328,8 +328,16 @@ impl Enclave {
         &self.config
     }
 
-    /// A document from this enclave for `user_data` and `nonce`.
-    pub fn attest(
+    /// A fresh document for a caller (the parent, a security team): the caller's `nonce`, no
+    /// `user_data`.
+    pub fn attest_for_caller(&self, nonce: Option<&[u8]>) -> Result<Vec<u8>, EnclaveError> {
+        self.attest(None, nonce)
+    }
+
+    /// A document with `user_data` chosen by this enclave: the binding of a provenance or
+    /// handover document. Never reachable with caller-chosen bytes (a document is only as good
+    /// as the enclave's reason to sign its `user_data`).
+    pub(super) fn attest(
         &self,
         user_data: Option<&[u8]>,
         nonce: Option<&[u8]>,
@@ -369,8 +377,8 @@ impl Enclave {
     /// any cryptography) is [`EnclaveError::Envelope`]. Everything from the RSA step on — RSA-OAEP,
     /// the content's length and padding, the record's AEAD and what it decrypts to — ends in one
     /// answer, [`EnclaveError::EnvelopeRejected`], after the same work, and the envelope's
-    /// wrapped content key is refused from then on, so an adaptive attacker gets one guess per
-    /// KMS call.
+    /// wrapped content key is refused for 7 days (while the bounded store has room for it), so
+    /// an adaptive attacker gets one guess per KMS call.
     fn open_with_envelope<T>(
         &self,
         bytes: &[u8],
@@ -382,13 +390,8 @@ impl Enclave {
         }
         let wrapped_key: [u8; 32] = Sha256::digest(parsed.encrypted_key).into();
         let now = self.clock.now();
-        {
-            let mut refused = self.refused_envelopes.lock();
-            if refused.get(&wrapped_key, now).is_some() {
-                return Err(EnclaveError::EnvelopeRejected);
-            }
-            // Fail closed before any work if a failure could not be remembered.
-            refused.ensure_room(now)?;
+        if self.refused_envelopes.lock().get(&wrapped_key, now).is_some() {
+            return Err(EnclaveError::EnvelopeRejected);
         }
         let (key, unwrapped) = envelope::unwrap_key32(&parsed, &self.recipient);
         let opened = open(&key);
@@ -398,12 +401,15 @@ impl Enclave {
             return Ok(Some(value));
         }
         self.envelope_failures.fetch_add(1, Ordering::Relaxed);
-        self.refused_envelopes.lock().insert(
+        // Remembering a failure only rations an attacker's guesses (the constant flow is what
+        // denies the oracle), so a full store gives up its oldest refusal rather than refusing
+        // every envelope: filling it must not stop all key opening.
+        self.refused_envelopes.lock().insert_evicting(
             wrapped_key,
             (),
             now.saturating_add(ENVELOPE_REFUSAL_SECONDS),
             now,
-        )?;
+        );
         Err(EnclaveError::EnvelopeRejected)
     }
 

@@ -26,7 +26,7 @@ pub use chain::{CertificateSummary, TrustAnchor};
 pub use document::{AttestationDocument, Pcrs};
 pub use error::{ChainError, ParseError, PolicyError, VerifyError};
 pub use policy::AttestationPolicy;
-pub use record::verify_at_document_time;
+pub use record::{image_matches, verify_at_document_time};
 pub use verify::{VerifiedDocument, verify, verify_parsed};
 
 use std::time::SystemTime;

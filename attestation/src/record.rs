@@ -17,6 +17,13 @@ use crate::error::{PolicyError, VerifyError};
 use crate::policy::{MAX_CLOCK_SKEW, unix_millis};
 use crate::verify::{VerifiedDocument, verify_parsed};
 
+/// Whether a document's `pcrs` are those of `image`: every PCR the image lists is equal, and the
+/// image lists PCR0 (the image hash). An entry without PCR0 matches nothing: otherwise one that
+/// lists, say, only PCR8 would match every image signed with that certificate.
+pub fn image_matches(image: &BTreeMap<u8, Vec<u8>>, pcrs: &crate::Pcrs) -> bool {
+    image.contains_key(&0) && image.iter().all(|(i, v)| pcrs.get(i) == Some(v))
+}
+
 /// Verifies `bytes` as evidence about a record (module docs).
 pub fn verify_at_document_time(
     bytes: &[u8],
@@ -40,9 +47,7 @@ pub fn verify_at_document_time(
     if doc.is_debug_mode() {
         return Err(PolicyError::DebugMode.into());
     }
-    let matches =
-        |image: &BTreeMap<u8, Vec<u8>>| image.iter().all(|(i, v)| doc.pcrs.get(i) == Some(v));
-    if !trusted_images.iter().any(|image| !image.is_empty() && matches(image)) {
+    if !trusted_images.iter().any(|image| image_matches(image, &doc.pcrs)) {
         return Err(PolicyError::UntrustedImage {
             pcr0: doc.pcrs.get(&0).map(hex::encode).unwrap_or_else(|| "absent".into()),
             trusted: trusted_images.len(),

@@ -159,8 +159,8 @@ pub struct Parent {
     pub kms_reachable: AtomicBool,
     /// Grants known to be open in the enclave: id → (expires_at, connection generation).
     seen: Mutex<HashMap<[u8; 16], (u64, u64)>>,
-    /// Envelopes being fetched, by SHA-256 of the wrapped key they unwrap: what an envelope
-    /// depends on, so a forged record that borrows a grant's id shares nothing with it.
+    /// Envelopes being fetched, by SHA-256 of the whole grant record (the enclave's own cache
+    /// key), so a forged record that borrows a grant's id or wrapped key shares nothing with it.
     prefetches: Mutex<HashMap<[u8; 32], Prefetch>>,
     /// One handover at a time.
     handover_lock: tokio::sync::Mutex<()>,
@@ -171,6 +171,23 @@ pub struct Parent {
 
 /// How long a request answered `enclave_handed_over` waits for the switch to the successor.
 const HANDOVER_WAIT: Duration = Duration::from_secs(30);
+
+/// Most envelope fetches shared at once (beyond this, requests go without a prefetch and the
+/// enclave's `need_key` answer fetches their envelope).
+const MAX_PREFETCHES: usize = 10_000;
+
+/// Removes a shared prefetch when its request is done, even if the request is cancelled (its
+/// client went away) while waiting for KMS or the enclave.
+struct PrefetchGuard<'a> {
+    prefetches: &'a Mutex<HashMap<[u8; 32], Prefetch>>,
+    key: [u8; 32],
+}
+
+impl Drop for PrefetchGuard<'_> {
+    fn drop(&mut self) {
+        self.prefetches.lock().remove(&self.key);
+    }
+}
 
 /// Most grants remembered for prefetch decisions (beyond this, prefetch is skipped).
 const MAX_SEEN: usize = 1_000_000;
@@ -349,20 +366,21 @@ impl Parent {
     }
 
     async fn sign_with_grant(&self, grant: &GrantInfo, mut op: SignOp) -> Result<Reply, ApiError> {
-        let prefetched = self.settings.prefetch_envelopes && !self.grant_is_open(&grant.id);
-        let prefetch_key: [u8; 32] =
-            if prefetched { Sha256::digest(&grant.wrapped.ciphertext).into() } else { [0; 32] };
-        if prefetched {
-            op.envelope = Some(self.prefetch(grant, prefetch_key).await?);
-        }
+        let prefetched = self.settings.prefetch_envelopes
+            && !self.grant_is_open(&grant.id)
+            && self.prefetches.lock().len() < MAX_PREFETCHES;
+        // The shared prefetch lives until the grant is known open (or the attempt failed), so
+        // concurrent first requests never trigger a second KMS call.
+        let _guard = if prefetched {
+            let key: [u8; 32] = Sha256::digest(&op.grant_record).into();
+            let guard = PrefetchGuard { prefetches: &self.prefetches, key };
+            op.envelope = Some(self.prefetch(grant, key).await?);
+            Some(guard)
+        } else {
+            None
+        };
         let mut request = Op::Sign(op);
-        let first = self.call(&request).await;
-        if prefetched {
-            // The shared prefetch lives until the grant is known open (or the attempt failed),
-            // so concurrent first requests never trigger a second KMS call.
-            self.prefetches.lock().remove(&prefetch_key);
-        }
-        let first = first?;
+        let first = self.call(&request).await?;
         if !prefetched {
             let outcome = if matches!(first, Reply::NeedKey { .. }) { "miss" } else { "hit" };
             self.metrics.grant_cache.with_label_values(&[outcome]).inc();

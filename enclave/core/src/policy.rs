@@ -594,9 +594,21 @@ impl Ledger {
                     ours.last_seen = ours.last_seen.max(incoming.last_seen);
                 }
                 Some(ours) => {
+                    // Velocity counts the last minute across midnight too: keep both sides'
+                    // recent timestamps whichever day's counters win.
+                    let mut recent: Vec<u64> = ours
+                        .recent
+                        .iter()
+                        .copied()
+                        .chain(incoming.recent.iter().copied())
+                        .collect();
+                    recent.sort_unstable();
+                    let last_seen = ours.last_seen.max(incoming.last_seen);
                     if incoming.day > ours.day {
                         *ours = incoming;
                     }
+                    ours.recent = recent.into_iter().collect();
+                    ours.last_seen = last_seen;
                 }
             }
         }

@@ -35,6 +35,8 @@ struct Entry<V> {
 pub struct TtlMap<K, V> {
     name: &'static str,
     capacity: usize,
+    /// The capacity configured; `capacity` exceeds it only while a handover's import needs more.
+    configured: usize,
     entries: HashMap<K, Entry<V>>,
     expiry: BinaryHeap<Reverse<(u64, K)>>,
 }
@@ -49,6 +51,7 @@ impl<K: Hash + Eq + Ord + Copy, V> TtlMap<K, V> {
         Self {
             name,
             capacity,
+            configured: capacity,
             entries: HashMap::with_capacity(reserve),
             expiry: BinaryHeap::with_capacity(reserve),
         }
@@ -120,6 +123,10 @@ impl<K: Hash + Eq + Ord + Copy, V> TtlMap<K, V> {
                 dropped += 1;
             }
         }
+        // Room made for an import lasts only while the imported entries do.
+        if self.entries.len() <= self.configured {
+            self.capacity = self.configured;
+        }
         dropped
     }
 
@@ -151,6 +158,8 @@ impl<K: Hash + Eq + Ord + Copy, V> TtlMap<K, V> {
     /// Raises the capacity, if needed, so `additional` new keys fit: a handover imports a
     /// predecessor's entries whatever this enclave's configured size (they are bounded by the
     /// predecessor's), since refusing them after the predecessor stopped would strand both.
+    /// The capacity returns to the configured one as soon as expiries bring the entries back
+    /// under it.
     pub fn make_room_for(&mut self, additional: usize) {
         self.capacity = self.capacity.max(self.entries.len().saturating_add(additional));
     }
@@ -159,6 +168,20 @@ impl<K: Hash + Eq + Ord + Copy, V> TtlMap<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn room_made_for_an_import_lasts_only_while_the_imported_entries_do() {
+        let mut m = TtlMap::new("request id", 1);
+        m.make_room_for(3);
+        for k in 0..3u8 {
+            m.insert(k, (), 10 + u64::from(k), 0).unwrap();
+        }
+        assert_eq!((m.len(), m.capacity()), (3, 3));
+        assert!(m.insert(9, (), 50, 0).is_err(), "full of live entries: refused");
+        m.evict_expired(11);
+        assert_eq!((m.len(), m.capacity()), (1, 1), "back to the configured size");
+        assert!(m.insert(9, (), 50, 11).is_err());
+    }
 
     #[test]
     fn evicting_inserts_never_fail_and_drop_the_entry_closest_to_expiry() {

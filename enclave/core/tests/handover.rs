@@ -166,6 +166,17 @@ fn an_upgrade_hands_over_only_from_a_configured_predecessor_image() {
     let setup = p.setup(0x73, policy());
     let a = setup.agent.agent_pubkey;
     p.sign(request(&setup, &legacy_tx(&a, &[sol_transfer(&a, &Pubkey([1; 32]), 1)]), 1)).unwrap();
+    // An entry that does not name an image hash (PCR0) trusts nothing, not every image.
+    let clock = Arc::new(ManualClock(AtomicU64::new(T0), AtomicU64::new(0)));
+    let p = fixture_on(config(), Arc::clone(&clock), 0x10, None);
+    let mut loose = config();
+    loose.predecessor_images.push([(8u8, vec![0u8; 48])].into_iter().collect());
+    let mut without_pcr0 = TestNsm::new(Arc::clone(&clock), 0x10).image();
+    without_pcr0.remove(&0);
+    loose.predecessor_images.push(without_pcr0);
+    let s = fixture_on(loose, clock, 0x50, Some(&fresh_recipient()));
+    let err = hand_over(&p, &s).unwrap_err();
+    assert!(err.to_string().contains("not in this enclave's trusted set"), "{err}");
     // The same upgrade with the predecessor configured goes through.
     let (p, s) = pair(0x50, &[0x10]);
     hand_over(&p, &s).unwrap();

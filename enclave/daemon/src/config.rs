@@ -25,7 +25,7 @@
 //! validity_seconds = 600                # Expiration Time − Issued At, at most 600
 //!
 //! [[predecessors]]                      # images this one succeeds (upgrades): nitro-cli PCRs
-//! PCR0 = "…"                            # only the listed PCRs are compared
+//! PCR0 = "…"                            # required (the image hash); PCR1, PCR2 compared when listed
 //! PCR1 = "…"
 //! PCR2 = "…"
 //! ```
@@ -118,8 +118,12 @@ fn parse_image(image: &ImageConfig) -> Result<Image, ConfigError> {
         }
         out.insert(index, bytes);
     }
-    if out.is_empty() {
-        return Err(ConfigError::Invalid("predecessors: an image needs at least one PCR".into()));
+    if !out.contains_key(&0) {
+        return Err(ConfigError::Invalid(
+            "predecessors: an image is named by its PCR0 (the image hash); give PCR0 (PCR1 and \
+             PCR2 are compared too when listed)"
+                .into(),
+        ));
     }
     Ok(out)
 }

@@ -765,6 +765,11 @@ fn bad_configs_are_refused_with_a_reason() {
         ("key", good.replace("kms_public_key = \"", "kms_public_key = \"!!"), "base64"),
         ("2048-bit KMS key", small_key, "RSA_3072 or RSA_4096"),
         ("not toml", "{{".to_string(), "config"),
+        (
+            "predecessor without PCR0",
+            format!("{good}\n[[predecessors]]\nPCR8 = \"{}\"\n", "ab".repeat(48)),
+            "PCR0",
+        ),
     ] {
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();

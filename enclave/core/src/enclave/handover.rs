@@ -22,8 +22,9 @@
 //!               → proof
 //! 4. P  export(proof)      proof checked in constant time; P stops deciding (every later decision
 //!                          is `enclave_handed_over`) and snapshots its state, atomically
-//!               → n chunks: chunk_i = AES-256-GCM(K, nonce = i as 96-bit big-endian,
+//!               → n chunks: chunk_i = AES-256-GCM(K_state, nonce = i as 96-bit big-endian,
 //!                          aad = "signer/handover/state/v1" ‖ P ‖ S ‖ i u32 ‖ n u32, state[i])
+//!                          K_state = HMAC-SHA256(K, "signer/handover/state-key/v1" ‖ P ‖ S)
 //! 5. S  import(i, n, chunk_i) for every i; at the last one S decodes the state, takes it over and
 //!                          answers for P's instances as well as its own.
 //! ```
@@ -62,8 +63,8 @@ use signer_types::ids::EnclaveId;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::Enclave;
 use super::state::DecisionState;
-use super::{Enclave, IMAGE_PCRS};
 use crate::error::EnclaveError;
 use crate::policy::{SpendKey, SpendRecord};
 use crate::pubkey::Pubkey;
@@ -80,6 +81,7 @@ const OFFER_DOMAIN: &[u8] = b"signer/handover/successor/v1";
 const PREPARE_DOMAIN: &[u8] = b"signer/handover/predecessor/v1";
 const ACCEPT_DOMAIN: &[u8] = b"signer/handover/accept/v1";
 const KEY_COMMIT_DOMAIN: &[u8] = b"signer/handover/key-commit/v1";
+const STATE_KEY_DOMAIN: &[u8] = b"signer/handover/state-key/v1";
 const CHUNK_DOMAIN: &[u8] = b"signer/handover/state/v1";
 const STATE_MAGIC: &[u8] = b"signer/state/v1";
 
@@ -327,7 +329,8 @@ pub fn seal_chunks(
         .ok()
         .filter(|n| *n <= MAX_CHUNKS)
         .ok_or_else(|| refused("the state is too large to hand over"))?;
-    let cipher = Aes256Gcm::new(key.expose().into());
+    let state_key = state_key(key, predecessor, successor);
+    let cipher = Aes256Gcm::new((&*state_key).into());
     pieces
         .iter()
         .enumerate()
@@ -350,10 +353,17 @@ pub fn open_chunk(
     chunk: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, EnclaveError> {
     let (nonce, aad) = chunk_cipher_inputs(predecessor, successor, index, total);
-    Aes256Gcm::new(key.expose().into())
+    let state_key = state_key(key, predecessor, successor);
+    Aes256Gcm::new((&*state_key).into())
         .decrypt(&Nonce::from(nonce), aes_gcm::aead::Payload { msg: chunk, aad: &aad })
         .map(Zeroizing::new)
         .map_err(|_| refused(format!("state chunk {index} of {total} does not open")))
+}
+
+/// The AES-256-GCM key of the state chunks, derived from the handover key (which itself is
+/// used only as an HMAC key: commitment, proof, this derivation).
+fn state_key(key: &Secret32, predecessor: EnclaveId, successor: EnclaveId) -> Zeroizing<[u8; 32]> {
+    Zeroizing::new(keyed(key, STATE_KEY_DOMAIN, predecessor, successor))
 }
 
 fn accept_proof(key: &Secret32, predecessor: EnclaveId, successor: EnclaveId) -> [u8; 32] {
@@ -430,9 +440,10 @@ impl Enclave {
             .map_err(|e| refused(format!("the other enclave's document: {e}")))?;
         if check_image {
             let pcrs = &verified.document.pcrs;
-            let trusted = self.trusted_images.iter().any(|image| {
-                IMAGE_PCRS.iter().all(|i| image.get(i).is_none_or(|v| pcrs.get(i) == Some(v)))
-            });
+            let trusted = self
+                .trusted_images
+                .iter()
+                .any(|image| nitro_attestation::image_matches(image, pcrs));
             if !trusted {
                 return Err(refused(format!(
                     "the predecessor's image (PCR0 {}) is not in this enclave's trusted set",

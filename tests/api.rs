@@ -379,7 +379,10 @@ fn enclave_down_then_back_and_kms_denial() {
 
     // It comes back as a new instance (new recipient key, hence a new enclave id, and none of
     // the old decision state): the old grant is orphaned — a definite refusal, never a second
-    // budget — until the user authorizes again. Vault and agent still work.
+    // budget — until the user authorizes again. Vault and agent still work. (Times are whole
+    // seconds: the new instance must start after the second the grant was issued in, or it
+    // cannot tell an orphan from a grant of a live instance started in that same second.)
+    std::thread::sleep(Duration::from_millis(1100));
     stack.start_enclave().unwrap();
     let mut r = api.post("/v1/sign", &w.sign_body(&w.transfer(3), &request_id())).unwrap();
     for _ in 0..100 {

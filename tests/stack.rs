@@ -123,6 +123,8 @@ fn restarting_the_stack_keeps_the_kms_key_so_earlier_records_still_open() {
         200
     );
     stack.shutdown();
+    // Whole seconds: the new instance starts after the second the grant was issued in.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
 
     let mut options = Options::for_test(dir);
     options.api_token = Some(api_token);

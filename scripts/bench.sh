@@ -2,14 +2,17 @@
 # Benchmarks the whole signing path: builds release binaries, starts the simulation stack (or
 # attaches to a running parent), creates grants, and drives POST /v1/sign.
 #
-#   scripts/bench.sh [--seconds 10] [--concurrency 64] [--grants 100] [--json]
+#   scripts/bench.sh [--seconds 10] [--concurrency 64] [--grants 100] [--json]   closed loop
+#   scripts/bench.sh --rate R|max [--connections 64] [--json]  open loop at a fixed rate
+#   scripts/bench.sh --curve [--curve-plot docs/bench-rate-curve.svg]  10..90 % of the maximum
 #   scripts/bench.sh --sweep [--plot docs/bench-sweep.svg]     concurrency and grants sweeps
 #   scripts/bench.sh --requests 1000000 --concurrency 64       a memory run (1M request ids)
 #   scripts/bench.sh --attach http://127.0.0.1:8787 --token T [--enclave-pid P --parent-pid P]
 #
-# Reports throughput, p50/p90/p99/max latency, errors by code, KMS calls, enclave and parent CPU
-# and peak RSS, and the raw single-core ed25519-dalek signing rate measured in the same run with
-# the ratio between the two. See docs/performance.md.
+# Reports throughput (or offered and achieved rate), p50/p90/p99/p99.9/max latency (the open
+# loop's from each request's due time), errors by code, KMS calls, enclave and parent CPU per
+# request and peak RSS, and the raw single-core ed25519-dalek signing cost measured in the same
+# run. See docs/performance.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

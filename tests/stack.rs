@@ -244,4 +244,62 @@ fn bench_reports_the_documented_json() {
     assert_eq!(last["grants"], 3);
     assert_eq!(last["kms_calls"], 3, "one KMS call per grant: {last}");
     assert!(last["requests"].as_u64().unwrap() > 0);
+    for key in [
+        "raw_sign_us",
+        "enclave_cpu_us_per_request",
+        "parent_cpu_us_per_request",
+        "cpu_us_per_request",
+    ] {
+        assert!(last[key].is_number(), "missing {key} in {last}");
+    }
+
+    // The open loop at a fixed rate: its documented keys (max_rate is null unless --rate max).
+    let out = Command::new(signer_sim::process::binary("signer-bench").unwrap())
+        .args([
+            "--rate",
+            "200",
+            "--seconds",
+            "1",
+            "--connections",
+            "4",
+            "--grants",
+            "2",
+            "--raw-seconds",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    for key in [
+        "offered_rate",
+        "achieved_rate",
+        "p50_ms",
+        "p99_ms",
+        "p999_ms",
+        "errors",
+        "kms_calls",
+        "grants",
+        "raw_sign_per_s",
+        "raw_sign_us",
+        "enclave_cpu_us_per_request",
+        "parent_cpu_us_per_request",
+        "cpu_us_per_request",
+    ] {
+        assert!(last[key].is_number(), "missing {key} in {last}");
+    }
+    assert!(last.get("max_rate").is_some_and(serde_json::Value::is_null), "{last}");
+    assert_eq!(last["mode"], "open_loop");
+    assert_eq!(last["offered_rate"], 200.0);
+    assert_eq!((last["errors"].as_u64(), last["kms_calls"].as_u64()), (Some(0), Some(2)), "{last}");
+    assert_eq!(last["requests"], 200, "rate × seconds requests: {last}");
+    // Bad rates are usage errors.
+    let out = Command::new(signer_sim::process::binary("signer-bench").unwrap())
+        .args(["--rate", "fast", "--raw-seconds", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rate fast"));
 }

@@ -9,6 +9,14 @@
 //! distinct grants (1, 100, 10 000) on a fresh stack per point and writes a table and an SVG plot.
 //! `--requests N` stops after N distinct request ids instead of after T seconds (memory runs).
 //! With `--json` the last stdout line is one JSON object.
+//!
+//! `--rate R` runs an **open loop** instead (`open_loop.rs`): requests fall due at R per second
+//! and latency counts from the due time (coordinated omission corrected). `--rate max` first
+//! finds the sustainable maximum rate; `--curve` measures at 10/25/50/75/90 % of it and plots the
+//! latency curve. Every mode reports CPU time per signed request for the enclave and the parent,
+//! against the raw signature's cost measured in the same run.
+
+mod open_loop;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -67,6 +75,19 @@ struct Cli {
     /// How long to measure the raw ed25519 rate.
     #[arg(long, default_value_t = 3)]
     raw_seconds: u64,
+    /// Open loop at this many requests per second, or `max` to find the sustainable maximum
+    /// first and run at it.
+    #[arg(long, value_name = "R|max")]
+    rate: Option<String>,
+    /// Connections of the open loop (each carries one request at a time).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Find the maximum rate, then measure the open loop at 10/25/50/75/90 % of it.
+    #[arg(long, conflicts_with_all = ["rate", "sweep"])]
+    curve: bool,
+    /// Where the curve's SVG plot goes.
+    #[arg(long, default_value = "docs/bench-rate-curve.svg")]
+    curve_plot: PathBuf,
 }
 
 /// Per-process figures from /proc.
@@ -197,9 +218,20 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
+/// Every load run on a stack gets its own number, in its request ids, so no run replays
+/// another's ids (the enclave would answer them from its request-id store).
+static RUN_NUMBER: AtomicU64 = AtomicU64::new(0);
+
+/// The request id of request `n` of client `client` in run `run` (UUID text).
+fn request_id(run: u64, client: usize, n: u64) -> String {
+    format!("{client:08x}-{:04x}-4000-8000-{n:012x}", run & 0xffff)
+}
+
 /// What one load run measured.
 #[derive(Clone, Debug, Default)]
 struct Run {
+    /// Open loop: the offered rate (requests per second); closed loop: none.
+    offered_rate: Option<f64>,
     concurrency: usize,
     grants: usize,
     seconds: f64,
@@ -208,6 +240,7 @@ struct Run {
     p50_ms: f64,
     p90_ms: f64,
     p99_ms: f64,
+    p999_ms: f64,
     max_ms: f64,
     errors: BTreeMap<String, u64>,
     kms_calls: u64,
@@ -252,6 +285,7 @@ async fn client_task(
     };
     let mut local_errors: BTreeMap<String, u64> = BTreeMap::new();
     let authorization = format!("Bearer {token}");
+    let run = RUN_NUMBER.fetch_add(1, Ordering::Relaxed);
     let mut n: u64 = 0;
     loop {
         if stop.done(&shared.sent) {
@@ -261,8 +295,7 @@ async fn client_task(
             break;
         };
         n += 1;
-        let body =
-            format!("{}{:08x}-0000-4000-8000-{:012x}{}", prepared.prefix, id, n, prepared.suffix);
+        let body = format!("{}{}{}", prepared.prefix, request_id(run, id, n), prepared.suffix);
         let request = hyper::Request::post("/v1/sign")
             .header("host", "bench")
             .header("authorization", &authorization)
@@ -409,34 +442,50 @@ fn run_load(
     Ok(Load { sent: shared.sent.load(Ordering::Relaxed), elapsed, histogram, errors })
 }
 
-fn measure(cli: &Cli, concurrency: usize, grants: usize) -> Result<Run, String> {
-    let t = target(cli)?;
-    let bodies = Arc::new(prepare(&t.api, grants)?);
+/// A stack (or attached parent) with `grants` grants created and opened.
+struct Prepped {
+    target: Target,
+    bodies: Arc<Vec<Prepared>>,
+    warmup_requests: u64,
+}
+
+fn prep(cli: &Cli, concurrency: usize, grants: usize) -> Result<Prepped, String> {
+    let target = target(cli)?;
+    let bodies = Arc::new(prepare(&target.api, grants)?);
     // Warm-up: open every grant (one KMS call each) and settle the connections.
     let warmup_requests = grants.max(concurrency) as u64 * 2;
-    let warm = run_load(&t, concurrency.min(64), &bodies, Stop::After(warmup_requests))?;
+    let warm = run_load(&target, concurrency.clamp(1, 64), &bodies, Stop::After(warmup_requests))?;
     if !warm.errors.is_empty() {
         return Err(format!("warm-up failed: {:?}", warm.errors));
     }
+    Ok(Prepped { target, bodies, warmup_requests: warm.sent })
+}
+
+/// Runs `load` and turns what it measured, with the daemons' CPU and RSS, into a [`Run`].
+fn observe(
+    p: &Prepped,
+    concurrency: usize,
+    offered_rate: Option<f64>,
+    load: impl FnOnce() -> Result<Load, String>,
+) -> Result<Run, String> {
+    let t = &p.target;
     let enclave_before = proc_stats(t.enclave_pid);
     let parent_before = proc_stats(t.parent_pid);
-    let stop = match cli.requests {
-        Some(n) => Stop::After(n.saturating_sub(warm.sent)),
-        None => Stop::At(Instant::now() + Duration::from_secs(cli.seconds)),
-    };
-    let Load { sent, elapsed, histogram: h, errors } = run_load(&t, concurrency, &bodies, stop)?;
+    let Load { sent, elapsed, histogram: h, errors } = load()?;
     let enclave = proc_stats(t.enclave_pid);
     let parent = proc_stats(t.parent_pid);
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     Ok(Run {
+        offered_rate,
         concurrency,
-        grants,
+        grants: p.bodies.len(),
         seconds: elapsed,
         requests: sent,
-        throughput: sent as f64 / elapsed,
+        throughput: sent as f64 / elapsed.max(1e-9),
         p50_ms: ms(0.5),
         p90_ms: ms(0.9),
         p99_ms: ms(0.99),
+        p999_ms: ms(0.999),
         max_ms: h.max() as f64 / 1000.0,
         errors,
         kms_calls: kms_calls(&t.api),
@@ -448,8 +497,94 @@ fn measure(cli: &Cli, concurrency: usize, grants: usize) -> Result<Run, String> 
     })
 }
 
+fn measure(cli: &Cli, concurrency: usize, grants: usize) -> Result<Run, String> {
+    let p = prep(cli, concurrency, grants)?;
+    let stop = match cli.requests {
+        Some(n) => Stop::After(n.saturating_sub(p.warmup_requests)),
+        None => Stop::At(Instant::now() + Duration::from_secs(cli.seconds)),
+    };
+    observe(&p, concurrency, None, || run_load(&p.target, concurrency, &p.bodies, stop))
+}
+
+/// One open-loop run at `rate` for `seconds`.
+fn measure_open(cli: &Cli, p: &Prepped, rate: f64, seconds: f64) -> Result<Run, String> {
+    observe(p, cli.connections, Some(rate), || {
+        open_loop::run(
+            p.target.addr,
+            &p.target.api.token,
+            &p.bodies,
+            rate,
+            cli.connections,
+            Duration::from_secs_f64(seconds),
+        )
+    })
+}
+
+/// Whether an open-loop run kept up with its offered rate: at least 98 % of it completed in
+/// time, nothing failed, and no backlog built up (p99 under 20 ms).
+fn sustained(run: &Run) -> bool {
+    let offered = run.offered_rate.unwrap_or(0.0);
+    run.errors.is_empty() && run.throughput >= 0.98 * offered && run.p99_ms < 20.0
+}
+
+/// The sustainable maximum rate: the closed loop's saturation throughput (64 clients), then the
+/// highest of 100 %, 95 %, 90 %, … of it that an open loop sustains for three seconds.
+fn find_max_rate(cli: &Cli, p: &Prepped) -> Result<f64, String> {
+    let seconds = 3.0;
+    let closed = observe(p, 64, None, || {
+        run_load(&p.target, 64, &p.bodies, Stop::At(Instant::now() + Duration::from_secs(3)))
+    })?;
+    eprintln!("closed loop at 64 clients saturates at {:.0} req/s", closed.throughput);
+    let mut rate = closed.throughput.floor();
+    for _ in 0..14 {
+        let run = measure_open(cli, p, rate, seconds)?;
+        eprintln!(
+            "  open loop at {rate:.0} req/s: achieved {:.0}, p99 {:.3} ms, errors {}: {}",
+            run.throughput,
+            run.p99_ms,
+            run.errors.values().sum::<u64>(),
+            if sustained(&run) { "sustained" } else { "not sustained" }
+        );
+        if sustained(&run) {
+            return Ok(rate);
+        }
+        rate = (rate * 0.95).floor();
+    }
+    Err(format!("no rate down to {rate:.0} req/s was sustained"))
+}
+
+/// CPU microseconds per signed request.
+fn per_request_us(cpu_seconds: f64, requests: u64) -> f64 {
+    (cpu_seconds * 1e6 / requests.max(1) as f64 * 10.0).round() / 10.0
+}
+
 fn summary(run: &Run, raw: f64) -> Value {
+    let mut out = closed_summary(run, raw);
+    if let (Some(offered), Value::Object(map)) = (run.offered_rate, &mut out) {
+        map.insert("mode".into(), json!("open_loop"));
+        map.insert("offered_rate".into(), json!(offered.round()));
+        map.insert("achieved_rate".into(), json!((run.throughput * 10.0).round() / 10.0));
+        map.insert("connections".into(), json!(run.concurrency));
+        map.remove("concurrency");
+        map.remove("ratio");
+        map.remove("throughput_per_s");
+    }
+    out
+}
+
+fn closed_summary(run: &Run, raw: f64) -> Value {
+    let raw_us = 1e6 / raw.max(1e-9);
+    let enclave_us = per_request_us(run.enclave_cpu, run.requests);
+    let parent_us = per_request_us(run.parent_cpu, run.requests);
+    let total_us = ((enclave_us + parent_us) * 10.0).round() / 10.0;
     json!({
+        "mode": "closed_loop",
+        "raw_sign_us": (raw_us * 100.0).round() / 100.0,
+        "enclave_cpu_us_per_request": enclave_us,
+        "parent_cpu_us_per_request": parent_us,
+        "cpu_us_per_request": total_us,
+        "cpu_per_request_to_raw": (total_us / raw_us * 100.0).round() / 100.0,
+        "p999_ms": run.p999_ms,
         "throughput_per_s": (run.throughput * 10.0).round() / 10.0,
         "raw_sign_per_s": raw.round(),
         "ratio": (run.throughput / raw * 1000.0).round() / 1000.0,
@@ -474,18 +609,36 @@ fn summary(run: &Run, raw: f64) -> Value {
 }
 
 fn print_run(run: &Run, raw: f64) {
+    let load = match run.offered_rate {
+        Some(offered) => format!(
+            "open loop {offered:>8.0} req/s offered  {:>8.0} achieved  ({} connections)",
+            run.throughput, run.concurrency
+        ),
+        None => format!(
+            "concurrency {:>4}  {:>9.0} req/s  ({:.3}× raw)",
+            run.concurrency,
+            run.throughput,
+            run.throughput / raw
+        ),
+    };
     println!(
-        "concurrency {:>4}  grants {:>6}  {:>9.0} req/s  ({:.3}× raw)  p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  max {:>8.3} ms  errors {}  kms {}",
-        run.concurrency,
+        "{load}  grants {:>6}  p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>8.3} ms  errors {}  kms {}",
         run.grants,
-        run.throughput,
-        run.throughput / raw,
         run.p50_ms,
         run.p90_ms,
         run.p99_ms,
+        run.p999_ms,
         run.max_ms,
         run.errors.values().sum::<u64>(),
         run.kms_calls
+    );
+    let enclave_us = per_request_us(run.enclave_cpu, run.requests);
+    let parent_us = per_request_us(run.parent_cpu, run.requests);
+    println!(
+        "    cpu per request: enclave {enclave_us:.1} µs + parent {parent_us:.1} µs = {:.1} µs ({:.2}× the raw signature's {:.1} µs)",
+        enclave_us + parent_us,
+        (enclave_us + parent_us) * raw / 1e6,
+        1e6 / raw
     );
     println!(
         "    enclave cpu {:.2} s  rss {:.1} MiB (peak {:.1}, +{:.1} in the run)   parent cpu {:.2} s  peak rss {:.1} MiB   over {:.2} s, {} requests",
@@ -501,6 +654,107 @@ fn print_run(run: &Run, raw: f64) {
     if !run.errors.is_empty() {
         println!("    errors by code: {:?}", run.errors);
     }
+}
+
+/// The latency curve: p50/p99/p99.9 and CPU per request against the offered rate.
+fn plot_curve(path: &PathBuf, runs: &[Run], max_rate: f64, raw: f64) -> Result<(), String> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (left, right) = root.split_horizontally(520);
+    let rate = |r: &Run| r.offered_rate.unwrap_or(0.0);
+    let x_max = max_rate * 1.0 + 1.0;
+    let y_max = runs.iter().map(|r| r.p999_ms).fold(1.0, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(&left)
+        .caption(format!("latency vs offered rate (max {max_rate:.0} req/s)"), ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..x_max, (0.05f64..y_max).log_scale())
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("offered req/s")
+        .y_desc("ms")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v}"))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    type Line<'a> = (&'a str, fn(&Run) -> f64, RGBColor);
+    let lines: [Line<'_>; 3] =
+        [("p50", |r| r.p50_ms, BLUE), ("p99", |r| r.p99_ms, RED), ("p99.9", |r| r.p999_ms, BLACK)];
+    for (name, y, color) in lines {
+        let points: Vec<(f64, f64)> = runs.iter().map(|r| (rate(r), y(r).max(0.05))).collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color))
+            .map_err(|e| e.to_string())?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+        chart
+            .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
+            .map_err(|e| e.to_string())?;
+    }
+    chart
+        .draw_series(LineSeries::new(vec![(0.0, 1.0), (x_max, 1.0)], RED.mix(0.4)))
+        .map_err(|e| e.to_string())?
+        .label("1 ms")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED.mix(0.4)));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(|e| e.to_string())?;
+
+    let raw_us = 1e6 / raw.max(1e-9);
+    let cpu = |r: &Run| {
+        per_request_us(r.enclave_cpu, r.requests) + per_request_us(r.parent_cpu, r.requests)
+    };
+    let y_max = runs.iter().map(cpu).fold(2.0 * raw_us, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(&right)
+        .caption("CPU per signed request (enclave + parent)", ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("offered req/s")
+        .y_desc("µs")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let points: Vec<(f64, f64)> = runs.iter().map(|r| (rate(r), cpu(r))).collect();
+    chart
+        .draw_series(LineSeries::new(points.clone(), BLUE))
+        .map_err(|e| e.to_string())?
+        .label("cpu µs / request")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
+    chart
+        .draw_series(points.iter().map(|p| Circle::new(*p, 3, BLUE.filled())))
+        .map_err(|e| e.to_string())?;
+    for (factor, label, color) in
+        [(1.0, "raw signature", RED.to_rgba()), (2.0, "2 × raw", RED.mix(0.4))]
+    {
+        chart
+            .draw_series(LineSeries::new(
+                vec![(0.0, factor * raw_us), (x_max, factor * raw_us)],
+                color,
+            ))
+            .map_err(|e| e.to_string())?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
 }
 
 fn plot(path: &PathBuf, by_concurrency: &[Run], by_grants: &[Run], raw: f64) -> Result<(), String> {
@@ -616,7 +870,69 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<(), String> {
     eprintln!("measuring the raw single-core ed25519-dalek signing rate…");
     let raw = raw_sign_rate(Duration::from_secs(cli.raw_seconds.max(1)));
-    println!("raw ed25519-dalek signing: {raw:.0} signatures/s on one core");
+    println!(
+        "raw ed25519-dalek signing: {raw:.0} signatures/s on one core ({:.2} µs each)",
+        1e6 / raw
+    );
+    if cli.curve {
+        let max_rate = find_max_rate(&cli, &prep(&cli, cli.connections, cli.grants)?)?;
+        println!("sustainable maximum: {max_rate:.0} req/s");
+        let mut runs = Vec::new();
+        for percent in [10.0, 25.0, 50.0, 75.0, 90.0] {
+            // A fresh stack per point: every point starts from the same state (the request-id
+            // store holds a million live ids, and a long series of runs on one stack fills it).
+            let p = prep(&cli, cli.connections, cli.grants)?;
+            let rate = (max_rate * percent / 100.0).round();
+            let run = measure_open(&cli, &p, rate, cli.seconds as f64)?;
+            print!("{percent:>3.0} % of max: ");
+            print_run(&run, raw);
+            runs.push(run);
+        }
+        plot_curve(&cli.curve_plot, &runs, max_rate, raw)?;
+        println!("plot written to {}", cli.curve_plot.display());
+        if cli.json {
+            let all: Vec<Value> = runs
+                .iter()
+                .map(|r| {
+                    let mut v = summary(r, raw);
+                    if let Value::Object(map) = &mut v {
+                        map.insert("max_rate".into(), json!(max_rate));
+                    }
+                    v
+                })
+                .collect();
+            println!(
+                "{}",
+                json!({"max_rate": max_rate, "raw_sign_per_s": raw.round(), "raw_sign_us": (1e8 / raw).round() / 100.0, "runs": all})
+            );
+        }
+        return Ok(());
+    }
+    if let Some(rate) = &cli.rate {
+        let (rate, max_rate) = if rate == "max" {
+            let max = find_max_rate(&cli, &prep(&cli, cli.connections, cli.grants)?)?;
+            println!("sustainable maximum: {max:.0} req/s");
+            (max, Some(max))
+        } else {
+            let r =
+                rate.parse::<f64>().ok().filter(|r| r.is_finite() && *r > 0.0).ok_or_else(
+                    || format!("--rate {rate}: expected requests per second or `max`"),
+                )?;
+            (r, None)
+        };
+        // Measured on a fresh stack (the search fills the request-id store with its own ids).
+        let p = prep(&cli, cli.connections, cli.grants)?;
+        let run = measure_open(&cli, &p, rate, cli.seconds as f64)?;
+        print_run(&run, raw);
+        if cli.json {
+            let mut v = summary(&run, raw);
+            if let Value::Object(map) = &mut v {
+                map.insert("max_rate".into(), json!(max_rate));
+            }
+            println!("{v}");
+        }
+        return Ok(());
+    }
     if !cli.sweep {
         let run = measure(&cli, cli.concurrency, cli.grants)?;
         print_run(&run, raw);

@@ -77,12 +77,17 @@ fn under_load(
     log.into_inner().unwrap()
 }
 
-/// Runs load until `done` holds for the answers so far (or a minute passes).
-fn keep_going_until(stop: &AtomicBool, done: impl Fn() -> bool) {
+/// Waits (at most a minute) until `done` holds; the load keeps running.
+fn wait_until(done: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Runs load until `done` holds for the answers so far (or a minute passes).
+fn keep_going_until(stop: &AtomicBool, done: impl Fn() -> bool) {
+    wait_until(done);
     stop.store(true, Ordering::Relaxed);
 }
 
@@ -136,7 +141,7 @@ fn kill_9_of_the_enclave_under_load() {
         stack.start_enclave().unwrap();
         eprintln!("enclave restarted in {:?}", restarting.elapsed());
         let probe = &ws[0];
-        keep_going_until(stop, || {
+        wait_until(|| {
             let answer = send(&api, &probe.sign_body(&probe.transfer(1), &request_id()));
             let orphaned =
                 answer == Answer::Refused { status: 403, code: "grant_orphaned".to_string() };
@@ -144,7 +149,9 @@ fn kill_9_of_the_enclave_under_load() {
             orphaned
         });
         eprintln!("definite answers again {:?} after the restart began", restarting.elapsed());
+        // The load keeps going a little, so its clients meet the restarted enclave too.
         std::thread::sleep(Duration::from_millis(1000));
+        stop.store(true, Ordering::Relaxed);
     });
     assert!(orphaned_after_restart.load(Ordering::Relaxed), "the enclave answered again");
 

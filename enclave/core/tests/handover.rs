@@ -9,14 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use common::*;
+use enclave_core::enclave::RevokeTarget;
 use enclave_core::enclave::handover::{MAX_CHUNKS, StateSnapshot, open_chunk, seal_chunks};
-use enclave_core::enclave::{RevokeTarget, SignScheduledRequest};
 use enclave_core::policy::{Intent, Rule};
-use enclave_core::records::{
-    KeyWrap, ScheduledHeader, SealedScheduled, WrapAlg, WrappedKey, seal_scheduled,
-};
+use enclave_core::records::{WrapAlg, WrappedKey};
 use enclave_core::{EnclaveError, ErrorCode, OsRandom, Pubkey, Secret32, SignOutcome};
-use rsa::pkcs8::{DecodePublicKey, EncodePrivateKey};
+use rsa::pkcs8::EncodePrivateKey;
 
 fn fresh_recipient() -> String {
     let mut rng = enclave_core::secret::seeded_rng(&OsRandom).unwrap();
@@ -63,43 +61,13 @@ fn hand_over(
 }
 
 fn scheduled_for(f: &Fixture, seed: u8, amount: u64) -> (Vec<u8>, Pubkey, Pubkey) {
-    let agent =
-        Pubkey(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key().to_bytes());
     let dest = Pubkey([0x61; 32]);
     let intent = Intent { destination: dest.0, mint: [0; 32], amount };
-    let header = ScheduledHeader {
-        wallet: Pubkey([0x60; 32]),
-        schedule_id: [seed; 16],
-        agent_pubkey: agent,
-        not_before: T0 - 10,
-        not_after: T0 + 3600,
-        max_fee_lamports: 10_000,
-        intent_hash: intent.hash(),
-        created_at: T0 - 10,
-        enclave_id: f.enclave.id(),
-    };
-    let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
-    let record =
-        seal_scheduled(&header, &Secret32::new([seed; 32]), KeyWrap::Rsa(&kms_pub), &OsRandom)
-            .unwrap();
+    let (record, agent) = f.scheduled_record([seed; 32], &intent, |h| {
+        h.wallet = Pubkey([0x60; 32]);
+        h.created_at = T0 - 10;
+    });
     (record, agent, dest)
-}
-
-fn sign_scheduled(
-    f: &Fixture,
-    record: &[u8],
-    tx: &[u8],
-    id: u8,
-) -> Result<SignOutcome, EnclaveError> {
-    let req = SignScheduledRequest {
-        scheduled_record: record,
-        transaction: tx,
-        request_id: [id; 16],
-        envelope: None,
-    };
-    let wrapped = SealedScheduled::parse(record).unwrap().wrapped;
-    let env = f.kms_envelope(&wrapped);
-    f.enclave.sign_scheduled(&SignScheduledRequest { envelope: Some(&env), ..req })
 }
 
 #[test]
@@ -117,7 +85,7 @@ fn the_successor_continues_exactly_where_the_predecessor_stopped() {
     p.enclave.revoke(RevokeTarget::Record(revoked.grant.grant_id)).unwrap();
     let (sched, sagent, dest) = scheduled_for(&p, 0x72, 77);
     let stx = legacy_tx(&sagent, &[sol_transfer(&sagent, &dest, 77)]);
-    assert!(matches!(sign_scheduled(&p, &sched, &stx, 9).unwrap(), SignOutcome::Signed(_)));
+    assert!(matches!(p.sign_scheduled(&sched, &stx, 9).unwrap(), SignOutcome::Signed(_)));
     let nonces = p.enclave.status().nonces;
     assert!(nonces >= 2);
 
@@ -145,7 +113,7 @@ fn the_successor_continues_exactly_where_the_predecessor_stopped() {
     s.sign(request(&setup, &tx(999_995_000, 6), 6)).unwrap();
     // …the revocation holds, the scheduled record stays used, the predecessor's grants work.
     assert_eq!(code(s.sign(request(&revoked, &tx(1, 7), 7))), ErrorCode::GrantRevoked);
-    assert_eq!(code(sign_scheduled(&s, &sched, &stx, 10)), ErrorCode::ReplayedRequest);
+    assert_eq!(code(s.sign_scheduled(&sched, &stx, 10)), ErrorCode::ReplayedRequest);
     // New grants can be made on the successor for its own id.
     let fresh = s.grant(&setup.user, &setup.vault, a, policy(), 600);
     assert_eq!(fresh.enclave_id, s.enclave.id());

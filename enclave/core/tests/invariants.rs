@@ -539,41 +539,14 @@ fn full_request_store_evicts_expired_first_then_refuses_clearly() {
 #[test]
 fn scheduled_record_is_single_use() {
     let f = fixture();
-    let agent_key = ed25519_dalek::SigningKey::from_bytes(&[0x31; 32]);
-    let agent = Pubkey(agent_key.verifying_key().to_bytes());
     let dest = Pubkey([0x32; 32]);
     let intent = Intent { destination: dest.0, mint: [0; 32], amount: 123 };
-    let header = ScheduledHeader {
-        wallet: Pubkey([0x30; 32]),
-        schedule_id: [0x33; 16],
-        agent_pubkey: agent,
-        not_before: T0 - 10,
-        not_after: T0 + 3600,
-        max_fee_lamports: 10_000,
-        intent_hash: intent.hash(),
-        created_at: T0 - 3600,
-        enclave_id: f.enclave.id(),
-    };
-    let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
-    let record =
-        seal_scheduled(&header, &Secret32::new([0x31; 32]), KeyWrap::Rsa(&kms_pub), &OsRandom)
-            .unwrap();
+    let (record, agent) = f.scheduled_record([0x31; 32], &intent, |h| {
+        h.wallet = Pubkey([0x30; 32]);
+        h.schedule_id = [0x33; 16];
+    });
     let tx = legacy_tx(&agent, &[sol_transfer(&agent, &dest, 123)]);
-    let sign = |request_id: u8| {
-        let req = SignScheduledRequest {
-            scheduled_record: &record,
-            transaction: &tx,
-            request_id: [request_id; 16],
-            envelope: None,
-        };
-        match f.enclave.sign_scheduled(&req)? {
-            SignOutcome::NeedKey(need) => {
-                let env = f.kms_envelope(&need.wrapped);
-                f.enclave.sign_scheduled(&SignScheduledRequest { envelope: Some(&env), ..req })
-            }
-            done => Ok(done),
-        }
-    };
+    let sign = |request_id: u8| f.sign_scheduled(&record, &tx, request_id);
     // A stale envelope neither fails nor burns the record: it asks for a fresh one.
     let stale = predecessor_envelope(&f);
     let r = f.enclave.sign_scheduled(&SignScheduledRequest {

@@ -20,12 +20,9 @@ use common::*;
 use enclave_core::enclave::{SignRequest, SignScheduledRequest};
 use enclave_core::envelope::{self, ContentForm, EnvelopeParts};
 use enclave_core::policy::Intent;
-use enclave_core::records::{
-    KeyWrap, ScheduledHeader, SealedGrant, SealedScheduled, WrappedKey, seal_scheduled,
-};
-use enclave_core::{EnclaveError, OsRandom, Pubkey, Secret32, SignOutcome};
+use enclave_core::records::{SealedGrant, SealedScheduled, WrappedKey};
+use enclave_core::{EnclaveError, Pubkey, SignOutcome};
 use rsa::Oaep;
-use rsa::pkcs8::DecodePublicKey;
 use sha2::Sha256;
 
 /// Everything the attacker can observe about one query.
@@ -161,24 +158,12 @@ fn padding_oracle_attack_through_sign_recovers_nothing() {
 #[test]
 fn padding_oracle_attack_through_sign_scheduled_recovers_nothing() {
     let f = fixture();
-    let seed = [0x71; 32];
-    let agent = Pubkey(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes());
     let dest = Pubkey([0x72; 32]);
     let intent = Intent { destination: dest.0, mint: [0; 32], amount: 1_000 };
-    let header = ScheduledHeader {
-        wallet: Pubkey([0x73; 32]),
-        schedule_id: [0x74; 16],
-        agent_pubkey: agent,
-        not_before: T0 - 10,
-        not_after: T0 + 3600,
-        max_fee_lamports: 10_000,
-        intent_hash: intent.hash(),
-        created_at: T0 - 3600,
-        enclave_id: f.enclave.id(),
-    };
-    let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
-    let record =
-        seal_scheduled(&header, &Secret32::new(seed), KeyWrap::Rsa(&kms_pub), &OsRandom).unwrap();
+    let (record, agent) = f.scheduled_record([0x71; 32], &intent, |h| {
+        h.wallet = Pubkey([0x73; 32]);
+        h.schedule_id = [0x74; 16];
+    });
     let wrapped = SealedScheduled::parse(&record).unwrap().wrapped;
     let genuine = f.kms_envelope(&wrapped);
     let key = true_key(&f, &wrapped);

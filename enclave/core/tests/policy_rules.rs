@@ -5,12 +5,10 @@
 mod common;
 
 use common::*;
-use enclave_core::enclave::{SignRequest, SignScheduledRequest};
+use enclave_core::enclave::SignRequest;
 use enclave_core::policy::{Action, Denial, Intent, Policy, Rule, TokenLimit, fee_lamports};
 use enclave_core::pubkey::programs;
-use enclave_core::records::{KeyWrap, ScheduledHeader, seal_scheduled};
-use enclave_core::{EnclaveError, OsRandom, Pubkey, Secret32, SignOutcome};
-use rsa::pkcs8::DecodePublicKey;
+use enclave_core::{EnclaveError, Pubkey, SignOutcome};
 use solana_instruction::{AccountMeta, Instruction};
 
 const DEST: Pubkey = Pubkey([9; 32]);
@@ -435,22 +433,10 @@ fn scheduled(
     max_fee: u64,
     id: u8,
 ) -> (Vec<u8>, Pubkey) {
-    let seed = Secret32::new([id; 32]);
-    let agent =
-        Pubkey(ed25519_dalek::SigningKey::from_bytes(seed.expose()).verifying_key().to_bytes());
-    let header = ScheduledHeader {
-        wallet: Pubkey([0x70; 32]),
-        schedule_id: [id; 16],
-        agent_pubkey: agent,
-        not_before,
-        not_after,
-        max_fee_lamports: max_fee,
-        intent_hash: intent.hash(),
-        created_at: T0 - 3600,
-        enclave_id: f.enclave.id(),
-    };
-    let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
-    (seal_scheduled(&header, &seed, KeyWrap::Rsa(&kms_pub), &OsRandom).unwrap(), agent)
+    f.scheduled_record([id; 32], &intent, |h| {
+        h.wallet = Pubkey([0x70; 32]);
+        (h.not_before, h.not_after, h.max_fee_lamports) = (not_before, not_after, max_fee);
+    })
 }
 
 fn sign_scheduled(
@@ -459,21 +445,9 @@ fn sign_scheduled(
     tx: &[u8],
     request_id: u8,
 ) -> Result<Vec<u8>, EnclaveError> {
-    let req = SignScheduledRequest {
-        scheduled_record: record,
-        transaction: tx,
-        request_id: [request_id; 16],
-        envelope: None,
-    };
-    match f.enclave.sign_scheduled(&req)? {
+    match f.sign_scheduled(record, tx, request_id)? {
         SignOutcome::Signed(s) => Ok(s.transaction),
-        SignOutcome::NeedKey(need) => {
-            let env = f.kms_envelope(&need.wrapped);
-            match f.enclave.sign_scheduled(&SignScheduledRequest { envelope: Some(&env), ..req })? {
-                SignOutcome::Signed(s) => Ok(s.transaction),
-                SignOutcome::NeedKey(_) => panic!("NeedKey twice"),
-            }
-        }
+        SignOutcome::NeedKey(_) => panic!("NeedKey twice"),
     }
 }
 

@@ -6,12 +6,11 @@
 mod common;
 
 use common::*;
-use enclave_core::enclave::{NewAgentKind, RevokeTarget, SignScheduledRequest};
+use enclave_core::enclave::{NewAgentKind, RevokeTarget};
 use enclave_core::policy::{Denial, Intent, Rule};
 use enclave_core::pubkey::programs;
-use enclave_core::records::{GrantContents, KeyWrap, ScheduledHeader, seal_scheduled};
-use enclave_core::{EnclaveError, ErrorCode, OsRandom, Pubkey, Secret32, SignOutcome};
-use rsa::pkcs8::DecodePublicKey;
+use enclave_core::records::{GrantContents, ScheduledHeader};
+use enclave_core::{EnclaveError, ErrorCode, Pubkey, Secret32, SignOutcome};
 use solana_instruction::AccountMeta;
 
 const DEST: Pubkey = Pubkey([9; 32]);
@@ -284,45 +283,11 @@ fn scheduled_with(
     amount: u64,
     edit: impl FnOnce(&mut ScheduledHeader),
 ) -> (Vec<u8>, Pubkey) {
-    let agent = Pubkey(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes());
     let intent = Intent { destination: dest.0, mint: [0; 32], amount };
-    let mut header = ScheduledHeader {
-        wallet: Pubkey([0x88; 32]),
-        schedule_id,
-        agent_pubkey: agent,
-        not_before: T0 - 10,
-        not_after: T0 + 3600,
-        max_fee_lamports: 10_000,
-        intent_hash: intent.hash(),
-        created_at: T0 - 3600,
-        enclave_id: f.enclave.id(),
-    };
-    edit(&mut header);
-    let kms_pub = rsa::RsaPublicKey::from_public_key_der(&f.kms_spki).unwrap();
-    let record =
-        seal_scheduled(&header, &Secret32::new(seed), KeyWrap::Rsa(&kms_pub), &OsRandom).unwrap();
-    (record, agent)
-}
-
-fn sign_scheduled(
-    f: &Fixture,
-    record: &[u8],
-    tx: &[u8],
-    request_id: u8,
-) -> Result<SignOutcome, EnclaveError> {
-    let req = SignScheduledRequest {
-        scheduled_record: record,
-        transaction: tx,
-        request_id: [request_id; 16],
-        envelope: None,
-    };
-    match f.enclave.sign_scheduled(&req)? {
-        SignOutcome::NeedKey(need) => {
-            let env = f.kms_envelope(&need.wrapped);
-            f.enclave.sign_scheduled(&SignScheduledRequest { envelope: Some(&env), ..req })
-        }
-        done => Ok(done),
-    }
+    f.scheduled_record(seed, &intent, |h| {
+        h.schedule_id = schedule_id;
+        edit(h);
+    })
 }
 
 #[test]
@@ -334,12 +299,12 @@ fn a_forged_scheduled_record_cannot_burn_a_victims_schedule_id() {
     // uses it first.
     let (forged, x) = scheduled(&f, [0x8b; 32], id, DEST, 1);
     let tx = legacy_tx(&x, &[sol_transfer(&x, &DEST, 1)]);
-    assert!(matches!(sign_scheduled(&f, &forged, &tx, 1).unwrap(), SignOutcome::Signed(_)));
+    assert!(matches!(f.sign_scheduled(&forged, &tx, 1).unwrap(), SignOutcome::Signed(_)));
     let tx = legacy_tx(&v, &[sol_transfer(&v, &DEST, 500)]);
-    let SignOutcome::Signed(s) = sign_scheduled(&f, &victim, &tx, 2).unwrap() else { panic!() };
+    let SignOutcome::Signed(s) = f.sign_scheduled(&victim, &tx, 2).unwrap() else { panic!() };
     verify_independently(&s.transaction);
     // And the victim's record is still single-use.
-    assert_eq!(sign_scheduled(&f, &victim, &tx, 3).unwrap_err().code(), ErrorCode::ReplayedRequest);
+    assert_eq!(f.sign_scheduled(&victim, &tx, 3).unwrap_err().code(), ErrorCode::ReplayedRequest);
 }
 
 #[test]
@@ -390,9 +355,9 @@ fn a_revoked_scheduled_transfer_stays_revoked_until_its_window_and_far_windows_a
     // Twenty days later (the old store forgot revocations after 48 h): still revoked.
     f.clock.advance(20 * DAY + 10);
     let tx = legacy_tx(&a, &[sol_transfer(&a, &DEST, 700)]);
-    assert_eq!(sign_scheduled(&f, &by_id, &tx, 1).unwrap_err().code(), ErrorCode::GrantRevoked);
+    assert_eq!(f.sign_scheduled(&by_id, &tx, 1).unwrap_err().code(), ErrorCode::GrantRevoked);
     let tx = legacy_tx(&b, &[sol_transfer(&b, &DEST, 700)]);
-    assert_eq!(sign_scheduled(&f, &by_wallet, &tx, 2).unwrap_err().code(), ErrorCode::GrantRevoked);
+    assert_eq!(f.sign_scheduled(&by_wallet, &tx, 2).unwrap_err().code(), ErrorCode::GrantRevoked);
 
     // A record whose window ends beyond the horizon from its creation is refused outright, so no
     // record outlives the revocations that could cover it.
@@ -403,7 +368,7 @@ fn a_revoked_scheduled_transfer_stays_revoked_until_its_window_and_far_windows_a
         h.not_after = now + 3600;
     });
     let tx = legacy_tx(&c, &[sol_transfer(&c, &DEST, 700)]);
-    let err = sign_scheduled(&f, &beyond, &tx, 3).unwrap_err();
+    let err = f.sign_scheduled(&beyond, &tx, 3).unwrap_err();
     assert_eq!(err.code(), ErrorCode::RecordInvalid, "{err}");
     assert!(err.to_string().contains("at most"), "{err}");
     assert_eq!(f.enclave.status().signatures, 0);

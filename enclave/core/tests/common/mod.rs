@@ -19,14 +19,16 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use enclave_core::authorization::MessageDomain;
 use enclave_core::enclave::{
     Attester, AuthorizeGrant, CreateAgent, CreateGrant, CreatedAgent, CreatedGrant, CreatedVault,
-    NewAgentKind, SignRequest, Signed, Unlocked, VaultProof,
+    NewAgentKind, SignRequest, SignScheduledRequest, Signed, Unlocked, VaultProof,
 };
 use enclave_core::envelope::{self, ContentForm, RecipientKey};
-use enclave_core::policy::{Policy, TokenLimit};
-use enclave_core::records::{WrapAlg, WrappedKey};
-use enclave_core::{Clock, Enclave, EnclaveConfig, EnclaveError, OsRandom, Pubkey, SignOutcome};
+use enclave_core::policy::{Intent, Policy, TokenLimit};
+use enclave_core::records::{KeyWrap, ScheduledHeader, WrapAlg, WrappedKey, seal_scheduled};
+use enclave_core::{
+    Clock, Enclave, EnclaveConfig, EnclaveError, OsRandom, Pubkey, Secret32, SignOutcome,
+};
 use nitro_attestation::sim::{SimCa, SimDocument, SimLeaf};
-use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use rsa::{Oaep, RsaPrivateKey};
 use sha2::Sha256;
 use solana_address::Address;
@@ -369,6 +371,60 @@ impl Fixture {
                     SignOutcome::NeedKey(_) => panic!("NeedKey twice"),
                 }
             }
+        }
+    }
+}
+
+impl Fixture {
+    /// A scheduled record sealed the way a browser does it (the KMS public key only), for the
+    /// agent whose seed is `seed` and the transfer `intent`: schedule id `[seed[0]; 16]`, a one-hour
+    /// window open since `T0 - 10`, a 10 000-lamport fee bound, created an hour before `T0`, on
+    /// this enclave — each changeable by `edit`.
+    pub fn scheduled_record(
+        &self,
+        seed: [u8; 32],
+        intent: &Intent,
+        edit: impl FnOnce(&mut ScheduledHeader),
+    ) -> (Vec<u8>, Pubkey) {
+        let agent = Pubkey(SigningKey::from_bytes(&seed).verifying_key().to_bytes());
+        let mut header = ScheduledHeader {
+            wallet: Pubkey([0x88; 32]),
+            schedule_id: [seed[0]; 16],
+            agent_pubkey: agent,
+            not_before: T0 - 10,
+            not_after: T0 + 3600,
+            max_fee_lamports: 10_000,
+            intent_hash: intent.hash(),
+            created_at: T0 - 3600,
+            enclave_id: self.enclave.id(),
+        };
+        edit(&mut header);
+        let kms = rsa::RsaPublicKey::from_public_key_der(&self.kms_spki).unwrap();
+        let record =
+            seal_scheduled(&header, &Secret32::new(seed), KeyWrap::Rsa(&kms), &OsRandom).unwrap();
+        (record, agent)
+    }
+
+    /// Signs a scheduled transfer like the parent does: on `NeedKey`, fetch the envelope and
+    /// retry once.
+    pub fn sign_scheduled(
+        &self,
+        record: &[u8],
+        tx: &[u8],
+        request_id: u8,
+    ) -> Result<SignOutcome, EnclaveError> {
+        let req = SignScheduledRequest {
+            scheduled_record: record,
+            transaction: tx,
+            request_id: [request_id; 16],
+            envelope: None,
+        };
+        match self.enclave.sign_scheduled(&req)? {
+            SignOutcome::NeedKey(need) => {
+                let env = self.kms_envelope(&need.wrapped);
+                self.enclave.sign_scheduled(&SignScheduledRequest { envelope: Some(&env), ..req })
+            }
+            done => Ok(done),
         }
     }
 }

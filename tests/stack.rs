@@ -208,26 +208,31 @@ fn spec_flows_end_to_end() {
     assert_eq!(api.post("/v1/scheduled/sign", &body).unwrap().status, 200);
 }
 
-#[test]
-fn bench_reports_the_documented_json() {
-    // Structure only: performance is measured by scripts/bench.sh, never asserted in tests.
+/// Runs `signer-bench` with `args`, which must succeed; its last stdout line as JSON.
+fn bench_json(args: &[&str]) -> serde_json::Value {
     let out = Command::new(signer_sim::process::binary("signer-bench").unwrap())
-        .args([
-            "--seconds",
-            "1",
-            "--concurrency",
-            "4",
-            "--grants",
-            "3",
-            "--raw-seconds",
-            "1",
-            "--json",
-        ])
+        .args(args)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+#[test]
+fn bench_reports_the_documented_json() {
+    // Structure only: performance is measured by scripts/bench.sh, never asserted in tests.
+    let last = bench_json(&[
+        "--seconds",
+        "1",
+        "--concurrency",
+        "4",
+        "--grants",
+        "3",
+        "--raw-seconds",
+        "1",
+        "--json",
+    ]);
     for key in [
         "throughput_per_s",
         "raw_sign_per_s",
@@ -254,25 +259,19 @@ fn bench_reports_the_documented_json() {
     }
 
     // The open loop at a fixed rate: its documented keys (max_rate is null unless --rate max).
-    let out = Command::new(signer_sim::process::binary("signer-bench").unwrap())
-        .args([
-            "--rate",
-            "200",
-            "--seconds",
-            "1",
-            "--connections",
-            "4",
-            "--grants",
-            "2",
-            "--raw-seconds",
-            "1",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let last = bench_json(&[
+        "--rate",
+        "200",
+        "--seconds",
+        "1",
+        "--connections",
+        "4",
+        "--grants",
+        "2",
+        "--raw-seconds",
+        "1",
+        "--json",
+    ]);
     for key in [
         "offered_rate",
         "achieved_rate",

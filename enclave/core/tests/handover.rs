@@ -38,6 +38,15 @@ fn pair(successor_image: u8, predecessors: &[u8]) -> (Fixture, Fixture) {
     (p, s)
 }
 
+/// The handover key as the parent hands it to KMS (RSA-OAEP to the execution key).
+fn kms_wrap(prepared: &enclave_core::enclave::handover::Prepared) -> WrappedKey {
+    WrappedKey {
+        alg: WrapAlg::RsaesOaepSha256,
+        ciphertext: prepared.wrapped_key.clone(),
+        encryption_context: None,
+    }
+}
+
 /// Runs the whole protocol as the parent would; the test plays KMS.
 fn hand_over(
     p: &Fixture,
@@ -46,11 +55,7 @@ fn hand_over(
     let offer = s.enclave.handover_offer()?;
     let prepared = p.enclave.handover_prepare(&offer)?;
     assert_eq!(prepared.successor, s.enclave.id());
-    let envelope = s.kms_envelope(&WrappedKey {
-        alg: WrapAlg::RsaesOaepSha256,
-        ciphertext: prepared.wrapped_key.clone(),
-        encryption_context: None,
-    });
+    let envelope = s.kms_envelope(&kms_wrap(&prepared));
     let proof = s.enclave.handover_accept(&prepared.document, &prepared.wrapped_key, &envelope)?;
     let total = p.enclave.handover_export(&proof)?;
     let mut done = None;
@@ -159,11 +164,7 @@ fn forged_replayed_or_misdirected_handovers_open_nothing() {
 
     let offer = s.enclave.handover_offer().unwrap();
     let prepared = p.enclave.handover_prepare(&offer).unwrap();
-    let wrapped = WrappedKey {
-        alg: WrapAlg::RsaesOaepSha256,
-        ciphertext: prepared.wrapped_key.clone(),
-        encryption_context: None,
-    };
+    let wrapped = kms_wrap(&prepared);
     // Another fresh enclave presented with the predecessor's document and an envelope for
     // itself: the document binds the offer and the successor it was made for.
     let thief = fixture_on(config(), Arc::clone(&p.clock), 0x10, Some(&fresh_recipient()));
@@ -221,11 +222,7 @@ fn forged_replayed_or_misdirected_handovers_open_nothing() {
     // A complete, genuine handover, recorded by the host…
     let offer = s.enclave.handover_offer().unwrap();
     let prepared = p.enclave.handover_prepare(&offer).unwrap();
-    let wrapped = WrappedKey {
-        alg: WrapAlg::RsaesOaepSha256,
-        ciphertext: prepared.wrapped_key.clone(),
-        encryption_context: None,
-    };
+    let wrapped = kms_wrap(&prepared);
     let envelope = s.kms_envelope(&wrapped);
     let proof =
         s.enclave.handover_accept(&prepared.document, &prepared.wrapped_key, &envelope).unwrap();

@@ -58,7 +58,7 @@ impl Connection {
             .await
             .map_err(|_| connect_err("timed out".into()))?
             .map_err(|e| connect_err(e.to_string()))?;
-        let (reader, writer) = tokio::io::split(stream);
+        let (reader, writer) = stream.into_split();
         // Buffered: one read syscall carries many response frames under load.
         let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, reader);
         let (tx, mut rx) = mpsc::channel::<Zeroizing<Vec<u8>>>(1024);

@@ -19,4 +19,4 @@ pub use messages::{
     ImportVaultOp, Op, Outcome, PROTOCOL_VERSION, Reply, Request, Response, RevokeMsg, SignOp,
     SignScheduledOp, StatusReply,
 };
-pub use transport::{BoxedStream, Endpoint, Listener};
+pub use transport::{BoxedReader, BoxedWriter, Endpoint, Listener, Stream};

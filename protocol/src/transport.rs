@@ -13,12 +13,35 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_vsock::{VMADDR_CID_ANY, VsockAddr, VsockListener, VsockStream};
 
-/// A byte stream of either kind.
-pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
+/// The read half of a connection, boxed so code above the socket is not generic over the
+/// transport.
+pub type BoxedReader = Box<dyn AsyncRead + Unpin + Send>;
+/// The write half of a connection.
+pub type BoxedWriter = Box<dyn AsyncWrite + Unpin + Send>;
 
-/// A boxed stream, so code above the socket is not generic over the transport.
-pub type BoxedStream = Box<dyn AsyncStream>;
+/// A connected stream of either kind.
+pub enum Stream {
+    Unix(UnixStream),
+    Vsock(VsockStream),
+}
+
+impl Stream {
+    /// Splits into owned halves that share no lock, so a connection's reader and writer tasks
+    /// never contend (`tokio::io::split` guards both halves with one mutex, which cost a futex
+    /// wait and wake per request when the two tasks ran on different threads).
+    pub fn into_split(self) -> (BoxedReader, BoxedWriter) {
+        match self {
+            Self::Unix(s) => {
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            Self::Vsock(s) => {
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+        }
+    }
+}
 
 /// Where to listen or connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,15 +118,15 @@ impl Listener {
     }
 
     /// Accepts one connection; the string describes the peer for logs.
-    pub async fn accept(&self) -> std::io::Result<(BoxedStream, String)> {
+    pub async fn accept(&self) -> std::io::Result<(Stream, String)> {
         match self {
             Self::Unix(l, _) => {
                 let (s, _) = l.accept().await?;
-                Ok((Box::new(s), "unix".to_string()))
+                Ok((Stream::Unix(s), "unix".to_string()))
             }
             Self::Vsock(l) => {
                 let (s, addr) = l.accept().await?;
-                Ok((Box::new(s), format!("vsock cid {} port {}", addr.cid(), addr.port())))
+                Ok((Stream::Vsock(s), format!("vsock cid {} port {}", addr.cid(), addr.port())))
             }
         }
     }
@@ -118,11 +141,11 @@ impl Drop for Listener {
 }
 
 /// Connects to an endpoint.
-pub async fn connect(endpoint: &Endpoint) -> std::io::Result<BoxedStream> {
+pub async fn connect(endpoint: &Endpoint) -> std::io::Result<Stream> {
     match endpoint {
-        Endpoint::Unix(path) => Ok(Box::new(UnixStream::connect(path).await?)),
+        Endpoint::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
         Endpoint::Vsock { cid, port } => {
-            Ok(Box::new(VsockStream::connect(VsockAddr::new(*cid, *port)).await?))
+            Ok(Stream::Vsock(VsockStream::connect(VsockAddr::new(*cid, *port)).await?))
         }
     }
 }

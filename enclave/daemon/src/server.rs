@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use enclave_core::error::ErrorCode;
 use signer_protocol::frame::{FrameError, MAX_FRAME_LEN, read_frame, write_frame, write_queued};
 use signer_protocol::messages::{decode, encode, request_id_of};
-use signer_protocol::{BoxedStream, ErrorReply, Listener, Op, Outcome, Request, Response};
+use signer_protocol::{ErrorReply, Listener, Op, Outcome, Request, Response, Stream};
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -75,8 +75,8 @@ pub async fn serve(
     }
 }
 
-async fn refuse(stream: BoxedStream, limit: usize) {
-    let (_, writer) = tokio::io::split(stream);
+async fn refuse(stream: Stream, limit: usize) {
+    let (_, writer) = stream.into_split();
     let mut writer = BufWriter::new(writer);
     let reply = ErrorReply::new(
         ErrorCode::EnclaveUnavailable,
@@ -115,7 +115,7 @@ impl Drop for ConnectionCount<'_> {
 }
 
 async fn connection(
-    stream: BoxedStream,
+    stream: Stream,
     peer: &str,
     handler: Arc<Handler>,
     in_flight: Arc<Semaphore>,
@@ -124,7 +124,7 @@ async fn connection(
     handler.connections.fetch_add(1, Ordering::Relaxed);
     let _count = ConnectionCount(&handler);
     tracing::info!(%peer, "connection opened");
-    let (reader, writer) = tokio::io::split(stream);
+    let (reader, writer) = stream.into_split();
     // Buffered: one read syscall carries many request frames under load.
     let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, reader);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);

@@ -254,9 +254,17 @@ fn bench_reports_the_documented_json() {
         "enclave_cpu_us_per_request",
         "parent_cpu_us_per_request",
         "cpu_us_per_request",
+        "enclave_switches_per_request",
+        "parent_switches_per_request",
+        "socket_hop_us",
+        "socket_probe_p50_ms",
+        "socket_probe_p99_ms",
+        "socket_probe_p999_ms",
+        "socket_probe_max_ms",
     ] {
         assert!(last[key].is_number(), "missing {key} in {last}");
     }
+    assert_eq!(last["workload"], "sign");
 
     // The open loop at a fixed rate: its documented keys (max_rate is null unless --rate max).
     let last = bench_json(&[
@@ -294,6 +302,35 @@ fn bench_reports_the_documented_json() {
     assert_eq!(last["offered_rate"], 200.0);
     assert_eq!((last["errors"].as_u64(), last["kms_calls"].as_u64()), (Some(0), Some(2)), "{last}");
     assert_eq!(last["requests"], 200, "rate × seconds requests: {last}");
+
+    // The floor: identity requests through both daemons, no grant, no KMS call, no signature.
+    // At 200 requests/s each one finds both daemons asleep, so each wakes both at least once.
+    let floor = bench_json(&[
+        "--floor",
+        "--rate",
+        "200",
+        "--seconds",
+        "1",
+        "--connections",
+        "4",
+        "--raw-seconds",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(floor["workload"], "floor", "{floor}");
+    assert_eq!(
+        (floor["errors"].as_u64(), floor["kms_calls"].as_u64()),
+        (Some(0), Some(0)),
+        "{floor}"
+    );
+    assert_eq!(
+        (floor["grants"].as_u64(), floor["requests"].as_u64()),
+        (Some(0), Some(200)),
+        "{floor}"
+    );
+    for key in ["enclave_switches_per_request", "parent_switches_per_request", "socket_hop_us"] {
+        assert!(floor[key].as_f64().is_some_and(|v| v > 0.0), "{key} must be measured: {floor}");
+    }
     // Bad rates are usage errors.
     let out = Command::new(signer_sim::process::binary("signer-bench").unwrap())
         .args(["--rate", "fast", "--raw-seconds", "1"])

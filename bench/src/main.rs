@@ -88,12 +88,19 @@ struct Cli {
     /// Where the curve's SVG plot goes.
     #[arg(long, default_value = "docs/bench-rate-curve.svg")]
     curve_plot: PathBuf,
+    /// Drive `GET /v1/enclave` instead of signing: the same trip through both daemons (HTTP,
+    /// authentication, framing, CBOR, one enclave operation) without the signature, the policy
+    /// or the transaction: the floor under the cost of every signed request.
+    #[arg(long, conflicts_with_all = ["sweep", "curve"])]
+    floor: bool,
 }
 
 /// Per-process figures from /proc.
 #[derive(Clone, Copy, Debug, Default)]
 struct ProcStats {
     cpu_seconds: f64,
+    /// Voluntary and involuntary context switches of every live thread.
+    context_switches: u64,
     rss_mib: f64,
     peak_rss_mib: f64,
 }
@@ -126,9 +133,62 @@ fn proc_stats(pid: Option<u32>) -> ProcStats {
     // utime and stime are fields 14 and 15 of /proc/PID/stat, i.e. 11 and 12 after the name.
     ProcStats {
         cpu_seconds: (ticks(11) + ticks(12)) / clock_ticks(),
+        context_switches: context_switches(pid),
         rss_mib: kib("VmRSS:") / 1024.0,
         peak_rss_mib: kib("VmHWM:") / 1024.0,
     }
+}
+
+/// Context switches of every thread of `pid` so far (a thread that has exited takes its count
+/// with it; the daemons' worker threads live as long as the process).
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .map(|task| {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            status
+                .lines()
+                .filter(|l| {
+                    l.starts_with("voluntary_ctxt_switches:")
+                        || l.starts_with("nonvoluntary_ctxt_switches:")
+                })
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+/// CPU seconds this process has used so far.
+fn own_cpu_seconds() -> f64 {
+    proc_stats(Some(std::process::id())).cpu_seconds
+}
+
+/// CPU microseconds of one message hop between two threads over a Unix socket pair when the
+/// receiver is asleep waiting for it: the write, the wake-up and the read. A lone request crosses
+/// four such hops (client → parent → enclave → parent → client), so this is the floor of what the
+/// machine charges per request before any work is done.
+fn socket_hop_us(duration: Duration) -> Result<f64, String> {
+    use std::io::{Read as _, Write as _};
+    let (mut ping, mut pong) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
+    let echo = std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        while pong.read_exact(&mut byte).is_ok() && pong.write_all(&byte).is_ok() {}
+    });
+    let cpu_before = own_cpu_seconds();
+    let started = Instant::now();
+    let mut round_trips = 0u64;
+    let mut byte = [0u8; 1];
+    while started.elapsed() < duration {
+        ping.write_all(&byte)
+            .and_then(|()| ping.read_exact(&mut byte))
+            .map_err(|e| e.to_string())?;
+        round_trips += 1;
+    }
+    let cpu = own_cpu_seconds() - cpu_before;
+    drop(ping);
+    let _ = echo.join();
+    Ok(cpu * 1e6 / (2 * round_trips.max(1)) as f64)
 }
 
 /// Single-core ed25519-dalek signing rate over a 232-byte message (a typical transfer message).
@@ -146,10 +206,12 @@ fn raw_sign_rate(duration: Duration) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-/// One prepared grant: the request body around the request id.
-struct Prepared {
-    prefix: String,
-    suffix: &'static str,
+/// One prepared request.
+enum Prepared {
+    /// `POST /v1/sign` for one grant: the request body around the request id.
+    Sign { prefix: String, suffix: &'static str },
+    /// `GET /v1/enclave` (`--floor`).
+    Identity,
 }
 
 fn unlimited_policy() -> Value {
@@ -193,7 +255,7 @@ fn prepare(api: &Api, grants: usize) -> Result<Vec<Prepared>, String> {
                     let agent_record = &created.record;
                     let tx = signer_sim::tx::legacy_transfer(pubkey, &enclave_core::Pubkey(random_bytes()), 1_000 + i as u64, random_bytes());
                     let tx = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, tx);
-                    out.push(Prepared {
+                    out.push(Prepared::Sign {
                         prefix: format!(
                             r#"{{"grant_record":"{}","agent_key_record":"{agent_record}","bot_id":"{bot_id}","transaction":"{tx}","request_id":""#,
                             grant.record
@@ -248,6 +310,10 @@ struct Run {
     parent: ProcStats,
     enclave_cpu: f64,
     parent_cpu: f64,
+    enclave_switches: u64,
+    parent_switches: u64,
+    /// `--floor`: identity requests, not signatures.
+    floor: bool,
     enclave_rss_growth_mib: f64,
 }
 
@@ -295,12 +361,20 @@ async fn client_task(
             break;
         };
         n += 1;
-        let body = format!("{}{}{}", prepared.prefix, request_id(run, id, n), prepared.suffix);
-        let request = hyper::Request::post("/v1/sign")
-            .header("host", "bench")
-            .header("authorization", &authorization)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)));
+        let request = match prepared {
+            Prepared::Sign { prefix, suffix } => hyper::Request::post("/v1/sign")
+                .header("host", "bench")
+                .header("authorization", &authorization)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(format!(
+                    "{prefix}{}{suffix}",
+                    request_id(run, id, n)
+                )))),
+            Prepared::Identity => hyper::Request::get("/v1/enclave")
+                .header("host", "bench")
+                .header("authorization", &authorization)
+                .body(Full::new(Bytes::new())),
+        };
         let Ok(request) = request else { break };
         let started = Instant::now();
         let response = sender.send_request(request).await;
@@ -451,7 +525,8 @@ struct Prepped {
 
 fn prep(cli: &Cli, concurrency: usize, grants: usize) -> Result<Prepped, String> {
     let target = target(cli)?;
-    let bodies = Arc::new(prepare(&target.api, grants)?);
+    let bodies =
+        Arc::new(if cli.floor { vec![Prepared::Identity] } else { prepare(&target.api, grants)? });
     // Warm-up: open every grant (one KMS call each) and settle the connections.
     let warmup_requests = grants.max(concurrency) as u64 * 2;
     let warm = run_load(&target, concurrency.clamp(1, 64), &bodies, Stop::After(warmup_requests))?;
@@ -478,7 +553,7 @@ fn observe(
     Ok(Run {
         offered_rate,
         concurrency,
-        grants: p.bodies.len(),
+        grants: p.bodies.iter().filter(|b| matches!(b, Prepared::Sign { .. })).count(),
         seconds: elapsed,
         requests: sent,
         throughput: sent as f64 / elapsed.max(1e-9),
@@ -490,6 +565,9 @@ fn observe(
         errors,
         kms_calls: kms_calls(&t.api),
         enclave_cpu: enclave.cpu_seconds - enclave_before.cpu_seconds,
+        enclave_switches: enclave.context_switches.saturating_sub(enclave_before.context_switches),
+        parent_switches: parent.context_switches.saturating_sub(parent_before.context_switches),
+        floor: p.bodies.iter().all(|b| matches!(b, Prepared::Identity)),
         parent_cpu: parent.cpu_seconds - parent_before.cpu_seconds,
         enclave_rss_growth_mib: enclave.rss_mib - enclave_before.rss_mib,
         enclave,
@@ -558,8 +636,43 @@ fn per_request_us(cpu_seconds: f64, requests: u64) -> f64 {
     (cpu_seconds * 1e6 / requests.max(1) as f64 * 10.0).round() / 10.0
 }
 
-fn summary(run: &Run, raw: f64) -> Value {
-    let mut out = closed_summary(run, raw);
+/// What the machine itself costs, measured in the same run as the load.
+#[derive(Clone, Copy)]
+struct Baseline {
+    /// ed25519-dalek signatures per second on one core.
+    raw: f64,
+    /// [`socket_hop_us`].
+    socket_hop_us: f64,
+    /// [`open_loop::socket_probe`] at [`PROBE_RATE`]: p50, p99, p99.9 and max in ms.
+    socket_probe_ms: [f64; 4],
+}
+
+/// Round trips per second of the socket probe (a rate at which the round trips never queue).
+const PROBE_RATE: f64 = 1_000.0;
+
+fn baseline(cli: &Cli) -> Result<Baseline, String> {
+    eprintln!("measuring the raw single-core ed25519-dalek signing rate…");
+    let raw = raw_sign_rate(Duration::from_secs(cli.raw_seconds.max(1)));
+    println!(
+        "raw ed25519-dalek signing: {raw:.0} signatures/s on one core ({:.2} µs each)",
+        1e6 / raw
+    );
+    let socket_hop_us = socket_hop_us(Duration::from_secs(1))?;
+    println!(
+        "one socket hop to a sleeping thread (write, wake-up, read): {socket_hop_us:.1} µs of CPU"
+    );
+    let h = open_loop::socket_probe(PROBE_RATE, Duration::from_secs(3))?;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let socket_probe_ms = [ms(0.5), ms(0.99), ms(0.999), h.max() as f64 / 1000.0];
+    println!(
+        "a bare socket round trip between two threads at {PROBE_RATE:.0}/s, no daemon: p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms",
+        socket_probe_ms[0], socket_probe_ms[1], socket_probe_ms[2], socket_probe_ms[3]
+    );
+    Ok(Baseline { raw, socket_hop_us, socket_probe_ms })
+}
+
+fn summary(run: &Run, base: &Baseline) -> Value {
+    let mut out = closed_summary(run, base);
     if let (Some(offered), Value::Object(map)) = (run.offered_rate, &mut out) {
         map.insert("mode".into(), json!("open_loop"));
         map.insert("offered_rate".into(), json!(offered.round()));
@@ -572,8 +685,10 @@ fn summary(run: &Run, raw: f64) -> Value {
     out
 }
 
-fn closed_summary(run: &Run, raw: f64) -> Value {
+fn closed_summary(run: &Run, base: &Baseline) -> Value {
+    let raw = base.raw;
     let raw_us = 1e6 / raw.max(1e-9);
+    let per_request = |n: u64| (n as f64 / run.requests.max(1) as f64 * 100.0).round() / 100.0;
     let enclave_us = per_request_us(run.enclave_cpu, run.requests);
     let parent_us = per_request_us(run.parent_cpu, run.requests);
     let total_us = ((enclave_us + parent_us) * 10.0).round() / 10.0;
@@ -584,6 +699,14 @@ fn closed_summary(run: &Run, raw: f64) -> Value {
         "parent_cpu_us_per_request": parent_us,
         "cpu_us_per_request": total_us,
         "cpu_per_request_to_raw": (total_us / raw_us * 100.0).round() / 100.0,
+        "workload": if run.floor { "floor" } else { "sign" },
+        "enclave_switches_per_request": per_request(run.enclave_switches),
+        "parent_switches_per_request": per_request(run.parent_switches),
+        "socket_hop_us": (base.socket_hop_us * 10.0).round() / 10.0,
+        "socket_probe_p50_ms": base.socket_probe_ms[0],
+        "socket_probe_p99_ms": base.socket_probe_ms[1],
+        "socket_probe_p999_ms": base.socket_probe_ms[2],
+        "socket_probe_max_ms": base.socket_probe_ms[3],
         "p999_ms": run.p999_ms,
         "throughput_per_s": (run.throughput * 10.0).round() / 10.0,
         "raw_sign_per_s": raw.round(),
@@ -639,6 +762,13 @@ fn print_run(run: &Run, raw: f64) {
         enclave_us + parent_us,
         (enclave_us + parent_us) * raw / 1e6,
         1e6 / raw
+    );
+    let requests = run.requests.max(1) as f64;
+    println!(
+        "    context switches per request: enclave {:.2}, parent {:.2}{}",
+        run.enclave_switches as f64 / requests,
+        run.parent_switches as f64 / requests,
+        if run.floor { "   (floor: GET /v1/enclave, no signature)" } else { "" }
     );
     println!(
         "    enclave cpu {:.2} s  rss {:.1} MiB (peak {:.1}, +{:.1} in the run)   parent cpu {:.2} s  peak rss {:.1} MiB   over {:.2} s, {} requests",
@@ -868,12 +998,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    eprintln!("measuring the raw single-core ed25519-dalek signing rate…");
-    let raw = raw_sign_rate(Duration::from_secs(cli.raw_seconds.max(1)));
-    println!(
-        "raw ed25519-dalek signing: {raw:.0} signatures/s on one core ({:.2} µs each)",
-        1e6 / raw
-    );
+    let base = baseline(&cli)?;
+    let raw = base.raw;
     if cli.curve {
         let max_rate = find_max_rate(&cli, &prep(&cli, cli.connections, cli.grants)?)?;
         println!("sustainable maximum: {max_rate:.0} req/s");
@@ -894,7 +1020,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let all: Vec<Value> = runs
                 .iter()
                 .map(|r| {
-                    let mut v = summary(r, raw);
+                    let mut v = summary(r, &base);
                     if let Value::Object(map) = &mut v {
                         map.insert("max_rate".into(), json!(max_rate));
                     }
@@ -903,7 +1029,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 .collect();
             println!(
                 "{}",
-                json!({"max_rate": max_rate, "raw_sign_per_s": raw.round(), "raw_sign_us": (1e8 / raw).round() / 100.0, "runs": all})
+                json!({"max_rate": max_rate, "raw_sign_per_s": raw.round(), "raw_sign_us": (1e8 / raw).round() / 100.0, "socket_hop_us": (base.socket_hop_us * 10.0).round() / 10.0, "runs": all})
             );
         }
         return Ok(());
@@ -925,7 +1051,7 @@ fn run(cli: Cli) -> Result<(), String> {
         let run = measure_open(&cli, &p, rate, cli.seconds as f64)?;
         print_run(&run, raw);
         if cli.json {
-            let mut v = summary(&run, raw);
+            let mut v = summary(&run, &base);
             if let Value::Object(map) = &mut v {
                 map.insert("max_rate".into(), json!(max_rate));
             }
@@ -937,7 +1063,7 @@ fn run(cli: Cli) -> Result<(), String> {
         let run = measure(&cli, cli.concurrency, cli.grants)?;
         print_run(&run, raw);
         if cli.json {
-            println!("{}", summary(&run, raw));
+            println!("{}", summary(&run, &base));
         }
         return Ok(());
     }
@@ -963,7 +1089,7 @@ fn run(cli: Cli) -> Result<(), String> {
     println!("plot written to {}", cli.plot.display());
     if cli.json {
         let all: Vec<Value> =
-            by_concurrency.iter().chain(by_grants.iter()).map(|r| summary(r, raw)).collect();
+            by_concurrency.iter().chain(by_grants.iter()).map(|r| summary(r, &base)).collect();
         println!("{}", json!({"raw_sign_per_s": raw.round(), "runs": all}));
     }
     Ok(())

@@ -21,7 +21,8 @@ use crate::{Load, Prepared, RUN_NUMBER, request_id};
 /// Longest response accepted (a signed transaction in JSON is under 2 KiB).
 const MAX_RESPONSE: usize = 64 * 1024;
 
-/// One blocking keep-alive connection speaking just enough HTTP/1.1 for `POST /v1/sign`.
+/// One blocking keep-alive connection speaking just enough HTTP/1.1 for `POST /v1/sign` and
+/// `GET /v1/enclave`.
 struct Connection {
     stream: TcpStream,
     buffer: Vec<u8>,
@@ -89,8 +90,15 @@ impl Connection {
 
 /// The request bytes for body `prepared` with request id number `n` from connection `id`.
 fn request_bytes(out: &mut Vec<u8>, authorization: &str, prepared: &Prepared, run: u64, k: u64) {
-    let body = format!("{}{}{}", prepared.prefix, request_id(run, 0, k), prepared.suffix);
     out.clear();
+    let Prepared::Sign { prefix, suffix } = prepared else {
+        let head = format!(
+            "GET /v1/enclave HTTP/1.1\r\nhost: bench\r\nauthorization: {authorization}\r\n\r\n"
+        );
+        out.extend_from_slice(head.as_bytes());
+        return;
+    };
+    let body = format!("{prefix}{}{suffix}", request_id(run, 0, k));
     let head = format!(
         "POST /v1/sign HTTP/1.1\r\nhost: bench\r\nauthorization: {authorization}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         body.len()
@@ -246,4 +254,37 @@ fn problem_code(status: u16, body: &[u8]) -> String {
         .ok()
         .and_then(|v| v.get("code").and_then(serde_json::Value::as_str).map(str::to_string))
         .unwrap_or_else(|| format!("http_{status}"))
+}
+
+/// The machine's own tail: one byte sent to a sleeping thread over a Unix socket pair and echoed
+/// back, on the open loop's schedule (`rate` per second, latency from the due time), with no
+/// daemon involved. No request through the stack can have a shorter tail than this.
+pub fn socket_probe(rate: f64, duration: Duration) -> Result<hdrhistogram::Histogram<u64>, String> {
+    use std::os::unix::net::UnixStream;
+    let _ = nix::sys::prctl::set_timerslack(1_000);
+    let (mut ping, mut pong) = UnixStream::pair().map_err(|e| e.to_string())?;
+    let echo = std::thread::spawn(move || {
+        let _ = nix::sys::prctl::set_timerslack(1_000);
+        let mut byte = [0u8; 1];
+        while pong.read_exact(&mut byte).is_ok() && pong.write_all(&byte).is_ok() {}
+    });
+    let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
+        .map_err(|e| e.to_string())?;
+    let total = (rate * duration.as_secs_f64()).ceil() as u64;
+    let start = Instant::now();
+    let mut byte = [0u8; 1];
+    for k in 0..total {
+        let due = start + Duration::from_nanos((k as f64 * 1e9 / rate) as u64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        ping.write_all(&byte)
+            .and_then(|()| ping.read_exact(&mut byte))
+            .map_err(|e| e.to_string())?;
+        let _ = histogram.record(Instant::now().saturating_duration_since(due).as_micros() as u64);
+    }
+    drop(ping);
+    let _ = echo.join();
+    Ok(histogram)
 }

@@ -267,19 +267,15 @@ fn bench_reports_the_documented_json() {
     assert_eq!(last["workload"], "sign");
 
     // The open loop at a fixed rate: its documented keys (max_rate is null unless --rate max).
-    let last = bench_json(&[
-        "--rate",
-        "200",
-        "--seconds",
-        "1",
-        "--connections",
-        "4",
-        "--grants",
-        "2",
-        "--raw-seconds",
-        "1",
-        "--json",
-    ]);
+    // One second at 200 requests/s over four connections.
+    let open_loop = |extra: &[&str]| {
+        let mut args =
+            vec!["--rate", "200", "--seconds", "1", "--connections", "4", "--raw-seconds", "1"];
+        args.extend_from_slice(extra);
+        args.push("--json");
+        bench_json(&args)
+    };
+    let last = open_loop(&["--grants", "2"]);
     for key in [
         "offered_rate",
         "achieved_rate",
@@ -305,18 +301,7 @@ fn bench_reports_the_documented_json() {
 
     // The floor: identity requests through both daemons, no grant, no KMS call, no signature.
     // At 200 requests/s each one finds both daemons asleep, so each wakes both at least once.
-    let floor = bench_json(&[
-        "--floor",
-        "--rate",
-        "200",
-        "--seconds",
-        "1",
-        "--connections",
-        "4",
-        "--raw-seconds",
-        "1",
-        "--json",
-    ]);
+    let floor = open_loop(&["--floor"]);
     assert_eq!(floor["workload"], "floor", "{floor}");
     assert_eq!(
         (floor["errors"].as_u64(), floor["kms_calls"].as_u64()),

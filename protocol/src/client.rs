@@ -35,12 +35,22 @@ pub enum ClientError {
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Outcome>>>>;
 
-/// One open, multiplexed connection.
+/// One open, multiplexed connection. Dropping it closes the socket in both directions.
 pub struct Connection {
     tx: mpsc::Sender<Zeroizing<Vec<u8>>>,
     pending: Pending,
     next_id: AtomicU64,
     closed: Arc<AtomicBool>,
+    reader: tokio::task::AbortHandle,
+}
+
+impl Drop for Connection {
+    /// The writer task ends with the queue; the reader task would otherwise keep its half (and,
+    /// on vsock, whose write half does not shut down on drop, the whole socket) open until the
+    /// enclave hung up. Nobody can be waiting for a response: callers hold the connection.
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 #[derive(Serialize)]
@@ -73,7 +83,7 @@ impl Connection {
 
         let reader_pending = Arc::clone(&pending);
         let reader_closed = Arc::clone(&closed);
-        tokio::spawn(async move {
+        let reader_task = tokio::spawn(async move {
             while let Ok(Some(frame)) = read_frame(&mut reader, MAX_FRAME_LEN).await {
                 match decode::<Response>(&frame) {
                     Ok(response) => {
@@ -94,7 +104,13 @@ impl Connection {
             reader_pending.lock().clear();
         });
 
-        let connection = Self { tx, pending, next_id: AtomicU64::new(1), closed };
+        let connection = Self {
+            tx,
+            pending,
+            next_id: AtomicU64::new(1),
+            closed,
+            reader: reader_task.abort_handle(),
+        };
         match connection.call(&Op::Hello { version: PROTOCOL_VERSION }, timeout).await? {
             Outcome::Ok(Reply::Hello { version, .. }) if version == PROTOCOL_VERSION => {
                 Ok(connection)
@@ -269,5 +285,55 @@ impl EnclaveClient {
             self.connected.store(false, Ordering::Release);
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::write_frame;
+    use crate::messages::Request;
+    use tokio::io::AsyncWriteExt as _;
+
+    #[tokio::test]
+    async fn dropping_a_connection_closes_the_socket_both_ways() {
+        let dir = std::env::temp_dir().join(format!("client-drop-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let endpoint = Endpoint::Unix(dir.join("e.sock"));
+        let listener = crate::Listener::bind(&endpoint).await.unwrap();
+        let (dropped_tx, dropped_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (reader, mut writer) = stream.into_split();
+            let mut reader = tokio::io::BufReader::new(reader);
+            let hello = read_frame(&mut reader, MAX_FRAME_LEN).await.unwrap().unwrap();
+            let request: Request = decode(&hello).unwrap();
+            let reply = Outcome::Ok(Reply::Hello {
+                version: PROTOCOL_VERSION,
+                enclave_version: "test".into(),
+            });
+            let frame = encode(&Response { id: request.id, outcome: reply }, 64).unwrap();
+            write_frame(&mut writer, &frame).await.unwrap();
+            writer.flush().await.unwrap();
+            dropped_rx.await.unwrap();
+            // Once the client is gone, writing must fail: nobody reads this socket any more.
+            let outcome = Outcome::Ok(Reply::Revoked { dropped: 0 });
+            let unsolicited = encode(&Response { id: 99, outcome }, 64);
+            let unsolicited = unsolicited.unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                let sent = write_frame(&mut writer, &unsolicited).await;
+                if sent.is_err() || writer.flush().await.is_err() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        });
+        let connection = Connection::open(&endpoint, Duration::from_secs(5)).await.unwrap();
+        drop(connection);
+        dropped_tx.send(()).unwrap();
+        assert!(server.await.unwrap(), "the dropped connection's socket still accepted writes");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

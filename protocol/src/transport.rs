@@ -26,9 +26,12 @@ pub enum Stream {
 }
 
 impl Stream {
-    /// Splits into owned halves that share no lock, so a connection's reader and writer tasks
-    /// never contend (`tokio::io::split` guards both halves with one mutex, which cost a futex
-    /// wait and wake per request when the two tasks ran on different threads).
+    /// Splits into owned halves. A Unix stream's halves share no lock, so a connection's reader
+    /// and writer tasks never contend (`tokio::io::split` guards both halves with one mutex,
+    /// which cost about one futex wait and wake per request when the two tasks ran on different
+    /// threads). tokio-vsock 0.7's owned halves still wrap `tokio::io::split`, so on vsock they
+    /// share that lock as before. Dropping a Unix write half shuts the write direction down; a
+    /// vsock write half does not, so the socket closes when both halves are gone.
     pub fn into_split(self) -> (BoxedReader, BoxedWriter) {
         match self {
             Self::Unix(s) => {

@@ -9,31 +9,18 @@ use sha2::{Digest, Sha256};
 
 /// 16-byte ids as UUID text (`8-4-4-4-12` lower-case hex).
 pub fn uuid_text(id: &[u8; 16]) -> String {
-    let h = hex::encode(id);
-    format!(
-        "{}-{}-{}-{}-{}",
-        h.get(0..8).unwrap_or_default(),
-        h.get(8..12).unwrap_or_default(),
-        h.get(12..16).unwrap_or_default(),
-        h.get(16..20).unwrap_or_default(),
-        h.get(20..32).unwrap_or_default()
-    )
+    uuid::Uuid::from_bytes(*id).hyphenated().to_string()
 }
 
-/// Parses UUID text (hyphenated or 32 hex digits) into 16 bytes.
+/// Parses UUID text into 16 bytes: hyphenated (36 characters) or 32 hex digits, nothing else
+/// (braced and `urn:uuid:` forms, which `uuid::Uuid::parse_str` would take, are refused).
 pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
-    let hexdigits: String = if text.len() == 36 {
-        let parts: Vec<&str> = text.split('-').collect();
-        if parts.iter().map(|p| p.len()).collect::<Vec<_>>() != [8, 4, 4, 4, 12] {
-            return None;
-        }
-        parts.concat()
-    } else {
-        text.to_string()
-    };
-    let mut out = [0u8; 16];
-    hex::decode_to_slice(hexdigits, &mut out).ok()?;
-    Some(out)
+    match text.len() {
+        32 => uuid::fmt::Simple::from_str(text).ok().map(uuid::fmt::Simple::into_uuid),
+        36 => uuid::fmt::Hyphenated::from_str(text).ok().map(uuid::fmt::Hyphenated::into_uuid),
+        _ => None,
+    }
+    .map(uuid::Uuid::into_bytes)
 }
 
 /// An enclave instance: `SHA-256("signer/enclave-id/v1" ‖ recipient SPKI DER)[..16]`, derived from
@@ -59,7 +46,7 @@ impl EnclaveId {
 
 impl fmt::Display for EnclaveId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&uuid_text(&self.0))
+        fmt::Display::fmt(&uuid::Uuid::from_bytes(self.0).hyphenated(), f)
     }
 }
 
@@ -137,10 +124,16 @@ mod tests {
             "7a1c4a9e-5d2b-4c1e-9f3a-2b6d8e0f1a2",
             "7a1c4a9e5d2b-4c1e-9f3a-2b6d-8e0f1a2b",
             "zz1c4a9e-5d2b-4c1e-9f3a-2b6d8e0f1a2b",
+            "{7a1c4a9e-5d2b-4c1e-9f3a-2b6d8e0f1a2b}",
+            "urn:uuid:7a1c4a9e-5d2b-4c1e-9f3a-2b6d8e0f1a2b",
+            "7a1c4a9e+5d2b+4c1e+9f3a+2b6d8e0f1a2b",
+            "7a1c4a9e5-d2b-4c1e-9f3a-2b6d8e0f1a2b",
+            "7a1c4a9e-5d2b-4c1e-9f3a-2b6d8e0f1a2b-",
         ] {
             assert_eq!(parse_uuid(bad), None, "{bad}");
         }
         let e = EnclaveId(id);
+        assert_eq!(e.to_string(), uuid_text(&id));
         assert_eq!(serde_json::to_string(&e).unwrap(), "\"7a1c4a9e-5d2b-4c1e-9f3a-2b6d8e0f1a2b\"");
         let mut cbor = Vec::new();
         ciborium::into_writer(&e, &mut cbor).unwrap();

@@ -25,6 +25,8 @@ pub enum ClientError {
     Closed { sent: bool },
     #[error("the enclave did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("the enclave refused the connection: {0}")]
+    Refused(String),
     #[error("protocol version mismatch: parent speaks {ours}, enclave {theirs}")]
     Version { ours: u32, theirs: u32 },
     #[error("protocol error: {0}")]
@@ -33,7 +35,16 @@ pub enum ClientError {
     Backoff(Duration),
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Outcome>>>>;
+/// Requests awaiting their response, and whether the connection has ended.
+#[derive(Default)]
+struct Waiters {
+    by_id: HashMap<u64, oneshot::Sender<Outcome>>,
+    /// Set (under the same lock) when the reader stops, so no request can start waiting on a
+    /// connection that will never answer: `Some(Some(reason))` if the enclave said why.
+    ended: Option<Option<Outcome>>,
+}
+
+type Pending = Arc<Mutex<Waiters>>;
 
 /// One open, multiplexed connection. Dropping it closes the socket in both directions.
 pub struct Connection {
@@ -72,7 +83,7 @@ impl Connection {
         // Buffered: one read syscall carries many response frames under load.
         let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, reader);
         let (tx, mut rx) = mpsc::channel::<Zeroizing<Vec<u8>>>(1024);
-        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let pending: Pending = Arc::new(Mutex::new(Waiters::default()));
         let closed = Arc::new(AtomicBool::new(false));
 
         let writer_closed = Arc::clone(&closed);
@@ -84,11 +95,18 @@ impl Connection {
         let reader_pending = Arc::clone(&pending);
         let reader_closed = Arc::clone(&closed);
         let reader_task = tokio::spawn(async move {
+            // An error the enclave sent for no request (id 0: a refused connection, an oversized
+            // frame); if the connection then ends, it is why, and every waiter gets it.
+            let mut connection_error: Option<Outcome> = None;
             while let Ok(Some(frame)) = read_frame(&mut reader, MAX_FRAME_LEN).await {
                 match decode::<Response>(&frame) {
                     Ok(response) => {
-                        if let Some(waiter) = reader_pending.lock().remove(&response.id) {
+                        let waiter = reader_pending.lock().by_id.remove(&response.id);
+                        if let Some(waiter) = waiter {
                             let _ = waiter.send(response.outcome);
+                        } else if let (0, Outcome::Err(e)) = (response.id, &response.outcome) {
+                            tracing::warn!(code = e.code.as_str(), message = %e.message, "the enclave reported a connection error");
+                            connection_error = Some(response.outcome);
                         } else {
                             tracing::warn!(id = response.id, "response for an unknown request");
                         }
@@ -100,8 +118,14 @@ impl Connection {
                 }
             }
             reader_closed.store(true, Ordering::Release);
-            // Dropping the senders wakes every waiter with `Closed`.
-            reader_pending.lock().clear();
+            // Dropping the senders wakes every waiter with `Closed`, unless the enclave said why.
+            let mut waiters = reader_pending.lock();
+            for (_, waiter) in waiters.by_id.drain() {
+                if let Some(reason) = &connection_error {
+                    let _ = waiter.send(reason.clone());
+                }
+            }
+            waiters.ended = Some(connection_error);
         });
 
         let connection = Self {
@@ -118,7 +142,7 @@ impl Connection {
             Outcome::Ok(Reply::Hello { version, .. }) => {
                 Err(ClientError::Version { ours: PROTOCOL_VERSION, theirs: version })
             }
-            Outcome::Err(e) => Err(ClientError::Protocol(e.message)),
+            Outcome::Err(e) => Err(ClientError::Refused(e.message)),
             Outcome::Ok(other) => {
                 Err(ClientError::Protocol(format!("unexpected hello reply {other:?}")))
             }
@@ -132,9 +156,6 @@ impl Connection {
 
     /// Sends one request and waits up to `timeout` for its outcome.
     pub async fn call(&self, op: &Op, timeout: Duration) -> Result<Outcome, ClientError> {
-        if self.is_closed() {
-            return Err(ClientError::Closed { sent: false });
-        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let size_hint = match op {
             Op::Sign(s) => {
@@ -169,16 +190,25 @@ impl Connection {
             )));
         }
         let (waiter, result) = oneshot::channel();
-        self.pending.lock().insert(id, waiter);
+        {
+            let mut waiters = self.pending.lock();
+            match &waiters.ended {
+                Some(Some(reason)) => return Ok(reason.clone()),
+                Some(None) => return Err(ClientError::Closed { sent: false }),
+                // The writer failed: the request could not be sent.
+                None if self.is_closed() => return Err(ClientError::Closed { sent: false }),
+                None => waiters.by_id.insert(id, waiter),
+            };
+        }
         if self.tx.send(frame).await.is_err() {
-            self.pending.lock().remove(&id);
+            self.pending.lock().by_id.remove(&id);
             return Err(ClientError::Closed { sent: false });
         }
         match tokio::time::timeout(timeout, result).await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(_)) => Err(ClientError::Closed { sent: true }),
             Err(_) => {
-                self.pending.lock().remove(&id);
+                self.pending.lock().by_id.remove(&id);
                 Err(ClientError::Timeout(timeout))
             }
         }
@@ -186,7 +216,7 @@ impl Connection {
 
     /// Requests awaiting a response.
     pub fn in_flight(&self) -> usize {
-        self.pending.lock().len()
+        self.pending.lock().by_id.len()
     }
 }
 
@@ -295,35 +325,102 @@ mod tests {
     use crate::messages::Request;
     use tokio::io::AsyncWriteExt as _;
 
-    #[tokio::test]
-    async fn dropping_a_connection_closes_the_socket_both_ways() {
-        let dir = std::env::temp_dir().join(format!("client-drop-test-{}", std::process::id()));
+    /// A Unix listener standing in for the enclave, in a fresh directory.
+    async fn fake_enclave(name: &str) -> (Endpoint, crate::Listener, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("client-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let endpoint = Endpoint::Unix(dir.join("e.sock"));
         let listener = crate::Listener::bind(&endpoint).await.unwrap();
+        (endpoint, listener, dir)
+    }
+
+    /// Accepts one connection and answers its `hello`.
+    async fn accept_and_greet(listener: &crate::Listener) -> crate::BoxedWriter {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (reader, mut writer) = stream.into_split();
+        let mut reader = tokio::io::BufReader::new(reader);
+        let hello = read_frame(&mut reader, MAX_FRAME_LEN).await.unwrap().unwrap();
+        let request: Request = decode(&hello).unwrap();
+        let reply =
+            Outcome::Ok(Reply::Hello { version: PROTOCOL_VERSION, enclave_version: "test".into() });
+        send(&mut writer, request.id, reply).await.unwrap();
+        // The read half is dropped: nothing more is read from this client.
+        writer
+    }
+
+    async fn send(
+        writer: &mut crate::BoxedWriter,
+        id: u64,
+        outcome: Outcome,
+    ) -> std::io::Result<()> {
+        let frame = encode(&Response { id, outcome }, 64).unwrap();
+        write_frame(writer, &frame).await.map_err(std::io::Error::other)?;
+        writer.flush().await
+    }
+
+    fn too_many(limit: u32) -> Outcome {
+        let code = signer_types::error::ErrorCode::EnclaveUnavailable;
+        Outcome::Err(crate::ErrorReply::new(code, format!("too many connections (limit {limit})")))
+    }
+
+    /// The enclave's refusal (an id-0 error, then the socket closes) reaches the caller as the
+    /// reason, never as a timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_connection_reports_the_enclaves_reason() {
+        let (endpoint, listener, dir) = fake_enclave("refused").await;
+        let attempts = 20;
+        let server = tokio::spawn(async move {
+            for _ in 0..attempts {
+                let (stream, _) = listener.accept().await.unwrap();
+                let (_, mut writer) = stream.into_split();
+                send(&mut writer, 0, too_many(1)).await.unwrap();
+            }
+        });
+        for attempt in 0..attempts {
+            let refused = Connection::open(&endpoint, Duration::from_secs(5)).await.err();
+            assert_eq!(
+                refused.map(|e| e.to_string()),
+                Some("the enclave refused the connection: too many connections (limit 1)".into()),
+                "attempt {attempt}"
+            );
+        }
+        server.await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A request made after the enclave ended the connection with a reason gets that reason at
+    /// once; it never waits on a connection nobody reads.
+    #[tokio::test]
+    async fn a_request_on_a_connection_the_enclave_ended_gets_its_reason() {
+        let (endpoint, listener, dir) = fake_enclave("ended").await;
+        let server = tokio::spawn(async move {
+            let mut writer = accept_and_greet(&listener).await;
+            send(&mut writer, 0, too_many(2)).await.unwrap();
+        });
+        let connection = Connection::open(&endpoint, Duration::from_secs(5)).await.unwrap();
+        server.await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !connection.is_closed() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(connection.is_closed());
+        let outcome = connection.call(&Op::Status, Duration::from_secs(5)).await;
+        assert_eq!(outcome, Ok(too_many(2)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn dropping_a_connection_closes_the_socket_both_ways() {
+        let (endpoint, listener, dir) = fake_enclave("drop").await;
         let (dropped_tx, dropped_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            let (stream, _) = listener.accept().await.unwrap();
-            let (reader, mut writer) = stream.into_split();
-            let mut reader = tokio::io::BufReader::new(reader);
-            let hello = read_frame(&mut reader, MAX_FRAME_LEN).await.unwrap().unwrap();
-            let request: Request = decode(&hello).unwrap();
-            let reply = Outcome::Ok(Reply::Hello {
-                version: PROTOCOL_VERSION,
-                enclave_version: "test".into(),
-            });
-            let frame = encode(&Response { id: request.id, outcome: reply }, 64).unwrap();
-            write_frame(&mut writer, &frame).await.unwrap();
-            writer.flush().await.unwrap();
+            let mut writer = accept_and_greet(&listener).await;
             dropped_rx.await.unwrap();
             // Once the client is gone, writing must fail: nobody reads this socket any more.
-            let outcome = Outcome::Ok(Reply::Revoked { dropped: 0 });
-            let unsolicited = encode(&Response { id: 99, outcome }, 64);
-            let unsolicited = unsolicited.unwrap();
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
-                let sent = write_frame(&mut writer, &unsolicited).await;
-                if sent.is_err() || writer.flush().await.is_err() {
+                if send(&mut writer, 99, Outcome::Ok(Reply::Revoked { dropped: 0 })).await.is_err()
+                {
                     return true;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;

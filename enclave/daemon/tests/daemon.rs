@@ -666,6 +666,44 @@ async fn a_thousand_concurrent_requests_over_sixteen_connections() {
     assert_eq!(s.connections, 17);
 }
 
+/// Opens a connection, retrying while the readiness probe's connection still holds a slot.
+async fn connect_when_a_slot_frees(d: &Daemon) -> Connection {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        match Connection::open(&d.endpoint(), TIMEOUT).await {
+            Ok(c) => return c,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("no slot freed up: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_over_the_limit_is_refused_with_the_limit_and_the_others_keep_serving() {
+    let d = Daemon::start_with("limit", |c| c.max_connections = 2);
+    let first = connect_when_a_slot_frees(&d).await;
+    let second = connect_when_a_slot_frees(&d).await;
+    let refused = Connection::open(&d.endpoint(), TIMEOUT).await.err();
+    assert_eq!(
+        refused.map(|e| e.to_string()),
+        Some("the enclave refused the connection: too many connections (limit 2)".to_string()),
+        "the client learns why, not just that the socket closed"
+    );
+    // The two admitted connections keep serving.
+    for c in [&first, &second] {
+        let Reply::Status(s) = ok(c, Op::Status).await else { panic!() };
+        assert_eq!(s.connections, 2);
+    }
+    // Closing one frees its slot for a new connection.
+    drop(first);
+    let third = connect_when_a_slot_frees(&d).await;
+    let Reply::Status(s) = ok(&third, Op::Status).await else { panic!() };
+    assert_eq!(s.connections, 2);
+    assert!(d.log().contains("connection refused: too many connections"), "{}", d.log());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
     let mut d = Daemon::start("shutdown");

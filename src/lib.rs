@@ -210,6 +210,32 @@ pub fn scheduled_record(
     Ok((record, agent))
 }
 
+/// A scheduled transfer of `lamports` to a fresh destination, sealed for a fresh wallet and
+/// agent seed, and the transaction that carries it out.
+pub struct ScheduledTransfer {
+    pub record: Vec<u8>,
+    pub agent: Pubkey,
+    pub destination: Pubkey,
+    pub transaction: Vec<u8>,
+}
+
+impl ScheduledTransfer {
+    pub fn new(kms_spki: &[u8], lamports: u64, schedule: Schedule) -> Result<Self, String> {
+        let destination = Pubkey(random::<32>());
+        let intent = Intent { destination: destination.0, mint: [0; 32], amount: lamports };
+        let (record, agent) =
+            scheduled_record(kms_spki, Pubkey(random::<32>()), random::<32>(), intent, schedule)?;
+        let transaction =
+            signer_sim::tx::legacy_transfer(&agent, &destination, lamports, random::<32>());
+        Ok(Self { record, agent, destination, transaction })
+    }
+
+    /// The `POST /v1/scheduled/sign` body for `transaction` (usually [`Self::transaction`]).
+    pub fn body(&self, transaction: &[u8], request_id: &str) -> Value {
+        json!({"scheduled_record": b64(&self.record), "transaction": b64(transaction), "request_id": request_id})
+    }
+}
+
 /// A vault record sealed outside any enclave around a UMK the caller knows (what a browser does
 /// for an import, and what a compromised host would try to pass off as an enclave's vault).
 pub fn sealed_vault(

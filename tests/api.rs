@@ -441,9 +441,6 @@ fn scheduled_sign_over_http() {
     let stack = start("scheduled").unwrap();
     let api = stack.api();
     let kms_spki = stack.kms_public_key().unwrap();
-    let dest = enclave_core::Pubkey(random::<32>());
-    let intent =
-        enclave_core::policy::Intent { destination: dest.0, mint: [0; 32], amount: 123_456 };
     let schedule = Schedule {
         not_before: now() - 10,
         not_after: now() + 3600,
@@ -451,16 +448,9 @@ fn scheduled_sign_over_http() {
         created_at: now() - 10,
         enclave_id: enclave_id(&api).unwrap(),
     };
-    let (record, agent) = scheduled_record(
-        &kms_spki,
-        enclave_core::Pubkey(random::<32>()),
-        random::<32>(),
-        intent,
-        schedule,
-    )
-    .unwrap();
-    let tx = signer_sim::tx::legacy_transfer(&agent, &dest, 123_456, random::<32>());
-    let body = |tx: &[u8], id: &str| json!({"scheduled_record": b64(&record), "transaction": b64(tx), "request_id": id});
+    let scheduled = ScheduledTransfer::new(&kms_spki, 123_456, schedule).unwrap();
+    let tx = scheduled.transaction.clone();
+    let body = |tx: &[u8], id: &str| scheduled.body(tx, id);
     let id = request_id();
     // A routing header naming another enclave is refused before anything is decided.
     let elsewhere = enclave_core::EnclaveId::from_recipient_key(b"another enclave").to_string();
@@ -476,11 +466,9 @@ fn scheduled_sign_over_http() {
     let route = schedule.enclave_id.to_string();
     assert_eq!(r.header("x-signer-route"), Some(route.as_str()));
     // A record bound to another enclave instance is refused by this one.
-    let (foreign, foreign_agent) = scheduled_record(
+    let foreign = ScheduledTransfer::new(
         &kms_spki,
-        enclave_core::Pubkey(random::<32>()),
-        random::<32>(),
-        intent,
+        123_456,
         Schedule {
             created_at: now(),
             enclave_id: enclave_core::EnclaveId::from_recipient_key(b"another enclave"),
@@ -488,29 +476,21 @@ fn scheduled_sign_over_http() {
         },
     )
     .unwrap();
-    let foreign_tx =
-        signer_sim::tx::legacy_transfer(&foreign_agent, &dest, 123_456, random::<32>());
-    let r = api
-        .post(
-            "/v1/scheduled/sign",
-            &json!({"scheduled_record": b64(&foreign), "transaction": b64(&foreign_tx), "request_id": request_id()}),
-        )
-        .unwrap();
+    let r =
+        api.post("/v1/scheduled/sign", &foreign.body(&foreign.transaction, &request_id())).unwrap();
     assert_eq!((r.status, r.code()), (421, Some("wrong_enclave")), "{}", r.body);
     // Single use.
     let r = api.post("/v1/scheduled/sign", &body(&tx, &request_id())).unwrap();
     assert_eq!((r.status, r.code()), (409, Some("replayed_request")));
     // Not the intent.
-    let (record2, agent2) = scheduled_record(
-        &kms_spki,
-        enclave_core::Pubkey(random::<32>()),
+    let second = ScheduledTransfer::new(&kms_spki, 123_456, schedule).unwrap();
+    let wrong = signer_sim::tx::legacy_transfer(
+        &second.agent,
+        &second.destination,
+        123_457,
         random::<32>(),
-        intent,
-        schedule,
-    )
-    .unwrap();
-    let wrong = signer_sim::tx::legacy_transfer(&agent2, &dest, 123_457, random::<32>());
-    let r = api.post("/v1/scheduled/sign", &json!({"scheduled_record": b64(&record2), "transaction": b64(&wrong), "request_id": request_id()})).unwrap();
+    );
+    let r = api.post("/v1/scheduled/sign", &second.body(&wrong, &request_id())).unwrap();
     assert_eq!((r.status, r.body["rule"].as_str()), (403, Some("intent_mismatch")), "{}", r.body);
     let v: Value = r.body;
     assert_eq!(v["code"], "policy_denied");

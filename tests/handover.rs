@@ -193,8 +193,6 @@ fn a_grant_is_usable_on_exactly_one_enclave() {
     assert_ne!(b_id.to_string(), w.enclave_id);
     // And a scheduled record for A is single-use on A only.
     let kms_spki = stack.kms_public_key().unwrap();
-    let dest = enclave_core::Pubkey(random::<32>());
-    let intent = enclave_core::policy::Intent { destination: dest.0, mint: [0; 32], amount: 5 };
     let schedule = Schedule {
         not_before: now() - 10,
         not_after: now() + 600,
@@ -202,16 +200,8 @@ fn a_grant_is_usable_on_exactly_one_enclave() {
         created_at: now(),
         enclave_id: enclave_id(&api).unwrap(),
     };
-    let (record, agent) = scheduled_record(
-        &kms_spki,
-        enclave_core::Pubkey(random::<32>()),
-        random::<32>(),
-        intent,
-        schedule,
-    )
-    .unwrap();
-    let tx = signer_sim::tx::legacy_transfer(&agent, &dest, 5, random::<32>());
-    let body = json!({"scheduled_record": b64(&record), "transaction": b64(&tx), "request_id": request_id()});
+    let scheduled = ScheduledTransfer::new(&kms_spki, 5, schedule).unwrap();
+    let body = scheduled.body(&scheduled.transaction, &request_id());
     let r = api_b.post("/v1/scheduled/sign", &body).unwrap();
     assert_eq!((r.status, r.code()), (421, Some("wrong_enclave")), "{}", r.body);
     let r = api.post("/v1/scheduled/sign", &body).unwrap();

@@ -6,7 +6,6 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use enclave_core::Pubkey;
 use serde_json::json;
 use signer_e2e::*;
 
@@ -189,8 +188,6 @@ fn spec_flows_end_to_end() {
     // The kill switch stops everything, including scheduled transfers.
     assert_eq!(admin.post("/v1/kill-switch", &json!({"engaged": true})).unwrap().status, 200);
     let kms_spki = stack.kms_public_key().unwrap();
-    let dest = Pubkey(random::<32>());
-    let intent = enclave_core::policy::Intent { destination: dest.0, mint: [0; 32], amount: 9 };
     let schedule = Schedule {
         not_before: now() - 1,
         not_after: now() + 60,
@@ -198,11 +195,8 @@ fn spec_flows_end_to_end() {
         created_at: now() - 1,
         enclave_id: enclave_id(&api).unwrap(),
     };
-    let (sched, agent) =
-        scheduled_record(&kms_spki, Pubkey(random::<32>()), random::<32>(), intent, schedule)
-            .unwrap();
-    let stx = signer_sim::tx::legacy_transfer(&agent, &dest, 9, random::<32>());
-    let body = json!({"scheduled_record": b64(&sched), "transaction": b64(&stx), "request_id": request_id()});
+    let scheduled = ScheduledTransfer::new(&kms_spki, 9, schedule).unwrap();
+    let body = scheduled.body(&scheduled.transaction, &request_id());
     assert_eq!(api.post("/v1/scheduled/sign", &body).unwrap().code(), Some("kill_switch"));
     assert_eq!(admin.post("/v1/kill-switch", &json!({"engaged": false})).unwrap().status, 200);
     assert_eq!(api.post("/v1/scheduled/sign", &body).unwrap().status, 200);

@@ -26,6 +26,11 @@ impl Reply {
     pub fn str(&self, key: &str) -> String {
         self.body.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
     }
+
+    /// `body[key]` as an unsigned number (0 if absent).
+    pub fn u64(&self, key: &str) -> u64 {
+        self.body.get(key).and_then(Value::as_u64).unwrap_or(0)
+    }
 }
 
 /// The API at `base` (e.g. `http://127.0.0.1:8787`) with a bearer token.

@@ -143,8 +143,8 @@ impl User {
         Ok(Message {
             message: r.str("message"),
             nonce: r.str("nonce"),
-            issued_at: r.body.get("issued_at").and_then(Value::as_u64).unwrap_or(0),
-            expires_at: r.body.get("expires_at").and_then(Value::as_u64).unwrap_or(0),
+            issued_at: r.u64("issued_at"),
+            expires_at: r.u64("expires_at"),
             enclave_id: r.str("enclave_id"),
         })
     }
@@ -182,8 +182,8 @@ impl User {
         Ok(Grant {
             grant_id: r.str("grant_id"),
             record: r.str("grant_record"),
-            issued_at: r.body.get("issued_at").and_then(Value::as_u64).unwrap_or(0),
-            expires_at: r.body.get("expires_at").and_then(Value::as_u64).unwrap_or(0),
+            issued_at: r.u64("issued_at"),
+            expires_at: r.u64("expires_at"),
             enclave_id: r.str("enclave_id"),
             message: message.message,
         })

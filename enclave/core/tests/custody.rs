@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use common::*;
-use enclave_core::authorization::{self, MessageFields, Purpose};
+use enclave_core::authorization;
 use enclave_core::enclave::{
     AuthorizeGrant, CreateAgent, CreateGrant, ImportVault, NewAgentKind, VaultProof,
 };
@@ -128,22 +128,7 @@ fn each_refusal_of_an_authorization_has_its_own_code_and_seals_nothing() {
         let mut d = domain();
         d.domain = other.domain.into();
         d.chain_id = other.chain_id.into();
-        let message = authorization::render(
-            &d,
-            &MessageFields {
-                wallet: s.wallet,
-                enclave: f.enclave.id(),
-                nonce: &signed.nonce,
-                issued_at: signed.issued_at,
-                purpose: Purpose::Grant {
-                    bot_id: terms.bot_id,
-                    agent: terms.agent_pubkey,
-                    ttl_seconds: terms.ttl_seconds,
-                    policy: &terms.policy,
-                },
-            },
-        )
-        .unwrap();
+        let message = f.grant_message(&d, &terms, &signed.nonce, signed.issued_at);
         signed.signature = s.user.sign(&message);
         assert_eq!(code(submit(&f, &s, &signed)), ErrorCode::AuthorizationSignatureInvalid);
     }

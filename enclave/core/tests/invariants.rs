@@ -626,28 +626,12 @@ fn kill_switch_revocation_and_expiry_refuse_before_signing() {
 /// grant's window.
 #[test]
 fn clock_skew_between_enclaves_is_bounded() {
-    use enclave_core::authorization::{MessageFields, Purpose, render};
     use enclave_core::enclave::{CreateGrant, VaultProof};
     let f = fixture();
     let s = f.setup(44, policy());
     let terms = f.terms(s.wallet, s.agent.agent_pubkey, policy(), 600);
     let attempt = |issued_at: u64, nonce: &str| {
-        let message = render(
-            &domain(),
-            &MessageFields {
-                wallet: s.wallet,
-                enclave: f.enclave.id(),
-                nonce,
-                issued_at,
-                purpose: Purpose::Grant {
-                    bot_id: terms.bot_id,
-                    agent: terms.agent_pubkey,
-                    ttl_seconds: terms.ttl_seconds,
-                    policy: &terms.policy,
-                },
-            },
-        )
-        .unwrap();
+        let message = f.grant_message(&domain(), &terms, nonce, issued_at);
         let signature = s.user.sign(&message);
         f.unlocked(|envelope| {
             f.enclave.create_grant(&CreateGrant {

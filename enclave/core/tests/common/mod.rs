@@ -305,6 +305,33 @@ impl Fixture {
         AuthorizeGrant { wallet, bot_id: BOT, agent_pubkey: agent, ttl_seconds: ttl, policy }
     }
 
+    /// The grant message `terms` would get from this enclave under `domain`, with this nonce and
+    /// time: what a wallet signs (or what a message for another deployment looks like).
+    pub fn grant_message(
+        &self,
+        domain: &MessageDomain,
+        terms: &AuthorizeGrant,
+        nonce: &str,
+        issued_at: u64,
+    ) -> String {
+        enclave_core::authorization::render(
+            domain,
+            &enclave_core::authorization::MessageFields {
+                wallet: terms.wallet,
+                enclave: self.enclave.id(),
+                nonce,
+                issued_at,
+                purpose: enclave_core::authorization::Purpose::Grant {
+                    bot_id: terms.bot_id,
+                    agent: terms.agent_pubkey,
+                    ttl_seconds: terms.ttl_seconds,
+                    policy: &terms.policy,
+                },
+            },
+        )
+        .unwrap()
+    }
+
     /// The user authorizes the grant: the enclave renders the message, the wallet signs it, the
     /// enclave creates the grant.
     pub fn try_grant(

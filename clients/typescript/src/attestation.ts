@@ -12,7 +12,7 @@ import { p384 } from "@noble/curves/nist.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 
 import { awsNitroRootG1 } from "./aws-root.js";
-import { type Bytes, equalBytes, fromBase64, fromHex, toHex, utf8 } from "./bytes.js";
+import { type Bytes, concat, equalBytes, fromBase64, fromHex, toHex, utf8 } from "./bytes.js";
 import { type CborValue, CborError, cborEqual, decodeCbor } from "./cbor.js";
 import { RecordError, parseRecordHeader, provenanceUserData } from "./records.js";
 import { type Certificate, CertificateError, OIDS, parseCertificate } from "./x509.js";
@@ -192,7 +192,7 @@ function cborHead(major: number, len: number): Bytes {
 /** `["Signature1", protected, h'', payload]` (RFC 9052 §4.4): what the ES384 signature covers. */
 export function coseSigStructure(protectedHeader: Bytes, payload: Bytes): Bytes {
   const context = utf8("Signature1");
-  const parts = [
+  return concat(
     Uint8Array.of(0x84),
     cborHead(3, context.length),
     context,
@@ -201,14 +201,7 @@ export function coseSigStructure(protectedHeader: Bytes, payload: Bytes): Bytes 
     cborHead(2, 0),
     cborHead(2, payload.length),
     payload,
-  ];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  );
 }
 
 /** A certificate of a verified chain, for display. */

@@ -64,6 +64,19 @@ async function open(key: Uint8Array, iv: Uint8Array, sealed: Uint8Array, aad: Ui
 const doc = docBlocks();
 const WALLET = "4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T";
 
+/** A valid scheduled record's parameters (the KMS key is generated before the tests). */
+const scheduledParams = () => ({
+  kmsPublicKey: spki,
+  wallet: WALLET,
+  agentSeed: new Uint8Array(32).fill(7),
+  not_before: 1_767_268_800,
+  not_after: 1_767_268_800 + 3600,
+  max_fee_lamports: 5000,
+  intent: { destination: WALLET, amount: 1 },
+  created_at: 1_767_268_800,
+  enclave_id: "e0e1e2e3-e4e5-e6e7-e8e9-eaebecedeeef",
+});
+
 describe("sealing (docs/records.md worked examples)", () => {
   before(async () => {
     kms = await crypto.subtle.generateKey(
@@ -157,17 +170,7 @@ describe("sealing (docs/records.md worked examples)", () => {
   });
 
   it("draws fresh keys, IVs and ids by default", async () => {
-    const params = {
-      kmsPublicKey: spki,
-      wallet: WALLET,
-      agentSeed: new Uint8Array(32).fill(7),
-      not_before: 1767268800,
-      not_after: 1767268800 + 3600,
-      max_fee_lamports: 5000,
-      intent: { destination: WALLET, amount: 1 },
-      created_at: 1767268800,
-      enclave_id: "e0e1e2e3-e4e5-e6e7-e8e9-eaebecedeeef",
-    };
+    const params = scheduledParams();
     const a = await sealScheduledRecord(params);
     const b = await sealScheduledRecord(params);
     assert.notEqual(a.schedule_id, b.schedule_id);
@@ -175,17 +178,7 @@ describe("sealing (docs/records.md worked examples)", () => {
   });
 
   it("refuses windows and keys the enclave would refuse", async () => {
-    const base = {
-      kmsPublicKey: spki,
-      wallet: WALLET,
-      agentSeed: new Uint8Array(32).fill(7),
-      not_before: 1_767_268_800,
-      not_after: 1_767_268_800 + 3600,
-      max_fee_lamports: 5000,
-      intent: { destination: WALLET, amount: 1 },
-      created_at: 1_767_268_800,
-      enclave_id: "e0e1e2e3-e4e5-e6e7-e8e9-eaebecedeeef",
-    };
+    const base = scheduledParams();
     await assert.rejects(sealScheduledRecord({ ...base, not_after: base.not_before + 48 * 3600 + 1 }), RecordError);
     await assert.rejects(sealScheduledRecord({ ...base, not_after: base.not_before - 1 }), RecordError);
     await assert.rejects(

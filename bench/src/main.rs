@@ -105,13 +105,17 @@ struct ProcStats {
     peak_rss_mib: f64,
 }
 
+/// Clock ticks per second, asked of `getconf` once.
 fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 fn proc_stats(pid: Option<u32>) -> ProcStats {
@@ -169,25 +173,16 @@ fn own_cpu_seconds() -> f64 {
 /// four such hops (client → parent → enclave → parent → client), so this is the floor of what the
 /// machine charges per request before any work is done.
 fn socket_hop_us(duration: Duration) -> Result<f64, String> {
-    use std::io::{Read as _, Write as _};
-    let (mut ping, mut pong) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
-    let echo = std::thread::spawn(move || {
-        let mut byte = [0u8; 1];
-        while pong.read_exact(&mut byte).is_ok() && pong.write_all(&byte).is_ok() {}
-    });
+    let mut echo = open_loop::Echo::start()?;
     let cpu_before = own_cpu_seconds();
     let started = Instant::now();
     let mut round_trips = 0u64;
-    let mut byte = [0u8; 1];
     while started.elapsed() < duration {
-        ping.write_all(&byte)
-            .and_then(|()| ping.read_exact(&mut byte))
-            .map_err(|e| e.to_string())?;
+        echo.round_trip()?;
         round_trips += 1;
     }
     let cpu = own_cpu_seconds() - cpu_before;
-    drop(ping);
-    let _ = echo.join();
+    drop(echo);
     Ok(cpu * 1e6 / (2 * round_trips.max(1)) as f64)
 }
 

@@ -260,31 +260,56 @@ fn problem_code(status: u16, body: &[u8]) -> String {
 /// back, on the open loop's schedule (`rate` per second, latency from the due time), with no
 /// daemon involved. No request through the stack can have a shorter tail than this.
 pub fn socket_probe(rate: f64, duration: Duration) -> Result<hdrhistogram::Histogram<u64>, String> {
-    use std::os::unix::net::UnixStream;
     let _ = nix::sys::prctl::set_timerslack(1_000);
-    let (mut ping, mut pong) = UnixStream::pair().map_err(|e| e.to_string())?;
-    let echo = std::thread::spawn(move || {
-        let _ = nix::sys::prctl::set_timerslack(1_000);
-        let mut byte = [0u8; 1];
-        while pong.read_exact(&mut byte).is_ok() && pong.write_all(&byte).is_ok() {}
-    });
+    let mut echo = Echo::start()?;
     let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
         .map_err(|e| e.to_string())?;
     let total = (rate * duration.as_secs_f64()).ceil() as u64;
     let start = Instant::now();
-    let mut byte = [0u8; 1];
     for k in 0..total {
         let due = start + Duration::from_nanos((k as f64 * 1e9 / rate) as u64);
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);
         }
-        ping.write_all(&byte)
-            .and_then(|()| ping.read_exact(&mut byte))
-            .map_err(|e| e.to_string())?;
+        echo.round_trip()?;
         let _ = histogram.record(Instant::now().saturating_duration_since(due).as_micros() as u64);
     }
-    drop(ping);
-    let _ = echo.join();
     Ok(histogram)
+}
+
+/// One end of a Unix socket pair whose other end, on its own thread, echoes every byte back
+/// (the thread ends when this is dropped): the two socket probes' bare round trip.
+pub struct Echo {
+    ping: std::os::unix::net::UnixStream,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Echo {
+    pub fn start() -> Result<Self, String> {
+        let (ping, mut pong) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
+        let thread = std::thread::spawn(move || {
+            let mut byte = [0u8; 1];
+            while pong.read_exact(&mut byte).is_ok() && pong.write_all(&byte).is_ok() {}
+        });
+        Ok(Self { ping, thread: Some(thread) })
+    }
+
+    /// One byte there and back.
+    pub fn round_trip(&mut self) -> Result<(), String> {
+        let mut byte = [1u8];
+        self.ping
+            .write_all(&byte)
+            .and_then(|()| self.ping.read_exact(&mut byte))
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        let _ = self.ping.shutdown(std::net::Shutdown::Both);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }

@@ -332,7 +332,10 @@ export function isDebugMode(pcrs: Pcrs): boolean {
   return [0, 1, 2].every((i) => (pcrs.get(i) ?? new Uint8Array(0)).every((b) => b === 0));
 }
 
-/** A trusted enclave image: PCR index → value (only the listed indexes are compared). */
+/**
+ * A trusted enclave image: PCR index → value (only the listed indexes are compared). It must list
+ * PCR0, the image hash: an image without it matches no document (as in the Rust verifier).
+ */
 export type TrustedImage = Pcrs | Record<number | string, string>;
 
 function imagePcrs(image: TrustedImage): Pcrs {
@@ -347,11 +350,30 @@ function imagePcrs(image: TrustedImage): Pcrs {
 }
 
 /**
+ * Whether a document's `pcrs` are those of `image`: every PCR the image lists is equal, and the
+ * image lists PCR0 (the image hash). An image without PCR0 matches nothing: otherwise one that
+ * lists, say, only PCR8 would match every image signed with that certificate. Mirrors
+ * `image_matches` in `attestation/src/record.rs`.
+ */
+export function imageMatches(image: Pcrs, pcrs: Pcrs): boolean {
+  return (
+    image.has(0) &&
+    [...image].every(([i, v]) => {
+      const actual = pcrs.get(i);
+      return actual !== undefined && equalBytes(actual, v);
+    })
+  );
+}
+
+/**
  * The trusted image of a `nitro-cli` measurement JSON (`{"Measurements": {"PCR0": "…", …}}`, as
  * `nitro-cli build-enclave` and the simulation's `measurements.json` write it), keeping `indexes`
  * (PCR0, PCR1, PCR2 by default: the image, the kernel and the application).
  */
 export function imageFromMeasurements(json: string | { Measurements: Record<string, string> }, indexes = [0, 1, 2]): Pcrs {
+  if (!indexes.includes(0)) {
+    throw new TypeError(`PCR0 (the image hash) must be among the indexes kept (${indexes.join(", ")}): an image without it matches no document`);
+  }
   const file = typeof json === "string" ? (JSON.parse(json) as { Measurements?: Record<string, string> }) : json;
   const measurements = file.Measurements;
   if (measurements === undefined) throw new TypeError('no "Measurements" object');
@@ -407,16 +429,15 @@ export function verifyAtDocumentTime(
   const verified = verifyParsed(document, trust.root, Math.floor(document.timestamp_ms / 1000));
   if (isDebugMode(document.pcrs)) throw new AttestationError("debug_mode", "the document comes from a debug-mode enclave (PCR0-2 are zero)");
   const images = trust.images.map(imagePcrs);
-  const matches = (image: Pcrs) =>
-    image.size > 0 && [...image].every(([i, v]) => {
-      const actual = document.pcrs.get(i);
-      return actual !== undefined && equalBytes(actual, v);
-    });
-  if (!images.some(matches)) {
+  if (!images.some((image) => imageMatches(image, document.pcrs))) {
     const pcr0 = document.pcrs.get(0);
+    const withoutPcr0 = images.filter((image) => !image.has(0)).length;
     throw new AttestationError(
       "untrusted_image",
-      `PCR0 ${pcr0 ? toHex(pcr0) : "absent"} is not one of the ${images.length} trusted image(s)`,
+      `the document's image (PCR0 ${pcr0 ? toHex(pcr0) : "absent"}) is none of the ${images.length} trusted image(s)` +
+        (withoutPcr0 > 0
+          ? `; ${withoutPcr0} of them list${withoutPcr0 === 1 ? "s" : ""} no PCR0 (the image hash) and match${withoutPcr0 === 1 ? "es" : ""} nothing`
+          : ""),
     );
   }
   if (document.user_data === null || !equalBytes(document.user_data, userData)) {

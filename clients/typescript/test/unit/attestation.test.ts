@@ -19,6 +19,8 @@ import {
   decodeCbor,
   equalBytes,
   fromHex,
+  imageFromMeasurements,
+  imageMatches,
   isDebugMode,
   parseAttestationDocument,
   parseCertificate,
@@ -196,6 +198,45 @@ describe("real AWS attestation documents", () => {
     for (const e of manifest.filter((m) => m.expected !== "valid")) {
       throwsKind(() => parseAttestationDocument(readVector(`attestation/${e.file}`)), "malformed", e.file);
     }
+  });
+});
+
+describe("a trusted image without PCR0 (as the Rust verifier, attestation/src/record.rs image_matches)", () => {
+  const usable = valid
+    .map((e) => ({ e, bytes: readVector(`attestation/${e.file}`) }))
+    .map((v) => ({ ...v, d: parseAttestationDocument(v.bytes) }))
+    .filter(({ d }) => !isDebugMode(d.pcrs) && d.user_data !== null);
+
+  it("matches no document, however many of the document's other PCRs it lists", () => {
+    assert.ok(usable.length > 0);
+    for (const { e, bytes, d } of usable) {
+      const withoutPcr0: Pcrs = new Map([...d.pcrs].filter(([i]) => i !== 0));
+      assert.ok(withoutPcr0.size > 0, e.file);
+      assert.equal(imageMatches(withoutPcr0, d.pcrs), false, e.file);
+      assert.equal(imageMatches(image(d.pcrs), d.pcrs), true, e.file);
+      const asRecord = Object.fromEntries([1, 2].map((i) => [`PCR${i}`, toHex(d.pcrs.get(i)!)]));
+      for (const images of [[withoutPcr0], [asRecord], [new Map([[1, d.pcrs.get(1)!]])], [new Map()]]) {
+        let caught: unknown;
+        try {
+          verifyAtDocumentTime(bytes, awsTrust(images), d.user_data!);
+        } catch (err) {
+          caught = err;
+        }
+        assert.ok(caught instanceof AttestationError, `${e.file}: an image without PCR0 was accepted`);
+        assert.equal(caught.kind, "untrusted_image", `${e.file}: ${String(caught)}`);
+        assert.match(caught.message, /none of the 1 trusted image\(s\); 1 of them lists no PCR0 \(the image hash\) and matches nothing/);
+        assert.ok(caught.message.includes(toHex(d.pcrs.get(0)!)), caught.message);
+      }
+      // Beside an image that does list PCR0, the document is judged by that one.
+      verifyAtDocumentTime(bytes, awsTrust([withoutPcr0, image(d.pcrs)]), d.user_data!);
+    }
+  });
+
+  it("cannot be made from a measurements file", () => {
+    const json = JSON.stringify({ Measurements: { PCR0: "00".repeat(48), PCR1: "11".repeat(48), PCR2: "22".repeat(48) } });
+    assert.equal(imageFromMeasurements(json).size, 3);
+    assert.throws(() => imageFromMeasurements(json, [1, 2]), /PCR0 \(the image hash\) must be among the indexes/);
+    assert.throws(() => imageFromMeasurements({ Measurements: { PCR1: "11".repeat(48) } }), /PCR0 is not in the measurements/);
   });
 });
 

@@ -461,6 +461,48 @@ fn kms_setup_and_the_runbook_commands_run_against_kms_sim_with_the_real_aws_cli(
         "NotFoundException"
     );
 
+    // Decrypt of bytes that are no KMS ciphertext answers InvalidCiphertextException, as KMS
+    // does, whether or not a key is named; IncorrectKeyException is only for a well-formed
+    // ciphertext of another key (docs/deploy.md §9).
+    let symmetric = |description: &str| {
+        let query = ["--query", "KeyMetadata.KeyId", "--output", "text"];
+        kms.ok(&[["create-key", "--description", description].as_slice(), &query].concat())
+    };
+    let (sym_a, sym_b) = (symmetric("grant key a"), symmetric("grant key b"));
+    assert_eq!(kms.code(&["decrypt", "--ciphertext-blob", &blob]), "InvalidCiphertextException");
+    assert_eq!(
+        kms.code(&["decrypt", "--key-id", &sym_a, "--ciphertext-blob", &blob]),
+        "InvalidCiphertextException"
+    );
+    let sealed = kms.ok(&[
+        "encrypt",
+        "--key-id",
+        &sym_a,
+        "--plaintext",
+        &format!("fileb://{}", plaintext.display()),
+        "--query",
+        "CiphertextBlob",
+        "--output",
+        "text",
+    ]);
+    let sealed_file = dir.join("sealed.bin");
+    std::fs::write(&sealed_file, signer_e2e::unb64(&sealed)).unwrap();
+    let sealed_blob = format!("fileb://{}", sealed_file.display());
+    assert_eq!(
+        kms.code(&["decrypt", "--key-id", &sym_b, "--ciphertext-blob", &sealed_blob]),
+        "IncorrectKeyException"
+    );
+    let opened = kms.ok(&[
+        "decrypt",
+        "--ciphertext-blob",
+        &sealed_blob,
+        "--query",
+        "Plaintext",
+        "--output",
+        "text",
+    ]);
+    assert_eq!(signer_e2e::unb64(&opened), std::fs::read(&plaintext).unwrap());
+
     // Everything persists in kms-sim's data directory.
     kms.restart();
     let aliases = kms.json(&["list-aliases"]);

@@ -43,6 +43,34 @@ use crate::store::{Alias, Key, KeySpec, KeyState, Material, Metadata, PendingDel
 
 const SYMMETRIC_MAGIC: &[u8; 5] = b"KSIM1";
 
+/// KMS's answer to a ciphertext that is corrupted, cannot be parsed, or does not authenticate.
+fn invalid_ciphertext() -> KmsError {
+    KmsError::new("InvalidCiphertextException", "")
+}
+
+/// A kms-sim symmetric ciphertext: `KSIM1 ‖ key id (16) ‖ IV (12) ‖ ciphertext (≥ 1) ‖ tag (16)`.
+#[derive(Debug, PartialEq, Eq)]
+struct SymmetricBlob<'a> {
+    key_id: [u8; 16],
+    iv: [u8; 12],
+    body: &'a [u8],
+    tag: [u8; 16],
+}
+
+impl<'a> SymmetricBlob<'a> {
+    /// `None` unless `blob` has the layout `Kms::encrypt` writes.
+    fn parse(blob: &'a [u8]) -> Option<Self> {
+        let rest = blob.strip_prefix(SYMMETRIC_MAGIC.as_slice())?;
+        let (key_id, rest) = rest.split_first_chunk::<16>()?;
+        let (iv, rest) = rest.split_first_chunk::<12>()?;
+        let (body, tag) = rest.split_last_chunk::<16>()?;
+        if body.is_empty() {
+            return None;
+        }
+        Some(Self { key_id: *key_id, iv: *iv, body, tag: *tag })
+    }
+}
+
 /// An error in KMS's shape: `{"__type": kind, "message": …}` with an HTTP status.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{kind}: {message}")]
@@ -811,18 +839,13 @@ impl Kms {
         let ctx = context(body)?;
         let algorithm =
             string(body, "EncryptionAlgorithm")?.unwrap_or_else(|| "SYMMETRIC_DEFAULT".into());
+        // Without a KeyId only a symmetric ciphertext names its key; anything else (random bytes,
+        // an asymmetric ciphertext) cannot be parsed, and KMS answers InvalidCiphertextException.
         let key_id = match string(body, "KeyId")? {
             Some(id) => id,
-            None if ciphertext.starts_with(SYMMETRIC_MAGIC) => {
-                let id = ciphertext
-                    .get(5..21)
-                    .ok_or_else(|| KmsError::new("InvalidCiphertextException", ""))?;
-                uuid::Uuid::from_slice(id)
-                    .map_err(|_| KmsError::new("InvalidCiphertextException", ""))?
-                    .to_string()
-            }
             None => {
-                return Err(KmsError::validation("KeyId is required for asymmetric ciphertexts"));
+                let blob = SymmetricBlob::parse(&ciphertext).ok_or_else(invalid_ciphertext)?;
+                uuid::Uuid::from_bytes(blob.key_id).to_string()
             }
         };
 
@@ -870,39 +893,32 @@ impl Kms {
         }
         self.authorize(key, "kms:Decrypt", condition_keys)?;
 
-        let invalid = || KmsError::new("InvalidCiphertextException", "");
         let plaintext: Zeroizing<Vec<u8>> = match (&key.material, algorithm.as_str()) {
             (Material::Symmetric(k), "SYMMETRIC_DEFAULT") => {
                 let id = uuid_bytes(&key.id)?;
-                if ciphertext.len() < 5 + 16 + 12 + 16
-                    || !ciphertext.starts_with(SYMMETRIC_MAGIC)
-                    || ciphertext.get(5..21) != Some(&id[..])
-                {
+                // Unparseable bytes: InvalidCiphertextException. IncorrectKeyException only for
+                // a well-formed ciphertext made under another key (AWS: "The KeyId in a Decrypt
+                // request ... must identify the same KMS key that was used to encrypt").
+                let blob = SymmetricBlob::parse(&ciphertext).ok_or_else(invalid_ciphertext)?;
+                if blob.key_id != id {
                     return Err(KmsError::new(
                         "IncorrectKeyException",
                         "The key ID in the request does not identify a CMK that can perform this operation.",
                     ));
                 }
-                let iv: [u8; 12] =
-                    ciphertext.get(21..33).and_then(|s| s.try_into().ok()).ok_or_else(invalid)?;
-                let body = ciphertext.get(33..ciphertext.len() - 16).ok_or_else(invalid)?;
-                let tag: [u8; 16] = ciphertext
-                    .get(ciphertext.len() - 16..)
-                    .and_then(|s| s.try_into().ok())
-                    .ok_or_else(invalid)?;
-                let mut buf = Zeroizing::new(body.to_vec());
+                let mut buf = Zeroizing::new(blob.body.to_vec());
                 Aes256Gcm::new(k.expose().into())
                     .decrypt_inout_detached(
-                        &Nonce::from(iv),
+                        &Nonce::from(blob.iv),
                         &symmetric_aad(&id, &ctx),
                         buf.as_mut_slice().into(),
-                        &tag.into(),
+                        &blob.tag.into(),
                     )
-                    .map_err(|_| invalid())?;
+                    .map_err(|_| invalid_ciphertext())?;
                 buf
             }
             (Material::Rsa(k), "RSAES_OAEP_SHA_256") => Zeroizing::new(
-                k.decrypt(Oaep::<Sha256>::new(), &ciphertext).map_err(|_| invalid())?,
+                k.decrypt(Oaep::<Sha256>::new(), &ciphertext).map_err(|_| invalid_ciphertext())?,
             ),
             _ => {
                 return Err(KmsError::new(

@@ -746,3 +746,58 @@ async fn interim_policy_denies_decrypt_and_lockout_check_holds() {
     let put = kms.put_key_policy().key_id(&arn).policy(attested_policy(0xaa)).send().await;
     assert_eq!(failed(put), "AccessDeniedException");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn decrypt_of_unparseable_bytes_is_invalid_ciphertext_as_in_kms() {
+    let emu = Emulator::start("garbage");
+    let kms = emu.client().await;
+    let sym = kms.create_key().send().await.unwrap().key_metadata().unwrap().key_id().to_string();
+    let other =
+        kms.create_key().send().await.unwrap().key_metadata().unwrap().key_id().to_string();
+    let rsa = rsa_key(&kms, KeySpec::Rsa2048).await;
+    let decrypt = |key: Option<&str>, blob: Vec<u8>, algorithm: Option<EncryptionAlgorithmSpec>| {
+        let request = kms
+            .decrypt()
+            .set_key_id(key.map(str::to_string))
+            .set_encryption_algorithm(algorithm)
+            .ciphertext_blob(Blob::new(blob));
+        async move { failed(request.send().await) }
+    };
+    let garbage = vec![0x5au8; 256];
+
+    // Random bytes carry no key metadata: without a KeyId, KMS cannot parse them.
+    assert_eq!(decrypt(None, garbage.clone(), None).await, "InvalidCiphertextException");
+    // With a symmetric key named, random bytes are still not a ciphertext of any key.
+    assert_eq!(decrypt(Some(&sym), garbage.clone(), None).await, "InvalidCiphertextException");
+    // A truncated genuine ciphertext: corrupted, not another key's.
+    let genuine = kms
+        .encrypt()
+        .key_id(&sym)
+        .plaintext(Blob::new(vec![7u8; 32]))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob()
+        .unwrap()
+        .as_ref()
+        .to_vec();
+    let truncated = genuine.get(..40).unwrap().to_vec();
+    assert_eq!(decrypt(Some(&sym), truncated.clone(), None).await, "InvalidCiphertextException");
+    assert_eq!(decrypt(None, truncated, None).await, "InvalidCiphertextException");
+    // A well-formed ciphertext of one key, sent to another key: the documented IncorrectKey.
+    assert_eq!(decrypt(Some(&other), genuine.clone(), None).await, "IncorrectKeyException");
+    // Random bytes to an RSA key: InvalidCiphertext.
+    let oaep = Some(EncryptionAlgorithmSpec::RsaesOaepSha256);
+    assert_eq!(decrypt(Some(&rsa), garbage, oaep).await, "InvalidCiphertextException");
+    // The genuine ciphertext still opens, with and without its KeyId.
+    for key in [Some(sym.as_str()), None] {
+        let out = kms
+            .decrypt()
+            .set_key_id(key.map(str::to_string))
+            .ciphertext_blob(Blob::new(genuine.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.plaintext().unwrap().as_ref(), &[7u8; 32]);
+    }
+}

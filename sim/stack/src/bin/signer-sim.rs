@@ -81,7 +81,9 @@ fn run(demo_only: bool) -> Result<(), String> {
     let base = stack.base_url();
     println!();
     println!("try it (the demo's grant is valid for 15 minutes):");
+    println!("  export API={base}");
     println!("  export TOKEN={}", stack.api_token);
+    println!("  export ADMIN={}", stack.admin_token);
     println!("  curl -s {base}/readyz");
     println!(
         "  curl -s -X POST {base}/v1/vaults -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n    -d '{{\"wallet\":\"{}\"}}'",

@@ -35,6 +35,8 @@ export interface Sim {
   trust: ProvenanceTrust;
   /** The KMS public key as the enclave's measured config pins it (what a deployer knows). */
   pinnedKmsPublicKey: Uint8Array;
+  /** What the launcher printed so far (stdout and stderr). */
+  output(): string;
   stop(): Promise<void>;
 }
 
@@ -111,6 +113,7 @@ export async function startSim(name: string): Promise<Sim> {
       images: [imageFromMeasurements(readFileSync(path.join(dataDir, "measurements.json"), "utf8"))],
     },
     pinnedKmsPublicKey: fromBase64(pinned[1]!),
+    output: () => output,
     async stop() {
       process.removeListener("exit", killOnExit);
       if (child.exitCode === null) {

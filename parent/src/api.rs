@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -170,6 +170,11 @@ fn authorize(parent: &Parent, req: &Request<Incoming>, access: Access) -> Result
     }
 }
 
+/// When the request being handled must have arrived in full (`request_read_timeout`), counted
+/// from when its connection started waiting for it; `serve` sets it on every request.
+#[derive(Clone, Copy, Debug)]
+struct ReadDeadline(tokio::time::Instant);
+
 async fn read_body(
     parent: &Parent,
     req: Request<Incoming>,
@@ -186,7 +191,23 @@ async fn read_body(
     {
         return Err(too_large());
     }
-    let collected = Limited::new(req.into_body(), limit).collect().await.map_err(|e| {
+    let deadline = req.extensions().get::<ReadDeadline>().copied();
+    let collect = Limited::new(req.into_body(), limit).collect();
+    let collected = match deadline {
+        None => collect.await,
+        Some(ReadDeadline(at)) => tokio::time::timeout_at(at, collect).await.map_err(|_| {
+            parent.metrics.http_read_timeouts.with_label_values(&["body"]).inc();
+            ApiError::new(
+                408,
+                "request_timeout",
+                format!(
+                    "the request did not arrive within {} ms",
+                    parent.settings.request_read_timeout.as_millis()
+                ),
+            )
+        })?,
+    }
+    .map_err(|e| {
         if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
             too_large()
         } else {
@@ -254,6 +275,7 @@ async fn dispatch(
     parent: &Parent,
     label: &str,
     req: Request<Incoming>,
+    decision: &mut Decision,
 ) -> Result<Response<Body>, ApiError> {
     match label {
         "healthz" => Ok(json_response(200, &json!({"status": "ok"}))),
@@ -319,11 +341,13 @@ async fn dispatch(
         }
         "vaults" => {
             let b: CreateVaultRequest = parse(&read_body(parent, req).await?)?;
+            decision.wallet = Some(b.wallet.to_string());
             parent.attested().await?;
             let reply = parent.call_routed(&Op::CreateVault { wallet: b.wallet }).await?;
             let Reply::VaultCreated { vault_id, record, provenance } = reply else {
                 return Err(unexpected("create_vault", &reply));
             };
+            decision.vault_id = Some(b64_id(&vault_id));
             Ok(json_response(
                 200,
                 &json!({"vault_id": b64_id(&vault_id), "vault_record": b64(&record), "provenance": b64(&provenance)}),
@@ -337,6 +361,8 @@ async fn dispatch(
         }
         "import_vault" => {
             let b: ImportVaultRequest = parse(&read_body(parent, req).await?)?;
+            decision.wallet = Some(b.wallet.to_string());
+            decision.vault(&b.vault_record.0);
             let op = Op::ImportVault(ImportVaultOp {
                 wallet: b.wallet,
                 vault_record: b.vault_record.0,
@@ -349,6 +375,7 @@ async fn dispatch(
             let Reply::VaultImported { vault_id, provenance } = reply else {
                 return Err(unexpected("import_vault", &reply));
             };
+            decision.vault_id = Some(b64_id(&vault_id));
             Ok(json_response(
                 200,
                 &json!({"vault_id": b64_id(&vault_id), "provenance": b64(&provenance)}),
@@ -356,6 +383,8 @@ async fn dispatch(
         }
         "agents" => {
             let b: CreateAgentRequest = parse(&read_body(parent, req).await?)?;
+            decision.wallet = Some(b.wallet.to_string());
+            decision.vault(&b.vault_record.0);
             let kind = match b.mnemonic_account().map_err(|e| ApiError::bad_request(e.0))? {
                 None => AgentKindMsg::Seed,
                 Some(account) => AgentKindMsg::Mnemonic { account },
@@ -371,6 +400,7 @@ async fn dispatch(
             let Reply::AgentCreated { agent_pubkey, agent_id, record, provenance } = reply else {
                 return Err(unexpected("create_agent", &reply));
             };
+            decision.agent = Some(agent_pubkey.to_string());
             Ok(json_response(
                 200,
                 &json!({"agent_pubkey": agent_pubkey.to_string(), "agent_key_record": b64(&record), "agent_id": b64_id(&agent_id), "provenance": b64(&provenance)}),
@@ -395,6 +425,10 @@ async fn dispatch(
         }
         "grants" => {
             let b: CreateGrantRequest = parse(&read_body(parent, req).await?)?;
+            decision.wallet = Some(b.wallet.to_string());
+            decision.bot_id = Some(b.bot_id.to_string());
+            decision.agent = Some(b.agent_pubkey.to_string());
+            decision.vault(&b.vault_record.0);
             let op = Op::CreateGrant(CreateGrantOp {
                 grant: GrantFields {
                     wallet: b.wallet,
@@ -415,6 +449,8 @@ async fn dispatch(
             else {
                 return Err(unexpected("create_grant", &reply));
             };
+            decision.grant_id = Some(b64_id(&grant_id));
+            decision.enclave = Some(enclave_id.to_string());
             let body = json!({"grant_id": b64_id(&grant_id), "issued_at": issued_at, "expires_at": expires_at, "grant_record": b64(&record), "enclave_id": enclave_id.to_string()});
             Ok(with_route(json_response(200, &body), enclave_id))
         }
@@ -422,7 +458,13 @@ async fn dispatch(
             let route_header =
                 req.headers().get(ROUTE_HEADER).map(|v| v.to_str().unwrap_or("").to_string());
             let b: SignRequest = parse(&read_body(parent, req).await?)?;
+            decision.request_id = Some(b.request_id.to_string());
+            decision.bot_id = Some(b.bot_id.to_string());
             let grant = GrantInfo::parse(&b.grant_record.0)?;
+            decision.grant_id = Some(b64_id(&grant.id));
+            decision.wallet = Some(grant.wallet.to_string());
+            decision.agent = Some(grant.agent_pubkey.to_string());
+            decision.enclave = Some(grant.enclave_id.to_string());
             check_route(route_header, grant.enclave_id)?;
             let op = SignOp {
                 grant_record: b.grant_record.0,
@@ -448,12 +490,17 @@ async fn dispatch(
             let route_header =
                 req.headers().get(ROUTE_HEADER).map(|v| v.to_str().unwrap_or("").to_string());
             let b: ScheduledSignRequest = parse(&read_body(parent, req).await?)?;
+            decision.request_id = Some(b.request_id.to_string());
             let sealed = SealedScheduled::parse(&b.scheduled_record.0).map_err(|e| {
                 ApiError::coded(
                     signer_types::ErrorCode::RecordInvalid,
                     format!("scheduled_record: {e}"),
                 )
             })?;
+            decision.schedule_id = Some(b64_id(&sealed.header.schedule_id));
+            decision.wallet = Some(sealed.header.wallet.to_string());
+            decision.agent = Some(sealed.header.agent_pubkey.to_string());
+            decision.enclave = Some(sealed.header.enclave_id.to_string());
             let (owner, wrapped) = (sealed.header.enclave_id, sealed.wrapped);
             check_route(route_header, owner)?;
             let op = SignScheduledOp {
@@ -478,9 +525,13 @@ async fn dispatch(
             let b: RevokeRequest = parse(&body)?;
             let (target, echo) = match b.target().map_err(|e| ApiError::bad_request(e.0))? {
                 RevokeTarget::Grant(id) => {
+                    decision.grant_id = Some(id.to_string());
                     (RevokeMsg::Record(*id.as_bytes()), json!({"grant_id": id.to_string()}))
                 }
-                RevokeTarget::Wallet(w) => (RevokeMsg::Wallet(w), json!({"wallet": w.to_string()})),
+                RevokeTarget::Wallet(w) => {
+                    decision.wallet = Some(w.to_string());
+                    (RevokeMsg::Wallet(w), json!({"wallet": w.to_string()}))
+                }
             };
             let reply = parent.call_routed(&Op::Revoke { target }).await?;
             let Reply::Revoked { dropped } = reply else {
@@ -491,6 +542,7 @@ async fn dispatch(
         "kill_switch" => {
             let body = read_body(parent, req).await?;
             let b: KillSwitchRequest = parse(&body)?;
+            decision.engaged = Some(b.engaged);
             let reply = parent.call_routed(&Op::KillSwitch { engaged: b.engaged }).await?;
             let Reply::KillSwitch { engaged } = reply else {
                 return Err(unexpected("kill_switch", &reply));
@@ -500,6 +552,7 @@ async fn dispatch(
         }
         "handover" => {
             let b: signer_api::HandoverRequest = parse(&read_body(parent, req).await?)?;
+            decision.successor = Some(b.successor.chars().take(200).collect());
             let successor: signer_protocol::Endpoint = b
                 .successor
                 .parse()
@@ -516,9 +569,114 @@ async fn dispatch(
                 }
             };
             let report = parent.handover(successor, measurements).await?;
+            decision.enclave = Some(report.successor.to_string());
             Ok(json_body(200, &report))
         }
         _ => Err(ApiError::new(404, "not_found", "no such route")),
+    }
+}
+
+/// What a decision route learnt about its request, for its one `decision` log line: ids, public
+/// keys and the routing key, all public (records' headers are cleartext AAD). Never a record, a
+/// transaction, a token or a secret.
+#[derive(Debug, Default)]
+struct Decision {
+    request_id: Option<String>,
+    grant_id: Option<String>,
+    schedule_id: Option<String>,
+    vault_id: Option<String>,
+    wallet: Option<String>,
+    bot_id: Option<String>,
+    agent: Option<String>,
+    enclave: Option<String>,
+    engaged: Option<bool>,
+    successor: Option<String>,
+}
+
+impl Decision {
+    /// The vault id from a vault record's cleartext header (nothing if it does not parse: the
+    /// enclave's refusal says why).
+    fn vault(&mut self, record: &[u8]) {
+        if let Ok(vault) = signer_types::records::SealedVault::parse(record) {
+            self.vault_id = Some(b64_id(&vault.header.vault_id));
+        }
+    }
+}
+
+/// The routes whose outcome is a decision (something signed, sealed, refused, revoked or
+/// switched): each gets exactly one `decision` log line.
+fn is_decision(label: &str) -> bool {
+    matches!(
+        label,
+        "vaults"
+            | "import_vault"
+            | "agents"
+            | "grants"
+            | "sign"
+            | "scheduled_sign"
+            | "revoke"
+            | "kill_switch"
+            | "handover"
+    )
+}
+
+/// The outcome label of a request: `ok`, or the stable error code the response carries.
+fn outcome(result: &Result<Response<Body>, ApiError>) -> &'static str {
+    match result {
+        Ok(r) if r.status().as_u16() < 400 => "ok",
+        // `/readyz` answers 503 without an error: the enclave or KMS is unavailable.
+        Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
+            signer_types::ErrorCode::EnclaveUnavailable.as_str()
+        }
+        Ok(_) => signer_types::ErrorCode::Internal.as_str(),
+        Err(e) => e.code,
+    }
+}
+
+/// One structured line per decision (target `decision`): route, outcome, status and what is
+/// known of the request; the rule and its numbers for `policy_denied`. Server-side failures are
+/// warnings, everything else (refusals included) information.
+fn log_decision(
+    route: &str,
+    outcome: &str,
+    status: u16,
+    decision: &Decision,
+    error: Option<&ApiError>,
+    micros: u64,
+) {
+    let denial = error.and_then(|e| e.denial.as_deref());
+    macro_rules! emit {
+        ($level:expr) => {
+            tracing::event!(
+                target: "decision",
+                $level,
+                route,
+                outcome,
+                status,
+                request_id = decision.request_id.as_deref(),
+                grant_id = decision.grant_id.as_deref(),
+                schedule_id = decision.schedule_id.as_deref(),
+                vault_id = decision.vault_id.as_deref(),
+                wallet = decision.wallet.as_deref(),
+                bot_id = decision.bot_id.as_deref(),
+                agent = decision.agent.as_deref(),
+                enclave = decision.enclave.as_deref(),
+                engaged = decision.engaged,
+                successor = decision.successor.as_deref(),
+                rule = denial.map(|d| d.rule.as_str()),
+                limit = denial.and_then(|d| d.limit),
+                requested = denial.and_then(|d| d.requested),
+                used = denial.and_then(|d| d.used),
+                detail = error.map(|e| e.detail.as_str()),
+                micros,
+                "decision"
+            )
+        };
+    }
+    if status >= 500 {
+        emit!(tracing::Level::WARN);
+    } else {
+        emit!(tracing::Level::INFO);
     }
 }
 
@@ -529,71 +687,64 @@ async fn handle(parent: Arc<Parent>, req: Request<Incoming>) -> Result<Response<
     // reused, so say so (clients would otherwise send the next request into a closing socket).
     let has_body = req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0")
         || req.headers().contains_key(header::TRANSFER_ENCODING);
-    let (label, response) = match route(&path) {
-        None => ("unknown", problem(&ApiError::new(404, "not_found", format!("no route {path}")))),
+    let mut decision = Decision::default();
+    let mut allow = None;
+    let (label, decided, result) = match route(&path) {
+        None => {
+            ("unknown", false, Err(ApiError::new(404, "not_found", format!("no route {path}"))))
+        }
         Some((method, _, label)) if method != req.method() => {
-            let mut r = problem(&ApiError::new(
-                405,
-                "method_not_allowed",
-                format!("{path} accepts {method} only"),
-            ));
-            if let Ok(v) = HeaderValue::from_str(method.as_str()) {
-                r.headers_mut().insert(header::ALLOW, v);
-            }
-            (label, r)
+            let e =
+                ApiError::new(405, "method_not_allowed", format!("{path} accepts {method} only"));
+            allow = Some(method);
+            (label, false, Err(e))
         }
         Some((_, access, label)) => {
             let result = match authorize(&parent, &req, access) {
-                Ok(()) => dispatch(&parent, label, req).await,
+                Ok(()) => dispatch(&parent, label, req, &mut decision).await,
                 Err(e) => Err(e),
             };
-            (label, result.unwrap_or_else(|e| problem(&e)))
+            (label, is_decision(label), result)
         }
     };
-    let mut response = response;
+    let code = outcome(&result);
+    let (mut response, error) = match result {
+        Ok(r) => (r, None),
+        Err(e) => (problem(&e), Some(e)),
+    };
+    if let Some(v) = allow.and_then(|m| HeaderValue::from_str(m.as_str()).ok()) {
+        response.headers_mut().insert(header::ALLOW, v);
+    }
     let status = response.status().as_u16();
-    if has_body && matches!(status, 401 | 404 | 405 | 413) {
+    if has_body && matches!(status, 401 | 404 | 405 | 408 | 413) {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    let code = if status < 400 { "ok" } else { code_of(status) };
+    let elapsed = started.elapsed();
     parent.metrics.http_requests.with_label_values(&[label, code]).inc();
-    parent
-        .metrics
-        .http_duration
-        .with_label_values(&[label, code])
-        .observe(started.elapsed().as_secs_f64());
-    if status >= 500 && label != "readyz" {
-        tracing::warn!(route = label, status, "request failed");
+    parent.metrics.http_duration.with_label_values(&[label, code]).observe(elapsed.as_secs_f64());
+    let micros = elapsed.as_micros() as u64;
+    if decided {
+        log_decision(label, code, status, &decision, error.as_ref(), micros);
+    } else if status >= 500 && label != "readyz" {
+        tracing::warn!(route = label, status, code, "request failed");
     } else {
-        tracing::debug!(
-            route = label,
-            status,
-            micros = started.elapsed().as_micros() as u64,
-            "request"
-        );
+        tracing::debug!(route = label, status, code, micros, "request");
     }
     Ok(response)
 }
 
-/// A coarse outcome label from the status (the exact code is in the response body).
-fn code_of(status: u16) -> &'static str {
-    match status {
-        400 => "bad_request",
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        409 => "replayed_request",
-        413 => "payload_too_large",
-        502 => "kms_access_denied",
-        503 => "enclave_unavailable",
-        _ => "internal",
-    }
-}
-
 /// Serves HTTP/1.1 until `shutdown`, then lets in-flight requests finish.
+///
+/// Slow clients cannot hold connections: a request's headers must arrive within
+/// `header_read_timeout` and the whole request within `request_read_timeout`, both counted from
+/// when the connection starts waiting for that request (accept, then the end of the previous
+/// response). A connection that sends nothing, trickles its headers, or stays idle between
+/// requests is closed after the header timeout; a body still incomplete at the request timeout is
+/// answered `408 request_timeout` and the connection closed.
 pub async fn serve(listener: TcpListener, parent: Arc<Parent>, shutdown: CancellationToken) {
     let tracker = tokio_util::task::TaskTracker::new();
+    let (header_timeout, request_timeout) =
+        (parent.settings.header_read_timeout, parent.settings.request_read_timeout);
     loop {
         let (stream, _) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -609,14 +760,36 @@ pub async fn serve(listener: TcpListener, parent: Arc<Parent>, shutdown: Cancell
         let _ = stream.set_nodelay(true);
         let (parent, shutdown) = (Arc::clone(&parent), shutdown.clone());
         tracker.spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(Arc::clone(&parent), req));
+            // When the connection started waiting for its current request.
+            let waiting_since = Arc::new(parking_lot::Mutex::new(tokio::time::Instant::now()));
+            // Whether a request arrived: a header timeout after one is an idle keep-alive close.
+            let served = Arc::new(AtomicBool::new(false));
+            let (metrics, idle) = (Arc::clone(&parent.metrics), Arc::clone(&served));
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                let (parent, waiting_since) = (Arc::clone(&parent), Arc::clone(&waiting_since));
+                served.store(true, Ordering::Relaxed);
+                async move {
+                    let deadline = *waiting_since.lock() + request_timeout;
+                    req.extensions_mut().insert(ReadDeadline(deadline));
+                    let response = handle(parent, req).await;
+                    *waiting_since.lock() = tokio::time::Instant::now();
+                    response
+                }
+            });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => {
                     if let Err(e) = r {
+                        if e.is_timeout() {
+                            let phase =
+                                if idle.load(Ordering::Relaxed) { "idle" } else { "headers" };
+                            metrics.http_read_timeouts.with_label_values(&[phase]).inc();
+                        }
                         tracing::debug!(error = %e, "connection error");
                     }
                 }
@@ -629,4 +802,126 @@ pub async fn serve(listener: TcpListener, parent: Arc<Parent>, shutdown: Cancell
     }
     tracker.close();
     tracker.wait().await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use signer_types::ErrorCode;
+    use signer_types::policy::{Denial, Rule};
+
+    use super::*;
+
+    #[test]
+    fn the_outcome_label_is_the_error_code_not_the_status() {
+        for code in ErrorCode::ALL {
+            assert_eq!(outcome(&Err(ApiError::coded(code, "x"))), code.as_str(), "{code:?}");
+        }
+        // Codes that share a status with another code keep their own label.
+        for (code, label) in [
+            (ErrorCode::WrongEnclave, "wrong_enclave"),
+            (ErrorCode::AuthorizationReplayed, "authorization_replayed"),
+            (ErrorCode::HandoverRefused, "handover_refused"),
+            (ErrorCode::EnvelopeRejected, "envelope_rejected"),
+            (ErrorCode::EnclaveHandedOver, "enclave_handed_over"),
+            (ErrorCode::RecordInvalid, "record_invalid"),
+            (ErrorCode::PolicyDenied, "policy_denied"),
+        ] {
+            assert_eq!(outcome(&Err(ApiError::coded(code, "x"))), label);
+        }
+        for (status, code) in [
+            (401, "unauthorized"),
+            (405, "method_not_allowed"),
+            (408, "request_timeout"),
+            (413, "payload_too_large"),
+            (502, "kms_access_denied"),
+        ] {
+            assert_eq!(outcome(&Err(ApiError::new(status, code, "x"))), code);
+        }
+        assert_eq!(outcome(&Ok(json_response(200, &json!({})))), "ok");
+        assert_eq!(outcome(&Ok(json_response(503, &json!({})))), "enclave_unavailable");
+    }
+
+    /// A `tracing` writer into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn captured_json(f: impl FnOnce()) -> Vec<Value> {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_decision_is_one_structured_line_with_its_ids_and_rule() {
+        let decision = Decision {
+            request_id: Some("6f1c1b1e-0000-4000-8000-000000000001".into()),
+            grant_id: Some("6f1c1b1e-0000-4000-8000-000000000002".into()),
+            wallet: Some("11111111111111111111111111111111".into()),
+            bot_id: Some("6f1c1b1e-0000-4000-8000-000000000003".into()),
+            agent: Some("22222222222222222222222222222222".into()),
+            ..Decision::default()
+        };
+        let mut denied = ApiError::coded(ErrorCode::PolicyDenied, "over the daily limit");
+        denied.denial = Some(Box::new(Denial {
+            rule: Rule::MaxLamportsPerDay,
+            limit: Some(10),
+            requested: Some(7),
+            used: Some(5),
+            subject: None,
+            message: "over the daily limit".into(),
+        }));
+        let lines = captured_json(|| {
+            log_decision("sign", "ok", 200, &decision, None, 12);
+            log_decision("sign", "policy_denied", 403, &decision, Some(&denied), 34);
+        });
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        for line in &lines {
+            assert_eq!(line["target"], "decision");
+            assert_eq!(line["level"], "INFO");
+            let f = &line["fields"];
+            assert_eq!(f["route"], "sign");
+            assert_eq!(f["request_id"], "6f1c1b1e-0000-4000-8000-000000000001");
+            assert_eq!(f["grant_id"], "6f1c1b1e-0000-4000-8000-000000000002");
+            assert_eq!(f["wallet"], "11111111111111111111111111111111");
+            assert_eq!(f["bot_id"], "6f1c1b1e-0000-4000-8000-000000000003");
+            assert_eq!(f["agent"], "22222222222222222222222222222222");
+            assert!(f.get("schedule_id").is_none() && f.get("engaged").is_none(), "{f}");
+        }
+        let (ok, refused) = (&lines[0]["fields"], &lines[1]["fields"]);
+        assert_eq!((ok["outcome"].as_str(), ok["status"].as_u64()), (Some("ok"), Some(200)));
+        assert!(ok.get("rule").is_none() && ok.get("detail").is_none(), "{ok}");
+        assert_eq!(refused["outcome"], "policy_denied");
+        assert_eq!(refused["rule"], "max_lamports_per_day");
+        assert_eq!((refused["limit"].as_u64(), refused["used"].as_u64()), (Some(10), Some(5)));
+        assert_eq!(refused["detail"], "over the daily limit");
+
+        // Server-side failures are warnings.
+        let lines = captured_json(|| {
+            let e = ApiError::coded(ErrorCode::Internal, "bug");
+            log_decision("grants", "internal", 500, &Decision::default(), Some(&e), 1);
+        });
+        assert_eq!(lines[0]["level"], "WARN");
+    }
 }

@@ -22,6 +22,7 @@ use signer_protocol::{
 use signer_types::error::ErrorCode;
 use signer_types::ids::EnclaveId;
 use signer_types::policy::Denial;
+use signer_types::pubkey::Pubkey;
 use signer_types::records::{SealedGrant, WrapAlg};
 use tokio::sync::OnceCell;
 
@@ -49,6 +50,7 @@ impl ApiError {
             "kms_access_denied" => "KMS access denied",
             "not_found" => "Not found",
             "method_not_allowed" => "Method not allowed",
+            "request_timeout" => "Request timeout",
             _ => "Error",
         };
         Self { status, code, title, detail: detail.into(), denial: None }
@@ -105,11 +107,15 @@ impl From<KmsError> for ApiError {
 
 type Prefetch = Arc<OnceCell<Result<Vec<u8>, ApiError>>>;
 
-/// What the parent reads from a grant's public header (parsed once per request).
+/// What the parent reads from a grant's public header (parsed once per request; the header is
+/// the record's cleartext AAD, so none of this is secret).
 pub struct GrantInfo {
     pub id: [u8; 16],
     pub enclave_id: EnclaveId,
     pub expires_at: u64,
+    pub wallet: Pubkey,
+    pub bot_id: [u8; 16],
+    pub agent_pubkey: Pubkey,
     pub wrapped: signer_types::records::WrappedKey,
 }
 
@@ -121,6 +127,9 @@ impl GrantInfo {
             id: grant.header.grant_id,
             enclave_id: grant.header.enclave_id,
             expires_at: grant.header.expires_at,
+            wallet: grant.header.wallet,
+            bot_id: grant.header.bot_id,
+            agent_pubkey: grant.header.agent_pubkey,
             wrapped: grant.wrapped,
         })
     }

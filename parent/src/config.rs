@@ -7,6 +7,8 @@
 //! admin_tokens = ["…"]                      # SIGNER_ADMIN_TOKEN (revoke and kill switch)
 //! body_limit_bytes = 65536
 //! enclave_timeout_ms = 10000
+//! header_read_timeout_ms = 10000            # a request's headers, from when the connection waits for it
+//! request_read_timeout_ms = 30000           # the whole request, body included, from the same instant
 //! prefetch_envelopes = true                 # fetch the KMS envelope before the first request of a grant
 //!
 //! [kms]
@@ -31,6 +33,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use signer_protocol::Endpoint;
@@ -52,6 +55,12 @@ fn default_body_limit() -> usize {
 }
 fn default_enclave_timeout() -> u64 {
     10_000
+}
+fn default_header_read_timeout() -> u64 {
+    10_000
+}
+fn default_request_read_timeout() -> u64 {
+    30_000
 }
 fn default_true() -> bool {
     true
@@ -142,6 +151,10 @@ pub struct FileSettings {
     pub body_limit_bytes: usize,
     #[serde(default = "default_enclave_timeout")]
     pub enclave_timeout_ms: u64,
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_ms: u64,
+    #[serde(default = "default_request_read_timeout")]
+    pub request_read_timeout_ms: u64,
     #[serde(default = "default_true")]
     pub prefetch_envelopes: bool,
     #[serde(default)]
@@ -161,6 +174,8 @@ impl Default for FileSettings {
                 admin_tokens: vec![],
                 body_limit_bytes: default_body_limit(),
                 enclave_timeout_ms: default_enclave_timeout(),
+                header_read_timeout_ms: default_header_read_timeout(),
+                request_read_timeout_ms: default_request_read_timeout(),
                 prefetch_envelopes: true,
                 kms: KmsSettings::default(),
                 attestation: AttestationSettings::default(),
@@ -178,6 +193,13 @@ pub struct Settings {
     pub admin_tokens: Vec<String>,
     pub body_limit_bytes: usize,
     pub enclave_timeout_ms: u64,
+    /// How long a connection may take to send a request's headers, counted from when it starts
+    /// waiting for that request (accept, or the previous response): slow or silent clients, and
+    /// idle keep-alive connections, are closed after it.
+    pub header_read_timeout: Duration,
+    /// How long a connection may take to send a whole request, body included, counted from the
+    /// same instant; a body still incomplete then is answered `408 request_timeout`.
+    pub request_read_timeout: Duration,
     pub prefetch_envelopes: bool,
     pub kms: KmsSettings,
     pub kms_key_id: String,
@@ -279,6 +301,20 @@ impl Settings {
         if !(1024..=16 * 1024 * 1024).contains(&file.body_limit_bytes) {
             return Err(invalid("body_limit_bytes must be between 1 KiB and 16 MiB".into()));
         }
+        let (header_ms, request_ms) = (file.header_read_timeout_ms, file.request_read_timeout_ms);
+        if !(100..=600_000).contains(&header_ms) || !(100..=600_000).contains(&request_ms) {
+            return Err(invalid(
+                "header_read_timeout_ms and request_read_timeout_ms must be between 100 and 600000"
+                    .into(),
+            ));
+        }
+        if request_ms < header_ms {
+            return Err(invalid(
+                "request_read_timeout_ms must be at least header_read_timeout_ms (it includes the \
+                 headers)"
+                    .into(),
+            ));
+        }
         let kms_key_id =
             file.kms.key_id.clone().ok_or_else(|| {
                 invalid("no KMS key (set kms.key_id or SIGNER_KMS_KEY_ID)".into())
@@ -331,6 +367,8 @@ impl Settings {
             admin_tokens: file.admin_tokens,
             body_limit_bytes: file.body_limit_bytes,
             enclave_timeout_ms: file.enclave_timeout_ms,
+            header_read_timeout: Duration::from_millis(header_ms),
+            request_read_timeout: Duration::from_millis(request_ms),
             prefetch_envelopes: file.prefetch_envelopes,
             kms_key_id,
             kms: file.kms,
@@ -338,5 +376,50 @@ impl Settings {
             expected_pcrs,
             attestation_root_pem,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+    use super::*;
+
+    fn file(extra: &str) -> FileSettings {
+        let dir = std::env::temp_dir().join(format!("signer-parent-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pcrs: BTreeMap<u8, Vec<u8>> = (0u8..3).map(|i| (i, vec![i; 48])).collect();
+        let path = dir.join("measurements.json");
+        std::fs::write(&path, nitro_attestation::policy::measurements_json(&pcrs)).unwrap();
+        let text = format!(
+            "enclave = \"unix:/tmp/none.sock\"\napi_tokens = [\"api-token-0123456789\"]\n\
+             admin_tokens = [\"admin-token-0123456789\"]\n{extra}\n[kms]\nkey_id = \"k\"\n\
+             [attestation]\nexpected_pcrs = \"{}\"\n",
+            path.display()
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn http_read_timeouts_default_to_10_and_30_seconds_and_are_validated() {
+        let s = Settings::validate(file("")).unwrap();
+        assert_eq!(s.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.request_read_timeout, Duration::from_secs(30));
+        let s = Settings::validate(file(
+            "header_read_timeout_ms = 1500\nrequest_read_timeout_ms = 2500",
+        ))
+        .unwrap();
+        assert_eq!(
+            (s.header_read_timeout, s.request_read_timeout),
+            (Duration::from_millis(1500), Duration::from_millis(2500))
+        );
+        for bad in [
+            "header_read_timeout_ms = 0",
+            "request_read_timeout_ms = 700000",
+            "header_read_timeout_ms = 5000\nrequest_read_timeout_ms = 4000",
+        ] {
+            let e = Settings::validate(file(bad)).unwrap_err().to_string();
+            assert!(e.contains("timeout_ms"), "{bad}: {e}");
+        }
     }
 }

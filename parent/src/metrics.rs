@@ -1,6 +1,11 @@
 //! Prometheus metrics (`GET /metrics`, text format).
 //!
-//! - `signer_http_requests_total{route,code}` and `signer_http_request_duration_seconds{route,code}`
+//! - `signer_http_requests_total{route,code}` and `signer_http_request_duration_seconds{route,code}`:
+//!   `code` is `ok` or the error code of the response (`wrong_enclave`, `authorization_replayed`, …)
+//! - `signer_http_read_timeouts_total{phase}`: connections cut off by the read timeouts: `headers`
+//!   (no complete request within `header_read_timeout_ms` of connecting: silent or trickling
+//!   clients), `idle` (no next request within it on a keep-alive connection: normal), `body`
+//!   (a request not complete within `request_read_timeout_ms`: answered 408)
 //! - `signer_policy_denials_total{rule}`
 //! - `signer_kms_calls_total{operation,outcome}` and `signer_kms_call_duration_seconds{operation}`
 //! - `signer_enclave_calls_total{op,outcome}`
@@ -17,6 +22,7 @@ pub struct Metrics {
     registry: Registry,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
+    pub http_read_timeouts: IntCounterVec,
     pub denials: IntCounterVec,
     pub kms_calls: IntCounterVec,
     pub kms_duration: HistogramVec,
@@ -66,6 +72,11 @@ impl Metrics {
                 "signer_http_request_duration_seconds",
                 "HTTP request latency",
                 &["route", "code"],
+            )?,
+            http_read_timeouts: counter(
+                "signer_http_read_timeouts_total",
+                "Connections cut off by the HTTP read timeouts, by phase (headers, idle, body)",
+                &["phase"],
             )?,
             denials: counter("signer_policy_denials_total", "Policy denials by rule", &["rule"])?,
             kms_calls: counter(

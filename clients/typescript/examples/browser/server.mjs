@@ -8,7 +8,8 @@
 //   or an agent key.
 //
 //   node examples/browser/server.mjs      (after `npm run build`; needs a running simulation stack)
-//   SIGNER_URL=http://127.0.0.1:8787 SIGNER_API_TOKEN=… SIGNER_DATA_DIR=.sim-data
+//   SIGNER_URL=http://127.0.0.1:8787 SIGNER_API_TOKEN=… SIGNER_DATA_DIR=.sim-data (relative to the
+//   repository root, as scripts/sim.sh reads it)
 //
 // The Chromium test starts it with `startExampleServer()`.
 
@@ -165,7 +166,8 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     if (v === undefined) throw new Error(`set ${name}`);
     return v;
   };
-  const dataDir = env("SIGNER_DATA_DIR", path.join(packageRoot, "../../.sim-data"));
+  // Relative to the repository root, as scripts/sim.sh (which runs there) reads SIGNER_DATA_DIR.
+  const dataDir = path.resolve(packageRoot, "../..", env("SIGNER_DATA_DIR", ".sim-data"));
   const apiToken =
     process.env.SIGNER_API_TOKEN ?? JSON.parse(readFileSync(path.join(dataDir, "tokens.json"), "utf8")).api;
   const { url } = await startExampleServer({

@@ -752,8 +752,7 @@ async fn decrypt_of_unparseable_bytes_is_invalid_ciphertext_as_in_kms() {
     let emu = Emulator::start("garbage");
     let kms = emu.client().await;
     let sym = kms.create_key().send().await.unwrap().key_metadata().unwrap().key_id().to_string();
-    let other =
-        kms.create_key().send().await.unwrap().key_metadata().unwrap().key_id().to_string();
+    let other = kms.create_key().send().await.unwrap().key_metadata().unwrap().key_id().to_string();
     let rsa = rsa_key(&kms, KeySpec::Rsa2048).await;
     let decrypt = |key: Option<&str>, blob: Vec<u8>, algorithm: Option<EncryptionAlgorithmSpec>| {
         let request = kms

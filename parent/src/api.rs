@@ -617,6 +617,7 @@ fn is_decision(label: &str) -> bool {
             | "revoke"
             | "kill_switch"
             | "handover"
+            | "handover_abort"
     )
 }
 

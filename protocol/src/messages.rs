@@ -20,7 +20,7 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 /// Bumped on any incompatible change to these messages.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// A request from the parent.
 #[derive(Debug, Serialize, Deserialize)]
@@ -202,6 +202,18 @@ pub enum Op {
         #[serde(with = "serde_bytes")]
         chunk: Vec<u8>,
     },
+    /// Step 6, to the predecessor: the successor's import proof; commit for good.
+    HandoverCommit {
+        #[serde(with = "serde_bytes")]
+        imported: [u8; 32],
+    },
+    /// Step 7, to the successor: the predecessor's commit token; take the state over.
+    HandoverFinish {
+        #[serde(with = "serde_bytes")]
+        token: [u8; 32],
+    },
+    /// To the predecessor: abandon a handover that was not committed (decide again).
+    HandoverAbort,
 }
 
 impl Op {
@@ -228,6 +240,9 @@ impl Op {
             Self::HandoverExport { .. } => "handover_export",
             Self::HandoverChunk { .. } => "handover_chunk",
             Self::HandoverImport { .. } => "handover_import",
+            Self::HandoverCommit { .. } => "handover_commit",
+            Self::HandoverFinish { .. } => "handover_finish",
+            Self::HandoverAbort => "handover_abort",
         }
     }
 
@@ -277,6 +292,8 @@ pub struct StatusReply {
     pub denials: u64,
     pub envelope_failures: u64,
     pub handed_over_to: Option<EnclaveId>,
+    #[serde(default)]
+    pub handover: Option<HandoverStage>,
     pub in_flight: u64,
     pub connections: u64,
 }
@@ -388,11 +405,30 @@ pub enum Reply {
         #[serde(with = "serde_bytes")]
         chunk: Vec<u8>,
     },
-    /// A chunk was taken; `complete` once the last one was.
+    /// A chunk was taken; `imported` (the proof for the predecessor's commit) once all were.
     HandoverImported {
         received: u32,
-        complete: Option<HandoverSummary>,
+        total: u32,
+        #[serde(default, with = "serde_bytes")]
+        imported: Option<[u8; 32]>,
     },
+    HandoverCommitted {
+        #[serde(with = "serde_bytes")]
+        token: [u8; 32],
+    },
+    HandoverFinished(HandoverSummary),
+    HandoverAborted {
+        successor: Option<EnclaveId>,
+    },
+}
+
+/// Where an enclave stands as a handover's predecessor (`status`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverStage {
+    pub successor: EnclaveId,
+    /// `prepared` (still deciding), `exported` (frozen, resumable or abortable) or `committed`.
+    pub stage: String,
+    pub chunks: u32,
 }
 
 /// What a successor took over.

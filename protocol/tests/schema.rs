@@ -194,6 +194,9 @@ fn requests() -> Vec<Op> {
         Op::HandoverExport { proof: [4; 32] },
         Op::HandoverChunk { index: 0 },
         Op::HandoverImport { index: 0, total: 1, chunk: vec![5; 100] },
+        Op::HandoverCommit { imported: [6; 32] },
+        Op::HandoverFinish { token: [7; 32] },
+        Op::HandoverAbort,
     ]
 }
 
@@ -220,6 +223,9 @@ fn request_variant(op: &Op) -> usize {
         Op::HandoverExport { .. } => 17,
         Op::HandoverChunk { .. } => 18,
         Op::HandoverImport { .. } => 19,
+        Op::HandoverCommit { .. } => 20,
+        Op::HandoverFinish { .. } => 21,
+        Op::HandoverAbort => 22,
     }
 }
 
@@ -278,15 +284,15 @@ fn replies() -> Vec<Reply> {
         Reply::HandoverAccepted { proof: [4; 32] },
         Reply::HandoverExported { chunks: 1 },
         Reply::HandoverChunk { chunk: vec![5; 100] },
-        Reply::HandoverImported {
-            received: 1,
-            complete: Some(HandoverSummary {
-                predecessor: EnclaveId([6; 16]),
-                answers_for: vec![EnclaveId([6; 16])],
-                request_ids: 1,
-                counters: 1,
-            }),
-        },
+        Reply::HandoverImported { received: 1, total: 1, imported: Some([6; 32]) },
+        Reply::HandoverCommitted { token: [7; 32] },
+        Reply::HandoverFinished(HandoverSummary {
+            predecessor: EnclaveId([6; 16]),
+            answers_for: vec![EnclaveId([6; 16])],
+            request_ids: 1,
+            counters: 1,
+        }),
+        Reply::HandoverAborted { successor: Some(EnclaveId([6; 16])) },
     ]
 }
 
@@ -311,6 +317,9 @@ fn reply_variant(reply: &Reply) -> usize {
         Reply::HandoverExported { .. } => 16,
         Reply::HandoverChunk { .. } => 17,
         Reply::HandoverImported { .. } => 18,
+        Reply::HandoverCommitted { .. } => 19,
+        Reply::HandoverFinished(_) => 20,
+        Reply::HandoverAborted { .. } => 21,
     }
 }
 

@@ -31,6 +31,9 @@ pub enum ErrorCode {
     AuthorizationNotYetValid,
     /// The message's nonce was already used.
     AuthorizationReplayed,
+    /// The message's nonce was not issued by this enclave for this wallet, purpose and time (or
+    /// its message expired, or a revocation of the wallet made it void): ask for a new message.
+    AuthorizationNonceUnknown,
     /// A vault's provenance document is missing, does not verify, comes from an image outside the
     /// trusted set, or is about another record.
     ProvenanceInvalid,
@@ -48,7 +51,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         Self::BadRequest,
         Self::RecordInvalid,
         Self::GrantExpired,
@@ -63,6 +66,7 @@ impl ErrorCode {
         Self::AuthorizationExpired,
         Self::AuthorizationNotYetValid,
         Self::AuthorizationReplayed,
+        Self::AuthorizationNonceUnknown,
         Self::ProvenanceInvalid,
         Self::WrongEnclave,
         Self::GrantOrphaned,
@@ -88,6 +92,7 @@ impl ErrorCode {
             Self::AuthorizationExpired => "authorization_expired",
             Self::AuthorizationNotYetValid => "authorization_not_yet_valid",
             Self::AuthorizationReplayed => "authorization_replayed",
+            Self::AuthorizationNonceUnknown => "authorization_nonce_unknown",
             Self::ProvenanceInvalid => "provenance_invalid",
             Self::WrongEnclave => "wrong_enclave",
             Self::GrantOrphaned => "grant_orphaned",
@@ -110,6 +115,7 @@ impl ErrorCode {
             | Self::AuthorizationSignatureInvalid
             | Self::AuthorizationExpired
             | Self::AuthorizationNotYetValid
+            | Self::AuthorizationNonceUnknown
             | Self::ProvenanceInvalid
             | Self::GrantOrphaned => 403,
             Self::ReplayedRequest | Self::AuthorizationReplayed | Self::HandoverRefused => 409,
@@ -137,6 +143,7 @@ impl ErrorCode {
             Self::AuthorizationExpired => "Authorization expired",
             Self::AuthorizationNotYetValid => "Authorization not yet valid",
             Self::AuthorizationReplayed => "Authorization already used",
+            Self::AuthorizationNonceUnknown => "Authorization nonce not issued here",
             Self::ProvenanceInvalid => "Provenance invalid",
             Self::WrongEnclave => "Record belongs to another enclave",
             Self::GrantOrphaned => "Grant orphaned: authorize again",
@@ -177,7 +184,7 @@ mod tests {
         let mut names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 20);
+        assert_eq!(names.len(), ErrorCode::ALL.len());
         for code in ErrorCode::ALL {
             assert!((400..600).contains(&code.http_status()), "{code:?}");
             let json = serde_json::to_string(&code).unwrap();

@@ -193,7 +193,7 @@ export function renderMessage(domain: MessageDomain, fields: MessageFields): str
     ];
   } else if (p.kind === "import-vault") {
     const vault = uuidText(idBytes(p.vault_id, "vault_id"));
-    statement = `Import vault ${vault} as a master key of this wallet: agents made from it sign only under grants you authorize.`;
+    statement = `Import vault ${vault} as a master key of this wallet. Whoever sealed it knows its master key and can use its agents without any grant: sign only if your own browser sealed it.`;
     extra = [
       `urn:signer:vault:${vault}`,
       `urn:signer:vault-record-sha256:${hex32(p.vault_record_sha256, "vault_record_sha256")}`,

@@ -34,6 +34,7 @@ export const ERROR_CODES = [
   "authorization_expired",
   "authorization_not_yet_valid",
   "authorization_replayed",
+  "authorization_nonce_unknown",
   "provenance_invalid",
   "wrong_enclave",
   "grant_orphaned",

@@ -29,8 +29,9 @@
 //! Limits: {policy summary}.`; resources `bot:{uuid}`, `agent:{base58}`, `grant-lifetime:{s}`,
 //! `policy-sha256:{hex}` (the SHA-256 of the policy's canonical bytes).
 //!
-//! Purpose `import-vault`: statement `Import vault {uuid} as a master key of this wallet: agents
-//! made from it sign only under grants you authorize.`; resources `vault:{uuid}`,
+//! Purpose `import-vault`: statement `Import vault {uuid} as a master key of this wallet. Whoever
+//! sealed it knows its master key and can use its agents without any grant: sign only if your own
+//! browser sealed it.`; resources `vault:{uuid}`,
 //! `vault-record-sha256:{hex}`.
 //!
 //! Verification is strict: the wallet key and the signature's `R` must be canonical encodings of
@@ -108,6 +109,14 @@ pub enum Purpose<'a> {
 }
 
 impl Purpose<'_> {
+    /// A number for the purpose, as the enclave remembers which purpose a nonce was issued for.
+    pub fn code(&self) -> u8 {
+        match self {
+            Self::Grant { .. } => 1,
+            Self::ImportVault { .. } => 2,
+        }
+    }
+
     /// The `urn:signer:purpose:…` name.
     pub fn name(&self) -> &'static str {
         match self {
@@ -210,8 +219,9 @@ pub fn render(domain: &MessageDomain, fields: &MessageFields<'_>) -> Result<Stri
         }
         Purpose::ImportVault { vault_id, record_sha256 } => {
             let statement = format!(
-                "Import vault {} as a master key of this wallet: agents made from it sign only \
-                 under grants you authorize.",
+                "Import vault {} as a master key of this wallet. Whoever sealed it knows its \
+                 master key and can use its agents without any grant: sign only if your own \
+                 browser sealed it.",
                 uuid_text(&vault_id)
             );
             let extra = vec![

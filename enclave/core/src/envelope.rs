@@ -297,9 +297,17 @@ pub const KEY_CONTENT_LEN: usize = 48;
 /// failure at any step only clears the returned [`Choice`] and substitutes zeros, so the caller
 /// goes on to the record's AEAD with a key either way and reports one answer. This is what
 /// denies an attacker the CBC padding oracle: no step reveals on its own whether it passed.
-pub fn unwrap_key32(parsed: &ParsedEnvelope<'_>, key: &RecipientKey) -> (Secret32, Choice) {
+///
+/// The RSA step is blinded with `rng` (defence in depth: the private-key operation's timing is
+/// then independent of the ciphertext the attacker chose).
+pub fn unwrap_key32<R: rsa::rand_core::CryptoRng + ?Sized>(
+    parsed: &ParsedEnvelope<'_>,
+    key: &RecipientKey,
+    rng: &mut R,
+) -> (Secret32, Choice) {
     let mut cek = Zeroizing::new([0u8; 32]);
-    let rsa_ok = match key.private.decrypt(Oaep::<Sha256>::new(), parsed.encrypted_key) {
+    let rsa_ok = match key.private.decrypt_blinded(rng, Oaep::<Sha256>::new(), parsed.encrypted_key)
+    {
         Ok(plain) => {
             let plain = Zeroizing::new(plain);
             let fits = plain.len() == 32;

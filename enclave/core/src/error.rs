@@ -88,6 +88,11 @@ pub enum AuthorizationError {
     NotYetValid { issued_at: u64, now: u64, skew: u64 },
     #[error("nonce {nonce} was already used")]
     Replayed { nonce: String },
+    #[error(
+        "nonce {nonce} was not issued by this enclave for this wallet, purpose and Issued At, or \
+         its message expired or was voided by a revocation of the wallet: ask for a new message"
+    )]
+    NonceUnknown { nonce: String },
 }
 
 impl AuthorizationError {
@@ -98,6 +103,7 @@ impl AuthorizationError {
             Self::Expired { .. } => ErrorCode::AuthorizationExpired,
             Self::NotYetValid { .. } => ErrorCode::AuthorizationNotYetValid,
             Self::Replayed { .. } => ErrorCode::AuthorizationReplayed,
+            Self::NonceUnknown { .. } => ErrorCode::AuthorizationNonceUnknown,
         }
     }
 }
@@ -120,7 +126,9 @@ impl EnclaveError {
             Self::Orphaned { .. } => ErrorCode::GrantOrphaned,
             Self::HandedOver { .. } => ErrorCode::EnclaveHandedOver,
             Self::Handover(_) => ErrorCode::HandoverRefused,
-            Self::Envelope(_) | Self::Internal(_) => ErrorCode::Internal,
+            // A malformed envelope is an upstream fault (KMS or the relay), not a bug here.
+            Self::Envelope(_) => ErrorCode::EnvelopeRejected,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 }

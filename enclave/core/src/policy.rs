@@ -12,14 +12,15 @@
 //! as the runtime does.
 //!
 //! The agent's role is fixed: it is the source of every System `Transfer`, the funding account of
-//! every `CreateAccount` and never the new account, appears in no other position of a System
-//! instruction, and is the (single-signer) authority of every `TransferChecked`. A token source
+//! every `CreateAccount` and never the new account, and the (single-signer) authority of every
+//! `TransferChecked`; in those instructions it stands in no other account position. A token source
 //! account the agent does not own cannot move under the agent's signature unless the agent is its
 //! delegate; either way the amount is charged to the agent's limits.
 //!
 //! Daily limits are per (wallet, bot, agent) and UTC day, and days only move forward (a request
 //! timed before midnight but recorded after it never resets the new day); when the agent pays the
-//! fee, the fee counts in the daily SOL outflow. Velocity counts signatures in the last 60 s.
+//! fee, the fee counts in the per-transaction and daily SOL outflow. Velocity counts signatures in
+//! the last 60 s.
 //! Every denial names its rule and the numbers.
 
 use std::collections::{HashMap, VecDeque};
@@ -267,14 +268,15 @@ fn check_agent_role(
                     ix.accounts.len()
                 )));
             }
-            return Ok(());
+            3
         }
         _ => return Ok(()),
     };
     for position in (0..ix.accounts.len()).filter(|p| *p != agent_position) {
         if tx.instruction_static_account(ix, position) == Some(&agent.0) {
             return Err(refuse(format!(
-                "the agent {agent} stands in account position {position} of a System instruction"
+                "the agent {agent} stands in account position {position}, where only its one \
+                 role is allowed"
             )));
         }
     }
@@ -361,11 +363,14 @@ pub fn evaluate_transaction(
         }
     }
 
-    if spend.lamports > policy.max_lamports_per_tx {
+    // The per-transaction SOL limit counts the fee the agent pays, as the message says.
+    spend.fee_lamports = fee_lamports(tx.num_signatures, &actions);
+    spend.agent_pays_fee = tx.fee_payer() == Some(&agent.0);
+    if spend.daily_lamports() > policy.max_lamports_per_tx {
         return Err(Denial::per_tx(
             Rule::MaxLamportsPerTx,
             policy.max_lamports_per_tx,
-            spend.lamports,
+            spend.daily_lamports(),
             None,
         ));
     }
@@ -380,8 +385,6 @@ pub fn evaluate_transaction(
             ));
         }
     }
-    spend.fee_lamports = fee_lamports(tx.num_signatures, &actions);
-    spend.agent_pays_fee = tx.fee_payer() == Some(&agent.0);
     if spend.fee_lamports > policy.max_fee_lamports {
         return Err(Denial::per_tx(
             Rule::MaxFeeLamports,
@@ -445,13 +448,103 @@ struct SpendState {
     last_seen: u64,
 }
 
-/// Daily and per-minute counters, per (wallet, bot, agent).
-#[derive(Debug, Default)]
+/// Default bound on the counters a ledger holds (about 200 MB at capacity: see
+/// `docs/performance.md`).
+pub const DEFAULT_SPEND_COUNTER_CAPACITY: usize = 1_000_000;
+/// Default bound on the counters of one wallet.
+pub const DEFAULT_SPEND_COUNTERS_PER_WALLET: u32 = 1024;
+
+/// A new counter cannot be created: the ledger never forgets a live counter (that would reset
+/// a limit), so it refuses the signature that would need one.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LedgerFull {
+    #[error(
+        "wallet {wallet} already has {limit} spend counters (bot and agent pairs) counted today \
+         or yesterday; no new bot or agent of this wallet can sign until they age out"
+    )]
+    Wallet { wallet: Pubkey, limit: u32 },
+    #[error(
+        "the spend ledger holds {capacity} live counters; no new bot or agent can sign until \
+         they age out (existing ones keep signing)"
+    )]
+    Total { capacity: usize },
+}
+
+/// Daily and per-minute counters, per (wallet, bot, agent), bounded in total and per wallet.
+///
+/// A counter lives until the UTC day after the one it last counted, so limits hold across
+/// midnight; a live counter is never evicted. At capacity, a signature that needs a new counter
+/// is refused — first for the wallet that holds [`Ledger::per_wallet_capacity`] of them, then
+/// for everyone once the whole ledger is full — while every existing counter keeps working:
+/// one tenant filling the ledger stops only new bots, never the grants already in use.
+#[derive(Debug)]
 pub struct Ledger {
     states: HashMap<SpendKey, SpendState>,
+    per_wallet: HashMap<[u8; 32], u32>,
+    capacity: usize,
+    per_wallet_capacity: u32,
+    /// The last second a full ledger was swept for stale counters (at most once a second).
+    last_prune: u64,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self::new(DEFAULT_SPEND_COUNTER_CAPACITY, DEFAULT_SPEND_COUNTERS_PER_WALLET)
+    }
 }
 
 impl Ledger {
+    pub fn new(capacity: usize, per_wallet_capacity: u32) -> Self {
+        Self {
+            states: HashMap::new(),
+            per_wallet: HashMap::new(),
+            capacity,
+            per_wallet_capacity,
+            last_prune: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn per_wallet_capacity(&self) -> u32 {
+        self.per_wallet_capacity
+    }
+
+    /// Room for `key`'s counter: present already, or a new one within both bounds (stale
+    /// counters are swept first, at most once a second).
+    pub fn admit(&mut self, key: &SpendKey, now: u64) -> Result<(), LedgerFull> {
+        if self.states.contains_key(key) {
+            return Ok(());
+        }
+        let wallet_full =
+            |l: &Self| l.per_wallet.get(&key.wallet).copied().unwrap_or(0) >= l.per_wallet_capacity;
+        if (wallet_full(self) || self.states.len() >= self.capacity) && now > self.last_prune {
+            self.last_prune = now;
+            self.prune(now);
+        }
+        if wallet_full(self) {
+            return Err(LedgerFull::Wallet {
+                wallet: Pubkey(key.wallet),
+                limit: self.per_wallet_capacity,
+            });
+        }
+        if self.states.len() >= self.capacity {
+            return Err(LedgerFull::Total { capacity: self.capacity });
+        }
+        Ok(())
+    }
+
+    fn state_mut(&mut self, key: SpendKey) -> &mut SpendState {
+        let per_wallet = &mut self.per_wallet;
+        self.states.entry(key).or_insert_with(|| {
+            let n = per_wallet.entry(key.wallet).or_insert(0);
+            *n = n.saturating_add(1);
+            SpendState::default()
+        })
+    }
+
     /// Checks the cumulative limits for `spend` at `now` (unix seconds). Nothing is recorded.
     pub fn check(
         &self,
@@ -514,7 +607,7 @@ impl Ledger {
     /// Records `spend` at `now`. Call only after [`Ledger::check`] succeeded under the same lock.
     pub fn record(&mut self, key: SpendKey, spend: &Spend, now: u64) {
         let today = now / SECONDS_PER_DAY;
-        let state = self.states.entry(key).or_default();
+        let state = self.state_mut(key);
         // Only a later day resets the counters; an earlier one is charged to the current day.
         if today > state.day {
             state.day = today;
@@ -540,7 +633,15 @@ impl Ledger {
     /// Forgets counters untouched since before the previous UTC day.
     pub fn prune(&mut self, now: u64) {
         let yesterday = (now / SECONDS_PER_DAY).saturating_sub(1);
-        self.states.retain(|_, s| s.last_seen / SECONDS_PER_DAY >= yesterday);
+        let per_wallet = &mut self.per_wallet;
+        self.states.retain(|key, s| {
+            let keep = s.last_seen / SECONDS_PER_DAY >= yesterday;
+            if !keep && let Some(n) = per_wallet.get_mut(&key.wallet) {
+                *n = n.saturating_sub(1);
+            }
+            keep
+        });
+        self.per_wallet.retain(|_, n| *n > 0);
     }
 
     /// Every counter, for a handover.
@@ -573,9 +674,11 @@ impl Ledger {
                 recent: r.recent.into_iter().collect(),
                 last_seen: r.last_seen,
             };
+            // A handover's counters are taken whatever the bounds (refusing them after the
+            // predecessor stopped would strand both); they age out like any other.
             match self.states.get_mut(&key) {
                 None => {
-                    self.states.insert(key, incoming);
+                    *self.state_mut(key) = incoming;
                 }
                 Some(ours) if ours.day == incoming.day => {
                     ours.lamports = ours.lamports.saturating_add(incoming.lamports);
@@ -612,6 +715,11 @@ impl Ledger {
                 }
             }
         }
+    }
+
+    /// Counters of `wallet`.
+    pub fn wallet_len(&self, wallet: &[u8; 32]) -> u32 {
+        self.per_wallet.get(wallet).copied().unwrap_or(0)
     }
 
     /// Number of (wallet, bot, agent) counters tracked.

@@ -70,6 +70,19 @@ impl<K: Hash + Eq + Ord + Copy, V> TtlMap<K, V> {
         self.entries.get(key).filter(|e| e.expires_at > now).map(|e| &e.value)
     }
 
+    /// The live value for `key` at `now`, to change in place (its expiry stays).
+    pub fn get_mut(&mut self, key: &K, now: u64) -> Option<&mut V> {
+        self.entries.get_mut(key).filter(|e| e.expires_at > now).map(|e| &mut e.value)
+    }
+
+    /// Removes every entry for which `remove` says so; returns how many. Their heap slots stay
+    /// until they expire (an expiry finding no matching entry drops nothing).
+    pub fn remove_where(&mut self, mut remove: impl FnMut(&K, &V) -> bool) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|k, e| !remove(k, &e.value));
+        before - self.entries.len()
+    }
+
     /// Makes room for one new key (evicting expired entries) or reports that none can be made.
     pub fn ensure_room(&mut self, now: u64) -> Result<(), StoreFull> {
         if self.entries.len() >= self.capacity {

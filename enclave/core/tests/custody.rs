@@ -94,7 +94,7 @@ fn each_refusal_of_an_authorization_has_its_own_code_and_seals_nothing() {
     let f = fixture();
     let s = f.setup(0x21, policy());
     let terms = f.terms(s.wallet, s.agent.agent_pubkey, policy(), 900);
-    let grants_before = f.enclave.status().nonces;
+    let grants_before = f.enclave.status().nonces_used;
 
     // Another wallet signed.
     let mut signed = authorize(&f, &s.user, terms.clone());
@@ -133,7 +133,9 @@ fn each_refusal_of_an_authorization_has_its_own_code_and_seals_nothing() {
         assert_eq!(code(submit(&f, &s, &signed)), ErrorCode::AuthorizationSignatureInvalid);
     }
 
-    // Expired: the message is valid ten minutes.
+    assert_eq!(f.enclave.status().nonces_used, grants_before, "no nonce was consumed");
+
+    // Expired: the message is valid ten minutes (the setup's used nonce expires with it).
     let signed = authorize(&f, &s.user, terms.clone());
     f.clock.advance(600);
     assert_eq!(code(submit(&f, &s, &signed)), ErrorCode::AuthorizationExpired);
@@ -144,7 +146,7 @@ fn each_refusal_of_an_authorization_has_its_own_code_and_seals_nothing() {
     signed.signature = malleate(signed.signature);
     assert_eq!(code(submit(&f, &s, &signed)), ErrorCode::AuthorizationSignatureNoncanonical);
 
-    assert_eq!(f.enclave.status().nonces, grants_before, "no nonce was consumed");
+    assert_eq!(f.enclave.status().nonces_used, 0, "no nonce was consumed");
 
     // And the honest one works once; its replay is refused.
     let signed = authorize(&f, &s.user, terms.clone());

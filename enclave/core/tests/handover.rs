@@ -10,7 +10,9 @@ use std::sync::atomic::AtomicU64;
 
 use common::*;
 use enclave_core::enclave::RevokeTarget;
-use enclave_core::enclave::handover::{MAX_CHUNKS, StateSnapshot, open_chunk, seal_chunks};
+use enclave_core::enclave::handover::{
+    ImportProgress, MAX_CHUNKS, StateSnapshot, open_chunk, seal_chunks,
+};
 use enclave_core::policy::{Intent, Rule};
 use enclave_core::records::{WrapAlg, WrappedKey};
 use enclave_core::{EnclaveError, ErrorCode, OsRandom, Pubkey, Secret32, SignOutcome};
@@ -58,9 +60,19 @@ fn hand_over(
     let envelope = s.kms_envelope(&kms_wrap(&prepared));
     let proof = s.enclave.handover_accept(&prepared.document, &prepared.wrapped_key, &envelope)?;
     let total = p.enclave.handover_export(&proof)?;
+    let imported = transfer_chunks(p, s, total)?;
+    let token = p.enclave.handover_commit(&imported)?;
+    s.enclave.handover_finish(&token)
+}
+
+/// Steps 5: every chunk from `p` to `s`; returns the import proof.
+fn transfer_chunks(p: &Fixture, s: &Fixture, total: u32) -> Result<[u8; 32], EnclaveError> {
     let mut done = None;
     for i in 0..total {
-        done = s.enclave.handover_import(i, total, &p.enclave.handover_chunk(i)?)?;
+        match s.enclave.handover_import(i, total, &p.enclave.handover_chunk(i)?)? {
+            ImportProgress::Imported { proof } => done = Some(proof),
+            ImportProgress::Partial { .. } => assert!(done.is_none()),
+        }
     }
     Ok(done.expect("the last chunk completes the import"))
 }
@@ -91,14 +103,14 @@ fn the_successor_continues_exactly_where_the_predecessor_stopped() {
     let (sched, sagent, dest) = scheduled_for(&p, 0x72, 77);
     let stx = legacy_tx(&sagent, &[sol_transfer(&sagent, &dest, 77)]);
     assert!(matches!(p.sign_scheduled(&sched, &stx, 9).unwrap(), SignOutcome::Signed(_)));
-    let nonces = p.enclave.status().nonces;
-    assert!(nonces >= 2);
+    assert!(p.enclave.status().nonces >= 2);
 
     let imported = hand_over(&p, &s).unwrap();
     assert_eq!(imported.predecessor, p.enclave.id());
     assert_eq!(imported.answers_for, vec![s.enclave.id(), p.enclave.id()]);
     assert_eq!(s.enclave.answers_for(), imported.answers_for);
-    assert_eq!(s.enclave.status().nonces, nonces);
+    // The used nonces travel (issued, unused ones name the predecessor and die with it).
+    assert!(s.enclave.status().nonces >= 2);
 
     // The predecessor decides nothing more.
     let err = p.sign(request(&setup, &tx(1, 3), 3)).unwrap_err();
@@ -232,11 +244,23 @@ fn forged_replayed_or_misdirected_handovers_open_nothing() {
     let mut tampered = chunks[0].clone();
     tampered[3] ^= 1;
     assert_eq!(code(s.enclave.handover_import(0, total, &tampered)), ErrorCode::HandoverRefused);
+    let mut imported = None;
     for (i, c) in chunks.iter().enumerate() {
-        s.enclave.handover_import(i as u32, total, c).unwrap();
+        if let ImportProgress::Imported { proof } =
+            s.enclave.handover_import(i as u32, total, c).unwrap()
+        {
+            imported = Some(proof);
+        }
     }
+    // …the successor takes nothing over without the predecessor's commit token…
+    assert_eq!(code(s.enclave.handover_finish(&[0; 32])), ErrorCode::HandoverRefused);
+    assert_eq!(code(p.enclave.handover_commit(&[0; 32])), ErrorCode::HandoverRefused);
+    assert_eq!(s.enclave.answers_for(), vec![s.enclave.id()]);
+    let token = p.enclave.handover_commit(&imported.unwrap()).unwrap();
+    s.enclave.handover_finish(&token).unwrap();
     // …replayed to the successor later, or to another enclave, it opens nothing.
     assert_eq!(code(s.enclave.handover_import(0, total, &chunks[0])), ErrorCode::HandoverRefused);
+    assert_eq!(code(s.enclave.handover_finish(&token)), ErrorCode::HandoverRefused);
     let other = fixture_on(config(), Arc::clone(&p.clock), 0x10, Some(&fresh_recipient()));
     other.enclave.handover_offer().unwrap();
     assert_eq!(

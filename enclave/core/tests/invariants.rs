@@ -225,8 +225,8 @@ fn predecessor_envelope(f: &Fixture) -> Vec<u8> {
 
 /// An envelope made for another enclave key (the predecessor of a restarted enclave, whose
 /// attestation the parent used moments before) is a stale relay, not a bad record: the enclave
-/// asks for a fresh one with `NeedKey`. Garbage in the envelope is the relay's fault
-/// (`internal`), never the caller's record's.
+/// asks for a fresh one with `NeedKey`. Garbage in the envelope is an upstream fault
+/// (`envelope_rejected`, 502), never the caller's record's, and never `internal`.
 #[test]
 fn envelopes_for_another_enclave_key_ask_for_a_fresh_one() {
     let f = fixture();
@@ -240,7 +240,7 @@ fn envelopes_for_another_enclave_key_ask_for_a_fresh_one() {
     }
     let garbage: &[u8] = &[0x30, 0x80, 0xde, 0xad];
     let r = f.enclave.sign(&SignRequest { envelope: Some(garbage), ..request(&s, &tx, 1) });
-    assert_eq!(code(r), ErrorCode::Internal);
+    assert_eq!(code(r), ErrorCode::EnvelopeRejected);
     assert_eq!(f.enclave.status().signatures, 0);
     // The fresh envelope signs.
     verify_independently(&f.sign(request(&s, &tx, 1)).unwrap().transaction);
@@ -630,27 +630,33 @@ fn clock_skew_between_enclaves_is_bounded() {
     let f = fixture();
     let s = f.setup(44, policy());
     let terms = f.terms(s.wallet, s.agent.agent_pubkey, policy(), 600);
-    let attempt = |issued_at: u64, nonce: &str| {
-        let message = f.grant_message(&domain(), &terms, nonce, issued_at);
-        let signature = s.user.sign(&message);
+    // The message is issued (its nonce and `Issued At` come from the enclave) when this
+    // enclave's clock reads `issued_at`; the clock is then set back to T0 (a clock that stepped
+    // back, or the second instance of a handover) and the signed message submitted.
+    let attempt = |issued_at: u64| {
+        f.clock.set(issued_at);
+        let auth = f.enclave.authorize_grant(&terms).unwrap();
+        assert_eq!(auth.issued_at, issued_at);
+        f.clock.set(T0);
+        let signature = s.user.sign(&auth.message);
         f.unlocked(|envelope| {
             f.enclave.create_grant(&CreateGrant {
                 grant: terms.clone(),
-                nonce,
-                issued_at,
+                nonce: &auth.nonce,
+                issued_at: auth.issued_at,
                 signature,
                 vault: VaultProof { record: &s.vault.record, provenance: &s.vault.provenance },
                 envelope,
             })
         })
     };
-    let grant = attempt(T0 + 60, "000000000000000000000000000000a1").unwrap();
+    let grant = attempt(T0 + 60).unwrap();
     assert_eq!(grant.issued_at, T0 + 60);
-    let err = attempt(T0 + 61, "000000000000000000000000000000a2").unwrap_err();
+    let err = attempt(T0 + 61).unwrap_err();
     assert_eq!(err.code(), ErrorCode::AuthorizationNotYetValid, "{err}");
-    let err = attempt(T0 - 600, "000000000000000000000000000000a3").unwrap_err();
+    let err = attempt(T0 - 600).unwrap_err();
     assert_eq!(err.code(), ErrorCode::AuthorizationExpired, "{err}");
-    attempt(T0 - 599, "000000000000000000000000000000a4").unwrap();
+    attempt(T0 - 599).unwrap();
 
     // A grant record claiming to be issued ahead of this clock (sealed by hand) is refused
     // before any KMS call.
@@ -754,7 +760,7 @@ fn garbage_in_every_field_is_a_typed_error() {
             };
             if envelope_field {
                 // The envelope comes from KMS via the parent: its garbage is not the caller's.
-                assert_eq!(code, ErrorCode::Internal);
+                assert_eq!(code, ErrorCode::EnvelopeRejected);
             } else {
                 assert!(
                     matches!(code, ErrorCode::RecordInvalid | ErrorCode::BadRequest),

@@ -196,3 +196,80 @@ fn padding_oracle_attack_through_sign_scheduled_recovers_nothing() {
         SignOutcome::NeedKey(_) => panic!("a fresh envelope must open"),
     }
 }
+
+/// The same attack, but no query can be answered from the refused-envelope store: every forged
+/// envelope carries a fresh RSA-OAEP wrapping of the same content key, so each one runs the
+/// whole constant flow (RSA, length and padding judged together, the record's AEAD). This is
+/// the flow's own test; the attacks above mostly meet the refusal store after their first query.
+#[test]
+fn padding_oracle_attack_with_a_fresh_wrapped_key_per_query_takes_the_full_path_and_recovers_nothing()
+ {
+    use aes::cipher::{BlockModeEncrypt as _, KeyIvInit as _};
+    use rsa::RsaPublicKey;
+    use rsa::pkcs8::DecodePublicKey as _;
+
+    let f = fixture();
+    let s = f.setup(0x75, policy());
+    let a = s.agent.agent_pubkey;
+    let tx = legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), 10)]);
+    let wrapped = SealedGrant::parse(&s.grant.record).unwrap().wrapped;
+    let key = true_key(&f, &wrapped);
+
+    // The genuine envelope, with a content key the test knows (KMS's shape: 48 bytes of CBC).
+    let recipient = RsaPublicKey::from_public_key_der(f.enclave.recipient_public_key()).unwrap();
+    let cek = [0x5a_u8; 32];
+    let iv = [0x3c_u8; 16];
+    let mut content = [0u8; 48];
+    content[..32].copy_from_slice(&key);
+    content[32..].fill(16);
+    cbc::Encryptor::<aes::Aes256>::new(&cek.into(), &iv.into())
+        .encrypt_padded::<aes::cipher::block_padding::NoPadding>(&mut content, 48)
+        .unwrap();
+    let rid: [u8; 32] = <Sha256 as sha2::Digest>::digest(f.enclave.recipient_public_key()).into();
+    let mut rng = enclave_core::secret::seeded_rng(&enclave_core::OsRandom).unwrap();
+    let mut fresh_wrap = || recipient.encrypt(&mut rng, Oaep::<Sha256>::new(), &cek).unwrap();
+    let genuine = envelope::encode(
+        &EnvelopeParts { rid: &rid, encrypted_key: &fresh_wrap(), iv: &iv, content: &content },
+        ContentForm::Chunked,
+    );
+
+    let failures_before = f.enclave.status().envelope_failures;
+    let mut oracle = |forged: &[u8]| {
+        let p = envelope::parse(forged).unwrap();
+        let rewrapped = envelope::encode(
+            &EnvelopeParts {
+                rid: &rid,
+                encrypted_key: &fresh_wrap(),
+                iv: p.iv.try_into().unwrap(),
+                content: p.ciphertext.as_slice(),
+            },
+            ContentForm::Chunked,
+        );
+        observe(f.enclave.sign(&SignRequest { envelope: Some(&rewrapped), ..request(&s, &tx, 1) }))
+    };
+    let outcome = attack(&genuine, &mut oracle);
+    assert_attack_failed(&outcome, &key, "sign, full path");
+    assert_eq!(
+        f.enclave.status().envelope_failures - failures_before,
+        outcome.queries as u64,
+        "every query ran the constant flow to its end (none was answered from the refusal store)"
+    );
+    assert_eq!(f.enclave.status().signatures, 0);
+    // The genuine envelope, freshly wrapped, still opens: the key was right all along.
+    let p = envelope::parse(&genuine).unwrap();
+    let fresh = envelope::encode(
+        &EnvelopeParts {
+            rid: &rid,
+            encrypted_key: &fresh_wrap(),
+            iv: p.iv.try_into().unwrap(),
+            content: p.ciphertext.as_slice(),
+        },
+        ContentForm::Chunked,
+    );
+    match f.enclave.sign(&SignRequest { envelope: Some(&fresh), ..request(&s, &tx, 1) }).unwrap() {
+        SignOutcome::Signed(signed) => {
+            verify_independently(&signed.transaction);
+        }
+        SignOutcome::NeedKey(_) => panic!("the genuine content key must open the grant"),
+    }
+}

@@ -166,14 +166,16 @@ fn token_transfer_checked_only_for_listed_mints() {
 fn per_transaction_limits_on_both_sides() {
     let c = Case::new(policy());
     let a = c.agent();
-    c.sign(&[c.transfer(2_000_000_000)]).unwrap();
-    let d = denial(c.sign(&[c.transfer(2_000_000_001)]));
+    // The agent pays the 5 000-lamport fee, and the message says the per-transaction SOL limit
+    // includes it: 1.999995 SOL plus the fee is exactly the limit.
+    c.sign(&[c.transfer(1_999_995_000)]).unwrap();
+    let d = denial(c.sign(&[c.transfer(1_999_995_001)]));
     assert_eq!(
         (d.rule, d.limit, d.requested),
         (Rule::MaxLamportsPerTx, Some(2_000_000_000), Some(2_000_000_001))
     );
     // Outflow adds up across instructions.
-    let d = denial(c.sign(&[c.transfer(1_000_000_000), c.transfer(1_000_000_001)]));
+    let d = denial(c.sign(&[c.transfer(1_000_000_000), c.transfer(999_995_001)]));
     assert_eq!(d.requested, Some(2_000_000_001));
 
     let tok =
@@ -215,7 +217,7 @@ fn daily_limits_accumulate_and_roll_over_at_utc_midnight() {
     c.f.clock.set(T0 + 12 * 3600 - 1);
     assert_eq!(denial(c.sign(&[c.transfer(1)])).rule, Rule::MaxLamportsPerDay);
     c.f.clock.set(T0 + 12 * 3600);
-    c.sign(&[c.transfer(2_000_000_000)]).unwrap();
+    c.sign(&[c.transfer(1_999_995_000)]).unwrap();
     c.sign(&[tok(1_000)]).unwrap();
 }
 
@@ -227,7 +229,7 @@ fn daily_limits_are_per_wallet_and_bot() {
     for (s, base) in [(&a, 10u8), (&b, 20)] {
         let agent = s.agent.agent_pubkey;
         for i in 0..2 {
-            let tx = legacy_tx(&agent, &[sol_transfer(&agent, &DEST, 2_000_000_000)]);
+            let tx = legacy_tx(&agent, &[sol_transfer(&agent, &DEST, 1_999_995_000)]);
             f.sign(request(s, &tx, base + i)).unwrap();
         }
     }

@@ -11,7 +11,9 @@
 //! schedule_store_capacity = 100000
 //! grant_cache_capacity = 100000
 //! revocation_capacity = 100000
-//! nonce_store_capacity = 100000
+//! nonce_store_capacity = 100000           # nonces issued in messages, until they expire
+//! spend_counter_capacity = 1000000       # (wallet, bot, agent) counters; ~200 B each
+//! spend_counters_per_wallet = 1024       # one wallet's counters
 //! vault_cache_capacity = 10000
 //! vault_cache_seconds = 600
 //! recipient_key_bits = 2048             # 2048, 3072 or 4096
@@ -133,6 +135,12 @@ fn default_requests() -> usize {
 fn default_100k() -> usize {
     100_000
 }
+fn default_spend_counters() -> usize {
+    enclave_core::policy::DEFAULT_SPEND_COUNTER_CAPACITY
+}
+fn default_spend_counters_per_wallet() -> u32 {
+    enclave_core::policy::DEFAULT_SPEND_COUNTERS_PER_WALLET
+}
 fn default_bits() -> usize {
     2048
 }
@@ -169,6 +177,10 @@ pub struct FileConfig {
     pub revocation_capacity: usize,
     #[serde(default = "default_100k")]
     pub nonce_store_capacity: usize,
+    #[serde(default = "default_spend_counters")]
+    pub spend_counter_capacity: usize,
+    #[serde(default = "default_spend_counters_per_wallet")]
+    pub spend_counters_per_wallet: u32,
     #[serde(default = "default_10k")]
     pub vault_cache_capacity: usize,
     #[serde(default = "default_vault_seconds")]
@@ -212,6 +224,8 @@ impl FileConfig {
             grant_cache_capacity: default_100k(),
             revocation_capacity: default_100k(),
             nonce_store_capacity: default_100k(),
+            spend_counter_capacity: default_spend_counters(),
+            spend_counters_per_wallet: default_spend_counters_per_wallet(),
             vault_cache_capacity: default_10k(),
             vault_cache_seconds: default_vault_seconds(),
             recipient_key_bits: default_bits(),
@@ -260,9 +274,11 @@ pub fn parse(bytes: &[u8]) -> Result<LoadedConfig, ConfigError> {
             file.max_schedule_window_seconds, file.max_schedule_horizon_seconds
         )));
     }
-    if file.clock_skew_seconds > 600 {
+    // At least 1: a message rendered in the second of a wallet's revocation is dated one second
+    // after it (enclave/core `revoked_wallets`).
+    if !(1..=600).contains(&file.clock_skew_seconds) {
         return Err(ConfigError::Invalid(format!(
-            "clock_skew_seconds {} is more than 600",
+            "clock_skew_seconds {} must be between 1 and 600",
             file.clock_skew_seconds
         )));
     }
@@ -278,6 +294,8 @@ pub fn parse(bytes: &[u8]) -> Result<LoadedConfig, ConfigError> {
         ("grant_cache_capacity", file.grant_cache_capacity),
         ("revocation_capacity", file.revocation_capacity),
         ("nonce_store_capacity", file.nonce_store_capacity),
+        ("spend_counter_capacity", file.spend_counter_capacity),
+        ("spend_counters_per_wallet", file.spend_counters_per_wallet as usize),
         ("vault_cache_capacity", file.vault_cache_capacity),
         ("max_connections", file.max_connections),
         ("max_in_flight", file.max_in_flight),
@@ -295,6 +313,8 @@ pub fn parse(bytes: &[u8]) -> Result<LoadedConfig, ConfigError> {
     core.max_schedule_horizon = file.max_schedule_horizon_seconds;
     core.clock_skew = file.clock_skew_seconds;
     core.nonce_store_capacity = file.nonce_store_capacity;
+    core.spend_counter_capacity = file.spend_counter_capacity;
+    core.spend_counters_per_wallet = file.spend_counters_per_wallet;
     core.vault_cache_capacity = file.vault_cache_capacity;
     core.vault_cache_seconds = file.vault_cache_seconds;
     core.predecessor_images =

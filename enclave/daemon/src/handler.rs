@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use enclave_core::enclave::handover::{ImportProgress, PredecessorStage};
 use enclave_core::enclave::{
     Authorization, AuthorizeGrant, CreateAgent, CreateGrant, ImportVault, NewAgentKind,
     RevokeTarget, SignRequest, SignScheduledRequest, Unlocked, VaultProof,
@@ -10,8 +11,8 @@ use enclave_core::enclave::{
 use enclave_core::error::ErrorCode;
 use enclave_core::{Enclave, EnclaveError, SignOutcome};
 use signer_protocol::{
-    AgentKindMsg, ErrorReply, GrantFields, HandoverSummary, Op, Outcome, PROTOCOL_VERSION, Reply,
-    RevokeMsg, StatusReply,
+    AgentKindMsg, ErrorReply, GrantFields, HandoverStage, HandoverSummary, Op, Outcome,
+    PROTOCOL_VERSION, Reply, RevokeMsg, StatusReply,
 };
 
 /// The enclave's request handler.
@@ -97,7 +98,8 @@ impl Handler {
             | Op::HandoverPrepare { .. }
             | Op::HandoverAccept { .. }
             | Op::HandoverExport { .. }
-            | Op::HandoverImport { .. } => true,
+            | Op::HandoverImport { .. }
+            | Op::HandoverFinish { .. } => true,
             _ => false,
         }
     }
@@ -245,17 +247,28 @@ impl Handler {
             }
             Op::HandoverChunk { index } => Reply::HandoverChunk { chunk: e.handover_chunk(index)? },
             Op::HandoverImport { index, total, chunk } => {
-                let done = e.handover_import(index, total, &chunk)?;
-                Reply::HandoverImported {
-                    received: index + 1,
-                    complete: done.map(|d| HandoverSummary {
-                        predecessor: d.predecessor,
-                        answers_for: d.answers_for,
-                        request_ids: d.request_ids as u64,
-                        counters: d.counters as u64,
-                    }),
+                match e.handover_import(index, total, &chunk)? {
+                    ImportProgress::Partial { received, total } => {
+                        Reply::HandoverImported { received, total, imported: None }
+                    }
+                    ImportProgress::Imported { proof } => {
+                        Reply::HandoverImported { received: total, total, imported: Some(proof) }
+                    }
                 }
             }
+            Op::HandoverCommit { imported } => {
+                Reply::HandoverCommitted { token: e.handover_commit(&imported)? }
+            }
+            Op::HandoverFinish { token } => {
+                let d = e.handover_finish(&token)?;
+                Reply::HandoverFinished(HandoverSummary {
+                    predecessor: d.predecessor,
+                    answers_for: d.answers_for,
+                    request_ids: d.request_ids as u64,
+                    counters: d.counters as u64,
+                })
+            }
+            Op::HandoverAbort => Reply::HandoverAborted { successor: e.handover_abort()? },
             Op::Status => {
                 let s = e.status();
                 Reply::Status(StatusReply {
@@ -274,6 +287,17 @@ impl Handler {
                     denials: s.denials,
                     envelope_failures: s.envelope_failures,
                     handed_over_to: s.handed_over_to,
+                    handover: e.handover_stage().map(|stage| match stage {
+                        PredecessorStage::Prepared { successor } => {
+                            HandoverStage { successor, stage: "prepared".into(), chunks: 0 }
+                        }
+                        PredecessorStage::Exported { successor, chunks } => {
+                            HandoverStage { successor, stage: "exported".into(), chunks }
+                        }
+                        PredecessorStage::Committed { successor, chunks } => {
+                            HandoverStage { successor, stage: "committed".into(), chunks }
+                        }
+                    }),
                     in_flight: self.in_flight.load(Ordering::Relaxed),
                     connections: self.connections.load(Ordering::Relaxed),
                 })

@@ -919,22 +919,30 @@ async fn handover_between_two_daemons_refuses_forged_and_replayed_steps() {
         panic!()
     };
     let mut recorded = Vec::new();
+    let mut proof = None;
     for index in 0..chunks {
         let Reply::HandoverChunk { chunk } = ok(&pc, Op::HandoverChunk { index }).await else {
             panic!()
         };
         recorded.push(chunk.clone());
-        let Reply::HandoverImported { complete, .. } =
+        let Reply::HandoverImported { imported, .. } =
             ok(&sc, Op::HandoverImport { index, total: chunks, chunk }).await
         else {
             panic!()
         };
-        if index + 1 == chunks {
-            let done = complete.unwrap();
-            assert_eq!(done.predecessor, w.enclave_id);
-            assert_eq!(done.request_ids, 1);
-        }
+        assert_eq!(imported.is_some(), index + 1 == chunks);
+        proof = imported;
     }
+    let Reply::HandoverCommitted { token } =
+        ok(&pc, Op::HandoverCommit { imported: proof.unwrap() }).await
+    else {
+        panic!()
+    };
+    let Reply::HandoverFinished(done) = ok(&sc, Op::HandoverFinish { token }).await else {
+        panic!()
+    };
+    assert_eq!(done.predecessor, w.enclave_id);
+    assert_eq!(done.request_ids, 1);
     // The predecessor refuses; the successor answers identically for the predecessor's grant.
     let e = err(&pc, sign_op(&w, tx.clone(), [2; 16], None)).await;
     assert_eq!(e.code, ErrorCode::EnclaveHandedOver);

@@ -15,6 +15,7 @@ use signer_types::records::{
     AgentKeyHeader, AgentKind, GrantHeader, SealedVault, VaultHeader, VaultOrigin,
 };
 
+use super::state::IssuedNonce;
 use super::{Enclave, OpenedVault, Unlocked};
 use crate::agent_key::signing_key;
 use crate::authorization::{self, MessageFields, Purpose};
@@ -224,51 +225,88 @@ impl Enclave {
     }
 
     /// Checks a signed authorization: the message rendered from `fields`, its time on the
-    /// enclave clock, the strict signature, and its nonce not yet used. Returns the nonce's key
-    /// and the message's expiry. Records nothing.
+    /// enclave clock, the strict signature, and its nonce issued here for this wallet, purpose
+    /// and time and not yet used. Returns the nonce's key. Records nothing.
     fn check_authorization(
         &self,
         fields: &MessageFields<'_>,
         signature: &[u8; 64],
-    ) -> Result<([u8; 16], u64), EnclaveError> {
+    ) -> Result<[u8; 16], EnclaveError> {
         let nonce = nonce_key(fields.nonce)?;
         let message = authorization::render(&self.config.message_domain, fields)
             .map_err(EnclaveError::BadRequest)?;
         let now = self.clock.now();
-        let expires_at = authorization::check_time(
+        authorization::check_time(
             &self.config.message_domain,
             fields.issued_at,
             now,
             self.config.clock_skew,
         )?;
         authorization::verify_strict(&fields.wallet, message.as_bytes(), signature)?;
-        if self.state.lock().nonces.get(&nonce, now).is_some() {
-            return Err(AuthorizationError::Replayed { nonce: fields.nonce.to_string() }.into());
-        }
-        Ok((nonce, expires_at))
+        self.state.lock().nonces.get(&nonce, now).map_or_else(
+            || Err(self.nonce_unknown(fields)),
+            |issued| self.check_issued(issued, fields),
+        )?;
+        Ok(nonce)
     }
 
-    /// Records a verified authorization's nonce until its message expires: the single use.
+    fn nonce_unknown(&self, fields: &MessageFields<'_>) -> EnclaveError {
+        AuthorizationError::NonceUnknown { nonce: fields.nonce.to_string() }.into()
+    }
+
+    /// The nonce was issued for this message's wallet, purpose and `Issued At`, and not used.
+    fn check_issued(
+        &self,
+        issued: &IssuedNonce,
+        fields: &MessageFields<'_>,
+    ) -> Result<(), EnclaveError> {
+        if issued.wallet != fields.wallet.0
+            || issued.issued_at != fields.issued_at
+            || issued.purpose != fields.purpose.code()
+        {
+            return Err(self.nonce_unknown(fields));
+        }
+        if issued.used {
+            return Err(AuthorizationError::Replayed { nonce: fields.nonce.to_string() }.into());
+        }
+        Ok(())
+    }
+
+    /// Marks a verified authorization's nonce used (it stays until its message expires): the
+    /// single use. A revocation of the wallet since the check voids it.
     fn consume_nonce(
         &self,
         nonce: [u8; 16],
-        text: &str,
-        expires_at: u64,
+        fields: &MessageFields<'_>,
     ) -> Result<(), EnclaveError> {
         let mut state = self.state.lock();
         if let Some(successor) = state.handed_over_to {
             return Err(EnclaveError::HandedOver { successor });
         }
         let now = self.clock.now();
-        if state.nonces.get(&nonce, now).is_some() {
-            return Err(AuthorizationError::Replayed { nonce: text.to_string() }.into());
-        }
-        state.nonces.insert(nonce, (), expires_at, now)?;
+        let issued = state.nonces.get_mut(&nonce, now).ok_or_else(|| self.nonce_unknown(fields))?;
+        self.check_issued(issued, fields)?;
+        issued.used = true;
         Ok(())
     }
 
-    fn fresh_nonce(&self) -> Result<String, EnclaveError> {
-        Ok(hex::encode(random_array::<16>(&*self.rng)?))
+    /// A fresh nonce for a message to `wallet`, remembered with its purpose and `Issued At`
+    /// until the message expires. `Issued At` is this enclave's clock, or just after the
+    /// wallet's revocation cutoff when that is not behind it. Issued nonces only admit
+    /// messages, so a full store gives up the one closest to expiry (that message can no
+    /// longer be used) rather than refusing every new message.
+    fn issue_nonce(&self, wallet: &Pubkey, purpose: u8) -> Result<(String, u64), EnclaveError> {
+        let nonce: [u8; 16] = random_array(&*self.rng)?;
+        let mut state = self.state.lock();
+        if let Some(successor) = state.handed_over_to {
+            return Err(EnclaveError::HandedOver { successor });
+        }
+        let now = self.clock.now();
+        let issued_at = state.earliest_issue(&wallet.0, now);
+        let expires_at = issued_at.saturating_add(self.config.message_domain.validity_seconds);
+        let entry = IssuedNonce { wallet: wallet.0, issued_at, purpose, used: false };
+        state.nonces.insert_evicting(nonce, entry, expires_at, now);
+        Ok((hex::encode(nonce), issued_at))
     }
 
     fn authorization(&self, fields: &MessageFields<'_>) -> Result<Authorization, EnclaveError> {
@@ -317,16 +355,17 @@ impl Enclave {
                 "only a vault of wallet {wallet} sealed by its browser (origin 1) is imported"
             )));
         }
-        let nonce = self.fresh_nonce()?;
+        let purpose = Purpose::ImportVault {
+            vault_id: sealed.header.vault_id,
+            record_sha256: Sha256::digest(vault_record).into(),
+        };
+        let (nonce, issued_at) = self.issue_nonce(&wallet, purpose.code())?;
         self.authorization(&MessageFields {
             wallet,
             enclave: self.id,
             nonce: &nonce,
-            issued_at: self.clock.now(),
-            purpose: Purpose::ImportVault {
-                vault_id: sealed.header.vault_id,
-                record_sha256: Sha256::digest(vault_record).into(),
-            },
+            issued_at,
+            purpose,
         })
     }
 
@@ -359,11 +398,11 @@ impl Enclave {
                 record_sha256: Sha256::digest(req.vault_record).into(),
             },
         };
-        let (nonce, expires_at) = self.check_authorization(&fields, &req.signature)?;
+        let nonce = self.check_authorization(&fields, &req.signature)?;
         if let Unlocked::NeedKey(n) = self.unlock_vault(&sealed, req.vault_record, req.envelope)? {
             return Ok(Unlocked::NeedKey(n));
         }
-        self.consume_nonce(nonce, req.nonce, expires_at)?;
+        self.consume_nonce(nonce, &fields)?;
         let provenance = self.provenance(&Subject::vault(req.vault_record)?)?;
         Ok(Unlocked::Done(ImportedVault { vault_id: sealed.header.vault_id, provenance }))
     }
@@ -429,8 +468,9 @@ impl Enclave {
     pub fn authorize_grant(&self, g: &AuthorizeGrant) -> Result<Authorization, EnclaveError> {
         self.refuse_if_handed_over()?;
         self.check_grant_fields(g)?;
-        let nonce = self.fresh_nonce()?;
-        self.authorization(&self.grant_fields(g, &nonce, self.clock.now()))
+        let purpose_code = self.grant_fields(g, "", 0).purpose.code();
+        let (nonce, issued_at) = self.issue_nonce(&g.wallet, purpose_code)?;
+        self.authorization(&self.grant_fields(g, &nonce, issued_at))
     }
 
     /// Creates an execution grant from the wallet's signature over the message this enclave
@@ -444,13 +484,13 @@ impl Enclave {
         let g = &req.grant;
         self.check_grant_fields(g)?;
         let fields = self.grant_fields(g, req.nonce, req.issued_at);
-        let (nonce, message_expires_at) = self.check_authorization(&fields, &req.signature)?;
+        let nonce = self.check_authorization(&fields, &req.signature)?;
         let sealed = self.check_vault(&g.wallet, &req.vault)?;
         let umk = match self.unlock_vault(&sealed, req.vault.record, req.envelope)? {
             Unlocked::Done(umk) => umk,
             Unlocked::NeedKey(n) => return Ok(Unlocked::NeedKey(n)),
         };
-        self.consume_nonce(nonce, req.nonce, message_expires_at)?;
+        self.consume_nonce(nonce, &fields)?;
         let header = GrantHeader {
             wallet: g.wallet,
             grant_id: authorization::grant_id(&req.signature),

@@ -25,9 +25,22 @@
 //!               → n chunks: chunk_i = AES-256-GCM(K_state, nonce = i as 96-bit big-endian,
 //!                          aad = "signer/handover/state/v1" ‖ P ‖ S ‖ i u32 ‖ n u32, state[i])
 //!                          K_state = HMAC-SHA256(K, "signer/handover/state-key/v1" ‖ P ‖ S)
-//! 5. S  import(i, n, chunk_i) for every i; at the last one S decodes the state, takes it over and
-//!                          answers for P's instances as well as its own.
+//! 5. S  import(i, n, chunk_i) for every i: each chunk is authenticated before anything is sized
+//!                          from it; once all are in, S decodes the state and holds it, undecided
+//!               → imported = HMAC-SHA256(K, "signer/handover/imported/v1" ‖ P ‖ S)
+//! 6. P  commit(imported)   checked in constant time; from here P is handed over for good
+//!               → token = HMAC-SHA256(K, "signer/handover/commit/v1" ‖ P ‖ S)
+//! 7. S  finish(token)      checked in constant time; S merges the state and answers for P's
+//!                          instances as well as its own.
 //! ```
+//!
+//! **Interrupted handovers** leave exactly one enclave deciding. Between export and commit P is
+//! frozen and S holds nothing it may use: every step is repeatable (export, chunk, import,
+//! commit, finish), so the parent resumes to the same successor; or P aborts, unfreezes and
+//! forgets K, after which no commit token can ever exist, so S can never take the state over.
+//! After commit P never unfreezes; S takes over on the token, which P repeats on request. The
+//! one case left is S dying after P committed: that is a crash of the deciding enclave (its
+//! records are orphaned, SPEC §16), not two deciders.
 //!
 //! P trusts S because only an image the KMS key policy admits can turn `wrapped` into K (no
 //! enclave's measured config can name images built after it), and the proof shows S holds K.
@@ -40,7 +53,7 @@
 //! "signer/state/v1" ‖ kill_switch u8 ‖ n u16 ‖ n × enclave_id[16]            (answers_for)
 //! requests         n u32 ‖ n × (request_id[16] ‖ digest[32] ‖ expires u64)
 //! scheduled marks  n u32 ‖ n × (schedule_id[16] ‖ agent[32] ‖ request_id[16] ‖ expires u64)
-//! nonces           n u32 ‖ n × (nonce[16] ‖ expires u64)
+//! used nonces      n u32 ‖ n × (nonce[16] ‖ expires u64)
 //! revoked records  n u32 ‖ n × (record_id[16] ‖ expires u64)
 //! revoked wallets  n u32 ‖ n × (wallet[32] ‖ revoked_at u64 ‖ expires u64)
 //! ledger           n u32 ‖ n × (wallet[32] ‖ bot[16] ‖ agent[32] ‖ day u64 ‖ lamports u64
@@ -64,7 +77,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::Enclave;
-use super::state::DecisionState;
+use super::state::{DecisionState, IssuedNonce};
 use crate::error::EnclaveError;
 use crate::policy::{SpendKey, SpendRecord};
 use crate::pubkey::Pubkey;
@@ -80,6 +93,8 @@ pub const DOCUMENT_MAX_AGE: Duration = Duration::from_secs(300);
 const OFFER_DOMAIN: &[u8] = b"signer/handover/successor/v1";
 const PREPARE_DOMAIN: &[u8] = b"signer/handover/predecessor/v1";
 const ACCEPT_DOMAIN: &[u8] = b"signer/handover/accept/v1";
+const IMPORTED_DOMAIN: &[u8] = b"signer/handover/imported/v1";
+const COMMIT_DOMAIN: &[u8] = b"signer/handover/commit/v1";
 const KEY_COMMIT_DOMAIN: &[u8] = b"signer/handover/key-commit/v1";
 const STATE_KEY_DOMAIN: &[u8] = b"signer/handover/state-key/v1";
 const CHUNK_DOMAIN: &[u8] = b"signer/handover/state/v1";
@@ -390,6 +405,8 @@ pub(super) struct SuccessorSession {
     offer_sha256: [u8; 32],
     accepted: Option<(EnclaveId, Secret32)>,
     chunks: Vec<Option<Zeroizing<Vec<u8>>>>,
+    /// The whole state, decoded, waiting for the predecessor's commit token.
+    pending: Option<StateSnapshot>,
 }
 
 /// What a predecessor holds from `prepare` on.
@@ -397,6 +414,28 @@ pub(super) struct PredecessorSession {
     successor: EnclaveId,
     key: Secret32,
     exported: Option<Vec<Vec<u8>>>,
+    /// Set by `commit`: the successor may take the state over; this enclave never decides again.
+    committed: bool,
+}
+
+/// Where this enclave stands as a predecessor (for `status` and the parent's resume).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PredecessorStage {
+    /// Prepared for `successor`; still deciding.
+    Prepared { successor: EnclaveId },
+    /// Frozen and exported in `chunks` chunks; not committed (resumable, or abortable).
+    Exported { successor: EnclaveId, chunks: u32 },
+    /// Committed: the successor decides from now on.
+    Committed { successor: EnclaveId, chunks: u32 },
+}
+
+/// What an import step did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImportProgress {
+    /// More chunks are needed.
+    Partial { received: u32, total: u32 },
+    /// Every chunk is in and the state decodes: the proof for the predecessor's commit.
+    Imported { proof: [u8; 32] },
 }
 
 #[derive(Default)]
@@ -469,6 +508,18 @@ impl Enclave {
         if let Some(from) = sessions.imported_from {
             return Err(refused(format!("this enclave already took over {from}")));
         }
+        // A frozen enclave has given its state away (or may still have to resume giving it):
+        // taking a state back would freeze its new predecessor with nobody able to decide.
+        if let Some(successor) = self.state.lock().handed_over_to {
+            return Err(refused(format!(
+                "this enclave handed its state to {successor} and cannot be a successor"
+            )));
+        }
+        if sessions.predecessor.as_ref().is_some_and(|p| p.exported.is_some()) {
+            return Err(refused(
+                "this enclave is handing its state over and cannot be a successor",
+            ));
+        }
         let nonce: [u8; 32] = random_array(&*self.rng)?;
         let user_data = [OFFER_DOMAIN, &nonce].concat();
         let document = self.attest(Some(&user_data), None)?;
@@ -476,6 +527,7 @@ impl Enclave {
             offer_sha256: Sha256::digest(&document).into(),
             accepted: None,
             chunks: Vec::new(),
+            pending: None,
         });
         Ok(document)
     }
@@ -485,6 +537,9 @@ impl Enclave {
     pub fn handover_prepare(&self, successor_document: &[u8]) -> Result<Prepared, EnclaveError> {
         if let Some(successor) = self.state.lock().handed_over_to {
             return Err(EnclaveError::HandedOver { successor });
+        }
+        if self.handover.lock().successor.as_ref().is_some_and(|s| s.accepted.is_some()) {
+            return Err(refused("this enclave is taking over a state and cannot hand over now"));
         }
         let (successor, verified) = self.verify_peer(successor_document, false)?;
         let offered = verified
@@ -511,7 +566,7 @@ impl Enclave {
         let commitment = key_commitment(&key, self.id, successor);
         let document = self.attest(Some(&[binding, commitment].concat()), None)?;
         self.handover.lock().predecessor =
-            Some(PredecessorSession { successor, key, exported: None });
+            Some(PredecessorSession { successor, key, exported: None, committed: false });
         Ok(Prepared { document, wrapped_key, successor })
     }
 
@@ -572,8 +627,13 @@ impl Enclave {
             sessions.predecessor.as_mut().ok_or_else(|| refused("no handover is prepared"))?;
         let expected = accept_proof(&session.key, self.id, session.successor);
         if !bool::from(expected.ct_eq(proof)) {
-            sessions.predecessor = None;
-            return Err(refused("the successor's proof does not match: handover abandoned"));
+            // Before the export nothing was given away: abandon. After it, a forged proof
+            // changes nothing (the export stays resumable or abortable).
+            if session.exported.is_none() {
+                sessions.predecessor = None;
+                return Err(refused("the successor's proof does not match: handover abandoned"));
+            }
+            return Err(refused("the successor's proof does not match"));
         }
         if let Some(chunks) = &session.exported {
             return u32::try_from(chunks.len()).map_err(|_| refused("too many chunks"));
@@ -614,7 +674,12 @@ impl Enclave {
             answers_for: self.answers_for(),
             requests: state.requests.live(now).map(|(k, v, e)| (*k, *v, e)).collect(),
             scheduled: state.scheduled.live(now).map(|(k, v, e)| (*k, *v, e)).collect(),
-            nonces: state.nonces.live(now).map(|(k, _, e)| (*k, e)).collect(),
+            nonces: state
+                .nonces
+                .live(now)
+                .filter(|(_, n, _)| n.used)
+                .map(|(k, _, e)| (*k, e))
+                .collect(),
             revoked_records: state.revoked_records.live(now).map(|(k, _, e)| (*k, e)).collect(),
             revoked_wallets: state
                 .revoked_wallets
@@ -625,14 +690,16 @@ impl Enclave {
         }
     }
 
-    /// Step 5, on the successor: one chunk; the last one completes the import and returns what
-    /// was taken over.
+    /// Step 5, on the successor: one chunk, authenticated (its index and the chunk count are in
+    /// its AAD) before anything is sized from it, so a forged chunk changes nothing. Once every
+    /// chunk is in, the state is decoded and held until the predecessor's commit token; the
+    /// answer is then the proof the predecessor commits on. Repeating any chunk is harmless.
     pub fn handover_import(
         &self,
         index: u32,
         total: u32,
         chunk: &[u8],
-    ) -> Result<Option<Imported>, EnclaveError> {
+    ) -> Result<ImportProgress, EnclaveError> {
         if total == 0 || total > MAX_CHUNKS || index >= total {
             return Err(refused(format!("chunk {index} of {total} is out of range")));
         }
@@ -642,27 +709,115 @@ impl Enclave {
         let (predecessor, key) =
             session.accepted.as_ref().ok_or_else(|| refused("no handover is accepted"))?;
         let predecessor = *predecessor;
+        let plain = open_chunk(key, predecessor, self.id, index, total, chunk)?;
+        let proof = keyed(key, IMPORTED_DOMAIN, predecessor, self.id);
+        if session.pending.is_some() {
+            return Ok(ImportProgress::Imported { proof });
+        }
         if session.chunks.is_empty() {
             session.chunks = (0..total).map(|_| None).collect();
         } else if session.chunks.len() != total as usize {
+            // Both counts were authenticated: the predecessor never sends two.
             return Err(refused("the chunk count changed during the import"));
         }
-        let plain = open_chunk(key, predecessor, self.id, index, total, chunk)?;
         if let Some(slot) = session.chunks.get_mut(index as usize) {
             *slot = Some(plain);
         }
-        if session.chunks.iter().any(Option::is_none) {
-            return Ok(None);
+        let received = session.chunks.iter().filter(|c| c.is_some()).count() as u32;
+        if received < total {
+            return Ok(ImportProgress::Partial { received, total });
         }
         let mut state_bytes = Zeroizing::new(Vec::new());
         for piece in session.chunks.iter().flatten() {
             state_bytes.extend_from_slice(piece);
         }
-        sessions.successor = None;
         let snapshot = StateSnapshot::decode(&state_bytes)?;
+        session.chunks = Vec::new();
+        session.pending = Some(snapshot);
+        Ok(ImportProgress::Imported { proof })
+    }
+
+    /// Step 6, on the predecessor: the successor holds the whole state; from here it decides
+    /// and this enclave never will again. Repeating it repeats the token.
+    pub fn handover_commit(&self, imported: &[u8; 32]) -> Result<[u8; 32], EnclaveError> {
+        let mut sessions = self.handover.lock();
+        let session = sessions
+            .predecessor
+            .as_mut()
+            .filter(|s| s.exported.is_some())
+            .ok_or_else(|| refused("no handover is exported"))?;
+        let expected = keyed(&session.key, IMPORTED_DOMAIN, self.id, session.successor);
+        if !bool::from(expected.ct_eq(imported)) {
+            return Err(refused("the successor's import proof does not match"));
+        }
+        session.committed = true;
+        Ok(keyed(&session.key, COMMIT_DOMAIN, self.id, session.successor))
+    }
+
+    /// Step 7, on the successor: takes the held state over on the predecessor's commit token.
+    pub fn handover_finish(&self, token: &[u8; 32]) -> Result<Imported, EnclaveError> {
+        let mut sessions = self.handover.lock();
+        let session = sessions
+            .successor
+            .as_mut()
+            .filter(|s| s.pending.is_some())
+            .ok_or_else(|| refused("no imported state is waiting for a commit"))?;
+        let Some((predecessor, key)) = session.accepted.as_ref() else {
+            return Err(refused("no handover is accepted"));
+        };
+        let predecessor = *predecessor;
+        let expected = keyed(key, COMMIT_DOMAIN, predecessor, self.id);
+        if !bool::from(expected.ct_eq(token)) {
+            return Err(refused("the predecessor's commit token does not match"));
+        }
+        let snapshot = session.pending.take().ok_or_else(|| refused("no imported state"))?;
+        sessions.successor = None;
         let imported = self.take_over(predecessor, snapshot)?;
         sessions.imported_from = Some(predecessor);
-        Ok(Some(imported))
+        Ok(imported)
+    }
+
+    /// On the predecessor: abandons a handover that was not committed. An exported state is
+    /// taken back (this enclave decides again) and the handover key forgotten, so no commit
+    /// token can ever be made for it. Returns the successor it was meant for, if any.
+    pub fn handover_abort(&self) -> Result<Option<EnclaveId>, EnclaveError> {
+        let mut sessions = self.handover.lock();
+        let Some(session) = sessions.predecessor.as_ref() else {
+            return Ok(None);
+        };
+        if session.committed {
+            return Err(refused(format!(
+                "the handover to {} is committed: the successor decides",
+                session.successor
+            )));
+        }
+        let successor = session.successor;
+        if session.exported.is_some() {
+            let mut state = self.state.lock();
+            if state.handed_over_to == Some(successor) {
+                state.handed_over_to = None;
+            }
+        }
+        sessions.predecessor = None;
+        Ok(Some(successor))
+    }
+
+    /// Where this enclave stands as a predecessor.
+    pub fn handover_stage(&self) -> Option<PredecessorStage> {
+        let sessions = self.handover.lock();
+        let session = sessions.predecessor.as_ref()?;
+        let successor = session.successor;
+        Some(match &session.exported {
+            None => PredecessorStage::Prepared { successor },
+            Some(chunks) => {
+                let chunks = chunks.len() as u32;
+                if session.committed {
+                    PredecessorStage::Committed { successor, chunks }
+                } else {
+                    PredecessorStage::Exported { successor, chunks }
+                }
+            }
+        })
     }
 
     /// Merges the predecessor's state into this enclave's, all of it: every store first makes
@@ -679,7 +834,6 @@ impl Enclave {
         let mut state = self.state.lock();
         state.requests.make_room_for(s.requests.len());
         state.scheduled.make_room_for(s.scheduled.len());
-        state.nonces.make_room_for(s.nonces.len());
         state.revoked_records.make_room_for(s.revoked_records.len());
         state.revoked_wallets.make_room_for(s.revoked_wallets.len());
         let (request_ids, counters) = (s.requests.len(), s.ledger.len());
@@ -689,8 +843,11 @@ impl Enclave {
         for (mark, request, expires) in s.scheduled {
             state.scheduled.insert(mark, request, expires, now)?;
         }
+        // Used nonces only: a nonce counts only where it was issued (messages name their
+        // enclave), so these merely keep reporting a replay as one.
         for (nonce, expires) in s.nonces {
-            state.nonces.insert(nonce, (), expires, now)?;
+            let used = IssuedNonce { wallet: [0; 32], issued_at: 0, purpose: 0, used: true };
+            state.nonces.insert_evicting(nonce, used, expires, now);
         }
         for (id, expires) in s.revoked_records {
             let until = state.revoked_records.expiry_of(&id).map_or(expires, |e| e.max(expires));

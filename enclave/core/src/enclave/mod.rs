@@ -100,8 +100,12 @@ pub struct EnclaveConfig {
     pub revocation_capacity: usize,
     /// Content keys of envelopes that failed to open, refused thereafter.
     pub envelope_refusal_capacity: usize,
-    /// Authorization nonces remembered until their message expires.
+    /// Authorization nonces this enclave issued, remembered until their message expires.
     pub nonce_store_capacity: usize,
+    /// Spend counters (one per wallet, bot and agent that signed today or yesterday).
+    pub spend_counter_capacity: usize,
+    /// Spend counters one wallet may hold.
+    pub spend_counters_per_wallet: u32,
     /// Opened vaults kept in memory (zeroized when they leave).
     pub vault_cache_capacity: usize,
     pub vault_cache_seconds: u64,
@@ -152,6 +156,8 @@ impl EnclaveConfig {
             revocation_capacity: 100_000,
             envelope_refusal_capacity: 100_000,
             nonce_store_capacity: 100_000,
+            spend_counter_capacity: crate::policy::DEFAULT_SPEND_COUNTER_CAPACITY,
+            spend_counters_per_wallet: crate::policy::DEFAULT_SPEND_COUNTERS_PER_WALLET,
             vault_cache_capacity: 10_000,
             vault_cache_seconds: 600,
             message_domain,
@@ -393,7 +399,8 @@ impl Enclave {
         if self.refused_envelopes.lock().get(&wrapped_key, now).is_some() {
             return Err(EnclaveError::EnvelopeRejected);
         }
-        let (key, unwrapped) = envelope::unwrap_key32(&parsed, &self.recipient);
+        let mut blinding = crate::secret::seeded_rng(&*self.rng)?;
+        let (key, unwrapped) = envelope::unwrap_key32(&parsed, &self.recipient, &mut blinding);
         let opened = open(&key);
         if bool::from(unwrapped)
             && let Ok(value) = opened
@@ -416,6 +423,12 @@ impl Enclave {
     fn need_key(&self, record_id: [u8; 16], wrapped: WrappedKey) -> NeedKey {
         self.need_key.fetch_add(1, Ordering::Relaxed);
         NeedKey { record_id, wrapped }
+    }
+}
+
+impl From<crate::policy::LedgerFull> for EnclaveError {
+    fn from(e: crate::policy::LedgerFull) -> Self {
+        Self::Capacity(e.to_string())
     }
 }
 

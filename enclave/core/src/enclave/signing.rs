@@ -7,7 +7,7 @@ use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use signer_types::ids::uuid_text;
 
-use super::state::Seen;
+use super::state::{RecordTime, Seen};
 use super::{CachedAgent, Enclave, NeedKey, OpenedGrant, SignOutcome};
 use crate::authorization::{self, MessageFields, Purpose};
 use crate::error::{EnclaveError, RecordError};
@@ -109,7 +109,13 @@ impl Enclave {
                 h.issued_at
             )));
         }
-        self.state.lock().check_live(&h.grant_id, &h.wallet, h.issued_at, now)?;
+        self.state.lock().check_live(
+            &h.grant_id,
+            &h.wallet,
+            RecordTime::GrantIssued(h.issued_at),
+            self.config.clock_skew,
+            now,
+        )?;
         if now >= h.expires_at {
             return Err(EnclaveError::GrantExpired {
                 grant_id: uuid_text(&h.grant_id),
@@ -240,7 +246,13 @@ impl Enclave {
             // decisions is the order of their clock readings (no late pre-midnight request
             // charged after a post-midnight one), and expiry is judged at that instant.
             let now = self.clock.now();
-            state.check_live(&h.grant_id, &h.wallet, h.issued_at, now)?;
+            state.check_live(
+                &h.grant_id,
+                &h.wallet,
+                RecordTime::GrantIssued(h.issued_at),
+                self.config.clock_skew,
+                now,
+            )?;
             if now >= h.expires_at {
                 return Err(EnclaveError::GrantExpired {
                     grant_id: uuid_text(&h.grant_id),
@@ -251,6 +263,7 @@ impl Enclave {
             if let Seen::New = state.check_request(&req.request_id, &request_digest, now)? {
                 let spend = spend.map_err(|d| self.deny(d))?;
                 state.ledger.check(&spend_key, &spend, policy, now).map_err(|d| self.deny(d))?;
+                state.ledger.admit(&spend_key, now)?;
                 state.requests.insert(req.request_id, request_digest, h.expires_at, now)?;
                 state.ledger.record(spend_key, &spend, now);
             }
@@ -296,7 +309,13 @@ impl Enclave {
                 h.created_at, h.not_after, self.config.max_schedule_horizon
             )));
         }
-        self.state.lock().check_live(&h.schedule_id, &h.wallet, h.created_at, now)?;
+        self.state.lock().check_live(
+            &h.schedule_id,
+            &h.wallet,
+            RecordTime::ScheduledCreated(h.created_at),
+            self.config.clock_skew,
+            now,
+        )?;
         if now < h.not_before {
             return Err(self.deny(Denial {
                 rule: Rule::ScheduleWindow,
@@ -358,7 +377,13 @@ impl Enclave {
         {
             let mut state = self.state.lock();
             let now = self.clock.now();
-            state.check_live(&h.schedule_id, &h.wallet, h.created_at, now)?;
+            state.check_live(
+                &h.schedule_id,
+                &h.wallet,
+                RecordTime::ScheduledCreated(h.created_at),
+                self.config.clock_skew,
+                now,
+            )?;
             if now > h.not_after {
                 return Err(EnclaveError::GrantExpired {
                     grant_id: uuid_text(&h.schedule_id),

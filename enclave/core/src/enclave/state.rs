@@ -30,7 +30,10 @@ pub struct Status {
     pub request_ids: usize,
     pub request_id_capacity: usize,
     pub scheduled_ids: usize,
+    /// Nonces issued in messages and not yet expired (used or not).
     pub nonces: usize,
+    /// Of those, the ones a signed authorization used.
+    pub nonces_used: usize,
     pub revocations: usize,
     pub spend_counters: usize,
     pub signatures: u64,
@@ -51,13 +54,36 @@ pub(super) struct DecisionState {
     /// agent key is part of the mark because only the holder of that agent's seed can make a
     /// record that opens with it; a forged record reusing a victim's id cannot burn it.
     pub(super) scheduled: TtlMap<[u8; 48], [u8; 16]>,
-    /// Used authorization nonces, until their message expires.
-    pub(super) nonces: TtlMap<[u8; 16], ()>,
+    /// Nonces this enclave put in authorization messages, until the message expires: a signed
+    /// authorization counts only with a nonce found here for its wallet, purpose and time
+    /// (SPEC §15), and marks it used.
+    pub(super) nonces: TtlMap<[u8; 16], IssuedNonce>,
     pub(super) revoked_records: TtlMap<[u8; 16], ()>,
-    /// Wallet → the unix second of the revocation (records issued or created up to it).
+    /// Wallet → the revocation's cutoff: grants issued at or before it are revoked. The cutoff
+    /// is this enclave's clock at the revocation, or one past the previous cutoff when that is
+    /// not behind the clock, and messages rendered for the wallet afterwards are issued after
+    /// it, so revocations and grants are ordered by this enclave's own events.
     pub(super) revoked_wallets: TtlMap<[u8; 32], u64>,
     /// Set when the state went to a successor: no decision is made here again.
     pub(super) handed_over_to: Option<EnclaveId>,
+}
+
+/// A nonce this enclave issued, and for what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct IssuedNonce {
+    pub(super) wallet: [u8; 32],
+    pub(super) issued_at: u64,
+    /// [`crate::authorization::Purpose::code`].
+    pub(super) purpose: u8,
+    pub(super) used: bool,
+}
+
+/// What a record is, for revocation: grants carry the enclave's own issue time; scheduled
+/// records a `created_at` their creator chose (up to the clock skew ahead).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RecordTime {
+    GrantIssued(u64),
+    ScheduledCreated(u64),
 }
 
 /// How a request id stands.
@@ -70,7 +96,7 @@ impl DecisionState {
     pub(super) fn new(config: &EnclaveConfig) -> Self {
         Self {
             kill_switch: false,
-            ledger: Ledger::default(),
+            ledger: Ledger::new(config.spend_counter_capacity, config.spend_counters_per_wallet),
             requests: TtlMap::new("request_id", config.request_store_capacity),
             scheduled: TtlMap::new("scheduled record", config.schedule_store_capacity),
             nonces: TtlMap::new("authorization nonce", config.nonce_store_capacity),
@@ -93,13 +119,16 @@ impl DecisionState {
         }
     }
 
-    /// Handover, kill switch, revocation of the record or of its wallet (for records issued or
-    /// created at or before the wallet's revocation).
+    /// Handover, kill switch, revocation of the record or of its wallet: grants issued at or
+    /// before the wallet's cutoff; scheduled records created up to the clock skew after it, since
+    /// their creator may date them that far ahead (a record created right after a revocation
+    /// may be refused for that long: the safe side).
     pub(super) fn check_live(
         &self,
         record_id: &[u8; 16],
         wallet: &Pubkey,
-        issued_at: u64,
+        time: RecordTime,
+        skew: u64,
         now: u64,
     ) -> Result<(), EnclaveError> {
         if let Some(successor) = self.handed_over_to {
@@ -111,12 +140,23 @@ impl DecisionState {
         if self.revoked_records.get(record_id, now).is_some() {
             return Err(EnclaveError::GrantRevoked(format!("record {}", uuid_text(record_id))));
         }
-        if let Some(revoked_at) = self.revoked_wallets.get(&wallet.0, now)
-            && issued_at <= *revoked_at
-        {
+        let revoked = self.revoked_wallets.get(&wallet.0, now).is_some_and(|cutoff| match time {
+            RecordTime::GrantIssued(at) => at <= *cutoff,
+            RecordTime::ScheduledCreated(at) => at <= cutoff.saturating_add(skew),
+        });
+        if revoked {
             return Err(EnclaveError::GrantRevoked(format!("every record of wallet {wallet}")));
         }
         Ok(())
+    }
+
+    /// The earliest `Issued At` a message rendered now for `wallet` may carry: after the
+    /// wallet's revocation cutoff, so the grant it makes is not revoked by it.
+    pub(super) fn earliest_issue(&self, wallet: &[u8; 32], now: u64) -> u64 {
+        match self.revoked_wallets.get(wallet, now) {
+            Some(cutoff) => now.max(cutoff.saturating_add(1)),
+            None => now,
+        }
     }
 }
 
@@ -147,7 +187,15 @@ impl Enclave {
                     state.revoked_records.insert(id, (), remember_until, now)?
                 }
                 RevokeTarget::Wallet(wallet) => {
-                    state.revoked_wallets.insert(wallet.0, now, remember_until, now)?
+                    // Everything this enclave issued for the wallet so far is at or before the
+                    // cutoff (module docs of `revoked_wallets`); messages not yet used die here.
+                    let cutoff = match state.revoked_wallets.get(&wallet.0, now) {
+                        Some(previous) if *previous >= now => previous.saturating_add(1),
+                        _ => now,
+                    };
+                    let remember_until = remember_until.saturating_add(cutoff.saturating_sub(now));
+                    state.revoked_wallets.insert(wallet.0, cutoff, remember_until, now)?;
+                    state.nonces.remove_where(|_, n| n.wallet == wallet.0 && !n.used);
                 }
             }
         }
@@ -210,6 +258,7 @@ impl Enclave {
             request_id_capacity: state.requests.capacity(),
             scheduled_ids: state.scheduled.len(),
             nonces: state.nonces.len(),
+            nonces_used: state.nonces.live(self.clock.now()).filter(|(_, n, _)| n.used).count(),
             revocations: state.revoked_records.len() + state.revoked_wallets.len(),
             spend_counters: state.ledger.len(),
             signatures: self.signatures.load(Ordering::Relaxed),

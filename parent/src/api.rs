@@ -130,6 +130,7 @@ fn route(path: &str) -> Option<(Method, Access, &'static str)> {
         "/v1/grants/revoke" => (Method::POST, Access::Admin, "revoke"),
         "/v1/kill-switch" => (Method::POST, Access::Admin, "kill_switch"),
         "/v1/admin/handover" => (Method::POST, Access::Admin, "handover"),
+        "/v1/admin/handover/abort" => (Method::POST, Access::Admin, "handover_abort"),
         "/healthz" => (Method::GET, Access::Public, "healthz"),
         "/readyz" => (Method::GET, Access::Public, "readyz"),
         "/metrics" => (Method::GET, Access::Public, "metrics"),
@@ -291,7 +292,13 @@ async fn dispatch(
             let attested = parent.attestation.current(parent.enclave.connections_made()).is_some();
             let connected = parent.enclave.is_connected();
             let kms = parent.kms_reachable.load(Ordering::Relaxed);
-            let ready = attested && connected && kms;
+            // A frozen enclave (handed over, or mid-handover) decides nothing: not ready.
+            let (handed_over_to, handover) = match parent.call(&Op::Status).await {
+                Ok(Reply::Status(s)) => (s.handed_over_to, s.handover),
+                _ => (None, None),
+            };
+            let frozen = handed_over_to.is_some();
+            let ready = attested && connected && kms && !frozen;
             Ok(json_response(
                 if ready { 200 } else { 503 },
                 &json!({
@@ -300,6 +307,12 @@ async fn dispatch(
                     "enclave_attested": attested,
                     "attestation_error": parent.attestation.last_error(),
                     "kms_reachable": kms,
+                    "handed_over_to": handed_over_to.map(|id| id.to_string()),
+                    "handover": handover.map(|h| json!({
+                        "successor": h.successor.to_string(),
+                        "stage": h.stage,
+                        "chunks": h.chunks,
+                    })),
                 }),
             ))
         }
@@ -572,6 +585,7 @@ async fn dispatch(
             decision.enclave = Some(report.successor.to_string());
             Ok(json_body(200, &report))
         }
+        "handover_abort" => Ok(json_body(200, &parent.abort_handover().await?)),
         _ => Err(ApiError::new(404, "not_found", "no such route")),
     }
 }

@@ -16,9 +16,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
-use signer_protocol::{
-    ClientError, EnclaveClient, Endpoint, ErrorReply, Op, Outcome, Reply, SignOp,
-};
+use signer_protocol::{ClientError, EnclaveClient, ErrorReply, Op, Outcome, Reply, SignOp};
 use signer_types::error::ErrorCode;
 use signer_types::ids::EnclaveId;
 use signer_types::policy::Denial;
@@ -167,15 +165,18 @@ pub struct Parent {
     pub metrics: Arc<Metrics>,
     pub kms_reachable: AtomicBool,
     /// Grants known to be open in the enclave: id → (expires_at, connection generation).
-    seen: Mutex<HashMap<[u8; 16], (u64, u64)>>,
+    pub(crate) seen: Mutex<HashMap<[u8; 16], (u64, u64)>>,
     /// Envelopes being fetched, by SHA-256 of the whole grant record (the enclave's own cache
     /// key), so a forged record that borrows a grant's id or wrapped key shares nothing with it.
-    prefetches: Mutex<HashMap<[u8; 32], Prefetch>>,
+    pub(crate) prefetches: Mutex<HashMap<[u8; 32], Prefetch>>,
     /// One handover at a time.
-    handover_lock: tokio::sync::Mutex<()>,
+    pub(crate) handover_lock: tokio::sync::Mutex<()>,
     /// Completed switches to a successor enclave (requests answered `enclave_handed_over` wait
     /// for the next one and retry there).
-    switches: tokio::sync::watch::Sender<u64>,
+    pub(crate) switches: tokio::sync::watch::Sender<u64>,
+    /// The instances the enclave answers for, by connection generation (asked once per
+    /// connection): a record naming another instance gets no KMS call.
+    answers_for: Mutex<Option<(u64, Vec<EnclaveId>)>>,
 }
 
 /// How long a request answered `enclave_handed_over` waits for the switch to the successor.
@@ -227,10 +228,11 @@ impl Parent {
             prefetches: Mutex::new(HashMap::new()),
             handover_lock: tokio::sync::Mutex::new(()),
             switches: tokio::sync::watch::channel(0).0,
+            answers_for: Mutex::new(None),
         }
     }
 
-    fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         Duration::from_millis(self.settings.enclave_timeout_ms)
     }
 
@@ -291,6 +293,25 @@ impl Parent {
         self.kms_reachable
             .store(!matches!(result, Err(KmsError::Unavailable(_))), Ordering::Relaxed);
         Ok(result?)
+    }
+
+    /// Whether the current enclave answers for `owner`. A record of another instance is refused
+    /// by the enclave from its header alone (`grant_orphaned`, `wrong_enclave`), so it must cost
+    /// no KMS call: bots retrying on orphaned grants would otherwise spend the account's quota.
+    async fn answers_for(&self, owner: &EnclaveId) -> Result<bool, ApiError> {
+        let generation = self.enclave.connections_made();
+        if let Some((g, ids)) = &*self.answers_for.lock()
+            && *g == generation
+        {
+            return Ok(ids.contains(owner));
+        }
+        let reply = self.call(&Op::Identity).await?;
+        let Reply::Identity { answers_for, .. } = reply else {
+            return Err(unexpected("identity", &reply));
+        };
+        let ours = answers_for.contains(owner);
+        *self.answers_for.lock() = Some((generation, answers_for));
+        Ok(ours)
     }
 
     fn grant_is_open(&self, grant_id: &[u8; 16]) -> bool {
@@ -377,7 +398,8 @@ impl Parent {
     async fn sign_with_grant(&self, grant: &GrantInfo, mut op: SignOp) -> Result<Reply, ApiError> {
         let prefetched = self.settings.prefetch_envelopes
             && !self.grant_is_open(&grant.id)
-            && self.prefetches.lock().len() < MAX_PREFETCHES;
+            && self.prefetches.lock().len() < MAX_PREFETCHES
+            && self.answers_for(&grant.enclave_id).await?;
         // The shared prefetch lives until the grant is known open (or the attempt failed), so
         // concurrent first requests never trigger a second KMS call.
         let _guard = if prefetched {
@@ -448,14 +470,23 @@ impl Parent {
         self.across_handover(|| async {
             self.attested().await?;
             let mut op = op.clone();
-            op.envelope = Some(
-                self.envelope(
-                    wrapped.alg,
-                    &wrapped.ciphertext,
-                    wrapped.encryption_context.as_ref(),
-                )
-                .await?,
-            );
+            let owner = signer_types::records::SealedScheduled::parse(&op.scheduled_record)
+                .map_err(|e| {
+                    ApiError::coded(ErrorCode::RecordInvalid, format!("scheduled_record: {e}"))
+                })?
+                .header
+                .enclave_id;
+            // Without an envelope the enclave refuses another instance's record from its header.
+            if self.answers_for(&owner).await? {
+                op.envelope = Some(
+                    self.envelope(
+                        wrapped.alg,
+                        &wrapped.ciphertext,
+                        wrapped.encryption_context.as_ref(),
+                    )
+                    .await?,
+                );
+            }
             let mut request = Op::SignScheduled(op);
             let first = self.call(&request).await?;
             match self.retry_on_need_key(&mut request, first).await? {
@@ -464,120 +495,6 @@ impl Parent {
             }
         })
         .await
-    }
-
-    /// A live handover (SPEC §16) from the current enclave to `successor`; afterwards this parent
-    /// talks to the successor. Requests keep flowing: those that reach the predecessor after it
-    /// stopped deciding wait for the switch and go to the successor.
-    pub async fn handover(
-        &self,
-        successor: Endpoint,
-        measurements: Option<std::collections::BTreeMap<u8, Vec<u8>>>,
-    ) -> Result<HandoverReport, ApiError> {
-        let Ok(_one_at_a_time) = self.handover_lock.try_lock() else {
-            return Err(ApiError::coded(
-                ErrorCode::HandoverRefused,
-                "a handover is already running",
-            ));
-        };
-        let started = std::time::Instant::now();
-        let timeout = self.timeout();
-        let current = self.attested().await?;
-        let next = EnclaveClient::new(successor.clone(), Duration::from_secs(3));
-        let pcrs = measurements.unwrap_or_else(|| self.attestation.expected_pcrs());
-        let verified = self.attestation.verify_other(&next, &pcrs, timeout).await.map_err(|e| {
-            ApiError::coded(ErrorCode::HandoverRefused, format!("the successor: {e}"))
-        })?;
-        let on_next = |op: Op| {
-            let next = &next;
-            async move {
-                match next.call(&op, timeout).await {
-                    Ok(Outcome::Ok(reply)) => Ok(reply),
-                    Ok(Outcome::Err(e)) => Err(ApiError::from(e)),
-                    Err(e) => Err(ApiError::coded(
-                        ErrorCode::HandoverRefused,
-                        format!("the successor is unreachable: {e}"),
-                    )),
-                }
-            }
-        };
-        let Reply::HandoverOffer { document: offer } = on_next(Op::HandoverOffer).await? else {
-            return Err(ApiError::internal("unexpected reply to handover_offer"));
-        };
-        let reply = self.call(&Op::HandoverPrepare { successor_document: offer.clone() }).await?;
-        let Reply::HandoverPrepared { document, wrapped_key, successor: named } = reply else {
-            return Err(unexpected("handover_prepare", &reply));
-        };
-        if named != verified.enclave_id {
-            return Err(ApiError::internal("the predecessor named another successor"));
-        }
-        // Only an image the key policy admits gets the handover key: this is where KMS decides
-        // whether the successor may hold the state.
-        let pcr0 = verified.pcrs.get(&0).map(hex::encode).unwrap_or_default();
-        let envelope = self
-            .kms
-            .decrypt_for_recipient(
-                &Unwrap {
-                    alg: WrapAlg::RsaesOaepSha256,
-                    ciphertext: &wrapped_key,
-                    encryption_context: None,
-                },
-                &offer,
-                &pcr0,
-            )
-            .await?;
-        let reply =
-            on_next(Op::HandoverAccept { predecessor_document: document, wrapped_key, envelope })
-                .await?;
-        let Reply::HandoverAccepted { proof } = reply else {
-            return Err(ApiError::internal("unexpected reply to handover_accept"));
-        };
-        // From here the predecessor decides nothing more.
-        let reply = self.call(&Op::HandoverExport { proof }).await?;
-        let Reply::HandoverExported { chunks } = reply else {
-            return Err(unexpected("handover_export", &reply));
-        };
-        let (mut bytes, mut summary) = (0usize, None);
-        for index in 0..chunks {
-            let reply = self.call(&Op::HandoverChunk { index }).await?;
-            let Reply::HandoverChunk { chunk } = reply else {
-                return Err(unexpected("handover_chunk", &reply));
-            };
-            bytes += chunk.len();
-            let reply = on_next(Op::HandoverImport { index, total: chunks, chunk }).await?;
-            let Reply::HandoverImported { complete, .. } = reply else {
-                return Err(ApiError::internal("unexpected reply to handover_import"));
-            };
-            summary = complete;
-        }
-        let summary = summary
-            .ok_or_else(|| ApiError::internal("the successor did not complete the import"))?;
-        drop(next);
-        self.enclave.switch_to(successor).await;
-        self.attestation.set_expected_pcrs(pcrs);
-        self.seen.lock().clear();
-        self.prefetches.lock().clear();
-        self.switches.send_modify(|n| *n += 1);
-        self.metrics.handovers.inc();
-        let report = HandoverReport {
-            predecessor: current.enclave_id,
-            successor: verified.enclave_id,
-            answers_for: summary.answers_for,
-            request_ids: summary.request_ids,
-            counters: summary.counters,
-            chunks,
-            bytes,
-            millis: started.elapsed().as_millis() as u64,
-        };
-        tracing::warn!(
-            predecessor = %report.predecessor,
-            successor = %verified.enclave_id,
-            chunks,
-            bytes,
-            millis = report.millis,
-            "handover complete: now serving from the successor"
-        );
-        Ok(report)
     }
 
     /// Background: keep the attestation fresh and check KMS, until `shutdown`.

@@ -6,5 +6,6 @@ pub mod api;
 pub mod app;
 pub mod attestation;
 pub mod config;
+pub mod handover;
 pub mod kms;
 pub mod metrics;

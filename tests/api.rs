@@ -177,8 +177,9 @@ fn denials_replays_revocation_kill_switch_and_expiry() {
     let (api, admin) = (stack.api(), stack.admin());
     let w = Wallet::create(&api, policy(1_000_000_000, 1_500_000_000), 600).unwrap();
 
-    // Over the per-transaction limit: 403 naming the rule and the numbers.
-    let r = api.post("/v1/sign", &w.sign_body(&w.transfer(1_000_000_001), &request_id())).unwrap();
+    // Over the per-transaction limit (the agent's 5 000-lamport fee included, as the signed
+    // message says): 403 naming the rule and the numbers.
+    let r = api.post("/v1/sign", &w.sign_body(&w.transfer(999_995_001), &request_id())).unwrap();
     assert_eq!((r.status, r.code()), (403, Some("policy_denied")), "{}", r.body);
     assert_eq!(r.body["rule"], "max_lamports_per_tx");
     assert_eq!(

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
+mod extra_parent;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{first_signature, verify};
+use extra_parent::ExtraParent;
 use serde_json::{Value, json};
 use signer_e2e::*;
 
@@ -40,8 +42,9 @@ fn used_today(api: &Api, w: &Wallet) -> u64 {
 fn planned_handover_under_load_loses_nothing_and_charges_once() {
     let stack = start("handover-load").unwrap();
     let (api, admin) = (stack.api(), stack.admin());
-    let ws: Vec<Wallet> =
-        (0..4).map(|_| Wallet::create(&api, policy(DAY_LIMIT, DAY_LIMIT), 3600).unwrap()).collect();
+    let ws: Vec<Wallet> = (0..4)
+        .map(|_| Wallet::create(&api, policy(2 * DAY_LIMIT, DAY_LIMIT), 3600).unwrap())
+        .collect();
     let predecessor = enclave_id(&api).unwrap();
     let socket = stack.paths.root.join("run/successor.sock");
     let _successor =
@@ -113,7 +116,7 @@ fn planned_handover_under_load_loses_nothing_and_charges_once() {
     }
     // New grants are made on the successor.
     let mut w = ws[0].clone();
-    w.new_grant(&api, policy(DAY_LIMIT, DAY_LIMIT), 600).unwrap();
+    w.new_grant(&api, policy(2 * DAY_LIMIT, DAY_LIMIT), 600).unwrap();
     assert_eq!(w.enclave_id, successor.to_string());
     let (_, text) = api.get_text("/metrics").unwrap();
     assert_eq!(metric(&text, "signer_handovers_total"), 1.0);
@@ -211,4 +214,54 @@ fn a_grant_is_usable_on_exactly_one_enclave() {
 
 fn free_addr() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], signer_sim::stack::free_port()))
+}
+
+/// The first handover right after the successor starts waits for it to listen; the frozen
+/// predecessor reports not ready; and a handover back to it (A → S1 → S2 → A) is refused before
+/// anything moves, so the state is never frozen on both sides.
+#[test]
+fn handovers_wait_for_a_new_successor_and_never_go_back_to_a_frozen_enclave() {
+    let stack = start("handover-frozen").unwrap();
+    let (api, admin) = (stack.api(), stack.admin());
+    let w = Wallet::create(&api, policy(2 * DAY_LIMIT, DAY_LIMIT), 3600).unwrap();
+    let a = enclave_id(&api).unwrap();
+    // A second parent that stays on A after the stack's parent moves on.
+    let watcher = ExtraParent::start(&stack, "watcher", "");
+    let s1_socket = stack.paths.root.join("run/s1.sock");
+    let _s1 = stack.spawn_enclave_unready(&s1_socket, &stack.paths.enclave_config, "s1").unwrap();
+    let r = admin
+        .post("/v1/admin/handover", &json!({"successor": format!("unix:{}", s1_socket.display())}))
+        .unwrap();
+    assert_eq!(r.status, 200, "the parent waits for a successor started a moment ago: {}", r.body);
+    let s1 = enclave_id(&api).unwrap();
+    // A is frozen: not ready, and says to whom it handed over.
+    let r = watcher.api.get("/readyz").unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body["handed_over_to"], s1.to_string(), "{}", r.body);
+    // S1 → S2.
+    let s2_socket = stack.paths.root.join("run/s2.sock");
+    let _s2 = stack.spawn_enclave(&s2_socket, &stack.paths.enclave_config, "s2").unwrap();
+    let r = admin
+        .post("/v1/admin/handover", &json!({"successor": format!("unix:{}", s2_socket.display())}))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let s2 = enclave_id(&api).unwrap();
+    // S2 → A: refused (S2 answers for A), and S2 keeps deciding.
+    let r = admin
+        .post(
+            "/v1/admin/handover",
+            &json!({"successor": format!("unix:{}", stack.paths.socket.display())}),
+        )
+        .unwrap();
+    assert_eq!((r.status, r.code()), (409, Some("handover_refused")), "{}", r.body);
+    assert!(r.str("detail").contains(&format!("already answers for {a}")), "{}", r.body);
+    assert_eq!(enclave_id(&api).unwrap(), s2);
+    let (status, _, code) = sign(&api, &w.sign_body(&w.transfer(1_000), &request_id()));
+    assert_eq!(status, 200, "{code}");
+    let r = api.get("/readyz").unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Nothing to abort on S2.
+    let r = admin.post("/v1/admin/handover/abort", &json!({})).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["abandoned_successor"], Value::Null, "{}", r.body);
 }

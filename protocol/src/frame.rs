@@ -2,7 +2,8 @@
 //!
 //! The length is checked before anything is allocated; a frame longer than the limit is an
 //! error and the stream must be dropped (it can no longer be re-synchronised). Payload buffers
-//! are zeroized when dropped because requests can carry a UMK.
+//! are zeroized when dropped: no message carries a UMK (SPEC §3 invariant 7), but requests carry
+//! KMS envelopes and sealed records, and wiping costs nothing next to the copy.
 
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};

@@ -388,7 +388,8 @@ async fn every_operation() {
             .await;
     assert_eq!(e.code, ErrorCode::PolicyDenied);
     let denial = e.denial.unwrap();
-    assert_eq!((denial.limit, denial.requested), (Some(1_000_000_000), Some(2_000_000_000)));
+    // The agent's 5 000-lamport fee counts in the per-transaction SOL limit.
+    assert_eq!((denial.limit, denial.requested), (Some(1_000_000_000), Some(2_000_005_000)));
 
     // sign_scheduled
     let seed = Secret32::new([0x51; 32]);

@@ -518,6 +518,22 @@ impl Stack {
         config: &Path,
         name: &str,
     ) -> Result<Proc, StackError> {
+        let mut enclave = self.spawn_enclave_unready(socket, config, name)?;
+        let socket = socket.to_path_buf();
+        wait_until(&mut enclave, Duration::from_secs(60), "the enclave socket", || {
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        })?;
+        Ok(enclave)
+    }
+
+    /// Like [`Stack::spawn_enclave`], but returns as soon as the process runs, before it
+    /// listens (what a handover started right after the successor meets).
+    pub fn spawn_enclave_unready(
+        &self,
+        socket: &Path,
+        config: &Path,
+        name: &str,
+    ) -> Result<Proc, StackError> {
         let mut command = Command::new(binary("signer-enclave")?);
         command
             .arg("--listen")
@@ -527,13 +543,7 @@ impl Stack {
             .arg("--sim-ca")
             .arg(&self.paths.sim_ca)
             .env("RUST_LOG", &self.options.log_level);
-        let mut enclave =
-            Proc::spawn("signer-enclave", command, &self.paths.logs.join(format!("{name}.log")))?;
-        let socket = socket.to_path_buf();
-        wait_until(&mut enclave, Duration::from_secs(60), "the enclave socket", || {
-            std::os::unix::net::UnixStream::connect(&socket).is_ok()
-        })?;
-        Ok(enclave)
+        Proc::spawn("signer-enclave", command, &self.paths.logs.join(format!("{name}.log")))
     }
 
     /// A second instance behind the same KMS key (SPEC §13): its own enclave (same image) on

@@ -206,9 +206,10 @@ describe("the whole flow against the simulation stack", { timeout: 300_000 }, ()
       await code(api.sign({ grant_record: grant.grant_record, agent_key_record: agent.agent_key_record, bot_id: bot, transaction: other, request_id: r.request_id })),
       [409, "replayed_request"],
     );
-    // Over the per-transaction limit: denied with the rule and the numbers.
+    // Over the per-transaction limit (the agent's 5 000-lamport fee included, as the signed
+    // message says): denied with the rule and the numbers.
     try {
-      await api.sign({ grant_record: grant.grant_record, agent_key_record: agent.agent_key_record, bot_id: bot, transaction: transfer(agent.agent_pubkey, to, 2_000_000_000) });
+      await api.sign({ grant_record: grant.grant_record, agent_key_record: agent.agent_key_record, bot_id: bot, transaction: transfer(agent.agent_pubkey, to, 1_999_995_000) });
       assert.fail("expected a denial");
     } catch (e) {
       assert.ok(e instanceof SignerApiError);

@@ -12,7 +12,7 @@
 //! grant_cache_capacity = 100000
 //! revocation_capacity = 100000
 //! nonce_store_capacity = 100000           # nonces issued in messages, until they expire
-//! spend_counter_capacity = 1000000       # (wallet, bot, agent) counters; ~200 B each
+//! spend_counter_capacity = 250000        # (wallet, bot, agent) counters; ~580 B each
 //! spend_counters_per_wallet = 1024       # one wallet's counters
 //! vault_cache_capacity = 10000
 //! vault_cache_seconds = 600

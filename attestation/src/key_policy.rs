@@ -4,8 +4,16 @@
 //! The generated policy (SPEC §12):
 //! - key administration for the account (or `--admin-arn`): an explicit list of actions
 //!   ([`ADMIN_ACTIONS`]), no wildcards, **without** `Decrypt`, `ReEncrypt*`, `Encrypt`,
-//!   `GenerateDataKey*`, `CreateGrant` or `ReplicateKey`. It keeps `PutKeyPolicy` (the upgrade
-//!   runbook rewrites the policy), so whoever may call it stays in the trusted base;
+//!   `GenerateDataKey*`, `CreateGrant`, `ReplicateKey` or `ScheduleKeyDeletion`. It keeps
+//!   `PutKeyPolicy` (the upgrade runbook rewrites the policy), so whoever may call it stays in the
+//!   trusted base, and `DisableKey`/`EnableKey`, the operators' reversible hard stop;
+//! - an explicit `Deny` of [`BREAK_GLASS_ONLY_ACTIONS`] (`ScheduleKeyDeletion`,
+//!   `DeleteImportedKeyMaterial`, `ReplicateKey`: the operations that destroy the key material or
+//!   copy it under a policy the caller chooses) to every principal whose `aws:PrincipalArn` is not
+//!   the break-glass role (`ArnNotEquals`), and an `Allow` of [`BREAK_GLASS_ACTIONS`] to that role.
+//!   Without a break-glass role the `Deny` has no exception: nobody may delete or replicate the
+//!   key until a policy naming one is put (fail closed: forgetting the role never leaves deletion
+//!   to every administrator);
 //! - `GetPublicKey`/`DescribeKey` for the parent's role (it fetches the key to pin it);
 //! - `Decrypt` for the parent's role only with `StringEqualsIgnoreCase` on
 //!   `kms:RecipientAttestation:ImageSha384` (= PCR0) and any further pinned `PCR<n>`;
@@ -18,14 +26,17 @@
 //! The final policy cannot exist when the key is created: it pins PCR0, and PCR0 measures the
 //! enclave config, which contains this key's public key. [`generate_interim`] is the policy the
 //! key is created with instead: the same administration statement (so the administrators can
-//! read the public key and later put the final policy) and an explicit `Deny` of `Decrypt` and
-//! `ReEncrypt*` to everyone, so KMS's default policy ("the account may do `kms:*`") never exists.
+//! read the public key and later put the final policy), the same break-glass statements, and an
+//! explicit `Deny` of `Decrypt` and `ReEncrypt*` to everyone, so KMS's default policy ("the
+//! account may do `kms:*`") never exists.
 //!
 //! Evaluation follows IAM semantics for the subset we generate and the KMS emulator accepts:
 //! explicit Deny wins, then any Allow, else implicit deny. Supported condition operators:
 //! `StringEquals`, `StringEqualsIgnoreCase`, `StringNotEquals`, `StringNotEqualsIgnoreCase`,
-//! `Null`. Anything else (and `NotAction`/`NotPrincipal`) is refused when the policy is parsed,
-//! which is safer than guessing.
+//! `ArnEquals`, `ArnNotEquals` (case-sensitive, each of the six colon-separated parts compared
+//! with `*`/`?` wildcards, as IAM does) and `Null`. Anything else (and `NotAction`/`NotPrincipal`)
+//! is refused when the policy is parsed, which is safer than guessing. `aws:PrincipalArn` is
+//! taken from the request's context, else derived from its principal ([`principal_arn`]).
 
 use std::collections::BTreeMap;
 
@@ -42,12 +53,18 @@ pub fn pcr_condition_key(index: u8) -> String {
     format!("kms:RecipientAttestation:PCR{index}")
 }
 
+/// The global condition key IAM fills with the caller's ARN (for a role session: the role's ARN).
+pub const PRINCIPAL_ARN_KEY: &str = "aws:PrincipalArn";
+
 /// Key-administration actions granted to the administrators, listed one by one (a wildcard
 /// such as `kms:Put*` or `kms:Create*` would also grant whatever KMS adds under that prefix, and
 /// `kms:CreateGrant`). Deliberately excludes every action that yields or moves plaintext or key
 /// material: `Decrypt`, `ReEncrypt*`, `Encrypt`, `GenerateDataKey*`, `CreateGrant`,
-/// `ReplicateKey`. `PutKeyPolicy` stays: the upgrade runbook needs it.
-pub const ADMIN_ACTIONS: [&str; 18] = [
+/// `ReplicateKey`; and `ScheduleKeyDeletion`, which is irreversible once the waiting period ends
+/// (only the break-glass role may call it). `PutKeyPolicy` stays: the upgrade runbook needs it.
+/// `DisableKey`/`EnableKey` stay: disabling is the reversible hard stop. `CancelKeyDeletion`
+/// stays: undoing a scheduled deletion only ever saves the key.
+pub const ADMIN_ACTIONS: [&str; 17] = [
     "kms:DescribeKey",
     "kms:GetPublicKey",
     "kms:GetKeyPolicy",
@@ -64,9 +81,26 @@ pub const ADMIN_ACTIONS: [&str; 18] = [
     "kms:UpdateKeyDescription",
     "kms:TagResource",
     "kms:UntagResource",
-    "kms:ScheduleKeyDeletion",
     "kms:CancelKeyDeletion",
 ];
+
+/// Actions explicitly denied to every principal but the break-glass role:
+/// - `ScheduleKeyDeletion`: once the waiting period ends, every record sealed to the key is lost;
+/// - `DeleteImportedKeyMaterial`: makes the key unusable at once, with no waiting period (the
+///   keys `scripts/kms-setup.sh` creates have KMS-generated material, so this only matters if a
+///   key is ever created with imported material; denying it costs nothing);
+/// - `ReplicateKey`: copies the key material to another Region under a key policy the caller
+///   writes, which could allow a plain `Decrypt` there.
+///
+/// An explicit `Deny` also binds IAM policies (an IAM administrator's `kms:*`), so a later
+/// statement or IAM grant cannot hand these back to the administrators by mistake.
+pub const BREAK_GLASS_ONLY_ACTIONS: [&str; 3] =
+    ["kms:ScheduleKeyDeletion", "kms:DeleteImportedKeyMaterial", "kms:ReplicateKey"];
+
+/// Actions the key policy allows the break-glass role: schedule (and cancel) the deletion,
+/// replicate the key into another Region, and see the key's state.
+pub const BREAK_GLASS_ACTIONS: [&str; 4] =
+    ["kms:DescribeKey", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion", "kms:ReplicateKey"];
 
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum KeyPolicyError {
@@ -84,6 +118,14 @@ pub enum KeyPolicyError {
         "a key administrator is needed: give the parent's role ARN (its account root) or an admin ARN"
     )]
     NoAdministrator,
+    #[error(
+        "break-glass principal `{0}` must be an IAM role ARN without wildcards (arn:PARTITION:iam::ACCOUNT:role/NAME): it is compared with aws:PrincipalArn"
+    )]
+    BreakGlassArn(String),
+    #[error(
+        "break-glass role `{0}` is also the key administrator or the parent's role: it must be a separate role"
+    )]
+    BreakGlassNotSeparate(String),
 }
 
 /// Inputs for [`generate`].
@@ -100,6 +142,9 @@ pub struct KeyPolicyParams<'a> {
     pub admin_arn: Option<&'a str>,
     /// A backend role allowed to `Encrypt` (symmetric keys only, SPEC §4 wrap_alg 2).
     pub encrypt_role_arn: Option<&'a str>,
+    /// The only role that may schedule the key's deletion or replicate it
+    /// ([`BREAK_GLASS_ONLY_ACTIONS`]); `None` denies those to everyone.
+    pub break_glass_role_arn: Option<&'a str>,
 }
 
 struct Arn<'a> {
@@ -145,6 +190,65 @@ fn administrator(
     Ok(format!("arn:{}:iam::{}:root", arn.partition, arn.account))
 }
 
+/// Validates the break-glass role: an IAM role ARN (it is compared with `aws:PrincipalArn`, which
+/// for a role session is the role's ARN), no wildcards (`ArnNotEquals` would expand them), and
+/// none of the other principals of the policy (`others`), or the separation would be void.
+fn break_glass_role<'a>(
+    arn: Option<&'a str>,
+    others: &[&str],
+) -> Result<Option<&'a str>, KeyPolicyError> {
+    let Some(arn) = arn else { return Ok(None) };
+    let bad = || KeyPolicyError::BreakGlassArn(arn.to_string());
+    parse_principal_arn(arn).map_err(|_| bad())?;
+    let mut parts = arn.splitn(6, ':');
+    let service = parts.nth(2);
+    let resource = parts.nth(2).unwrap_or_default();
+    if service != Some("iam")
+        || !resource.starts_with("role/")
+        || resource.len() <= "role/".len()
+        || resource.ends_with('/')
+        || arn.contains(['*', '?'])
+    {
+        return Err(bad());
+    }
+    if others.contains(&arn) {
+        return Err(KeyPolicyError::BreakGlassNotSeparate(arn.to_string()));
+    }
+    Ok(Some(arn))
+}
+
+/// The break-glass statements: an `Allow` of [`BREAK_GLASS_ACTIONS`] to the role (when there is
+/// one) and a `Deny` of [`BREAK_GLASS_ONLY_ACTIONS`] to every other principal (everyone when
+/// there is none).
+fn break_glass_statements(role: Option<&str>) -> Vec<Value> {
+    match role {
+        Some(role) => vec![
+            json!({
+                "Sid": "BreakGlassDeletesOrReplicatesTheKey",
+                "Effect": "Allow",
+                "Principal": {"AWS": role},
+                "Action": BREAK_GLASS_ACTIONS,
+                "Resource": "*"
+            }),
+            json!({
+                "Sid": "DenyKeyDeletionExceptBreakGlass",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": BREAK_GLASS_ONLY_ACTIONS,
+                "Resource": "*",
+                "Condition": {"ArnNotEquals": {PRINCIPAL_ARN_KEY: role}}
+            }),
+        ],
+        None => vec![json!({
+            "Sid": "DenyKeyDeletionToEveryone",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": BREAK_GLASS_ONLY_ACTIONS,
+            "Resource": "*"
+        })],
+    }
+}
+
 fn administration_statement(admin: &str) -> Value {
     json!({
         "Sid": "KeyAdministrationWithoutPlaintext",
@@ -155,30 +259,42 @@ fn administration_statement(admin: &str) -> Value {
     })
 }
 
-/// The policy a key is created with, before the enclave image (and so the final policy) can
-/// exist: administration for `admin_arn` (default: the account root of `role_arn`) and an
-/// explicit `Deny` of `Decrypt` and `ReEncrypt*` to everyone, whatever the request carries.
+/// [`generate_interim_with`] without a break-glass role: nobody may delete or replicate the key.
 pub fn generate_interim(
     role_arn: Option<&str>,
     admin_arn: Option<&str>,
+) -> Result<Value, KeyPolicyError> {
+    generate_interim_with(role_arn, admin_arn, None)
+}
+
+/// The policy a key is created with, before the enclave image (and so the final policy) can
+/// exist: administration for `admin_arn` (default: the account root of `role_arn`), the
+/// break-glass statements for `break_glass_role_arn`, and an explicit `Deny` of `Decrypt` and
+/// `ReEncrypt*` to everyone, whatever the request carries.
+pub fn generate_interim_with(
+    role_arn: Option<&str>,
+    admin_arn: Option<&str>,
+    break_glass_role_arn: Option<&str>,
 ) -> Result<Value, KeyPolicyError> {
     if let Some(role) = role_arn {
         parse_principal_arn(role)?;
     }
     let admin = administrator(role_arn, admin_arn)?;
+    let others: Vec<&str> = [Some(admin.as_str()), role_arn].into_iter().flatten().collect();
+    let break_glass = break_glass_role(break_glass_role_arn, &others)?;
+    let mut statements = vec![administration_statement(&admin)];
+    statements.extend(break_glass_statements(break_glass));
+    statements.push(json!({
+        "Sid": "NoDecryptUntilTheAttestedPolicy",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": ["kms:Decrypt", "kms:ReEncrypt*"],
+        "Resource": "*"
+    }));
     Ok(json!({
         "Version": "2012-10-17",
         "Id": "signer-enclave-execution-key-interim",
-        "Statement": [
-            administration_statement(&admin),
-            {
-                "Sid": "NoDecryptUntilTheAttestedPolicy",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": ["kms:Decrypt", "kms:ReEncrypt*"],
-                "Resource": "*"
-            }
-        ]
+        "Statement": statements
     }))
 }
 
@@ -189,6 +305,11 @@ pub fn generate(params: &KeyPolicyParams<'_>) -> Result<Value, KeyPolicyError> {
     if let Some(encrypt) = params.encrypt_role_arn {
         parse_principal_arn(encrypt)?;
     }
+    let others: Vec<&str> = [Some(admin.as_str()), Some(params.role_arn), params.encrypt_role_arn]
+        .into_iter()
+        .flatten()
+        .collect();
+    let break_glass = break_glass_role(params.break_glass_role_arn, &others)?;
     if !params.pin.contains(&0) {
         return Err(KeyPolicyError::Pcr0NotPinned);
     }
@@ -219,8 +340,9 @@ pub fn generate(params: &KeyPolicyParams<'_>) -> Result<Value, KeyPolicyError> {
     for (index, values) in &pinned {
         allow_conditions.insert(condition_key(*index), one_or_many(values));
     }
-    let mut statements = vec![
-        administration_statement(&admin),
+    let mut statements = vec![administration_statement(&admin)];
+    statements.extend(break_glass_statements(break_glass));
+    statements.extend([
         json!({
             "Sid": "ParentReadsPublicKey",
             "Effect": "Allow",
@@ -236,7 +358,7 @@ pub fn generate(params: &KeyPolicyParams<'_>) -> Result<Value, KeyPolicyError> {
             "Resource": "*",
             "Condition": {"StringEqualsIgnoreCase": allow_conditions}
         }),
-    ];
+    ]);
     if let Some(encrypt) = params.encrypt_role_arn {
         statements.push(json!({
             "Sid": "BackendEncryptsGrantKeys",
@@ -294,6 +416,8 @@ pub enum Operator {
     StringEqualsIgnoreCase,
     StringNotEquals,
     StringNotEqualsIgnoreCase,
+    ArnEquals,
+    ArnNotEquals,
     Null,
 }
 
@@ -304,6 +428,8 @@ impl Operator {
             "StringEqualsIgnoreCase" => Self::StringEqualsIgnoreCase,
             "StringNotEquals" => Self::StringNotEquals,
             "StringNotEqualsIgnoreCase" => Self::StringNotEqualsIgnoreCase,
+            "ArnEquals" => Self::ArnEquals,
+            "ArnNotEquals" => Self::ArnNotEquals,
             "Null" => Self::Null,
             _ => return None,
         })
@@ -316,6 +442,8 @@ impl Operator {
             Self::StringEqualsIgnoreCase => "StringEqualsIgnoreCase",
             Self::StringNotEquals => "StringNotEquals",
             Self::StringNotEqualsIgnoreCase => "StringNotEqualsIgnoreCase",
+            Self::ArnEquals => "ArnEquals",
+            Self::ArnNotEquals => "ArnNotEquals",
             Self::Null => "Null",
         }
     }
@@ -326,11 +454,16 @@ impl Operator {
         match (self, actual) {
             (Self::StringEquals, Some(a)) => expected.iter().any(|e| eq(e, a)),
             (Self::StringEqualsIgnoreCase, Some(a)) => expected.iter().any(|e| eq_ic(e, a)),
-            (Self::StringEquals | Self::StringEqualsIgnoreCase, None) => false,
+            (Self::ArnEquals, Some(a)) => expected.iter().any(|e| arn_match(e, a)),
+            (Self::StringEquals | Self::StringEqualsIgnoreCase | Self::ArnEquals, None) => false,
+            (Self::ArnNotEquals, Some(a)) => !expected.iter().any(|e| arn_match(e, a)),
             (Self::StringNotEquals, Some(a)) => !expected.iter().any(|e| eq(e, a)),
             (Self::StringNotEqualsIgnoreCase, Some(a)) => !expected.iter().any(|e| eq_ic(e, a)),
             // Negated operators match when the key is absent (IAM semantics).
-            (Self::StringNotEquals | Self::StringNotEqualsIgnoreCase, None) => true,
+            (
+                Self::StringNotEquals | Self::StringNotEqualsIgnoreCase | Self::ArnNotEquals,
+                None,
+            ) => true,
             (Self::Null, actual) => {
                 let want_absent = expected.iter().any(|e| e.eq_ignore_ascii_case("true"));
                 want_absent == actual.is_none()
@@ -554,7 +687,13 @@ fn evaluate_statement(statement: &Statement, request: &Request<'_>) -> Statement
         .conditions
         .iter()
         .map(|c| {
-            let actual = request.context.get(&c.key).cloned();
+            let actual = request.context.get(&c.key).cloned().or_else(|| {
+                // IAM fills aws:PrincipalArn for every request; derive it from the caller.
+                c.key
+                    .eq_ignore_ascii_case(PRINCIPAL_ARN_KEY)
+                    .then(|| request.principal.map(principal_arn))
+                    .flatten()
+            });
             ConditionEvaluation {
                 operator: c.operator,
                 key: c.key.clone(),
@@ -588,10 +727,39 @@ fn principal_matches(entry: &str, caller: &str) -> bool {
         || entry == format!("arn:{}:iam::{}:root", caller.partition, caller.account)
 }
 
+/// The value IAM gives `aws:PrincipalArn` for a caller: for a role session
+/// (`arn:P:sts::ACCOUNT:assumed-role/NAME/SESSION`) the role's ARN
+/// (`arn:P:iam::ACCOUNT:role/NAME`; a role path, which the session ARN does not carry, is not
+/// recovered), otherwise the caller's ARN itself.
+pub fn principal_arn(caller: &str) -> String {
+    let mut parts = caller.splitn(6, ':');
+    if let (Some("arn"), Some(partition), Some("sts"), Some(""), Some(account), Some(resource)) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        && let Some(rest) = resource.strip_prefix("assumed-role/")
+        && let Some((role, _session)) = rest.split_once('/')
+    {
+        return format!("arn:{partition}:iam::{account}:role/{role}");
+    }
+    caller.to_string()
+}
+
+/// IAM's `ArnEquals`/`ArnLike` comparison: case-sensitive, each of the six colon-separated parts
+/// compared on its own, each may hold `*` and `?` wildcards. Not an ARN on either side: no match.
+fn arn_match(pattern: &str, arn: &str) -> bool {
+    let p: Vec<&str> = pattern.splitn(6, ':').collect();
+    let a: Vec<&str> = arn.splitn(6, ':').collect();
+    p.len() == 6 && a.len() == 6 && p.iter().zip(&a).all(|(p, a)| wildcard_match_case(p, a, true))
+}
+
 /// Case-insensitive match with `*` (any run) and `?` (one character), as IAM actions use.
 pub fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.to_ascii_lowercase().chars().collect();
-    let t: Vec<char> = text.to_ascii_lowercase().chars().collect();
+    wildcard_match_case(pattern, text, false)
+}
+
+fn wildcard_match_case(pattern: &str, text: &str, case_sensitive: bool) -> bool {
+    let fold = |s: &str| if case_sensitive { s.to_string() } else { s.to_ascii_lowercase() };
+    let p: Vec<char> = fold(pattern).chars().collect();
+    let t: Vec<char> = fold(text).chars().collect();
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut backtrack: Option<(usize, usize)> = None;
     while ti < t.len() {
@@ -644,6 +812,7 @@ mod tests {
             pin,
             admin_arn: None,
             encrypt_role_arn: None,
+            break_glass_role_arn: None,
         })
         .unwrap();
         KeyPolicy::parse(&json.to_string()).unwrap()
@@ -712,6 +881,7 @@ mod tests {
             pin: &[0],
             admin_arn: None,
             encrypt_role_arn: None,
+            break_glass_role_arn: None,
         })
         .unwrap();
         let interim = generate_interim(Some(ROLE), None).unwrap();
@@ -720,9 +890,15 @@ mod tests {
             assert_eq!(actions, ADMIN_ACTIONS.map(String::from).to_vec());
             for action in &actions {
                 assert!(!action.contains('*') && !action.contains('?'), "wildcard {action}");
-                for forbidden in
-                    ["Replicate", "Decrypt", "Encrypt", "GenerateDataKey", "CreateGrant"]
-                {
+                for forbidden in [
+                    "Replicate",
+                    "Decrypt",
+                    "Encrypt",
+                    "GenerateDataKey",
+                    "CreateGrant",
+                    "ScheduleKeyDeletion",
+                    "DeleteImportedKeyMaterial",
+                ] {
                     assert!(!action.contains(forbidden), "{action} in the admin statement");
                 }
             }
@@ -739,10 +915,16 @@ mod tests {
             {
                 assert!(parsed.evaluate(&admin(allowed)).decision.is_allow(), "{allowed}");
             }
-            for refused in
-                ["kms:ReplicateKey", "kms:CreateGrant", "kms:Encrypt", "kms:GenerateDataKey"]
-            {
+            for refused in ["kms:CreateGrant", "kms:Encrypt", "kms:GenerateDataKey"] {
                 assert_eq!(parsed.evaluate(&admin(refused)).decision, Decision::ImplicitDeny);
+            }
+            // Without a break-glass role, deleting or replicating the key is denied to everyone.
+            for refused in BREAK_GLASS_ONLY_ACTIONS {
+                assert_eq!(
+                    parsed.evaluate(&admin(refused)).decision,
+                    Decision::ExplicitDeny { sid: Some("DenyKeyDeletionToEveryone".into()) },
+                    "{refused}"
+                );
             }
         }
         // An explicit administrator replaces the account root.
@@ -786,6 +968,141 @@ mod tests {
         assert!(matches!(generate_interim(None, Some("root")), Err(KeyPolicyError::Arn(_))));
     }
 
+    const BREAK_GLASS: &str = "arn:aws:iam::111122223333:role/ops/signer-break-glass";
+
+    #[test]
+    fn only_the_break_glass_role_deletes_or_replicates_the_key() {
+        let final_policy = generate(&KeyPolicyParams {
+            role_arn: ROLE,
+            pcrs: &[pcrs()],
+            pin: &[0],
+            admin_arn: None,
+            encrypt_role_arn: None,
+            break_glass_role_arn: Some(BREAK_GLASS),
+        })
+        .unwrap();
+        let interim = generate_interim_with(Some(ROLE), None, Some(BREAK_GLASS)).unwrap();
+        for json in [&final_policy, &interim] {
+            let deny = json["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["Sid"] == "DenyKeyDeletionExceptBreakGlass")
+                .unwrap();
+            assert_eq!(deny["Effect"], "Deny");
+            assert_eq!(deny["Principal"], "*");
+            assert_eq!(deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"], BREAK_GLASS);
+            let policy = KeyPolicy::parse(&json.to_string()).unwrap();
+            let call = |action, principal| Request {
+                action,
+                principal: Some(principal),
+                context: BTreeMap::new(),
+            };
+            let denied =
+                Decision::ExplicitDeny { sid: Some("DenyKeyDeletionExceptBreakGlass".into()) };
+            for caller in [
+                "arn:aws:iam::111122223333:role/admin",
+                "arn:aws:iam::111122223333:root",
+                ROLE,
+                "arn:aws:sts::111122223333:assumed-role/admin/alice",
+                // Case matters in ARNs; another path is another role.
+                "arn:aws:iam::111122223333:role/ops/Signer-Break-Glass",
+                "arn:aws:iam::111122223333:role/signer-break-glass",
+                "arn:aws:iam::444455556666:role/ops/signer-break-glass",
+            ] {
+                for action in BREAK_GLASS_ONLY_ACTIONS {
+                    assert_eq!(policy.evaluate(&call(action, caller)).decision, denied, "{caller}");
+                }
+            }
+            // The administrators keep the reversible stop and the rescue.
+            for action in ["kms:DisableKey", "kms:EnableKey", "kms:CancelKeyDeletion"] {
+                let admin = call(action, "arn:aws:iam::111122223333:role/admin");
+                assert!(policy.evaluate(&admin).decision.is_allow(), "{action}");
+            }
+            // The break-glass role; aws:PrincipalArn derived from the caller or given by KMS.
+            let mut request = call("kms:ScheduleKeyDeletion", BREAK_GLASS);
+            let allowed =
+                Decision::Allow { sid: Some("BreakGlassDeletesOrReplicatesTheKey".into()) };
+            assert_eq!(policy.evaluate(&request).decision, allowed);
+            request.context.insert(PRINCIPAL_ARN_KEY.into(), BREAK_GLASS.into());
+            assert_eq!(policy.evaluate(&request).decision, allowed);
+            for action in BREAK_GLASS_ACTIONS {
+                assert!(
+                    policy.evaluate(&call(action, BREAK_GLASS)).decision.is_allow(),
+                    "{action}"
+                );
+            }
+            // Break glass never decrypts (administration, with the account root as the
+            // administrator, is up to IAM as for any role of the account).
+            for action in ["kms:Decrypt", "kms:ReEncryptFrom"] {
+                let request = call(action, BREAK_GLASS);
+                assert!(!policy.evaluate(&request).decision.is_allow(), "{action}");
+            }
+            assert!(!admin_actions(json).iter().any(|a| a == "kms:ScheduleKeyDeletion"));
+        }
+
+        // Refused: not a role, wildcards (ArnNotEquals would expand them), or one of the
+        // policy's other principals.
+        for bad in [
+            "arn:aws:iam::111122223333:root",
+            "arn:aws:iam::111122223333:user/alice",
+            "arn:aws:sts::111122223333:assumed-role/break-glass/s",
+            "arn:aws:iam::111122223333:role/*",
+            "arn:aws:iam::111122223333:role/break-gl?ss",
+            "arn:aws:iam::111122223333:role/",
+            "break-glass",
+        ] {
+            assert_eq!(
+                generate_interim_with(Some(ROLE), None, Some(bad)),
+                Err(KeyPolicyError::BreakGlassArn(bad.into())),
+                "{bad}"
+            );
+        }
+        let admin = "arn:aws:iam::111122223333:role/kms-admin";
+        assert_eq!(
+            generate_interim_with(Some(ROLE), Some(admin), Some(admin)),
+            Err(KeyPolicyError::BreakGlassNotSeparate(admin.into()))
+        );
+        assert_eq!(
+            generate(&KeyPolicyParams {
+                role_arn: ROLE,
+                pcrs: &[pcrs()],
+                pin: &[0],
+                admin_arn: None,
+                encrypt_role_arn: None,
+                break_glass_role_arn: Some(ROLE),
+            }),
+            Err(KeyPolicyError::BreakGlassNotSeparate(ROLE.into()))
+        );
+    }
+
+    #[test]
+    fn arn_conditions_follow_iam() {
+        let op = |o: Operator, expected: &str, actual: Option<&str>| {
+            o.matches(&[expected.to_string()], actual)
+        };
+        let role = "arn:aws:iam::111122223333:role/a";
+        assert!(op(Operator::ArnEquals, role, Some(role)));
+        assert!(!op(Operator::ArnEquals, role, Some("arn:aws:iam::111122223333:role/A")));
+        assert!(!op(Operator::ArnEquals, role, None));
+        assert!(op(Operator::ArnNotEquals, role, None), "negated operators match an absent key");
+        assert!(!op(Operator::ArnNotEquals, role, Some(role)));
+        assert!(op(Operator::ArnNotEquals, role, Some("not an arn")));
+        // Wildcards stay within one colon-separated part.
+        assert!(op(Operator::ArnEquals, "arn:aws:iam::*:role/a", Some(role)));
+        assert!(!op(Operator::ArnEquals, "arn:aws:*:role/a", Some(role)));
+        assert_eq!(
+            principal_arn("arn:aws:sts::111122223333:assumed-role/admin/alice"),
+            "arn:aws:iam::111122223333:role/admin"
+        );
+        assert_eq!(principal_arn(role), role);
+        let parsed = KeyPolicy::parse(
+            r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"kms:X","Condition":{"ArnEquals":{"aws:PrincipalArn":"arn:aws:iam::1:role/x"}}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.statements[0].conditions[0].operator, Operator::ArnEquals);
+    }
+
     #[test]
     fn rotation_allows_both_images_and_only_them() {
         let mut new = pcrs();
@@ -796,6 +1113,7 @@ mod tests {
             pin: &[0, 1],
             admin_arn: None,
             encrypt_role_arn: None,
+            break_glass_role_arn: None,
         })
         .unwrap();
         let policy = KeyPolicy::parse(&json.to_string()).unwrap();
@@ -825,6 +1143,7 @@ mod tests {
             pin,
             admin_arn: None,
             encrypt_role_arn: None,
+            break_glass_role_arn: None,
         };
         assert_eq!(generate(&params(&[1])), Err(KeyPolicyError::Pcr0NotPinned));
         assert_eq!(generate(&params(&[0, 8])), Err(KeyPolicyError::MissingPcr(8)));

@@ -477,3 +477,60 @@ fn key_policy_usage_errors() {
     assert_eq!(code(&attest(&["verify", "x", "--at", "yesterday"])), 2);
     assert!(Path::new(env!("CARGO_BIN_EXE_attest")).exists());
 }
+
+#[test]
+fn key_policy_break_glass_role() {
+    let v = vector("evervault_cert_embedded_nondebug");
+    let dir = TempDir::new("policy-break-glass");
+    let m = dir.write("m.json", &measurements(&v));
+    let role = "arn:aws:iam::111122223333:role/parent";
+    let glass = "arn:aws:iam::111122223333:role/signer-break-glass";
+    let deny = |policy: &Value| {
+        policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Effect"] == "Deny" && s["Action"][0] == "kms:ScheduleKeyDeletion")
+            .cloned()
+            .unwrap()
+    };
+    for interim in [false, true] {
+        let mut args = vec!["key-policy", "--role-arn", role];
+        if interim {
+            args.push("--interim");
+        } else {
+            args.extend(["--pcrs", &m]);
+        }
+        // Without the role: deletion denied to everyone, and said so.
+        let o = attest(&args);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(stderr(&o).contains("--break-glass-role-arn"), "{}", stderr(&o));
+        let policy: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(deny(&policy)["Sid"], "DenyKeyDeletionToEveryone");
+        assert!(deny(&policy).get("Condition").is_none());
+        // With it: everyone but that role.
+        let mut with = args.clone();
+        with.extend(["--break-glass-role-arn", glass]);
+        let o = attest(&with);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let policy: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(deny(&policy)["Condition"]["ArnNotEquals"]["aws:PrincipalArn"], glass);
+        let admin = policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == "KeyAdministrationWithoutPlaintext")
+            .unwrap();
+        assert!(
+            !admin["Action"].as_array().unwrap().iter().any(|a| a == "kms:ScheduleKeyDeletion")
+        );
+        // Not a role, a wildcard, or the parent's role itself: refused.
+        for bad in ["arn:aws:iam::111122223333:root", "arn:aws:iam::111122223333:role/*", role] {
+            let mut args = args.clone();
+            args.extend(["--break-glass-role-arn", bad]);
+            let o = attest(&args);
+            assert_eq!(code(&o), 2, "{bad}");
+            assert!(stderr(&o).contains("break-glass"), "{}", stderr(&o));
+        }
+    }
+}

@@ -82,6 +82,11 @@ enum Command {
         /// A backend role allowed kms:Encrypt (symmetric keys, grant wrap_alg 2).
         #[arg(long)]
         encrypt_role_arn: Option<String>,
+        /// The only IAM role allowed kms:ScheduleKeyDeletion, DeleteImportedKeyMaterial and
+        /// ReplicateKey (an explicit Deny binds every other principal). Without it those are
+        /// denied to everyone: deleting the key then needs a policy that names a break-glass role.
+        #[arg(long)]
+        break_glass_role_arn: Option<String>,
     },
     /// Would KMS allow a Decrypt carrying this document under this key policy? Shows every
     /// condition with the document's value.
@@ -188,9 +193,26 @@ fn main() -> ExitCode {
         Command::Verify(args) => run_verify(args),
         Command::Provenance(args) => run_provenance(args),
         Command::Inspect { file, json } => run_inspect(&file, json),
-        Command::KeyPolicy { pcrs, role_arn, interim, pin, admin_arn, encrypt_role_arn } => {
+        Command::KeyPolicy {
+            pcrs,
+            role_arn,
+            interim,
+            pin,
+            admin_arn,
+            encrypt_role_arn,
+            break_glass_role_arn,
+        } => {
+            if break_glass_role_arn.is_none() {
+                eprintln!(
+                    "attest: no --break-glass-role-arn: the policy denies kms:ScheduleKeyDeletion, DeleteImportedKeyMaterial and ReplicateKey to everyone"
+                );
+            }
             if interim {
-                run_interim_key_policy(role_arn.as_deref(), admin_arn.as_deref())
+                run_interim_key_policy(
+                    role_arn.as_deref(),
+                    admin_arn.as_deref(),
+                    break_glass_role_arn.as_deref(),
+                )
             } else {
                 run_key_policy(
                     &pcrs,
@@ -198,6 +220,7 @@ fn main() -> ExitCode {
                     &pin,
                     admin_arn.as_deref(),
                     encrypt_role_arn.as_deref(),
+                    break_glass_role_arn.as_deref(),
                 )
             }
         }
@@ -713,6 +736,7 @@ fn run_key_policy(
     pin: &[u8],
     admin_arn: Option<&str>,
     encrypt_role_arn: Option<&str>,
+    break_glass_role_arn: Option<&str>,
 ) -> Result<ExitCode, UsageError> {
     let mut images = Vec::with_capacity(pcrs.len());
     for path in pcrs {
@@ -729,6 +753,7 @@ fn run_key_policy(
         pin,
         admin_arn,
         encrypt_role_arn,
+        break_glass_role_arn,
     })?;
     println!("{}", serde_json::to_string_pretty(&policy)?);
     Ok(ExitCode::SUCCESS)
@@ -737,8 +762,9 @@ fn run_key_policy(
 fn run_interim_key_policy(
     role_arn: Option<&str>,
     admin_arn: Option<&str>,
+    break_glass_role_arn: Option<&str>,
 ) -> Result<ExitCode, UsageError> {
-    let policy = key_policy::generate_interim(role_arn, admin_arn)?;
+    let policy = key_policy::generate_interim_with(role_arn, admin_arn, break_glass_role_arn)?;
     println!("{}", serde_json::to_string_pretty(&policy)?);
     Ok(ExitCode::SUCCESS)
 }

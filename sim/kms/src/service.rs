@@ -11,7 +11,10 @@
 //! deletion date has passed is deleted (with its aliases) on the next call.
 //!
 //! Every operation on a key except CreateKey is checked against the key's policy with the
-//! caller's principal (ListKeys and ListAliases are IAM-only in KMS and are not checked). A policy
+//! caller's principal and the global condition key `aws:PrincipalArn` (the caller's ARN; for a
+//! role session, the role's), so a `Deny` of `ScheduleKeyDeletion` with `ArnNotEquals` on it
+//! binds everyone but the named role (ListKeys and ListAliases are IAM-only in KMS and are not
+//! checked). `MultiRegion` keys are not emulated (`UnsupportedOperationException`). A policy
 //! set by CreateKey or PutKeyPolicy must still allow the caller `kms:PutKeyPolicy` unless
 //! `BypassPolicyLockoutSafetyCheck` is true (KMS's lockout safety check). For `Decrypt` with `Recipient` the attestation document is verified first (the
 //! `nitro-attestation` crate, against the configured root, at most five minutes old), its PCRs
@@ -30,7 +33,9 @@ use base64::Engine as _;
 use enclave_core::OsRandom;
 use enclave_core::envelope::{self, ContentForm};
 use enclave_core::secret::{random_array, seeded_rng};
-use nitro_attestation::key_policy::{Decision, KeyPolicy, Request};
+use nitro_attestation::key_policy::{
+    Decision, KeyPolicy, PRINCIPAL_ARN_KEY, Request, principal_arn,
+};
 use nitro_attestation::{AttestationDocument, AttestationPolicy, TrustAnchor};
 use parking_lot::Mutex;
 use rsa::Oaep;
@@ -344,6 +349,13 @@ impl Kms {
         meta
     }
 
+    /// The global condition keys IAM sets on every request: `aws:PrincipalArn` (for a role
+    /// session, the role's ARN).
+    fn global_context(&self, mut context: BTreeMap<String, String>) -> BTreeMap<String, String> {
+        context.insert(PRINCIPAL_ARN_KEY.to_string(), principal_arn(&self.settings.caller_arn));
+        context
+    }
+
     /// Checks the key policy for `action` with `context`; AccessDeniedException otherwise.
     fn authorize(
         &self,
@@ -353,6 +365,7 @@ impl Kms {
     ) -> Result<(), KmsError> {
         let policy = KeyPolicy::parse(&key.policy)
             .map_err(|e| KmsError::internal(format!("stored policy: {e}")))?;
+        let context = self.global_context(context);
         let request = Request { action, principal: Some(&self.settings.caller_arn), context };
         let decision = policy.evaluate(&request).decision;
         let user = &self.settings.caller_arn;
@@ -407,7 +420,7 @@ impl Kms {
         let request = Request {
             action: "kms:PutKeyPolicy",
             principal: Some(&self.settings.caller_arn),
-            context: BTreeMap::new(),
+            context: self.global_context(BTreeMap::new()),
         };
         if policy.evaluate(&request).decision.is_allow() {
             Ok(())
@@ -578,6 +591,12 @@ impl Kms {
             return Err(KmsError::validation(format!(
                 "KeyUsage {usage} is not supported by kms-sim"
             )));
+        }
+        if boolean(body, "MultiRegion")? {
+            return Err(KmsError::new(
+                "UnsupportedOperationException",
+                "multi-Region keys are not emulated by kms-sim",
+            ));
         }
         let policy = match string(body, "Policy")? {
             Some(p) => {

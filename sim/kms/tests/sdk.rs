@@ -25,6 +25,8 @@ struct Emulator {
     dir: PathBuf,
     port: u16,
     ca: SimCa,
+    /// `--caller-arn` (default: the emulator's, the parent's role).
+    caller: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -38,7 +40,8 @@ impl Emulator {
         std::fs::create_dir_all(&dir).unwrap();
         let ca = SimCa::generate(&mut rand_rng(), SystemTime::now()).unwrap();
         std::fs::write(dir.join("root.pem"), ca.root_pem()).unwrap();
-        let mut e = Self { child: Command::new("true").spawn().unwrap(), dir, port: 0, ca };
+        let mut e =
+            Self { child: Command::new("true").spawn().unwrap(), dir, port: 0, ca, caller: None };
         e.spawn();
         e
     }
@@ -50,6 +53,7 @@ impl Emulator {
             .arg(self.dir.join("data"))
             .arg("--attestation-root")
             .arg(self.dir.join("root.pem"))
+            .args(self.caller.iter().flat_map(|c| ["--caller-arn", c.as_str()]))
             .stderr(Stdio::from(std::fs::File::create(self.dir.join("kms.log")).unwrap()))
             .spawn()
             .unwrap();
@@ -66,6 +70,13 @@ impl Emulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.spawn();
+    }
+
+    /// The same keys, with every call now attributed to `caller`; a client for it.
+    async fn become_caller(&mut self, caller: &str) -> aws_sdk_kms::Client {
+        self.caller = Some(caller.to_string());
+        self.restart();
+        self.client().await
     }
 
     async fn client(&self) -> aws_sdk_kms::Client {
@@ -126,6 +137,7 @@ fn attested_policy(pcr0: u8) -> String {
         pin: &[0, 1],
         admin_arn: None,
         encrypt_role_arn: Some(ROLE),
+        break_glass_role_arn: None,
     })
     .unwrap()
     .to_string()
@@ -729,6 +741,7 @@ async fn interim_policy_denies_decrypt_and_lockout_check_holds() {
         pin: &[0],
         admin_arn: Some("arn:aws:iam::444455556666:role/admin"),
         encrypt_role_arn: None,
+        break_glass_role_arn: None,
     })
     .unwrap()
     .to_string();
@@ -799,4 +812,138 @@ async fn decrypt_of_unparseable_bytes_is_invalid_ciphertext_as_in_kms() {
             .unwrap();
         assert_eq!(out.plaintext().unwrap().as_ref(), &[7u8; 32]);
     }
+}
+
+const KMS_ADMIN: &str = "arn:aws:iam::111122223333:role/kms-admin";
+const BREAK_GLASS: &str = "arn:aws:iam::111122223333:role/signer-break-glass";
+
+fn attested_policy_with_break_glass(pcr0: u8, break_glass: Option<&str>) -> String {
+    let pcrs: BTreeMap<u8, Vec<u8>> =
+        (0u8..3).map(|i| (i, if i == 0 { vec![pcr0; 48] } else { vec![i; 48] })).collect();
+    generate(&KeyPolicyParams {
+        role_arn: ROLE,
+        pcrs: &[pcrs],
+        pin: &[0, 1],
+        admin_arn: None,
+        encrypt_role_arn: None,
+        break_glass_role_arn: break_glass,
+    })
+    .unwrap()
+    .to_string()
+}
+
+/// The disaster path: administrators cannot delete the key (explicit Deny, whatever IAM says),
+/// only the break-glass role can; DisableKey stays theirs and EnableKey undoes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_break_glass_role_schedules_deletion_and_disable_stays_reversible() {
+    let mut emu = Emulator::start("break-glass");
+    let kms = emu.become_caller(KMS_ADMIN).await;
+    let interim =
+        nitro_attestation::key_policy::generate_interim_with(Some(ROLE), None, Some(BREAK_GLASS))
+            .unwrap();
+    let arn = kms
+        .create_key()
+        .key_spec(KeySpec::Rsa2048)
+        .key_usage(KeyUsageType::EncryptDecrypt)
+        .policy(interim.to_string())
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let schedule = |kms: &aws_sdk_kms::Client| {
+        kms.schedule_key_deletion().key_id(&arn).pending_window_in_days(7).send()
+    };
+    // Under the interim policy already, the administrators cannot schedule the deletion.
+    let err = schedule(&kms).await.unwrap_err().into_service_error();
+    assert_eq!(code(&err), "AccessDeniedException");
+    assert!(format!("{err:?}").contains("DenyKeyDeletionExceptBreakGlass"), "{err:?}");
+    kms.put_key_policy()
+        .key_id(&arn)
+        .policy(attested_policy_with_break_glass(0xaa, Some(BREAK_GLASS)))
+        .send()
+        .await
+        .unwrap();
+    let err = schedule(&kms).await.unwrap_err().into_service_error();
+    assert_eq!(code(&err), "AccessDeniedException");
+    assert!(format!("{err:?}").contains("explicit deny"), "{err:?}");
+    let state = |kms: aws_sdk_kms::Client, arn: String| async move {
+        let d = kms.describe_key().key_id(arn).send().await.unwrap();
+        d.key_metadata().unwrap().key_state().unwrap().as_str().to_string()
+    };
+
+    // The parent decrypts with an attestation; DisableKey (administrators) stops it,
+    // EnableKey brings it back: the reversible hard stop.
+    let spki = kms.get_public_key().key_id(&arn).send().await.unwrap().public_key.unwrap();
+    let wrapped = RsaPublicKey::from_public_key_der(spki.as_ref())
+        .unwrap()
+        .encrypt(&mut rand_rng(), Oaep::<Sha256>::new(), &[0x44; 32])
+        .unwrap();
+    let enclave_key = RecipientKey::generate(&OsRandom, 2048).unwrap();
+    let decrypt = |kms: aws_sdk_kms::Client, doc: Vec<u8>| {
+        let request = kms
+            .decrypt()
+            .key_id(&arn)
+            .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+            .ciphertext_blob(Blob::new(wrapped.clone()))
+            .recipient(recipient(doc));
+        async move { request.send().await }
+    };
+    kms.disable_key().key_id(&arn).send().await.unwrap();
+    assert_eq!(state(kms.clone(), arn.clone()).await, "Disabled");
+    let parent = emu.become_caller(ROLE).await;
+    assert_eq!(
+        failed(decrypt(parent.clone(), emu.document(enclave_key.spki_der(), 0xaa)).await),
+        "DisabledException"
+    );
+    let kms = emu.become_caller(KMS_ADMIN).await;
+    kms.enable_key().key_id(&arn).send().await.unwrap();
+    assert_eq!(state(kms.clone(), arn.clone()).await, "Enabled");
+    let parent = emu.become_caller(ROLE).await;
+    let ok = decrypt(parent.clone(), emu.document(enclave_key.spki_der(), 0xaa)).await.unwrap();
+    let env = ok.ciphertext_for_recipient().unwrap().as_ref();
+    assert_eq!(envelope::open(env, &enclave_key).unwrap().as_slice(), &[0x44; 32]);
+    // The parent's role (in the account that administers the key) cannot delete it either,
+    // nor can a session of the administrators' role.
+    assert_eq!(failed(schedule(&parent).await), "AccessDeniedException");
+    let session = emu.become_caller("arn:aws:sts::111122223333:assumed-role/kms-admin/alice").await;
+    assert_eq!(failed(schedule(&session).await), "AccessDeniedException");
+
+    // The break-glass role schedules the deletion (and may cancel it); it never decrypts.
+    let glass = emu.become_caller(BREAK_GLASS).await;
+    assert_eq!(
+        failed(decrypt(glass.clone(), emu.document(enclave_key.spki_der(), 0xaa)).await),
+        "AccessDeniedException"
+    );
+    let out = schedule(&glass).await.unwrap();
+    assert_eq!(out.key_state().unwrap().as_str(), "PendingDeletion");
+    assert_eq!(state(glass.clone(), arn.clone()).await, "PendingDeletion");
+    glass.cancel_key_deletion().key_id(&arn).send().await.unwrap();
+    assert_eq!(state(glass.clone(), arn.clone()).await, "Disabled");
+    // Administrators may cancel a deletion too (it only ever saves the key) and re-enable it.
+    let kms = emu.become_caller(KMS_ADMIN).await;
+    kms.enable_key().key_id(&arn).send().await.unwrap();
+
+    // A policy without a break-glass role denies the deletion to everyone, that role included.
+    kms.put_key_policy()
+        .key_id(&arn)
+        .policy(attested_policy_with_break_glass(0xaa, None))
+        .send()
+        .await
+        .unwrap();
+    let err = schedule(&kms).await.unwrap_err().into_service_error();
+    assert!(format!("{err:?}").contains("DenyKeyDeletionToEveryone"), "{err:?}");
+    let glass = emu.become_caller(BREAK_GLASS).await;
+    assert_eq!(failed(schedule(&glass).await), "AccessDeniedException");
+    assert_eq!(state(glass, arn.clone()).await, "Enabled");
+
+    // Multi-Region keys are not emulated: refused, never silently single-Region.
+    let kms = emu.become_caller(KMS_ADMIN).await;
+    assert_eq!(
+        failed(kms.create_key().multi_region(true).send().await),
+        "UnsupportedOperationException"
+    );
 }

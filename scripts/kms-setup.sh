@@ -3,7 +3,8 @@
 #
 #   1. scripts/kms-setup.sh create-key --region REGION --role-arn PARENT_ROLE_ARN \
 #          --domain app.example.com --uri https://app.example.com --chain-id mainnet \
-#          [--admin-arn ARN] [--alias alias/signer-execution] [--predecessor old-measurements.json]
+#          [--admin-arn ARN] [--break-glass-role-arn ARN] [--alias alias/signer-execution]
+#          [--multi-region] [--predecessor old-measurements.json]
 #        Creates the RSA_3072 ENCRYPT_DECRYPT execution key *with an interim key policy*
 #        (build/interim-key-policy.json, from `attest key-policy --interim`): the key
 #        administrators (--admin-arn, default the account root of --role-arn) may manage the key
@@ -13,10 +14,16 @@
 #        contains this key's public key. Then adds the alias and writes deploy/enclave.toml (the
 #        measured config baked into the image) with the public key, the domain, URI and chain of
 #        the users' authorization messages, and (for an upgrade) the images it succeeds, using
-#        `signer-enclave config` so the file is exactly what the enclave parses.
+#        `signer-enclave config` so the file is exactly what the enclave parses. With
+#        --multi-region the key is a multi-Region primary (replicable: docs/deploy.md,
+#        "Multi-Region replica keys"; KMS cannot convert a single-Region key later).
+#        In both steps only --break-glass-role-arn may schedule the key's deletion, delete
+#        imported key material or replicate the key; without it nobody may (an explicit Deny
+#        in both policies; docs/deploy.md, "Break-glass role").
 #   2. scripts/build-eif.sh   → build/measurements.json
 #   3. scripts/kms-setup.sh apply-policy --region REGION --key-id KEY --role-arn PARENT_ROLE_ARN \
-#          --measurements build/measurements.json [--measurements old.json] [--pin 0,1,2] [--admin-arn ARN]
+#          --measurements build/measurements.json [--measurements old.json] [--pin 0,1,2]
+#          [--admin-arn ARN] [--break-glass-role-arn ARN]
 #        Writes build/key-policy.json with `attest key-policy` (Decrypt only with an attestation
 #        whose ImageSha384/PCRs match, explicit Deny otherwise) and applies it, replacing the
 #        interim policy. Give two --measurements during an upgrade (old and new image), one
@@ -32,7 +39,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-usage() { sed -n '2,30p' "$0"; exit 2; }
+usage() { sed -n '2,36p' "$0"; exit 2; }
 die() { echo "kms-setup: $*" >&2; exit 1; }
 
 [ $# -ge 1 ] || usage
@@ -45,6 +52,8 @@ config_out="deploy/enclave.toml"
 key_id=""
 role_arn=""
 admin_arn=""
+break_glass_role_arn=""
+multi_region=()
 pin="0,1,2"
 domain=""
 uri=""
@@ -59,6 +68,8 @@ while [ $# -gt 0 ]; do
     --key-id) key_id=$2; shift 2 ;;
     --role-arn) role_arn=$2; shift 2 ;;
     --admin-arn) admin_arn=$2; shift 2 ;;
+    --break-glass-role-arn) break_glass_role_arn=$2; shift 2 ;;
+    --multi-region) multi_region=(--multi-region); shift ;;
     --pin) pin=$2; shift 2 ;;
     --measurements) measurements+=("$2"); shift 2 ;;
     --domain) domain=$2; shift 2 ;;
@@ -95,11 +106,14 @@ case "$command" in
     if [ -n "$admin_arn" ]; then
       args+=(--admin-arn "$admin_arn")
     fi
+    if [ -n "$break_glass_role_arn" ]; then
+      args+=(--break-glass-role-arn "$break_glass_role_arn")
+    fi
     out_dir=${SIGNER_BUILD_DIR:-build}
     mkdir -p "$out_dir"
     "$attest_bin" "${args[@]}" > "$out_dir/interim-key-policy.json"
     key_arn=$(aws kms create-key --region "$region" \
-      --key-spec RSA_3072 --key-usage ENCRYPT_DECRYPT \
+      --key-spec RSA_3072 --key-usage ENCRYPT_DECRYPT "${multi_region[@]}" \
       --description "signing enclave execution key" \
       --policy "file://$out_dir/interim-key-policy.json" \
       --query KeyMetadata.Arn --output text)
@@ -126,6 +140,9 @@ case "$command" in
     done
     if [ -n "$admin_arn" ]; then
       args+=(--admin-arn "$admin_arn")
+    fi
+    if [ -n "$break_glass_role_arn" ]; then
+      args+=(--break-glass-role-arn "$break_glass_role_arn")
     fi
     out_dir=${SIGNER_BUILD_DIR:-build}
     mkdir -p "$out_dir"

@@ -214,7 +214,9 @@ pub struct ScheduledSignRequest {
 
 impl ApiBody for ScheduledSignRequest {}
 
-/// `POST /v1/grants/revoke`: exactly one of the two.
+/// `POST /v1/grants/revoke`. Unsigned (admin token): exactly one of `grant_id` or `wallet`.
+/// Signed by the wallet (API token): `wallet`, exactly one of `grant_id` or `all: true`, and the
+/// `nonce`, `issued_at` and `signature` of the revoke message the wallet signed.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
@@ -222,13 +224,38 @@ pub struct RevokeRequest {
     pub grant_id: Option<Uuid>,
     #[serde(default)]
     pub wallet: Option<Pubkey>,
+    #[serde(default)]
+    pub all: Option<bool>,
+    #[serde(default)]
+    pub nonce: Option<String>,
+    #[serde(default)]
+    pub issued_at: Option<u64>,
+    #[serde(default)]
+    pub signature: Option<Signature>,
+}
+
+/// What a wallet revokes on its own signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalletRevokeScope {
+    Grant(Uuid),
+    All,
 }
 
 /// What a revoke request targets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RevokeTarget {
+    /// Admin: one record id.
     Grant(Uuid),
+    /// Admin: every record of a wallet.
     Wallet(Pubkey),
+    /// The wallet itself, with its signature over the revoke message.
+    Signed {
+        wallet: Pubkey,
+        scope: WalletRevokeScope,
+        nonce: String,
+        issued_at: u64,
+        signature: Signature,
+    },
 }
 
 impl ApiBody for RevokeRequest {
@@ -237,13 +264,128 @@ impl ApiBody for RevokeRequest {
     }
 }
 
+fn wallet_scope(grant_id: Option<Uuid>, all: Option<bool>) -> Result<WalletRevokeScope, BodyError> {
+    match (grant_id, all) {
+        (Some(id), None | Some(false)) => Ok(WalletRevokeScope::Grant(id)),
+        (None, Some(true)) => Ok(WalletRevokeScope::All),
+        _ => Err(BodyError("give exactly one of `grant_id` or `all: true`".into())),
+    }
+}
+
 impl RevokeRequest {
     pub fn target(&self) -> Result<RevokeTarget, BodyError> {
-        match (self.grant_id, self.wallet) {
-            (Some(id), None) => Ok(RevokeTarget::Grant(id)),
-            (None, Some(w)) => Ok(RevokeTarget::Wallet(w)),
-            _ => Err(BodyError("give exactly one of `grant_id` or `wallet`".into())),
+        match (&self.signature, &self.nonce, self.issued_at) {
+            (Some(signature), Some(nonce), Some(issued_at)) => {
+                let wallet = self
+                    .wallet
+                    .ok_or_else(|| BodyError("a signed revocation names its `wallet`".into()))?;
+                Ok(RevokeTarget::Signed {
+                    wallet,
+                    scope: wallet_scope(self.grant_id, self.all)?,
+                    nonce: nonce.clone(),
+                    issued_at,
+                    signature: *signature,
+                })
+            }
+            (None, None, None) => match (self.grant_id, self.wallet, self.all) {
+                (Some(id), None, None) => Ok(RevokeTarget::Grant(id)),
+                (None, Some(w), None) => Ok(RevokeTarget::Wallet(w)),
+                _ => Err(BodyError(
+                    "give exactly one of `grant_id` or `wallet` (or sign a revoke message: \
+                     `wallet`, `grant_id` or `all`, `nonce`, `issued_at`, `signature`)"
+                        .into(),
+                )),
+            },
+            _ => Err(BodyError(
+                "a signed revocation needs all of `nonce`, `issued_at` and `signature`".into(),
+            )),
         }
+    }
+}
+
+/// `POST /v1/authorizations/revoke`: the wallet and exactly one of `grant_id` or `all: true`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeAuthorizationRequest {
+    pub wallet: Pubkey,
+    #[serde(default)]
+    pub grant_id: Option<Uuid>,
+    #[serde(default)]
+    pub all: Option<bool>,
+}
+
+impl ApiBody for RevokeAuthorizationRequest {
+    fn check(&self) -> Result<(), BodyError> {
+        self.scope().map(drop)
+    }
+}
+
+impl RevokeAuthorizationRequest {
+    pub fn scope(&self) -> Result<WalletRevokeScope, BodyError> {
+        wallet_scope(self.grant_id, self.all)
+    }
+}
+
+/// An X25519 public key, standard padded base64 of 32 bytes.
+fn x25519_key(recipient: &B64) -> Result<[u8; 32], BodyError> {
+    recipient.0.as_slice().try_into().map_err(|_| {
+        BodyError(format!(
+            "recipient must be a 32-byte X25519 public key (base64), got {} bytes",
+            recipient.0.len()
+        ))
+    })
+}
+
+/// `POST /v1/authorizations/export`: what to export (the vault's master key, or with
+/// `agent_key_record` that agent's secret) and the X25519 key the browser generated.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportAuthorizationRequest {
+    pub wallet: Pubkey,
+    pub vault_record: B64,
+    pub vault_provenance: B64,
+    #[serde(default)]
+    pub agent_key_record: Option<B64>,
+    pub recipient: B64,
+}
+
+impl ApiBody for ExportAuthorizationRequest {
+    fn check(&self) -> Result<(), BodyError> {
+        x25519_key(&self.recipient).map(drop)
+    }
+}
+
+impl ExportAuthorizationRequest {
+    pub fn recipient_key(&self) -> Result<[u8; 32], BodyError> {
+        x25519_key(&self.recipient)
+    }
+}
+
+/// `POST /v1/export`: the same fields and the export message's `nonce`, `issued_at` and the
+/// wallet's `signature`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    pub wallet: Pubkey,
+    pub vault_record: B64,
+    pub vault_provenance: B64,
+    #[serde(default)]
+    pub agent_key_record: Option<B64>,
+    pub recipient: B64,
+    pub nonce: String,
+    pub issued_at: u64,
+    pub signature: Signature,
+}
+
+impl ApiBody for ExportRequest {
+    fn check(&self) -> Result<(), BodyError> {
+        x25519_key(&self.recipient).map(drop)
+    }
+}
+
+impl ExportRequest {
+    pub fn recipient_key(&self) -> Result<[u8; 32], BodyError> {
+        x25519_key(&self.recipient)
     }
 }
 
@@ -288,6 +430,9 @@ pub enum Body {
     Sign(SignRequest),
     ScheduledSign(ScheduledSignRequest),
     Revoke(RevokeRequest),
+    RevokeAuthorization(RevokeAuthorizationRequest),
+    ExportAuthorization(ExportAuthorizationRequest),
+    Export(ExportRequest),
     KillSwitch(KillSwitchRequest),
     Handover(HandoverRequest),
 }
@@ -304,6 +449,9 @@ pub fn parse_body(path: &str, body: &[u8]) -> Result<Body, BodyError> {
         "/v1/sign" => Body::Sign(parse(body)?),
         "/v1/scheduled/sign" => Body::ScheduledSign(parse(body)?),
         "/v1/grants/revoke" => Body::Revoke(parse(body)?),
+        "/v1/authorizations/revoke" => Body::RevokeAuthorization(parse(body)?),
+        "/v1/authorizations/export" => Body::ExportAuthorization(parse(body)?),
+        "/v1/export" => Body::Export(parse(body)?),
         "/v1/kill-switch" => Body::KillSwitch(parse(body)?),
         "/v1/admin/handover" => Body::Handover(parse(body)?),
         other => return Err(BodyError(format!("{other} takes no body"))),

@@ -23,13 +23,14 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use signer_api::{
-    ApiBody, CreateAgentRequest, CreateGrantRequest, CreateVaultRequest, GrantAuthorizationRequest,
-    ImportAuthorizationRequest, ImportVaultRequest, KillSwitchRequest, RevokeRequest, RevokeTarget,
-    ScheduledSignRequest, SignRequest, SignResponse,
+    ApiBody, CreateAgentRequest, CreateGrantRequest, CreateVaultRequest, ExportAuthorizationRequest,
+    ExportRequest, GrantAuthorizationRequest, ImportAuthorizationRequest, ImportVaultRequest,
+    KillSwitchRequest, RevokeAuthorizationRequest, RevokeRequest, RevokeTarget, ScheduledSignRequest,
+    SignRequest, SignResponse, WalletRevokeScope,
 };
 use signer_protocol::{
-    AgentKindMsg, CreateAgentOp, CreateGrantOp, GrantFields, ImportVaultOp, Op, Reply, RevokeMsg,
-    SignOp, SignScheduledOp,
+    AgentKindMsg, CreateAgentOp, CreateGrantOp, ExportOp, ExportSubjectMsg, GrantFields,
+    ImportVaultOp, Op, Reply, RevokeMsg, RevokeScopeMsg, RevokeSignedOp, SignOp, SignScheduledOp,
 };
 use signer_types::ids::EnclaveId;
 use signer_types::pubkey::signature_base58;
@@ -127,7 +128,12 @@ fn route(path: &str) -> Option<(Method, Access, &'static str)> {
         "/v1/grants" => (Method::POST, Access::Api, "grants"),
         "/v1/sign" => (Method::POST, Access::Api, "sign"),
         "/v1/scheduled/sign" => (Method::POST, Access::Api, "scheduled_sign"),
-        "/v1/grants/revoke" => (Method::POST, Access::Admin, "revoke"),
+        // Unsigned revocations need the admin token; the handler checks (a wallet-signed one
+        // needs only the API token).
+        "/v1/grants/revoke" => (Method::POST, Access::Api, "revoke"),
+        "/v1/authorizations/revoke" => (Method::POST, Access::Api, "authorize_revoke"),
+        "/v1/authorizations/export" => (Method::POST, Access::Api, "authorize_export"),
+        "/v1/export" => (Method::POST, Access::Api, "export"),
         "/v1/kill-switch" => (Method::POST, Access::Admin, "kill_switch"),
         "/v1/admin/handover" => (Method::POST, Access::Admin, "handover"),
         "/v1/admin/handover/abort" => (Method::POST, Access::Admin, "handover_abort"),
@@ -146,6 +152,15 @@ fn token_matches(presented: &str, tokens: &[String]) -> bool {
         .iter()
         .fold(subtle::Choice::from(0), |acc, t| acc | Sha256::digest(t.as_bytes()).ct_eq(&p))
         .into()
+}
+
+/// Whether the request carries an admin token (for routes whose access depends on the body).
+fn presented_admin_token(parent: &Parent, req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|token| token_matches(token, &parent.settings.admin_tokens))
 }
 
 fn authorize(parent: &Parent, req: &Request<Incoming>, access: Access) -> Result<(), ApiError> {
@@ -534,23 +549,119 @@ async fn dispatch(
             Ok(with_route(json_body(200, &body), owner))
         }
         "revoke" => {
+            let admin = presented_admin_token(parent, &req);
             let body = read_body(parent, req).await?;
             let b: RevokeRequest = parse(&body)?;
-            let (target, echo) = match b.target().map_err(|e| ApiError::bad_request(e.0))? {
+            let (op, echo) = match b.target().map_err(|e| ApiError::bad_request(e.0))? {
+                RevokeTarget::Signed { wallet, scope, nonce, issued_at, signature } => {
+                    decision.wallet = Some(wallet.to_string());
+                    let (scope, echo) = match scope {
+                        WalletRevokeScope::Grant(id) => {
+                            decision.grant_id = Some(id.to_string());
+                            (
+                                RevokeScopeMsg::Record(*id.as_bytes()),
+                                json!({"wallet": wallet.to_string(), "grant_id": id.to_string()}),
+                            )
+                        }
+                        WalletRevokeScope::All => (
+                            RevokeScopeMsg::All,
+                            json!({"wallet": wallet.to_string(), "all": true}),
+                        ),
+                    };
+                    let op = Op::RevokeSigned(RevokeSignedOp {
+                        wallet,
+                        scope,
+                        nonce,
+                        issued_at,
+                        signature: signature.0,
+                    });
+                    (op, echo)
+                }
+                _ if !admin => {
+                    return Err(ApiError::new(
+                        401,
+                        "unauthorized",
+                        "revoking without the wallet's signature needs the admin token",
+                    ));
+                }
                 RevokeTarget::Grant(id) => {
                     decision.grant_id = Some(id.to_string());
-                    (RevokeMsg::Record(*id.as_bytes()), json!({"grant_id": id.to_string()}))
+                    let target = RevokeMsg::Record(*id.as_bytes());
+                    (Op::Revoke { target }, json!({"grant_id": id.to_string()}))
                 }
                 RevokeTarget::Wallet(w) => {
                     decision.wallet = Some(w.to_string());
-                    (RevokeMsg::Wallet(w), json!({"wallet": w.to_string()}))
+                    (Op::Revoke { target: RevokeMsg::Wallet(w) }, json!({"wallet": w.to_string()}))
                 }
             };
-            let reply = parent.call_routed(&Op::Revoke { target }).await?;
+            let reply = parent.call_routed(&op).await?;
             let Reply::Revoked { dropped } = reply else {
                 return Err(unexpected("revoke", &reply));
             };
             Ok(json_response(200, &json!({"revoked": echo, "dropped_from_memory": dropped})))
+        }
+        "authorize_revoke" => {
+            let b: RevokeAuthorizationRequest = parse(&read_body(parent, req).await?)?;
+            let scope = match b.scope().map_err(|e| ApiError::bad_request(e.0))? {
+                WalletRevokeScope::Grant(id) => RevokeScopeMsg::Record(*id.as_bytes()),
+                WalletRevokeScope::All => RevokeScopeMsg::All,
+            };
+            parent.attested().await?;
+            let op = Op::AuthorizeRevoke { wallet: b.wallet, scope };
+            Ok(json_response(200, &authorization_json(parent.call_routed(&op).await?, None)?))
+        }
+        "authorize_export" => {
+            let b: ExportAuthorizationRequest = parse(&read_body(parent, req).await?)?;
+            let recipient = b.recipient_key().map_err(|e| ApiError::bad_request(e.0))?;
+            parent.attested().await?;
+            let op = Op::AuthorizeExport(ExportSubjectMsg {
+                wallet: b.wallet,
+                vault_record: b.vault_record.0,
+                vault_provenance: b.vault_provenance.0,
+                agent_key_record: b.agent_key_record.map(|r| r.0),
+                recipient,
+            });
+            Ok(json_response(200, &authorization_json(parent.call_routed(&op).await?, None)?))
+        }
+        "export" => {
+            let b: ExportRequest = parse(&read_body(parent, req).await?)?;
+            let recipient = b.recipient_key().map_err(|e| ApiError::bad_request(e.0))?;
+            decision.wallet = Some(b.wallet.to_string());
+            decision.vault(&b.vault_record.0);
+            let op = Op::Export(ExportOp {
+                subject: ExportSubjectMsg {
+                    wallet: b.wallet,
+                    vault_record: b.vault_record.0,
+                    vault_provenance: b.vault_provenance.0,
+                    agent_key_record: b.agent_key_record.map(|r| r.0),
+                    recipient,
+                },
+                nonce: b.nonce,
+                issued_at: b.issued_at,
+                signature: b.signature.0,
+                envelope: None,
+            });
+            let reply = parent.call_unlocking(op).await?;
+            let Reply::Exported { enc, ciphertext, kind, record_id } = reply else {
+                return Err(unexpected("export", &reply));
+            };
+            tracing::warn!(
+                wallet = %b.wallet,
+                record_id = %b64_id(&record_id),
+                %kind,
+                "a secret was exported to the wallet's browser key: it is outside every limit now"
+            );
+            Ok(json_response(
+                200,
+                &json!({
+                    "kind": kind,
+                    "record_id": b64_id(&record_id),
+                    "recipient": b64(&recipient),
+                    "enc": b64(&enc),
+                    "ciphertext": b64(&ciphertext),
+                    "hpke": "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM; info = \"signer/export/v1\" ‖ wallet ‖ SHA-256(record); aad empty",
+                }),
+            ))
         }
         "kill_switch" => {
             let body = read_body(parent, req).await?;
@@ -632,6 +743,7 @@ fn is_decision(label: &str) -> bool {
             | "kill_switch"
             | "handover"
             | "handover_abort"
+            | "export"
     )
 }
 

@@ -45,6 +45,55 @@ pub enum RevokeMsg {
     Wallet(Pubkey),
 }
 
+/// What a wallet revokes on its own signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeScopeMsg {
+    /// One of its records, by id.
+    Record(#[serde(with = "serde_bytes")] [u8; 16]),
+    /// Every record it made up to now.
+    All,
+}
+
+/// `revoke_signed` arguments: the fields of the revoke message the wallet signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeSignedOp {
+    pub wallet: Pubkey,
+    pub scope: RevokeScopeMsg,
+    pub nonce: String,
+    pub issued_at: u64,
+    #[serde(with = "serde_bytes")]
+    pub signature: [u8; 64],
+}
+
+/// What an export takes out, and to whom.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportSubjectMsg {
+    pub wallet: Pubkey,
+    #[serde(with = "serde_bytes")]
+    pub vault_record: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub vault_provenance: Vec<u8>,
+    /// The agent whose secret is exported; none for the vault's master key.
+    #[serde(default, with = "serde_bytes")]
+    pub agent_key_record: Option<Vec<u8>>,
+    /// The X25519 public key the user's browser generated (HPKE recipient).
+    #[serde(with = "serde_bytes")]
+    pub recipient: [u8; 32],
+}
+
+/// `export` arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportOp {
+    pub subject: ExportSubjectMsg,
+    pub nonce: String,
+    pub issued_at: u64,
+    #[serde(with = "serde_bytes")]
+    pub signature: [u8; 64],
+    #[serde(default, with = "serde_bytes")]
+    pub envelope: Option<Vec<u8>>,
+}
+
 /// `sign` arguments.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignOp {
@@ -214,6 +263,17 @@ pub enum Op {
     },
     /// To the predecessor: abandon a handover that was not committed (decide again).
     HandoverAbort,
+    /// The message a wallet signs to revoke its own grants.
+    AuthorizeRevoke {
+        wallet: Pubkey,
+        scope: RevokeScopeMsg,
+    },
+    /// A revocation the wallet signed.
+    RevokeSigned(RevokeSignedOp),
+    /// The message a wallet signs to export a secret to its browser's key.
+    AuthorizeExport(ExportSubjectMsg),
+    /// An export the wallet signed.
+    Export(ExportOp),
 }
 
 impl Op {
@@ -243,6 +303,10 @@ impl Op {
             Self::HandoverCommit { .. } => "handover_commit",
             Self::HandoverFinish { .. } => "handover_finish",
             Self::HandoverAbort => "handover_abort",
+            Self::AuthorizeRevoke { .. } => "authorize_revoke",
+            Self::RevokeSigned(_) => "revoke_signed",
+            Self::AuthorizeExport(_) => "authorize_export",
+            Self::Export(_) => "export",
         }
     }
 
@@ -255,6 +319,7 @@ impl Op {
             Self::ImportVault(s) => &mut s.envelope,
             Self::CreateAgent(s) => &mut s.envelope,
             Self::CreateGrant(s) => &mut s.envelope,
+            Self::Export(s) => &mut s.envelope,
             _ => return false,
         };
         *slot = Some(envelope);
@@ -269,6 +334,7 @@ impl Op {
             Self::ImportVault(s) => s.envelope.is_some(),
             Self::CreateAgent(s) => s.envelope.is_some(),
             Self::CreateGrant(s) => s.envelope.is_some(),
+            Self::Export(s) => s.envelope.is_some(),
             _ => false,
         }
     }
@@ -291,6 +357,8 @@ pub struct StatusReply {
     pub need_key: u64,
     pub denials: u64,
     pub envelope_failures: u64,
+    #[serde(default)]
+    pub exports: u64,
     pub handed_over_to: Option<EnclaveId>,
     #[serde(default)]
     pub handover: Option<HandoverStage>,
@@ -419,6 +487,17 @@ pub enum Reply {
     HandoverFinished(HandoverSummary),
     HandoverAborted {
         successor: Option<EnclaveId>,
+    },
+    /// A secret, HPKE-sealed to the recipient the wallet's signed message names.
+    Exported {
+        #[serde(with = "serde_bytes")]
+        enc: [u8; 32],
+        #[serde(with = "serde_bytes")]
+        ciphertext: Vec<u8>,
+        /// `vault`, `seed` or `mnemonic`.
+        kind: String,
+        #[serde(with = "serde_bytes")]
+        record_id: [u8; 16],
     },
 }
 

@@ -34,6 +34,17 @@
 //! browser sealed it.`; resources `vault:{uuid}`,
 //! `vault-record-sha256:{hex}`.
 //!
+//! Purpose `revoke`: statement `Revoke grant {uuid} of this wallet: no bot can sign with it from
+//! now on.` (resource `revoke:{uuid}`) or `Revoke every grant and scheduled transfer of this wallet
+//! made up to now: no bot can sign with them from now on.` (resource `revoke:all`).
+//!
+//! Purpose `export`: statement `Export the master key of vault {uuid} to the key {hex} your
+//! browser holds. Whoever holds it controls every agent made from this vault, outside every limit
+//! and grant.` or `Export the {seed | recovery phrase} of agent {base58} to the key {hex} your
+//! browser holds. Whoever holds it can move the agent's funds outside every limit and grant.`;
+//! resources `export:vault:{uuid}` or `export:agent:{base58}`, `export-record-sha256:{hex}` (the
+//! record whose secret is exported), `export-recipient:x25519:{hex}` (the HPKE recipient key).
+//!
 //! Verification is strict: the wallet key and the signature's `R` must be canonical encodings of
 //! points that are not of small order, and `S` must be reduced; only then is the signature checked
 //! (ed25519-dalek's `verify_strict`).
@@ -99,6 +110,24 @@ fn name_of(field: &str) -> &'static str {
     }
 }
 
+/// What a wallet revokes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokeScope {
+    /// One grant or scheduled record of the wallet, by id.
+    Record([u8; 16]),
+    /// Every grant and scheduled record of the wallet made up to now.
+    All,
+}
+
+/// What a wallet exports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportTarget {
+    /// A vault's master key.
+    Vault { vault_id: [u8; 16] },
+    /// An agent's secret: its seed, or its BIP39 entropy (`mnemonic`).
+    Agent { agent: Pubkey, mnemonic: bool },
+}
+
 /// What the user authorizes.
 #[derive(Clone, Copy, Debug)]
 pub enum Purpose<'a> {
@@ -106,6 +135,10 @@ pub enum Purpose<'a> {
     Grant { bot_id: [u8; 16], agent: Pubkey, ttl_seconds: u64, policy: &'a Policy },
     /// A vault sealed by the user's browser becomes usable in the enclave.
     ImportVault { vault_id: [u8; 16], record_sha256: [u8; 32] },
+    /// The wallet revokes its own grants.
+    Revoke { scope: RevokeScope },
+    /// The wallet takes a secret out, encrypted (HPKE) to an X25519 key its browser holds.
+    Export { target: ExportTarget, record_sha256: [u8; 32], recipient: [u8; 32] },
 }
 
 impl Purpose<'_> {
@@ -114,6 +147,8 @@ impl Purpose<'_> {
         match self {
             Self::Grant { .. } => 1,
             Self::ImportVault { .. } => 2,
+            Self::Revoke { .. } => 3,
+            Self::Export { .. } => 4,
         }
     }
 
@@ -122,6 +157,8 @@ impl Purpose<'_> {
         match self {
             Self::Grant { .. } => "grant",
             Self::ImportVault { .. } => "import-vault",
+            Self::Revoke { .. } => "revoke",
+            Self::Export { .. } => "export",
         }
     }
 }
@@ -227,6 +264,49 @@ pub fn render(domain: &MessageDomain, fields: &MessageFields<'_>) -> Result<Stri
             let extra = vec![
                 format!("urn:signer:vault:{}", uuid_text(&vault_id)),
                 format!("urn:signer:vault-record-sha256:{}", hex::encode(record_sha256)),
+            ];
+            (statement, extra)
+        }
+        Purpose::Revoke { scope: RevokeScope::Record(id) } => (
+            format!(
+                "Revoke grant {} of this wallet: no bot can sign with it from now on.",
+                uuid_text(&id)
+            ),
+            vec![format!("urn:signer:revoke:{}", uuid_text(&id))],
+        ),
+        Purpose::Revoke { scope: RevokeScope::All } => (
+            "Revoke every grant and scheduled transfer of this wallet made up to now: no bot can \
+             sign with them from now on."
+                .to_string(),
+            vec!["urn:signer:revoke:all".to_string()],
+        ),
+        Purpose::Export { target, record_sha256, recipient } => {
+            let (statement, what) = match target {
+                ExportTarget::Vault { vault_id } => (
+                    format!(
+                        "Export the master key of vault {} to the key {} your browser holds. \
+                         Whoever holds it controls every agent made from this vault, outside \
+                         every limit and grant.",
+                        uuid_text(&vault_id),
+                        hex::encode(recipient)
+                    ),
+                    format!("urn:signer:export:vault:{}", uuid_text(&vault_id)),
+                ),
+                ExportTarget::Agent { agent, mnemonic } => (
+                    format!(
+                        "Export the {} of agent {agent} to the key {} your browser holds. \
+                         Whoever holds it can move the agent's funds outside every limit and \
+                         grant.",
+                        if mnemonic { "recovery phrase" } else { "seed" },
+                        hex::encode(recipient)
+                    ),
+                    format!("urn:signer:export:agent:{agent}"),
+                ),
+            };
+            let extra = vec![
+                what,
+                format!("urn:signer:export-record-sha256:{}", hex::encode(record_sha256)),
+                format!("urn:signer:export-recipient:x25519:{}", hex::encode(recipient)),
             ];
             (statement, extra)
         }

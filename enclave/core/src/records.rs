@@ -209,10 +209,19 @@ pub fn open_agent_key(
     sealed: &SealedAgentKey<'_>,
     umk: &Secret32,
 ) -> Result<ed25519_dalek::SigningKey, RecordError> {
+    Ok(open_agent_secret(sealed, umk)?.1)
+}
+
+/// Opens an agent-key record to its secret (the seed, or the BIP39 entropy) and the signing key
+/// it derives, checked against the record's bound public key. For a wallet-signed export.
+pub fn open_agent_secret(
+    sealed: &SealedAgentKey<'_>,
+    umk: &Secret32,
+) -> Result<(SecretBytes, ed25519_dalek::SigningKey), RecordError> {
     let secret = gcm_open(&key_privkey(umk, sealed.aad), sealed.aad, sealed.body)?;
     let key = signing_key(sealed.header.kind, &secret)?;
     check_public_key(&key, &sealed.header.agent_pubkey)?;
-    Ok(key)
+    Ok((secret, key))
 }
 
 fn check_public_key(key: &ed25519_dalek::SigningKey, bound: &Pubkey) -> Result<(), RecordError> {

@@ -8,7 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use ed25519_dalek::{Signer as _, SigningKey};
-use enclave_core::authorization::{self, MessageDomain, MessageFields, Purpose};
+use enclave_core::authorization::{
+    self, ExportTarget, MessageDomain, MessageFields, Purpose, RevokeScope,
+};
 use enclave_core::policy::{Policy, TokenLimit};
 use enclave_core::provenance::Subject;
 use enclave_core::records::{
@@ -91,6 +93,29 @@ fn message_vector(name: &str, fields: &MessageFields<'_>, signer: &SigningKey) -
             "vault_id": enclave_core::ids::uuid_text(&vault_id),
             "vault_record_sha256": hex::encode(record_sha256),
         }),
+        Purpose::Revoke { scope } => match scope {
+            RevokeScope::Record(id) => {
+                json!({"kind": "revoke", "grant_id": enclave_core::ids::uuid_text(&id)})
+            }
+            RevokeScope::All => json!({"kind": "revoke", "all": true}),
+        },
+        Purpose::Export { target, record_sha256, recipient } => {
+            let mut v = json!({
+                "kind": "export",
+                "record_sha256": hex::encode(record_sha256),
+                "recipient_hex": hex::encode(recipient),
+            });
+            match target {
+                ExportTarget::Vault { vault_id } => {
+                    v["vault_id"] = json!(enclave_core::ids::uuid_text(&vault_id));
+                }
+                ExportTarget::Agent { agent, mnemonic } => {
+                    v["agent_pubkey"] = json!(agent.to_string());
+                    v["mnemonic"] = json!(mnemonic);
+                }
+            }
+            v
+        }
     };
     json!({
         "name": name,
@@ -171,6 +196,48 @@ fn golden() -> Value {
         },
         &key(1),
     );
+    let sha256 = |bytes: &[u8]| -> [u8; 32] {
+        sha2::Digest::finalize(sha2::Digest::chain_update(
+            <sha2::Sha256 as sha2::Digest>::new(),
+            bytes,
+        ))
+        .into()
+    };
+    let other = |name, nonce, purpose| {
+        message_vector(
+            name,
+            &MessageFields { wallet, enclave, nonce, issued_at: 1_796_129_406, purpose },
+            &key(1),
+        )
+    };
+    let revoke_one = other(
+        "revoke one grant",
+        "0123456789abcdef0123456789abcdef",
+        Purpose::Revoke { scope: RevokeScope::Record([0x3c; 16]) },
+    );
+    let revoke_all = other(
+        "revoke every grant",
+        "fedcba9876543210fedcba9876543210",
+        Purpose::Revoke { scope: RevokeScope::All },
+    );
+    let export_vault = other(
+        "export a vault's master key",
+        "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf",
+        Purpose::Export {
+            target: ExportTarget::Vault { vault_id: [0x0f; 16] },
+            record_sha256: sha256(&vault),
+            recipient: [0x99; 32],
+        },
+    );
+    let export_agent = other(
+        "export an agent's recovery phrase",
+        "b0b1b2b3b4b5b6b7b8b9babbbcbdbebf",
+        Purpose::Export {
+            target: ExportTarget::Agent { agent: pk(2), mnemonic: true },
+            record_sha256: sha256(&agent),
+            recipient: [0x98; 32],
+        },
+    );
     json!({
         "domain": {
             "domain": domain().domain,
@@ -183,6 +250,10 @@ fn golden() -> Value {
             grant("grant with no tokens, programs or destinations", &bare_policy(), 90),
             grant("grant with a long destination allowlist", &many_destinations(), 7 * 86_400),
             import,
+            revoke_one,
+            revoke_all,
+            export_vault,
+            export_agent,
         ],
         "enclave_ids": [{
             "recipient_spki_hex": hex::encode(b"example recipient SPKI DER"),

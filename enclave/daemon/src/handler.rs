@@ -4,15 +4,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use enclave_core::enclave::handover::{ImportProgress, PredecessorStage};
+use enclave_core::authorization::RevokeScope;
 use enclave_core::enclave::{
-    Authorization, AuthorizeGrant, CreateAgent, CreateGrant, ImportVault, NewAgentKind,
-    RevokeTarget, SignRequest, SignScheduledRequest, Unlocked, VaultProof,
+    Authorization, AuthorizeGrant, CreateAgent, CreateGrant, ExportRequest, ExportSubject,
+    ImportVault, NewAgentKind, RevokeTarget, SignRequest, SignScheduledRequest, Unlocked,
+    VaultProof, WalletRevoke,
 };
 use enclave_core::error::ErrorCode;
 use enclave_core::{Enclave, EnclaveError, SignOutcome};
 use signer_protocol::{
-    AgentKindMsg, ErrorReply, GrantFields, HandoverStage, HandoverSummary, Op, Outcome,
-    PROTOCOL_VERSION, Reply, RevokeMsg, StatusReply,
+    AgentKindMsg, ErrorReply, ExportSubjectMsg, GrantFields, HandoverStage, HandoverSummary, Op, Outcome,
+    PROTOCOL_VERSION, Reply, RevokeMsg, RevokeScopeMsg, StatusReply,
 };
 
 /// The enclave's request handler.
@@ -68,6 +70,22 @@ fn authorization_reply(a: Authorization) -> Reply {
     }
 }
 
+fn revoke_scope(scope: RevokeScopeMsg) -> RevokeScope {
+    match scope {
+        RevokeScopeMsg::Record(id) => RevokeScope::Record(id),
+        RevokeScopeMsg::All => RevokeScope::All,
+    }
+}
+
+fn export_subject(x: &ExportSubjectMsg) -> ExportSubject<'_> {
+    ExportSubject {
+        wallet: x.wallet,
+        vault: VaultProof { record: &x.vault_record, provenance: &x.vault_provenance },
+        agent_record: x.agent_key_record.as_deref(),
+        recipient: x.recipient,
+    }
+}
+
 fn grant_request(g: GrantFields) -> AuthorizeGrant {
     AuthorizeGrant {
         wallet: g.wallet,
@@ -99,7 +117,10 @@ impl Handler {
             | Op::HandoverAccept { .. }
             | Op::HandoverExport { .. }
             | Op::HandoverImport { .. }
-            | Op::HandoverFinish { .. } => true,
+            | Op::HandoverFinish { .. }
+            | Op::RevokeSigned(_)
+            | Op::AuthorizeExport(_)
+            | Op::Export(_) => true,
             _ => false,
         }
     }
@@ -269,6 +290,36 @@ impl Handler {
                 })
             }
             Op::HandoverAbort => Reply::HandoverAborted { successor: e.handover_abort()? },
+            Op::AuthorizeRevoke { wallet, scope } => {
+                authorization_reply(e.authorize_revoke(wallet, revoke_scope(scope))?)
+            }
+            Op::RevokeSigned(r) => Reply::Revoked {
+                dropped: e.revoke_signed(&WalletRevoke {
+                    wallet: r.wallet,
+                    scope: revoke_scope(r.scope),
+                    nonce: &r.nonce,
+                    issued_at: r.issued_at,
+                    signature: r.signature,
+                })? as u64,
+            },
+            Op::AuthorizeExport(x) => {
+                authorization_reply(e.authorize_export(&export_subject(&x))?)
+            }
+            Op::Export(x) => unlocked(
+                e.export(&ExportRequest {
+                    subject: export_subject(&x.subject),
+                    nonce: &x.nonce,
+                    issued_at: x.issued_at,
+                    signature: x.signature,
+                    envelope: x.envelope.as_deref(),
+                })?,
+                |d| Reply::Exported {
+                    enc: d.enc,
+                    ciphertext: d.ciphertext,
+                    kind: d.kind.to_string(),
+                    record_id: d.record_id,
+                },
+            ),
             Op::Status => {
                 let s = e.status();
                 Reply::Status(StatusReply {
@@ -286,6 +337,7 @@ impl Handler {
                     need_key: s.need_key,
                     denials: s.denials,
                     envelope_failures: s.envelope_failures,
+                    exports: s.exports,
                     handed_over_to: s.handed_over_to,
                     handover: e.handover_stage().map(|stage| match stage {
                         PredecessorStage::Prepared { successor } => {

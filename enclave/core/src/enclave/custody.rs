@@ -15,7 +15,7 @@ use signer_types::records::{
     AgentKeyHeader, AgentKind, GrantHeader, SealedVault, VaultHeader, VaultOrigin,
 };
 
-use super::state::IssuedNonce;
+use super::state::{IssuedNonce, NonceUse, signature_tag};
 use super::{Enclave, OpenedVault, Unlocked};
 use crate::agent_key::signing_key;
 use crate::authorization::{self, MessageFields, Purpose};
@@ -27,6 +27,7 @@ use crate::records::{
 };
 use crate::secret::{Secret32, random_array};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 /// Agent kinds a caller may ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,14 +139,22 @@ fn nonce_key(nonce: &str) -> Result<[u8; 16], EnclaveError> {
 }
 
 impl Enclave {
-    fn refuse_if_handed_over(&self) -> Result<(), EnclaveError> {
+    pub(super) fn refuse_if_handed_over(&self) -> Result<(), EnclaveError> {
         match self.state.lock().handed_over_to {
             Some(successor) => Err(EnclaveError::HandedOver { successor }),
             None => Ok(()),
         }
     }
 
-    fn system_time(&self) -> SystemTime {
+    /// While the kill switch is engaged no new signing authority is made.
+    fn refuse_if_killed(&self) -> Result<(), EnclaveError> {
+        if self.kill_switch.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(EnclaveError::KillSwitch);
+        }
+        Ok(())
+    }
+
+    pub(super) fn system_time(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(self.clock.now())
     }
 
@@ -156,7 +165,7 @@ impl Enclave {
 
     /// A vault record must belong to `wallet` and carry a provenance document from a trusted
     /// image, verified at the document's own time.
-    fn check_vault<'a>(
+    pub(super) fn check_vault<'a>(
         &self,
         wallet: &Pubkey,
         proof: &VaultProof<'a>,
@@ -187,7 +196,7 @@ impl Enclave {
     }
 
     /// The UMK of a vault: from the cache, or from its KMS envelope.
-    fn unlock_vault(
+    pub(super) fn unlock_vault(
         &self,
         sealed: &SealedVault<'_>,
         record: &[u8],
@@ -226,12 +235,13 @@ impl Enclave {
 
     /// Checks a signed authorization: the message rendered from `fields`, its time on the
     /// enclave clock, the strict signature, and its nonce issued here for this wallet, purpose
-    /// and time and not yet used. Returns the nonce's key. Records nothing.
-    fn check_authorization(
+    /// and time, and not used by another signature. Returns the nonce's key and whether this is
+    /// the same request again. Records nothing.
+    pub(super) fn check_authorization(
         &self,
         fields: &MessageFields<'_>,
         signature: &[u8; 64],
-    ) -> Result<[u8; 16], EnclaveError> {
+    ) -> Result<([u8; 16], NonceUse), EnclaveError> {
         let nonce = nonce_key(fields.nonce)?;
         let message = authorization::render(&self.config.message_domain, fields)
             .map_err(EnclaveError::BadRequest)?;
@@ -243,51 +253,58 @@ impl Enclave {
             self.config.clock_skew,
         )?;
         authorization::verify_strict(&fields.wallet, message.as_bytes(), signature)?;
-        self.state.lock().nonces.get(&nonce, now).map_or_else(
-            || Err(self.nonce_unknown(fields)),
-            |issued| self.check_issued(issued, fields),
-        )?;
-        Ok(nonce)
+        let state = self.state.lock();
+        let issued = state.nonces.get(&nonce, now).ok_or_else(|| self.nonce_unknown(fields))?;
+        let used = self.check_issued(issued, fields, signature)?;
+        Ok((nonce, used))
     }
 
     fn nonce_unknown(&self, fields: &MessageFields<'_>) -> EnclaveError {
         AuthorizationError::NonceUnknown { nonce: fields.nonce.to_string() }.into()
     }
 
-    /// The nonce was issued for this message's wallet, purpose and `Issued At`, and not used.
+    /// The nonce was issued for this message's wallet, purpose and `Issued At`, and not used by
+    /// another signature.
     fn check_issued(
         &self,
         issued: &IssuedNonce,
         fields: &MessageFields<'_>,
-    ) -> Result<(), EnclaveError> {
+        signature: &[u8; 64],
+    ) -> Result<NonceUse, EnclaveError> {
         if issued.wallet != fields.wallet.0
             || issued.issued_at != fields.issued_at
             || issued.purpose != fields.purpose.code()
         {
             return Err(self.nonce_unknown(fields));
         }
-        if issued.used {
-            return Err(AuthorizationError::Replayed { nonce: fields.nonce.to_string() }.into());
+        if !issued.used {
+            return Ok(NonceUse::Fresh);
         }
-        Ok(())
+        if bool::from(issued.used_by.ct_eq(&signature_tag(signature))) {
+            return Ok(NonceUse::Retry);
+        }
+        Err(AuthorizationError::Replayed { nonce: fields.nonce.to_string() }.into())
     }
 
-    /// Marks a verified authorization's nonce used (it stays until its message expires): the
-    /// single use. A revocation of the wallet since the check voids it.
-    fn consume_nonce(
+    /// Marks a verified authorization's nonce used by `signature` (it stays until its message
+    /// expires): the single use. The same signature again is the same request; a revocation of
+    /// the wallet since the check voids an unused nonce.
+    pub(super) fn consume_nonce(
         &self,
         nonce: [u8; 16],
         fields: &MessageFields<'_>,
-    ) -> Result<(), EnclaveError> {
+        signature: &[u8; 64],
+    ) -> Result<NonceUse, EnclaveError> {
         let mut state = self.state.lock();
         if let Some(successor) = state.handed_over_to {
             return Err(EnclaveError::HandedOver { successor });
         }
         let now = self.clock.now();
         let issued = state.nonces.get_mut(&nonce, now).ok_or_else(|| self.nonce_unknown(fields))?;
-        self.check_issued(issued, fields)?;
+        let used = self.check_issued(issued, fields, signature)?;
         issued.used = true;
-        Ok(())
+        issued.used_by = signature_tag(signature);
+        Ok(used)
     }
 
     /// A fresh nonce for a message to `wallet`, remembered with its purpose and `Issued At`
@@ -295,7 +312,11 @@ impl Enclave {
     /// wallet's revocation cutoff when that is not behind it. Issued nonces only admit
     /// messages, so a full store gives up the one closest to expiry (that message can no
     /// longer be used) rather than refusing every new message.
-    fn issue_nonce(&self, wallet: &Pubkey, purpose: u8) -> Result<(String, u64), EnclaveError> {
+    pub(super) fn issue_nonce(
+        &self,
+        wallet: &Pubkey,
+        purpose: u8,
+    ) -> Result<(String, u64), EnclaveError> {
         let nonce: [u8; 16] = random_array(&*self.rng)?;
         let mut state = self.state.lock();
         if let Some(successor) = state.handed_over_to {
@@ -304,12 +325,16 @@ impl Enclave {
         let now = self.clock.now();
         let issued_at = state.earliest_issue(&wallet.0, now);
         let expires_at = issued_at.saturating_add(self.config.message_domain.validity_seconds);
-        let entry = IssuedNonce { wallet: wallet.0, issued_at, purpose, used: false };
+        let entry =
+            IssuedNonce { wallet: wallet.0, issued_at, purpose, used: false, used_by: [0; 16] };
         state.nonces.insert_evicting(nonce, entry, expires_at, now);
         Ok((hex::encode(nonce), issued_at))
     }
 
-    fn authorization(&self, fields: &MessageFields<'_>) -> Result<Authorization, EnclaveError> {
+    pub(super) fn authorization(
+        &self,
+        fields: &MessageFields<'_>,
+    ) -> Result<Authorization, EnclaveError> {
         let message = authorization::render(&self.config.message_domain, fields)
             .map_err(EnclaveError::BadRequest)?;
         Ok(Authorization {
@@ -398,11 +423,12 @@ impl Enclave {
                 record_sha256: Sha256::digest(req.vault_record).into(),
             },
         };
-        let nonce = self.check_authorization(&fields, &req.signature)?;
+        let (nonce, _) = self.check_authorization(&fields, &req.signature)?;
         if let Unlocked::NeedKey(n) = self.unlock_vault(&sealed, req.vault_record, req.envelope)? {
             return Ok(Unlocked::NeedKey(n));
         }
-        self.consume_nonce(nonce, &fields)?;
+        // The same signed import again (a lost reply) gets the same answer.
+        self.consume_nonce(nonce, &fields, &req.signature)?;
         let provenance = self.provenance(&Subject::vault(req.vault_record)?)?;
         Ok(Unlocked::Done(ImportedVault { vault_id: sealed.header.vault_id, provenance }))
     }
@@ -467,6 +493,7 @@ impl Enclave {
     /// The exact message a wallet signs to create this grant on this enclave.
     pub fn authorize_grant(&self, g: &AuthorizeGrant) -> Result<Authorization, EnclaveError> {
         self.refuse_if_handed_over()?;
+        self.refuse_if_killed()?;
         self.check_grant_fields(g)?;
         let purpose_code = self.grant_fields(g, "", 0).purpose.code();
         let (nonce, issued_at) = self.issue_nonce(&g.wallet, purpose_code)?;
@@ -481,16 +508,19 @@ impl Enclave {
         req: &CreateGrant<'_>,
     ) -> Result<Unlocked<CreatedGrant>, EnclaveError> {
         self.refuse_if_handed_over()?;
+        self.refuse_if_killed()?;
         let g = &req.grant;
         self.check_grant_fields(g)?;
         let fields = self.grant_fields(g, req.nonce, req.issued_at);
-        let nonce = self.check_authorization(&fields, &req.signature)?;
+        let (nonce, _) = self.check_authorization(&fields, &req.signature)?;
         let sealed = self.check_vault(&g.wallet, &req.vault)?;
         let umk = match self.unlock_vault(&sealed, req.vault.record, req.envelope)? {
             Unlocked::Done(umk) => umk,
             Unlocked::NeedKey(n) => return Ok(Unlocked::NeedKey(n)),
         };
-        self.consume_nonce(nonce, &fields)?;
+        // The same signature again (a lost reply) is the same grant: its id, times and contents
+        // follow from the signed message; only the record's random key and IV differ.
+        self.consume_nonce(nonce, &fields, &req.signature)?;
         let header = GrantHeader {
             wallet: g.wallet,
             grant_id: authorization::grant_id(&req.signature),

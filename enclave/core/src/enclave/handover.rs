@@ -846,7 +846,13 @@ impl Enclave {
         // Used nonces only: a nonce counts only where it was issued (messages name their
         // enclave), so these merely keep reporting a replay as one.
         for (nonce, expires) in s.nonces {
-            let used = IssuedNonce { wallet: [0; 32], issued_at: 0, purpose: 0, used: true };
+            let used = IssuedNonce {
+                wallet: [0; 32],
+                issued_at: 0,
+                purpose: 0,
+                used: true,
+                used_by: [0; 16],
+            };
             state.nonces.insert_evicting(nonce, used, expires, now);
         }
         for (id, expires) in s.revoked_records {

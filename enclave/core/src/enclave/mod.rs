@@ -15,6 +15,7 @@ mod custody;
 pub mod handover;
 mod signing;
 mod state;
+pub mod user;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use self::custody::{
 pub use self::signing::{SignRequest, SignScheduledRequest, Signed};
 use self::state::DecisionState;
 pub use self::state::{RevokeTarget, Status};
+pub use self::user::{ExportRequest, ExportSubject, Exported, WalletRevoke};
 use crate::authorization::MessageDomain;
 use crate::envelope::{self, RecipientKey};
 use crate::error::{EnclaveError, RecordError};
@@ -238,6 +240,8 @@ pub struct Enclave {
     need_key: AtomicU64,
     denials: AtomicU64,
     envelope_failures: AtomicU64,
+    /// Secrets exported on a wallet's signature.
+    exports: AtomicU64,
 }
 
 /// What this enclave's own attestation says about it, checked once at start.
@@ -301,6 +305,7 @@ impl Enclave {
             need_key: AtomicU64::new(0),
             denials: AtomicU64::new(0),
             envelope_failures: AtomicU64::new(0),
+            exports: AtomicU64::new(0),
             config,
         })
     }

@@ -41,6 +41,8 @@ pub struct Status {
     pub denials: u64,
     /// Envelopes whose content did not open a record (each is refused from then on).
     pub envelope_failures: u64,
+    /// Secrets exported on a wallet's signature.
+    pub exports: u64,
     /// Set once this enclave handed its state to a successor.
     pub handed_over_to: Option<EnclaveId>,
 }
@@ -76,6 +78,27 @@ pub(super) struct IssuedNonce {
     /// [`crate::authorization::Purpose::code`].
     pub(super) purpose: u8,
     pub(super) used: bool,
+    /// Once used: the first 16 bytes of SHA-256 of the signature that used it, so the identical
+    /// request can be answered again (a lost reply) while any other reuse is a replay.
+    pub(super) used_by: [u8; 16],
+}
+
+/// How a verified authorization's nonce stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum NonceUse {
+    /// Not used yet.
+    Fresh,
+    /// Used by this very signature: the same request again.
+    Retry,
+}
+
+/// [`IssuedNonce::used_by`] of a signature.
+pub(super) fn signature_tag(signature: &[u8; 64]) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(signature);
+    let mut tag = [0u8; 16];
+    tag.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+    tag
 }
 
 /// What a record is, for revocation: grants carry the enclave's own issue time; scheduled
@@ -137,7 +160,12 @@ impl DecisionState {
         if self.kill_switch {
             return Err(EnclaveError::KillSwitch);
         }
-        if self.revoked_records.get(record_id, now).is_some() {
+        if self.revoked_records.get(record_id, now).is_some()
+            || self
+                .revoked_records
+                .get(&super::user::wallet_record_key(wallet, record_id), now)
+                .is_some()
+        {
             return Err(EnclaveError::GrantRevoked(format!("record {}", uuid_text(record_id))));
         }
         let revoked = self.revoked_wallets.get(&wallet.0, now).is_some_and(|cutoff| match time {
@@ -168,15 +196,30 @@ impl Enclave {
 
     /// Revokes a record id or a whole wallet, effective for every decision after this returns.
     /// Returns how many opened grants were dropped (and zeroized) from memory.
+    /// Every record a revocation made at `now` can match is unusable after this: grants live at
+    /// most max_grant_ttl from their issue time, scheduled records at most max_schedule_horizon
+    /// from their creation, and neither may claim a time more than clock_skew ahead.
+    fn revocation_lifetime(&self, now: u64) -> u64 {
+        now.saturating_add(self.config.max_grant_ttl.max(self.config.max_schedule_horizon))
+            .saturating_add(self.config.clock_skew)
+            .saturating_add(1)
+    }
+
+    /// Revokes the record whose revocation key is `key` (a record id, or a wallet's own record:
+    /// `user::wallet_record_key`).
+    pub(super) fn revoke_key(&self, key: [u8; 16]) -> Result<(), EnclaveError> {
+        let now = self.clock.now();
+        let mut state = self.state.lock();
+        if let Some(successor) = state.handed_over_to {
+            return Err(EnclaveError::HandedOver { successor });
+        }
+        state.revoked_records.insert(key, (), self.revocation_lifetime(now), now)?;
+        Ok(())
+    }
+
     pub fn revoke(&self, target: RevokeTarget) -> Result<usize, EnclaveError> {
         let now = self.clock.now();
-        // Every record a revocation can match is unusable after this: grants live at most
-        // max_grant_ttl from their issue time, scheduled records at most max_schedule_horizon
-        // from their creation, and neither may claim a time more than clock_skew ahead.
-        let remember_until = now
-            .saturating_add(self.config.max_grant_ttl.max(self.config.max_schedule_horizon))
-            .saturating_add(self.config.clock_skew)
-            .saturating_add(1);
+        let remember_until = self.revocation_lifetime(now);
         {
             let mut state = self.state.lock();
             if let Some(successor) = state.handed_over_to {
@@ -265,6 +308,7 @@ impl Enclave {
             need_key: self.need_key.load(Ordering::Relaxed),
             denials: self.denials.load(Ordering::Relaxed),
             envelope_failures: self.envelope_failures.load(Ordering::Relaxed),
+            exports: self.exports.load(Ordering::Relaxed),
             handed_over_to: state.handed_over_to,
         }
     }

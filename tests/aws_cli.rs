@@ -17,6 +17,9 @@ use signer_sim::process::{Proc, binary};
 
 const REGION: &str = "eu-west-1";
 const ROLE: &str = "arn:aws:iam::111122223333:role/signer-parent";
+/// The break-glass role (docs/deploy.md, "Break-glass role"): the only caller allowed to
+/// schedule a key's deletion.
+const BREAK_GLASS: &str = "arn:aws:iam::111122223333:role/signer-break-glass";
 const ALIAS: &str = "alias/signer-execution";
 const ALIAS_ARN: &str = "arn:aws:kms:eu-west-1:111122223333:alias/signer-execution";
 
@@ -33,11 +36,14 @@ struct Emulator {
     proc: Option<Proc>,
     port: u16,
     dir: PathBuf,
+    /// `--caller-arn`: whose credentials the operator's shell holds (default: kms-sim's, the
+    /// parent's role, whose account root administers the keys).
+    caller: Option<String>,
 }
 
 impl Emulator {
     fn start(dir: &Path) -> Self {
-        let mut e = Self { proc: None, port: 0, dir: dir.to_path_buf() };
+        let mut e = Self { proc: None, port: 0, dir: dir.to_path_buf(), caller: None };
         e.spawn();
         e
     }
@@ -50,6 +56,9 @@ impl Emulator {
             .args(["--listen", &format!("127.0.0.1:{}", self.port), "--region", REGION])
             .arg("--data-dir")
             .arg(self.dir.join("kms"));
+        if let Some(caller) = &self.caller {
+            command.args(["--caller-arn", caller]);
+        }
         self.proc = Some(Proc::spawn("kms-sim", command, &self.dir.join("kms.log")).unwrap());
         for _ in 0..400 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
@@ -65,6 +74,12 @@ impl Emulator {
             p.stop(Duration::from_secs(5));
         }
         self.spawn();
+    }
+
+    /// The same keys; every later call is `caller`'s (as after assuming that role).
+    fn become_caller(&mut self, caller: Option<&str>) {
+        self.caller = caller.map(str::to_string);
+        self.restart();
     }
 
     /// The environment an operator's shell would have, pointed at kms-sim: no profile, no
@@ -240,6 +255,8 @@ fn kms_setup_and_the_runbook_commands_run_against_kms_sim_with_the_real_aws_cli(
         REGION,
         "--role-arn",
         ROLE,
+        "--break-glass-role-arn",
+        BREAK_GLASS,
         "--domain",
         "app.example.com",
         "--uri",
@@ -302,6 +319,8 @@ fn kms_setup_and_the_runbook_commands_run_against_kms_sim_with_the_real_aws_cli(
         ALIAS,
         "--role-arn",
         ROLE,
+        "--break-glass-role-arn",
+        BREAK_GLASS,
         "--measurements",
         &old_json,
     ]);
@@ -321,6 +340,7 @@ fn kms_setup_and_the_runbook_commands_run_against_kms_sim_with_the_real_aws_cli(
     let new_json = write_measurements(&dir, "new-measurements.json", &other);
     let apply = |files: &[&str]| {
         let mut args = vec!["apply-policy", "--key-id", ALIAS_ARN, "--role-arn", ROLE];
+        args.extend(["--break-glass-role-arn", BREAK_GLASS]);
         for f in files {
             args.extend(["--measurements", f]);
         }
@@ -382,6 +402,8 @@ fn kms_setup_and_the_runbook_commands_run_against_kms_sim_with_the_real_aws_cli(
         REGION,
         "--role-arn",
         ROLE,
+        "--break-glass-role-arn",
+        BREAK_GLASS,
         "--alias",
         "alias/signer-execution-2",
         "--domain",
@@ -414,6 +436,23 @@ fn kms_setup_and_the_runbook_commands_run_against_kms_sim_with_the_real_aws_cli(
         .collect();
     assert_eq!(names, [ALIAS, "alias/signer-execution-2"]);
     kms.ok(&["disable-key", "--key-id", &key_arn]);
+    // Deleting is not the administrators' call: the explicit Deny binds every caller but the
+    // break-glass role, whatever IAM allows.
+    let schedule =
+        ["schedule-key-deletion", "--key-id", &key_arn, "--pending-window-in-days", "30"];
+    let (code, message) = kms.error(&schedule);
+    assert_eq!(code, "AccessDeniedException");
+    assert!(message.contains("DenyKeyDeletionExceptBreakGlass"), "{message}");
+    assert_eq!(kms.key_state(&key_arn), "Disabled");
+    kms.become_caller(Some("arn:aws:iam::111122223333:role/kms-admin"));
+    assert_eq!(kms.code(&schedule), "AccessDeniedException");
+    kms.ok(&["enable-key", "--key-id", &key_arn]);
+    kms.ok(&["disable-key", "--key-id", &key_arn]);
+    kms.become_caller(Some(BREAK_GLASS));
+    // The break-glass role cannot decrypt (nor could it with an attestation: it is not the
+    // parent's role).
+    let plain = ["decrypt", "--key-id", &new_arn, "--ciphertext-blob", &blob];
+    assert_eq!(kms.code(&plain), "AccessDeniedException");
     let scheduled = kms.json(&[
         "schedule-key-deletion",
         "--key-id",
@@ -445,6 +484,7 @@ fn kms_setup_and_the_runbook_commands_run_against_kms_sim_with_the_real_aws_cli(
         kms.code(&["cancel-key-deletion", "--key-id", &key_arn]),
         "KMSInvalidStateException"
     );
+    kms.become_caller(None);
 
     // Alias errors as KMS returns them.
     let create =

@@ -23,10 +23,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use signer_api::{
-    ApiBody, CreateAgentRequest, CreateGrantRequest, CreateVaultRequest, ExportAuthorizationRequest,
-    ExportRequest, GrantAuthorizationRequest, ImportAuthorizationRequest, ImportVaultRequest,
-    KillSwitchRequest, RevokeAuthorizationRequest, RevokeRequest, RevokeTarget, ScheduledSignRequest,
-    SignRequest, SignResponse, WalletRevokeScope,
+    ApiBody, CreateAgentRequest, CreateGrantRequest, CreateVaultRequest,
+    ExportAuthorizationRequest, ExportRequest, GrantAuthorizationRequest,
+    ImportAuthorizationRequest, ImportVaultRequest, KillSwitchRequest, RevokeAuthorizationRequest,
+    RevokeRequest, RevokeTarget, ScheduledSignRequest, SignRequest, SignResponse,
+    WalletRevokeScope,
 };
 use signer_protocol::{
     AgentKindMsg, CreateAgentOp, CreateGrantOp, ExportOp, ExportSubjectMsg, GrantFields,
@@ -41,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::app::{ApiError, GrantInfo, Parent, unexpected};
+use crate::app::{ApiError, GrantInfo, KmsKeyState, Parent, unexpected};
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -306,14 +307,20 @@ async fn dispatch(
         "readyz" => {
             let attested = parent.attestation.current(parent.enclave.connections_made()).is_some();
             let connected = parent.enclave.is_connected();
-            let kms = parent.kms_reachable.load(Ordering::Relaxed);
-            // A frozen enclave (handed over, or mid-handover) decides nothing: not ready.
-            let (handed_over_to, handover) = match parent.call(&Op::Status).await {
-                Ok(Reply::Status(s)) => (s.handed_over_to, s.handover),
-                _ => (None, None),
+            let kms_key = parent.kms_key_state(std::time::Duration::from_secs(5)).await;
+            // A frozen enclave (handed over, or mid-handover) decides nothing; an engaged kill
+            // switch signs nothing; a disabled key opens no new grant: not ready, each said.
+            let (kill_switch, handed_over_to, handover) = match parent.call(&Op::Status).await {
+                Ok(Reply::Status(s)) => (Some(s.kill_switch), s.handed_over_to, s.handover),
+                _ => (None, None, None),
             };
-            let frozen = handed_over_to.is_some();
-            let ready = attested && connected && kms && !frozen;
+            let handover_under_way = handover.as_ref().is_some_and(|h| h.stage != "prepared");
+            let ready = attested
+                && connected
+                && kms_key == KmsKeyState::Enabled
+                && kill_switch == Some(false)
+                && handed_over_to.is_none()
+                && !handover_under_way;
             Ok(json_response(
                 if ready { 200 } else { 503 },
                 &json!({
@@ -321,7 +328,9 @@ async fn dispatch(
                     "enclave_connected": connected,
                     "enclave_attested": attested,
                     "attestation_error": parent.attestation.last_error(),
-                    "kms_reachable": kms,
+                    "kms_reachable": kms_key != KmsKeyState::Unreachable,
+                    "kms_key": kms_key,
+                    "kill_switch": kill_switch,
                     "handed_over_to": handed_over_to.map(|id| id.to_string()),
                     "handover": handover.map(|h| json!({
                         "successor": h.successor.to_string(),

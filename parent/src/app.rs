@@ -177,6 +177,19 @@ pub struct Parent {
     /// The instances the enclave answers for, by connection generation (asked once per
     /// connection): a record naming another instance gets no KMS call.
     answers_for: Mutex<Option<(u64, Vec<EnclaveId>)>>,
+    /// The execution key's state at the last check.
+    kms_key: Mutex<Option<(KmsKeyState, std::time::Instant)>>,
+}
+
+/// Whether the KMS execution key can open records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KmsKeyState {
+    Enabled,
+    /// Disabled (the operator's hard stop) or pending deletion: no new grant can open.
+    Disabled,
+    /// KMS did not answer.
+    Unreachable,
 }
 
 /// How long a request answered `enclave_handed_over` waits for the switch to the successor.
@@ -229,6 +242,7 @@ impl Parent {
             handover_lock: tokio::sync::Mutex::new(()),
             switches: tokio::sync::watch::channel(0).0,
             answers_for: Mutex::new(None),
+            kms_key: Mutex::new(None),
         }
     }
 
@@ -497,6 +511,30 @@ impl Parent {
         .await
     }
 
+    /// Asks KMS whether the execution key is usable (`DescribeKey`) and records the answer.
+    pub async fn check_kms_key(&self) -> KmsKeyState {
+        let state = match self.kms.ping().await {
+            Ok(()) => KmsKeyState::Enabled,
+            Err(KmsError::Disabled(_)) => KmsKeyState::Disabled,
+            Err(_) => KmsKeyState::Unreachable,
+        };
+        let ok = state == KmsKeyState::Enabled;
+        self.kms_reachable.store(state != KmsKeyState::Unreachable, Ordering::Relaxed);
+        self.metrics.kms_reachable.set(i64::from(ok));
+        *self.kms_key.lock() = Some((state, std::time::Instant::now()));
+        state
+    }
+
+    /// The execution key's state, asked again when the last answer is older than `max_age`
+    /// (so probes cost at most one `DescribeKey` per `max_age`).
+    pub async fn kms_key_state(&self, max_age: Duration) -> KmsKeyState {
+        let cached = *self.kms_key.lock();
+        match cached {
+            Some((state, at)) if at.elapsed() < max_age => state,
+            _ => self.check_kms_key().await,
+        }
+    }
+
     /// Background: keep the attestation fresh and check KMS, until `shutdown`.
     pub async fn maintain(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
         let refresh = Duration::from_secs(self.settings.attestation.refresh_seconds);
@@ -522,9 +560,7 @@ impl Parent {
             ));
             self.metrics.enclave_connected.set(i64::from(self.enclave.is_connected()));
             if last_kms_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(15)) {
-                let ok = self.kms.ping().await.is_ok();
-                self.kms_reachable.store(ok, Ordering::Relaxed);
-                self.metrics.kms_reachable.set(i64::from(ok));
+                self.check_kms_key().await;
                 last_kms_check = Some(std::time::Instant::now());
                 let now = now_unix();
                 self.seen.lock().retain(|_, (expires, _)| *expires > now);

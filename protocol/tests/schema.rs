@@ -123,7 +123,10 @@ const REVIEWED: &[(&str, &str)] = &[
     ("handover_chunk.chunk", "decision state encrypted under the handover key"),
     ("handover_finished.predecessor", "id"),
     ("exported.enc", "HPKE encapsulated key: public"),
-    ("exported.ciphertext", "HPKE ciphertext to the X25519 key the wallet's signed message names: the user's export, opened only in the user's browser (invariant 7 as amended for export)"),
+    (
+        "exported.ciphertext",
+        "HPKE ciphertext to the X25519 key the wallet's signed message names: the user's export, opened only in the user's browser (invariant 7 as amended for export)",
+    ),
     ("exported.record_id", "id"),
     ("handover_finished.answers_for[]", "id"),
     ("handover_aborted.successor", "id"),

@@ -3,8 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use enclave_core::enclave::handover::{ImportProgress, PredecessorStage};
 use enclave_core::authorization::RevokeScope;
+use enclave_core::enclave::handover::{ImportProgress, PredecessorStage};
 use enclave_core::enclave::{
     Authorization, AuthorizeGrant, CreateAgent, CreateGrant, ExportRequest, ExportSubject,
     ImportVault, NewAgentKind, RevokeTarget, SignRequest, SignScheduledRequest, Unlocked,
@@ -13,8 +13,8 @@ use enclave_core::enclave::{
 use enclave_core::error::ErrorCode;
 use enclave_core::{Enclave, EnclaveError, SignOutcome};
 use signer_protocol::{
-    AgentKindMsg, ErrorReply, ExportSubjectMsg, GrantFields, HandoverStage, HandoverSummary, Op, Outcome,
-    PROTOCOL_VERSION, Reply, RevokeMsg, RevokeScopeMsg, StatusReply,
+    AgentKindMsg, ErrorReply, ExportSubjectMsg, GrantFields, HandoverStage, HandoverSummary, Op,
+    Outcome, PROTOCOL_VERSION, Reply, RevokeMsg, RevokeScopeMsg, StatusReply,
 };
 
 /// The enclave's request handler.
@@ -302,9 +302,7 @@ impl Handler {
                     signature: r.signature,
                 })? as u64,
             },
-            Op::AuthorizeExport(x) => {
-                authorization_reply(e.authorize_export(&export_subject(&x))?)
-            }
+            Op::AuthorizeExport(x) => authorization_reply(e.authorize_export(&export_subject(&x))?),
             Op::Export(x) => unlocked(
                 e.export(&ExportRequest {
                     subject: export_subject(&x.subject),

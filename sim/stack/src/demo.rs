@@ -1,6 +1,8 @@
 //! The demo round trip, playing the user with a test wallet keypair: create a vault (the enclave
 //! generates the master key; its provenance is verified), create an agent, ask for the grant
-//! message, sign it with the wallet, create the grant, sign a SOL transfer, verify the signature.
+//! message, sign it with the wallet, create the grant, sign a SOL transfer, verify the signature;
+//! then revoke a second grant with the wallet's signature, and export the agent's seed to a key
+//! only the "browser" holds and open it there.
 //! Printed by `scripts/sim.sh`; also what the end-to-end tests check first.
 
 use std::time::SystemTime;
@@ -141,6 +143,42 @@ pub fn run(api: &Api, trust: &Trust, report: &mut dyn FnMut(&str)) -> Result<Dem
         return Err("the returned signature is not the one in the transaction".into());
     }
     report("a 0.01 SOL transfer was signed by the agent and verified");
+
+    // The user's own powers: revoke with the wallet, export to the browser's key.
+    let second = GrantTerms { bot_id: uuid::Uuid::new_v4().to_string(), ..terms.clone() };
+    let doomed = user.create_grant(api, &vault, &second)?;
+    let r = user.revoke(api, Some(&doomed.grant_id))?;
+    if r.status != 200 {
+        return Err(format!("wallet-signed revoke: HTTP {} {}", r.status, r.body));
+    }
+    let refused = api.post(
+        "/v1/sign",
+        &json!({
+            "grant_record": doomed.record,
+            "agent_key_record": agent.record,
+            "bot_id": second.bot_id,
+            "transaction": b64(&tx),
+            "request_id": uuid::Uuid::new_v4().to_string()
+        }),
+    )?;
+    if refused.status != 403 || refused.body["code"] != "grant_revoked" {
+        return Err(format!("a revoked grant signed: HTTP {} {}", refused.status, refused.body));
+    }
+    report(&format!(
+        "a second grant {} was revoked with the wallet's own signature (API token only); \
+         signing with it now answers 403 grant_revoked",
+        doomed.grant_id
+    ));
+    let (_, exported) = user.export(api, &vault, Some(&agent.record))?;
+    let derived = exported.agent_pubkey(0)?.map(|k| k.to_string());
+    if derived.as_deref() != Some(agent.agent_pubkey.as_str()) {
+        return Err(format!("the exported seed derives {derived:?}, not {}", agent.agent_pubkey));
+    }
+    report(&format!(
+        "the agent's seed was exported with the wallet's signature, HPKE-sealed to a key only \
+         the browser holds, and opened there: it derives {}",
+        agent.agent_pubkey
+    ));
     Ok(Demo {
         wallet: user.wallet.to_string(),
         vault_id: vault.vault_id,

@@ -2,6 +2,7 @@
 //! vault and an agent (both with provenance), ask for the grant message, sign it with the wallet,
 //! create the grant. Used by the demo, the end-to-end tests and the benchmark.
 
+use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey};
 use enclave_core::{OsRandom, Pubkey, SecureRandom};
 use serde_json::{Value, json};
@@ -188,4 +189,140 @@ impl User {
             message: message.message,
         })
     }
+
+    /// `POST /v1/authorizations/revoke`, the wallet's signature, and `POST /v1/grants/revoke`
+    /// (API token): revokes one of this wallet's grants, or all of them (`grant_id` none).
+    pub fn revoke(&self, api: &Api, grant_id: Option<&str>) -> Result<Reply, String> {
+        let mut body = json!({"wallet": self.wallet.to_string()});
+        match grant_id {
+            Some(id) => body["grant_id"] = json!(id),
+            None => body["all"] = json!(true),
+        }
+        let r = api.post("/v1/authorizations/revoke", &body)?;
+        expect_ok("revoke authorization", &r)?;
+        body["nonce"] = json!(r.str("nonce"));
+        body["issued_at"] = json!(r.u64("issued_at"));
+        body["signature"] = json!(self.sign_message(&r.str("message")));
+        api.post("/v1/grants/revoke", &body)
+    }
+
+    /// Exports the vault's master key, or with `agent_record` that agent's secret, to a fresh
+    /// X25519 key (as a browser does): asks for the message, signs it, calls `POST /v1/export`,
+    /// and opens the HPKE reply. Returns the message signed and the secret.
+    pub fn export(
+        &self,
+        api: &Api,
+        vault: &Vault,
+        agent_record: Option<&str>,
+    ) -> Result<(String, Exported), String> {
+        let browser = ExportKey::random()?;
+        let mut body = json!({
+            "wallet": self.wallet.to_string(),
+            "vault_record": vault.record,
+            "vault_provenance": vault.provenance,
+            "recipient": base64::engine::general_purpose::STANDARD.encode(browser.public),
+        });
+        let record = agent_record.unwrap_or(&vault.record).to_string();
+        if let Some(agent) = agent_record {
+            body["agent_key_record"] = json!(agent);
+        }
+        let r = api.post("/v1/authorizations/export", &body)?;
+        expect_ok("export authorization", &r)?;
+        let message = r.str("message");
+        body["nonce"] = json!(r.str("nonce"));
+        body["issued_at"] = json!(r.u64("issued_at"));
+        body["signature"] = json!(self.sign_message(&message));
+        let r = api.post("/v1/export", &body)?;
+        expect_ok("export", &r)?;
+        let secret = browser.open(
+            &self.wallet,
+            &unb64(&record)?,
+            &unb64(&r.str("enc"))?,
+            &unb64(&r.str("ciphertext"))?,
+        )?;
+        Ok((message, Exported { kind: r.str("kind"), secret }))
+    }
+}
+
+/// An exported secret, opened.
+pub struct Exported {
+    /// `vault`, `seed` or `mnemonic`.
+    pub kind: String,
+    pub secret: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Exported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exported").field("kind", &self.kind).finish_non_exhaustive()
+    }
+}
+
+impl Exported {
+    /// The agent's public key the secret derives (seed or BIP39 entropy, account from the
+    /// record), or none for a vault's master key.
+    pub fn agent_pubkey(&self, account: u32) -> Result<Option<Pubkey>, String> {
+        let kind = match self.kind.as_str() {
+            "seed" => enclave_core::records::AgentKind::Seed,
+            "mnemonic" => enclave_core::records::AgentKind::Mnemonic { account },
+            _ => return Ok(None),
+        };
+        let key =
+            enclave_core::agent_key::signing_key(kind, &self.secret).map_err(|e| e.to_string())?;
+        Ok(Some(Pubkey(key.verifying_key().to_bytes())))
+    }
+
+    /// The 12–24 recovery words of a mnemonic agent.
+    pub fn words(&self) -> Result<String, String> {
+        bip39::Mnemonic::from_entropy(&self.secret)
+            .map(|m| m.to_string())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The browser's HPKE key pair for an export (X25519).
+pub struct ExportKey {
+    secret: <hpke::kem::X25519HkdfSha256 as hpke::Kem>::PrivateKey,
+    pub public: [u8; 32],
+}
+
+impl ExportKey {
+    pub fn random() -> Result<Self, String> {
+        use hpke::Serializable as _;
+        let mut ikm = zeroize::Zeroizing::new([0u8; 32]);
+        OsRandom.fill(ikm.as_mut()).map_err(|e| e.to_string())?;
+        let (secret, public) =
+            <hpke::kem::X25519HkdfSha256 as hpke::Kem>::derive_keypair(ikm.as_ref());
+        let public: [u8; 32] =
+            public.to_bytes().as_slice().try_into().map_err(|_| "X25519 key length")?;
+        Ok(Self { secret, public })
+    }
+
+    /// Opens an export of `record` for `wallet` (info `"signer/export/v1" ‖ wallet ‖
+    /// SHA-256(record)`, no AAD).
+    pub fn open(
+        &self,
+        wallet: &Pubkey,
+        record: &[u8],
+        enc: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+        use hpke::Deserializable as _;
+        use sha2::Digest as _;
+        let info =
+            [b"signer/export/v1".as_slice(), &wallet.0, sha2::Sha256::digest(record).as_slice()]
+                .concat();
+        let enc = <hpke::kem::X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(enc)
+            .map_err(|e| format!("enc: {e}"))?;
+        hpke::single_shot_open::<
+            hpke::aead::AesGcm256,
+            hpke::kdf::HkdfSha256,
+            hpke::kem::X25519HkdfSha256,
+        >(&hpke::OpModeR::Base, &self.secret, &enc, &info, ciphertext, &[])
+        .map(zeroize::Zeroizing::new)
+        .map_err(|e| format!("HPKE open: {e}"))
+    }
+}
+
+fn unb64(text: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| format!("base64: {e}"))
 }

@@ -161,7 +161,7 @@ pub fn run(api: &Api, trust: &Trust, report: &mut dyn FnMut(&str)) -> Result<Dem
             "request_id": uuid::Uuid::new_v4().to_string()
         }),
     )?;
-    if refused.status != 403 || refused.body["code"] != "grant_revoked" {
+    if refused.status != 403 || refused.code() != Some("grant_revoked") {
         return Err(format!("a revoked grant signed: HTTP {} {}", refused.status, refused.body));
     }
     report(&format!(

@@ -195,14 +195,14 @@ impl User {
     pub fn revoke(&self, api: &Api, grant_id: Option<&str>) -> Result<Reply, String> {
         let mut body = json!({"wallet": self.wallet.to_string()});
         match grant_id {
-            Some(id) => body["grant_id"] = json!(id),
-            None => body["all"] = json!(true),
+            Some(id) => set(&mut body, "grant_id", json!(id)),
+            None => set(&mut body, "all", json!(true)),
         }
         let r = api.post("/v1/authorizations/revoke", &body)?;
         expect_ok("revoke authorization", &r)?;
-        body["nonce"] = json!(r.str("nonce"));
-        body["issued_at"] = json!(r.u64("issued_at"));
-        body["signature"] = json!(self.sign_message(&r.str("message")));
+        set(&mut body, "nonce", json!(r.str("nonce")));
+        set(&mut body, "issued_at", json!(r.u64("issued_at")));
+        set(&mut body, "signature", json!(self.sign_message(&r.str("message"))));
         api.post("/v1/grants/revoke", &body)
     }
 
@@ -224,14 +224,14 @@ impl User {
         });
         let record = agent_record.unwrap_or(&vault.record).to_string();
         if let Some(agent) = agent_record {
-            body["agent_key_record"] = json!(agent);
+            set(&mut body, "agent_key_record", json!(agent));
         }
         let r = api.post("/v1/authorizations/export", &body)?;
         expect_ok("export authorization", &r)?;
         let message = r.str("message");
-        body["nonce"] = json!(r.str("nonce"));
-        body["issued_at"] = json!(r.u64("issued_at"));
-        body["signature"] = json!(self.sign_message(&message));
+        set(&mut body, "nonce", json!(r.str("nonce")));
+        set(&mut body, "issued_at", json!(r.u64("issued_at")));
+        set(&mut body, "signature", json!(self.sign_message(&message)));
         let r = api.post("/v1/export", &body)?;
         expect_ok("export", &r)?;
         let secret = browser.open(
@@ -325,4 +325,11 @@ impl ExportKey {
 
 fn unb64(text: &str) -> Result<Vec<u8>, String> {
     base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| format!("base64: {e}"))
+}
+
+/// Sets `key` of a JSON object (no-op on anything else).
+fn set(body: &mut Value, key: &str, value: Value) {
+    if let Some(map) = body.as_object_mut() {
+        map.insert(key.to_string(), value);
+    }
 }

@@ -1,7 +1,9 @@
 //! The deployment path as an operator runs it: the **real AWS CLI** (`pip install awscli`)
 //! against `kms-sim`. `scripts/kms-setup.sh create-key` and `apply-policy` run unmodified (the
 //! endpoint comes from `AWS_ENDPOINT_URL_KMS`), then every `aws kms` command that
-//! `docs/deploy.md` tells an operator to run, with its results and error codes checked.
+//! `docs/deploy.md` tells an operator to run, with its results and error codes checked (but
+//! `replicate-key`: kms-sim has no multi-Region keys), including the break-glass path: the
+//! administrators are refused `schedule-key-deletion`, the break-glass role is not.
 //! Without `aws` on PATH this test fails: `.ci/run` installs it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 

@@ -19,6 +19,7 @@ fn sim_domain() -> MessageDomain {
         uri: SIM_URI.into(),
         chain_id: SIM_CHAIN_ID.into(),
         validity_seconds: 600,
+        registry: signer_sim::stack::sim_registry(),
     }
 }
 

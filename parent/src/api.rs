@@ -366,14 +366,21 @@ async fn dispatch(
         }
         "enclave" => {
             let reply = parent.call(&Op::Identity).await?;
-            let Reply::Identity { enclave_id, answers_for, started_at, kms_public_key } = reply
+            let Reply::Identity { enclave_id, answers_for, started_at, kms_public_key, registry } =
+                reply
             else {
                 return Err(unexpected("identity", &reply));
             };
             let answers_for: Vec<String> = answers_for.iter().map(ToString::to_string).collect();
             Ok(json_response(
                 200,
-                &json!({"enclave_id": enclave_id.to_string(), "answers_for": answers_for, "started_at": started_at, "kms_public_key": b64(&kms_public_key)}),
+                &json!({
+                    "enclave_id": enclave_id.to_string(),
+                    "answers_for": answers_for,
+                    "started_at": started_at,
+                    "kms_public_key": b64(&kms_public_key),
+                    "registry": registry,
+                }),
             ))
         }
         "vaults" => {

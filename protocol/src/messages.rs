@@ -387,6 +387,9 @@ pub enum Reply {
         /// The KMS execution key pinned in the enclave's measured config (SPKI DER).
         #[serde(with = "serde_bytes")]
         kms_public_key: Vec<u8>,
+        /// What the measured config calls mints and programs in the messages users sign.
+        #[serde(default)]
+        registry: signer_types::policy::Registry,
     },
     VaultCreated {
         #[serde(with = "serde_bytes")]

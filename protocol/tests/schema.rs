@@ -70,6 +70,8 @@ const REVIEWED: &[(&str, &str)] = &[
     ("handover_export.proof", "HMAC under the handover key: reveals nothing of it"),
     ("handover_commit.imported", "HMAC under the handover key: reveals nothing of it"),
     ("authorize_revoke.scope.record", "id"),
+    ("identity.registry.tokens[].mint", "public mint address"),
+    ("identity.registry.programs[].id", "public program id"),
     ("export.subject.wallet", "public key"),
     ("authorize_export.wallet", "public key"),
     ("revoke_signed.wallet", "public key"),
@@ -295,6 +297,17 @@ fn replies() -> Vec<Reply> {
             answers_for: vec![EnclaveId([3; 16])],
             started_at: 1,
             kms_public_key: vec![16; 422],
+            registry: signer_types::policy::Registry {
+                tokens: vec![signer_types::policy::KnownToken {
+                    mint: Pubkey([17; 32]),
+                    symbol: "USDC".into(),
+                    decimals: 6,
+                }],
+                programs: vec![signer_types::policy::KnownProgram {
+                    id: Pubkey([18; 32]),
+                    name: "Jupiter".into(),
+                }],
+            },
         },
         Reply::VaultCreated { vault_id: [4; 16], record: vec![5; 100], provenance: vec![6; 100] },
         Reply::VaultImported { vault_id: [4; 16], provenance: vec![6; 100] },

@@ -53,7 +53,7 @@ use curve25519_dalek::edwards::CompressedEdwardsY;
 use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::{Signature, VerifyingKey};
 use signer_types::ids::{EnclaveId, uuid_text};
-use signer_types::policy::Policy;
+use signer_types::policy::{Policy, Registry};
 use signer_types::pubkey::Pubkey;
 
 use crate::error::AuthorizationError;
@@ -74,6 +74,8 @@ pub struct MessageDomain {
     pub chain_id: String,
     /// `Expiration Time − Issued At`, seconds (1..=600).
     pub validity_seconds: u64,
+    /// What amounts and programs are called in the statements users read.
+    pub registry: Registry,
 }
 
 impl MessageDomain {
@@ -92,6 +94,7 @@ impl MessageDomain {
         token("chain_id", &self.chain_id, 64, &|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || b":-".contains(&b)
         })?;
+        self.registry.validate().map_err(|e| format!("registry: {e}"))?;
         if !(1..=MAX_VALIDITY_SECONDS).contains(&self.validity_seconds) {
             return Err(format!(
                 "validity_seconds {} must be between 1 and {MAX_VALIDITY_SECONDS}",
@@ -244,7 +247,7 @@ pub fn render(domain: &MessageDomain, fields: &MessageFields<'_>) -> Result<Stri
                 uuid_text(&bot_id),
                 rfc3339(until),
                 duration_text(ttl_seconds),
-                policy.summary()
+                policy.summary(&domain.registry)
             );
             let extra = vec![
                 format!("urn:signer:bot:{}", uuid_text(&bot_id)),
@@ -415,6 +418,7 @@ mod tests {
             uri: "https://app.example.com".into(),
             chain_id: "mainnet".into(),
             validity_seconds: 600,
+            registry: Registry::default(),
         }
     }
 

@@ -11,7 +11,7 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use enclave_core::authorization::{
     self, ExportTarget, MessageDomain, MessageFields, Purpose, RevokeScope,
 };
-use enclave_core::policy::{Policy, TokenLimit};
+use enclave_core::policy::{KnownProgram, KnownToken, Policy, Registry, TokenLimit};
 use enclave_core::provenance::Subject;
 use enclave_core::records::{
     AgentKeyHeader, AgentKind, VaultHeader, VaultOrigin, WrapAlg, write_wrapped,
@@ -25,6 +25,23 @@ fn domain() -> MessageDomain {
         uri: "https://app.example.com/bots".into(),
         chain_id: "mainnet".into(),
         validity_seconds: 600,
+        registry: registry(),
+    }
+}
+
+/// The registry the vectors render with: USDC (6 decimals) and Jupiter are known; the
+/// unknown-token vector uses another mint.
+fn registry() -> Registry {
+    Registry {
+        tokens: vec![KnownToken {
+            mint: "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v".parse().unwrap(),
+            symbol: "USDC".into(),
+            decimals: 6,
+        }],
+        programs: vec![KnownProgram {
+            id: "JUP6LkbZbjS1jKKwapdHNy74zcZ3tLUZoi5QNyVTaV4".parse().unwrap(),
+            name: "Jupiter v6".into(),
+        }],
     }
 }
 
@@ -68,6 +85,16 @@ fn bare_policy() -> Policy {
     }
 }
 
+fn unknown_token() -> Policy {
+    Policy {
+        tokens: vec![TokenLimit { mint: pk(0x50), max_per_tx: 1_234_567, max_per_day: 9_000_000 }],
+        allowed_programs: vec![pk(0x51)],
+        max_notional_cents_per_tx: 1_000,
+        max_notional_cents_per_day: 5_000,
+        ..bare_policy()
+    }
+}
+
 fn many_destinations() -> Policy {
     Policy { destinations: Some((0..9).map(|i| pk(0x40 + i)).collect()), ..bare_policy() }
 }
@@ -85,7 +112,7 @@ fn message_vector(name: &str, fields: &MessageFields<'_>, signer: &SigningKey) -
             "policy": serde_json::to_value(policy).unwrap(),
             "policy_canonical_hex": hex::encode(policy.canonical_bytes()),
             "policy_sha256": hex::encode(policy.sha256()),
-            "policy_summary": policy.summary(),
+            "policy_summary": policy.summary(&domain().registry),
             "grant_id": enclave_core::ids::uuid_text(&authorization::grant_id(&signature)),
         }),
         Purpose::ImportVault { vault_id, record_sha256 } => json!({
@@ -244,11 +271,13 @@ fn golden() -> Value {
             "uri": domain().uri,
             "chain_id": domain().chain_id,
             "validity_seconds": domain().validity_seconds,
+            "registry": serde_json::to_value(&domain().registry).unwrap(),
         },
         "messages": [
             grant("grant with every kind of limit", &full_policy(), 3600),
             grant("grant with no tokens, programs or destinations", &bare_policy(), 90),
             grant("grant with a long destination allowlist", &many_destinations(), 7 * 86_400),
+            grant("grant with a token and a program the registry does not know", &unknown_token(), 600),
             import,
             revoke_one,
             revoke_all,

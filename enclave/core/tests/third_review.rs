@@ -144,10 +144,17 @@ fn a_nonce_the_enclave_did_not_issue_for_this_wallet_purpose_and_time_is_refused
         ErrorCode::AuthorizationNonceUnknown
     );
     assert_eq!(f.enclave.status().nonces_used, used_before, "nothing consumed");
-    // The message as issued works, once.
-    create(&f, &s, &terms, &auth.nonce, auth.issued_at).unwrap();
+    // The message as issued works; the same signature again is the same grant, the nonce under
+    // another signed message is a replay.
+    let first = create(&f, &s, &terms, &auth.nonce, auth.issued_at).unwrap();
     assert_eq!(
-        code(create(&f, &s, &terms, &auth.nonce, auth.issued_at)),
+        create(&f, &s, &terms, &auth.nonce, auth.issued_at).unwrap().grant_id,
+        first.grant_id
+    );
+    let mut longer = terms.clone();
+    longer.ttl_seconds += 1;
+    assert_eq!(
+        code(create(&f, &s, &longer, &auth.nonce, auth.issued_at)),
         ErrorCode::AuthorizationReplayed
     );
     // Past its validity the nonce is forgotten.

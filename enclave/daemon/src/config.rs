@@ -42,6 +42,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use enclave_core::authorization::MessageDomain;
 use enclave_core::enclave::{EnclaveConfig, Image, MAX_MAX_GRANT_TTL, MIN_MAX_GRANT_TTL};
+use enclave_core::policy::{KnownProgram, KnownToken, Registry};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -84,6 +85,13 @@ pub struct AuthorizationConfig {
     pub chain_id: String,
     #[serde(default = "default_validity")]
     pub validity_seconds: u64,
+    /// Mints users read as symbols with decimals (`[[authorization.tokens]]`: mint, symbol,
+    /// decimals).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<KnownToken>,
+    /// Programs users read by name (`[[authorization.programs]]`: id, name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<KnownProgram>,
 }
 
 impl AuthorizationConfig {
@@ -93,6 +101,7 @@ impl AuthorizationConfig {
             uri: self.uri.clone(),
             chain_id: self.chain_id.clone(),
             validity_seconds: self.validity_seconds,
+            registry: Registry { tokens: self.tokens.clone(), programs: self.programs.clone() },
         }
     }
 }

@@ -160,6 +160,7 @@ impl Handler {
                 answers_for: e.answers_for(),
                 started_at: e.started_at(),
                 kms_public_key: e.config().kms_public_key_der.clone(),
+                registry: e.config().message_domain.registry.clone(),
             },
             Op::CreateVault { wallet } => {
                 let v = e.create_vault(wallet)?;

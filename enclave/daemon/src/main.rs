@@ -131,6 +131,8 @@ fn main() -> ExitCode {
                 uri,
                 chain_id,
                 validity_seconds: enclave_core::authorization::MAX_VALIDITY_SECONDS,
+                tokens: Vec::new(),
+                programs: Vec::new(),
             },
             &predecessors,
         ),

@@ -33,6 +33,8 @@ fn authorization() -> AuthorizationConfig {
         uri: "https://app.example.com".into(),
         chain_id: "devnet".into(),
         validity_seconds: 600,
+        tokens: Vec::new(),
+        programs: Vec::new(),
     }
 }
 

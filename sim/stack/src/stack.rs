@@ -353,6 +353,8 @@ impl Stack {
                 uri: SIM_URI.into(),
                 chain_id: SIM_CHAIN_ID.into(),
                 validity_seconds: 600,
+                tokens: sim_registry().tokens,
+                programs: sim_registry().programs,
             },
         );
         config.max_in_flight = 8192;
@@ -731,4 +733,29 @@ fn spawn_kms(options: &Options, paths: &Paths) -> Result<Proc, StackError> {
         health.get("/_sim/health").is_ok_and(|r| r.status == 200)
     })?;
     Ok(kms)
+}
+
+/// The simulation's registry: two stablecoins and a swap program by their mainnet addresses, so
+/// messages read in real units.
+pub fn sim_registry() -> enclave_core::policy::Registry {
+    use enclave_core::policy::{KnownProgram, KnownToken, Registry};
+    let key = |s: &str| s.parse().unwrap_or_default();
+    Registry {
+        tokens: vec![
+            KnownToken {
+                mint: key("EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"),
+                symbol: "USDC".into(),
+                decimals: 6,
+            },
+            KnownToken {
+                mint: key("Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB"),
+                symbol: "USDT".into(),
+                decimals: 6,
+            },
+        ],
+        programs: vec![KnownProgram {
+            id: key("JUP6LkbZbjS1jKKwapdHNy74zcZ3tLUZoi5QNyVTaV4"),
+            name: "Jupiter v6".into(),
+        }],
+    }
 }

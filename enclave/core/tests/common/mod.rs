@@ -171,6 +171,7 @@ pub fn domain() -> MessageDomain {
         uri: "https://app.example.com".into(),
         chain_id: "mainnet".into(),
         validity_seconds: 600,
+        registry: enclave_core::policy::Registry::default(),
     }
 }
 

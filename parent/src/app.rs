@@ -306,6 +306,16 @@ impl Parent {
             .await;
         self.kms_reachable
             .store(!matches!(result, Err(KmsError::Unavailable(_))), Ordering::Relaxed);
+        // What a real call just learned about the key is fresher than the last check.
+        let learned = match &result {
+            Ok(_) => Some(KmsKeyState::Enabled),
+            Err(KmsError::Disabled(_)) => Some(KmsKeyState::Disabled),
+            Err(KmsError::Unavailable(_)) => Some(KmsKeyState::Unreachable),
+            Err(_) => None,
+        };
+        if let Some(state) = learned {
+            *self.kms_key.lock() = Some((state, std::time::Instant::now()));
+        }
         Ok(result?)
     }
 

@@ -14,11 +14,13 @@
 //   Issued At: {RFC 3339 UTC, to the second}
 //   Expiration Time: {Issued At + validity}
 //   Resources:
-//   - urn:signer:purpose:{grant | import-vault}
+//   - urn:signer:purpose:{grant | import-vault | revoke | export}
 //   - urn:signer:enclave:{enclave id}
 //   - …purpose-specific resources
 //
-// Printable ASCII and LF only, no trailing newline.
+// Printable ASCII and LF only, no trailing newline. A grant's statement reads the policy in the
+// units of the domain's `registry` (the enclave's measured `[[authorization.tokens]]` and
+// `[[authorization.programs]]`).
 
 import { sha256 } from "@noble/hashes/sha2.js";
 
@@ -35,7 +37,14 @@ import {
   utf8,
   uuidText,
 } from "./bytes.js";
-import { type Policy, policySha256Hex, policySummary } from "./policy.js";
+import {
+  type Policy,
+  type Registry,
+  EMPTY_REGISTRY,
+  policySha256Hex,
+  policySummary,
+  validateRegistry,
+} from "./policy.js";
 
 /** Where messages are valid: the enclave's measured `[authorization]` config. */
 export interface MessageDomain {
@@ -47,6 +56,12 @@ export interface MessageDomain {
   chain_id: string;
   /** `Expiration Time − Issued At`, seconds (1..=600). */
   validity_seconds: number;
+  /**
+   * What the enclave's statements call tokens and programs (`GET /v1/enclave` `registry`, or the
+   * frontend's pinned copy of the measured config). Absent: the empty registry, as an enclave
+   * configured without one renders.
+   */
+  registry?: Registry;
 }
 
 /** The longest validity of a message. */
@@ -73,7 +88,49 @@ export interface ImportVaultPurpose {
   vault_record_sha256: string | Bytes;
 }
 
-export type Purpose = GrantPurpose | ImportVaultPurpose;
+/** The wallet revokes one of its own grants (or scheduled records), by id. */
+export interface RevokeGrantPurpose {
+  kind: "revoke";
+  /** UUID text or 16 bytes. */
+  grant_id: string | Bytes;
+  all?: undefined;
+}
+
+/** The wallet revokes every grant and scheduled record it made up to now. */
+export interface RevokeAllPurpose {
+  kind: "revoke";
+  all: true;
+  grant_id?: undefined;
+}
+
+export type RevokePurpose = RevokeGrantPurpose | RevokeAllPurpose;
+
+/** The wallet exports a vault's master key to an X25519 key its browser holds. */
+export interface ExportVaultPurpose {
+  kind: "export";
+  vault_id: string | Bytes;
+  /** SHA-256 of the vault record (32 bytes or hex). */
+  record_sha256: string | Bytes;
+  /** The browser's X25519 public key (32 bytes or hex): the HPKE recipient. */
+  recipient: string | Bytes;
+  agent_pubkey?: undefined;
+}
+
+/** The wallet exports an agent's seed, or its recovery phrase (`mnemonic`), to its browser's key. */
+export interface ExportAgentPurpose {
+  kind: "export";
+  agent_pubkey: string | Bytes;
+  /** True for a BIP39 agent (the statement says "recovery phrase"), false for a seed agent. */
+  mnemonic: boolean;
+  /** SHA-256 of the agent key record. */
+  record_sha256: string | Bytes;
+  recipient: string | Bytes;
+  vault_id?: undefined;
+}
+
+export type ExportPurpose = ExportVaultPurpose | ExportAgentPurpose;
+
+export type Purpose = GrantPurpose | ImportVaultPurpose | RevokePurpose | ExportPurpose;
 
 /** Everything a message is rendered from, besides the domain. */
 export interface MessageFields {
@@ -110,6 +167,11 @@ export function validateDomain(domain: MessageDomain): void {
   token("domain", domain.domain, 253, /^[A-Za-z0-9.\-:]+$/, "A-Za-z0-9.-:");
   token("uri", domain.uri, 512, /^[\x21-\x7e]+$/, "printable ASCII, no spaces");
   token("chain_id", domain.chain_id, 64, /^[a-z0-9:\-]+$/, "a-z0-9:-");
+  try {
+    validateRegistry(domain.registry ?? EMPTY_REGISTRY);
+  } catch (e) {
+    throw new AuthorizationError(`registry: ${e instanceof Error ? e.message : String(e)}`);
+  }
   if (
     !Number.isInteger(domain.validity_seconds) ||
     domain.validity_seconds < 1 ||
@@ -184,7 +246,7 @@ export function renderMessage(domain: MessageDomain, fields: MessageFields): str
     }
     const bot = uuidText(idBytes(p.bot_id, "bot_id"));
     const agent = toBase58(pubkeyBytes(p.agent_pubkey, "agent_pubkey"));
-    statement = `Allow bot ${bot} to sign with agent ${agent} until ${rfc3339(until)} (${durationText(ttl)}). Limits: ${policySummary(p.policy)}.`;
+    statement = `Allow bot ${bot} to sign with agent ${agent} until ${rfc3339(until)} (${durationText(ttl)}). Limits: ${policySummary(p.policy, domain.registry ?? EMPTY_REGISTRY)}.`;
     extra = [
       `urn:signer:bot:${bot}`,
       `urn:signer:agent:${agent}`,
@@ -197,6 +259,38 @@ export function renderMessage(domain: MessageDomain, fields: MessageFields): str
     extra = [
       `urn:signer:vault:${vault}`,
       `urn:signer:vault-record-sha256:${hex32(p.vault_record_sha256, "vault_record_sha256")}`,
+    ];
+  } else if (p.kind === "revoke") {
+    if (p.all === true && p.grant_id === undefined) {
+      statement =
+        "Revoke every grant and scheduled transfer of this wallet made up to now: no bot can sign with them from now on.";
+      extra = ["urn:signer:revoke:all"];
+    } else if (p.grant_id !== undefined && p.all === undefined) {
+      const id = uuidText(idBytes(p.grant_id, "grant_id"));
+      statement = `Revoke grant ${id} of this wallet: no bot can sign with it from now on.`;
+      extra = [`urn:signer:revoke:${id}`];
+    } else {
+      throw new AuthorizationError("a revocation names exactly one of grant_id or all: true");
+    }
+  } else if (p.kind === "export") {
+    const recipient = hex32(p.recipient, "recipient");
+    let what: string;
+    if (p.vault_id !== undefined && p.agent_pubkey === undefined) {
+      const vault = uuidText(idBytes(p.vault_id, "vault_id"));
+      statement = `Export the master key of vault ${vault} to the key ${recipient} your browser holds. Whoever holds it controls every agent made from this vault, outside every limit and grant.`;
+      what = `urn:signer:export:vault:${vault}`;
+    } else if (p.agent_pubkey !== undefined && p.vault_id === undefined) {
+      if (typeof p.mnemonic !== "boolean") throw new AuthorizationError("an agent export says whether it is a mnemonic");
+      const agent = toBase58(pubkeyBytes(p.agent_pubkey, "agent_pubkey"));
+      statement = `Export the ${p.mnemonic ? "recovery phrase" : "seed"} of agent ${agent} to the key ${recipient} your browser holds. Whoever holds it can move the agent's funds outside every limit and grant.`;
+      what = `urn:signer:export:agent:${agent}`;
+    } else {
+      throw new AuthorizationError("an export names exactly one of vault_id or agent_pubkey");
+    }
+    extra = [
+      what,
+      `urn:signer:export-record-sha256:${hex32(p.record_sha256, "record_sha256")}`,
+      `urn:signer:export-recipient:x25519:${recipient}`,
     ];
   } else {
     throw new AuthorizationError(`unknown purpose ${(p as { kind: unknown }).kind}`);
@@ -233,7 +327,7 @@ export function grantId(signature: string | Bytes): string {
   return uuidText(sha256(concat(utf8("grant-id/v1"), sig)).slice(0, 16));
 }
 
-/** What `POST /v1/authorizations/grant` and `/import` answer. */
+/** What `POST /v1/authorizations/{grant,import,revoke,export}` answer. */
 export interface AuthorizationMessage {
   message: string;
   nonce: string;
@@ -264,9 +358,9 @@ export class MessageMismatchError extends AuthorizationError {
  * Renders the message for what the user chose (the purpose, in the frontend's own terms) with the
  * nonce, issue time and enclave of the authorization the backend obtained, and checks that it is
  * byte for byte the message the backend handed over. Call it before asking the wallet to sign: a
- * backend (or anything between it and the browser) cannot then slip in another bot, agent, limit
- * or lifetime. `domain` is the frontend's own pinned copy of the enclave's `[authorization]`
- * config. Returns the message.
+ * backend (or anything between it and the browser) cannot then slip in another bot, agent, limit,
+ * lifetime, grant to revoke, record to export or recipient key. `domain` is the frontend's own
+ * pinned copy of the enclave's `[authorization]` config, registry included. Returns the message.
  */
 export function checkAuthorizationMessage(
   domain: MessageDomain,

@@ -1,6 +1,7 @@
 // A grant's policy (SPEC §7) as the API takes it, its validation, its canonical bytes (what the
-// user's signature binds by SHA-256) and its one-line summary (what the user reads in the message).
-// Mirrors `types/src/policy.rs`; the golden vectors check both byte for byte.
+// user's signature binds by SHA-256) and its one-line summary (what the user reads in the message,
+// in the units of the enclave's token and program `Registry`). Mirrors `types/src/policy.rs`; the
+// golden vectors check both byte for byte.
 //
 // Canonical bytes (integers little-endian, lists in the given order):
 //   "signer/policy/v1"
@@ -72,6 +73,37 @@ export const PROGRAMS = {
   SECP256K1_PRECOMPILE: "KeccakSecp256k1SigVerify1111111111111111111",
   SECP256R1_PRECOMPILE: "Secp256r1SigVerify1111111111111111111111111",
 } as const;
+
+/** A mint the registry names: its amounts read as `USDC 100.5` rather than base units. */
+export interface KnownToken {
+  /** The mint, base58. */
+  mint: string;
+  /** 1..=10 characters of `A-Za-z0-9`. */
+  symbol: string;
+  /** 0..=19. */
+  decimals: number;
+}
+
+/** A program the registry names: it reads as `Jupiter v6 (JUP6…)`. */
+export interface KnownProgram {
+  /** The program id, base58. */
+  id: string;
+  /** 1..=24 characters of `A-Za-z0-9`, space, `.` and `-`, no leading or trailing space. */
+  name: string;
+}
+
+/**
+ * What the enclave's measured config (`[[authorization.tokens]]`, `[[authorization.programs]]`)
+ * calls mints and programs in the messages users read. `GET /v1/enclave` returns it as `registry`;
+ * a production frontend pins its own copy with the rest of the `[authorization]` table.
+ */
+export interface Registry {
+  tokens?: KnownToken[];
+  programs?: KnownProgram[];
+}
+
+/** Most registry entries of each kind. */
+export const MAX_REGISTRY_ENTRIES = 256;
 
 /** Thrown for a policy the enclave would refuse (`400 bad_request`). */
 export class PolicyError extends Error {
@@ -194,12 +226,7 @@ export function policySha256Hex(policy: Policy): string {
 
 /** Lamports as SOL, exactly (no floating point); `unlimited` for `U64_MAX`. */
 export function formatSol(lamports: U64): string {
-  const v = u64(lamports, "lamports");
-  if (v === U64_MAX) return "unlimited";
-  const whole = v / 1_000_000_000n;
-  const frac = v % 1_000_000_000n;
-  if (frac === 0n) return whole.toString();
-  return `${whole}.${frac.toString().padStart(9, "0").replace(/0+$/, "")}`;
+  return decimal(lamports, 9);
 }
 
 /** USD cents as `$d.cc`; `unlimited` for `U64_MAX`. */
@@ -214,9 +241,79 @@ function amount(units: U64): string {
   return v === U64_MAX ? "unlimited" : v.toString();
 }
 
-/** Every limit in one line of printable ASCII, as the user reads it in the message. */
-export function policySummary(policy: Policy): string {
+/**
+ * Base units as an exact decimal with `decimals` places (trailing zeros dropped), `unlimited` for
+ * `U64_MAX`: `decimal(100_500_000, 6)` is `100.5`.
+ */
+export function decimal(units: U64, decimals: number): string {
+  const v = u64(units, "amount");
+  if (v === U64_MAX) return "unlimited";
+  if (!Number.isInteger(decimals) || decimals < 0 || decimals > 255) {
+    throw new PolicyError(`decimals ${decimals} is not a u8`);
+  }
+  const scale = 10n ** BigInt(decimals);
+  // Where the enclave's `10u64.checked_pow` overflows (decimals > 19), it prints base units.
+  if (scale > U64_MAX) return v.toString();
+  const whole = v / scale;
+  const frac = v % scale;
+  if (frac === 0n) return whole.toString();
+  return `${whole}.${frac.toString().padStart(decimals, "0").replace(/0+$/, "")}`;
+}
+
+/** The empty registry: every token in base units, every program by its address. */
+export const EMPTY_REGISTRY: Registry = Object.freeze({ tokens: [], programs: [] });
+
+/**
+ * Checks what the enclave's config loader checks (`Registry::validate`): bounds, symbols and
+ * names that cannot be mistaken for an address or break the summary's punctuation, no mint,
+ * symbol, program id or name listed twice. Throws a `PolicyError`.
+ */
+export function validateRegistry(registry: Registry): void {
+  const tokens = registry.tokens ?? [];
+  const programs = registry.programs ?? [];
+  if (tokens.length > MAX_REGISTRY_ENTRIES || programs.length > MAX_REGISTRY_ENTRIES) {
+    throw new PolicyError(`at most ${MAX_REGISTRY_ENTRIES} tokens and programs each`);
+  }
+  tokens.forEach((t, i) => {
+    if (typeof t.symbol !== "string" || !/^[A-Za-z0-9]{1,10}$/.test(t.symbol)) {
+      throw new PolicyError(`token symbol \`${t.symbol}\` must be 1..=10 of A-Za-z0-9`);
+    }
+    if (!Number.isInteger(t.decimals) || t.decimals < 0 || t.decimals > 19) {
+      throw new PolicyError(`token ${t.symbol} has ${t.decimals} decimals; at most 19`);
+    }
+    const mint = key(t.mint, "registry mint");
+    if (tokens.slice(0, i).some((o) => key(o.mint, "registry mint") === mint || o.symbol === t.symbol)) {
+      throw new PolicyError(`token ${t.symbol} (${mint}) is listed twice`);
+    }
+  });
+  programs.forEach((p, i) => {
+    if (
+      typeof p.name !== "string" ||
+      !/^[A-Za-z0-9 .\-]{1,24}$/.test(p.name) ||
+      p.name.startsWith(" ") ||
+      p.name.endsWith(" ")
+    ) {
+      throw new PolicyError(`program name \`${p.name}\` must be 1..=24 of A-Za-z0-9 . - and inner spaces`);
+    }
+    const id = key(p.id, "registry program");
+    if (programs.slice(0, i).some((o) => key(o.id, "registry program") === id || o.name === p.name)) {
+      throw new PolicyError(`program ${p.name} (${id}) is listed twice`);
+    }
+  });
+}
+
+/**
+ * Every limit in one line of printable ASCII, as the user reads it in the message
+ * (`Policy::summary`), in the units of `registry`: a known token as its symbol with exact decimals
+ * (`USDC up to 100.5 per tx …`), an unknown one as `token {mint}` in base units; a known program by
+ * name with its address; more than `SUMMARY_DESTINATIONS` destinations by count and the SHA-256 of
+ * the list. Keys are written in full.
+ */
+export function policySummary(policy: Policy, registry: Registry = EMPTY_REGISTRY): string {
   validatePolicy(policy);
+  validateRegistry(registry);
+  const knownTokens = new Map((registry.tokens ?? []).map((t) => [key(t.mint, "registry mint"), t]));
+  const knownPrograms = new Map((registry.programs ?? []).map((p) => [key(p.id, "registry program"), p]));
   const parts = [
     `SOL ${formatSol(policy.max_lamports_per_tx)} per tx and ${formatSol(policy.max_lamports_per_day)} per day (fees the agent pays included)`,
     `fees up to ${formatSol(policy.max_fee_lamports)} SOL per tx`,
@@ -225,23 +322,37 @@ export function policySummary(policy: Policy): string {
     policy.tokens.length === 0
       ? "tokens: none"
       : `tokens: ${policy.tokens
-          .map(
-            (t) =>
-              `${key(t.mint, "mint")} up to ${amount(t.max_per_tx)} per tx and ${amount(t.max_per_day)} per day (base units)`,
-          )
+          .map((t) => {
+            const mint = key(t.mint, "mint");
+            const known = knownTokens.get(mint);
+            return known !== undefined
+              ? `${known.symbol} up to ${decimal(t.max_per_tx, known.decimals)} per tx and ${decimal(t.max_per_day, known.decimals)} per day`
+              : `token ${mint} up to ${amount(t.max_per_tx)} per tx and ${amount(t.max_per_day)} per day (base units)`;
+          })
           .join(", ")}`,
   );
-  parts.push(
+  const programs =
     policy.allowed_programs.length === 0
-      ? "programs: none"
-      : `programs: ${policy.allowed_programs.map((p) => key(p, "program")).join(", ")} with declared value up to ${formatUsd(policy.max_notional_cents_per_tx)} per tx and ${formatUsd(policy.max_notional_cents_per_day)} per day`,
+      ? "none"
+      : policy.allowed_programs
+          .map((p) => {
+            const id = key(p, "program");
+            const known = knownPrograms.get(id);
+            return known !== undefined ? `${known.name} (${id})` : id;
+          })
+          .join(", ");
+  parts.push(
+    `programs: ${programs}, with declared value up to ${formatUsd(policy.max_notional_cents_per_tx)} per tx and ${formatUsd(policy.max_notional_cents_per_day)} per day`,
   );
   const destinations = destinationsOf(policy);
   if (destinations === undefined) parts.push("destinations: any");
   else if (destinations.length === 0) parts.push("destinations: none");
   else if (destinations.length <= SUMMARY_DESTINATIONS) {
     parts.push(`destinations: only ${destinations.map((d) => key(d, "destination")).join(", ")}`);
-  } else parts.push(`destinations: only the ${destinations.length} listed in the policy`);
+  } else {
+    const list = sha256(concat(...destinations.map((d) => pubkeyBytes(d, "destination"))));
+    parts.push(`destinations: only the ${destinations.length} listed in the policy (list sha256 ${toHex(list)})`);
+  }
   const rate = rateOf(policy);
   parts.push(rate === undefined ? "rate: unlimited" : `rate: up to ${rate} tx per minute`);
   return parts.join("; ");

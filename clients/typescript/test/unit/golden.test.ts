@@ -15,12 +15,15 @@ import {
   type Purpose,
   AuthorizationError,
   checkAuthorizationMessage,
+  decimal,
   durationText,
+  formatSol,
   enclaveIdFromRecipientKey,
   fromBase58,
   fromHex,
   grantId,
   MessageMismatchError,
+  PolicyError,
   policyCanonicalBytes,
   policySha256Hex,
   policySummary,
@@ -32,30 +35,45 @@ import {
   toHex,
   U64_MAX,
   utf8,
+  validateRegistry,
   verifyEd25519Strict,
 } from "@signing-enclave/client";
+import { sha256 } from "@noble/hashes/sha2.js";
 
 import { golden } from "../support/paths.js";
 
 const g = golden();
 const domain: MessageDomain = g.domain;
 
+/** A vector's purpose (the generator's JSON) in this package's terms. */
 function purposeOf(v: any): Purpose {
-  return v.purpose.kind === "grant"
-    ? {
-        kind: "grant",
-        bot_id: v.purpose.bot_id,
-        agent_pubkey: v.purpose.agent_pubkey,
-        ttl_seconds: v.purpose.ttl_seconds,
-        policy: v.purpose.policy as Policy,
-      }
-    : { kind: "import-vault", vault_id: v.purpose.vault_id, vault_record_sha256: v.purpose.vault_record_sha256 };
+  const p = v.purpose;
+  switch (p.kind) {
+    case "grant":
+      return { kind: "grant", bot_id: p.bot_id, agent_pubkey: p.agent_pubkey, ttl_seconds: p.ttl_seconds, policy: p.policy as Policy };
+    case "import-vault":
+      return { kind: "import-vault", vault_id: p.vault_id, vault_record_sha256: p.vault_record_sha256 };
+    case "revoke":
+      return p.all === true ? { kind: "revoke", all: true } : { kind: "revoke", grant_id: p.grant_id };
+    case "export":
+      return p.vault_id !== undefined
+        ? { kind: "export", vault_id: p.vault_id, record_sha256: p.record_sha256, recipient: p.recipient_hex }
+        : { kind: "export", agent_pubkey: p.agent_pubkey, mnemonic: p.mnemonic, record_sha256: p.record_sha256, recipient: p.recipient_hex };
+    default:
+      throw new Error(`unknown purpose ${p.kind}`);
+  }
 }
 
 describe("golden vectors (clients/vectors/golden.json)", () => {
   it("has every kind of vector", () => {
-    assert.equal(g.messages.length, 4);
-    assert.ok(g.messages.some((m: any) => m.purpose.kind === "import-vault"));
+    assert.equal(g.messages.length, 9);
+    for (const kind of ["grant", "import-vault", "revoke", "export"]) {
+      assert.ok(g.messages.some((m: any) => m.purpose.kind === kind), kind);
+    }
+    assert.ok(g.messages.some((m: any) => m.purpose.kind === "revoke" && m.purpose.all === true));
+    assert.ok(g.messages.some((m: any) => m.purpose.kind === "export" && m.purpose.mnemonic === true));
+    assert.ok(g.messages.some((m: any) => m.purpose.kind === "export" && m.purpose.vault_id !== undefined));
+    assert.ok((domain.registry?.tokens ?? []).length > 0 && (domain.registry?.programs ?? []).length > 0);
     assert.equal(g.provenance.length, 2);
     // The u64::MAX limit survived JSON parsing exactly.
     assert.equal(g.messages[1].purpose.policy.max_lamports_per_day, U64_MAX);
@@ -79,7 +97,7 @@ describe("golden vectors (clients/vectors/golden.json)", () => {
           const policy = v.purpose.policy as Policy;
           assert.equal(toHex(policyCanonicalBytes(policy)), v.purpose.policy_canonical_hex);
           assert.equal(policySha256Hex(policy), v.purpose.policy_sha256);
-          assert.equal(policySummary(policy), v.purpose.policy_summary);
+          assert.equal(policySummary(policy, domain.registry), v.purpose.policy_summary);
         });
 
         it("derives the grant id from the signature", () => {
@@ -162,6 +180,34 @@ describe("golden vectors (clients/vectors/golden.json)", () => {
             MessageMismatchError,
           );
         }
+        if (purpose.kind === "grant" && (purpose.policy.tokens.length > 0 || purpose.policy.allowed_programs.length > 0)) {
+          // Another registry reads the same policy differently: the enclave's text no longer matches.
+          const known = (purpose.policy.tokens.some((t) => domain.registry!.tokens!.some((k) => k.mint === t.mint)));
+          if (known) {
+            assert.throws(
+              () => checkAuthorizationMessage({ ...domain, registry: undefined }, { wallet: v.wallet, purpose }, received),
+              MessageMismatchError,
+            );
+          }
+        }
+        if (purpose.kind === "revoke") {
+          const other: Purpose = purpose.all ? { kind: "revoke", grant_id: "3c3c3c3c-3c3c-3c3c-3c3c-3c3c3c3c3c3c" } : { kind: "revoke", all: true };
+          assert.throws(() => checkAuthorizationMessage(domain, { wallet: v.wallet, purpose: other }, received), MessageMismatchError);
+          if (!purpose.all) {
+            const another: Purpose = { kind: "revoke", grant_id: "3c3c3c3c-3c3c-3c3c-3c3c-3c3c3c3c3c3d" };
+            assert.throws(() => checkAuthorizationMessage(domain, { wallet: v.wallet, purpose: another }, received), MessageMismatchError);
+          }
+        }
+        if (purpose.kind === "export") {
+          const flip = (hex: string) => (hex[0] === "0" ? "1" : "0") + hex.slice(1);
+          for (const changed of [
+            { ...purpose, recipient: flip(v.purpose.recipient_hex) },
+            { ...purpose, record_sha256: flip(v.purpose.record_sha256) },
+            ...(purpose.agent_pubkey !== undefined ? [{ ...purpose, mnemonic: !purpose.mnemonic }] : []),
+          ] as Purpose[]) {
+            assert.throws(() => checkAuthorizationMessage(domain, { wallet: v.wallet, purpose: changed }, received), MessageMismatchError);
+          }
+        }
         assert.throws(
           () => checkAuthorizationMessage(domain, { wallet: v.wallet, purpose }, { ...received, expires_at: received.expires_at + 1 }),
           AuthorizationError,
@@ -199,6 +245,50 @@ describe("message rendering details", () => {
     assert.equal(durationText(61), "1m1s");
   });
 
+  it("renders amounts in the registry's units exactly (types/src/policy.rs tests)", () => {
+    assert.equal(decimal(100_500_000, 6), "100.5");
+    assert.equal(decimal(1, 6), "0.000001");
+    assert.equal(decimal(7, 0), "7");
+    assert.equal(decimal(U64_MAX - 1n, 19), "1.8446744073709551614");
+    assert.equal(decimal(U64_MAX, 6), "unlimited");
+    assert.equal(decimal(123, 20), "123");
+    assert.equal(formatSol(18_446_744_073_709_551_614n), "18446744073.709551614");
+    const policy = g.messages[0].purpose.policy as Policy;
+    assert.equal(
+      policySummary({ ...policy, destinations: null }, domain.registry),
+      "SOL 1 per tx and 5 per day (fees the agent pays included); fees up to 0.0001 SOL per tx; tokens: USDC up to 100 per tx and 500 per day; programs: Jupiter v6 (JUP6LkbZbjS1jKKwapdHNy74zcZ3tLUZoi5QNyVTaV4), with declared value up to $500.00 per tx and $2000.00 per day; destinations: any; rate: up to 30 tx per minute",
+    );
+    const plain = policySummary(policy);
+    assert.match(plain, /tokens: token EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v up to 100000000 per tx and 500000000 per day \(base units\)/);
+    assert.match(plain, /programs: JUP6LkbZbjS1jKKwapdHNy74zcZ3tLUZoi5QNyVTaV4, with/);
+    // Nine destinations are named by the SHA-256 of the 9 × 32 key bytes.
+    const nine = Array.from({ length: 9 }, () => toBase58(new Uint8Array(32).fill(1)));
+    const digest = toHex(sha256(new Uint8Array(9 * 32).fill(1)));
+    assert.ok(policySummary({ ...policy, destinations: nine }).includes(`destinations: only the 9 listed in the policy (list sha256 ${digest})`));
+  });
+
+  it("refuses a registry the enclave's config loader refuses", () => {
+    const r = domain.registry!;
+    validateRegistry(r);
+    const usdc = r.tokens![0]!;
+    const jup = r.programs![0]!;
+    for (const bad of [
+      { tokens: [usdc, { ...usdc, mint: toBase58(new Uint8Array(32).fill(9)) }] },
+      { tokens: [{ ...usdc, symbol: "US DC" }] },
+      { tokens: [{ ...usdc, decimals: 20 }] },
+      { programs: [jup, { ...jup, id: toBase58(new Uint8Array(32).fill(9)) }] },
+      { programs: [{ ...jup, name: "a;b" }] },
+      { programs: [{ ...jup, name: "x".repeat(25) }] },
+      { programs: [{ ...jup, name: " Jupiter" }] },
+    ]) {
+      assert.throws(() => validateRegistry(bad), PolicyError, JSON.stringify(bad));
+      assert.throws(() => renderMessage({ ...domain, registry: bad }, {
+        wallet: g.messages[0].wallet, enclave_id: g.messages[0].enclave_id, nonce: g.messages[0].nonce,
+        issued_at: g.messages[0].issued_at, purpose: purposeOf(g.messages[0]),
+      }), AuthorizationError);
+    }
+  });
+
   it("refuses what the enclave refuses", () => {
     const v = g.messages[3];
     const fields = { wallet: v.wallet, enclave_id: v.enclave_id, nonce: v.nonce, issued_at: v.issued_at, purpose: purposeOf(v) };
@@ -214,6 +304,17 @@ describe("message rendering details", () => {
       assert.throws(() => renderMessage(bad, fields), AuthorizationError);
     }
     const grant = { ...purposeOf(g.messages[0]) } as any;
+    const base = { wallet: v.wallet, enclave_id: v.enclave_id, nonce: v.nonce, issued_at: v.issued_at };
+    for (const purpose of [
+      { kind: "revoke" },
+      { kind: "revoke", all: true, grant_id: "3c3c3c3c-3c3c-3c3c-3c3c-3c3c3c3c3c3c" },
+      { kind: "revoke", all: false },
+      { kind: "export", record_sha256: "00".repeat(32), recipient: "11".repeat(32) },
+      { kind: "export", vault_id: "0f0f0f0f-0f0f-0f0f-0f0f-0f0f0f0f0f0f", record_sha256: "00".repeat(32), recipient: "11".repeat(31) },
+      { kind: "export", agent_pubkey: v.wallet, record_sha256: "00".repeat(32), recipient: "11".repeat(32) },
+    ]) {
+      assert.throws(() => renderMessage(domain, { ...base, purpose: purpose as any }), AuthorizationError, JSON.stringify(purpose));
+    }
     assert.throws(() => renderMessage(domain, { ...fields, purpose: { ...grant, ttl_seconds: 0 } }), AuthorizationError);
     // A number above 2^53 would be imprecise: refused instead of rounded.
     assert.throws(() => renderMessage(domain, { ...fields, issued_at: 2 ** 60 }), TypeError);

@@ -14,6 +14,7 @@
 
 pub mod chain;
 pub mod document;
+pub mod eif;
 pub mod error;
 pub mod key_policy;
 pub mod policy;

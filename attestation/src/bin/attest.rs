@@ -51,6 +51,16 @@ enum Command {
     /// document's own timestamp, its signature, not debug mode, PCRs equal to one of the trusted
     /// images, and user_data equal to the binding recomputed from the record.
     Provenance(ProvenanceArgs),
+    /// Recompute an enclave image's PCR0, PCR1, PCR2 (and PCR8 if it is signed) from the EIF file
+    /// alone, with this crate's own parser: compare with the published measurements.json.
+    Measure {
+        /// The EIF file.
+        #[arg(long)]
+        eif: PathBuf,
+        /// Print `nitro-cli`'s measurement JSON (the input to `key-policy --pcrs`) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a document's contents without verifying it.
     Inspect {
         /// Document file (raw CBOR, base64 or hex), or `-` for stdin.
@@ -193,6 +203,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => run_verify(args),
         Command::Provenance(args) => run_provenance(args),
         Command::Inspect { file, json } => run_inspect(&file, json),
+        Command::Measure { eif, json } => run_measure(&eif, json),
         Command::KeyPolicy {
             pcrs,
             role_arn,
@@ -235,6 +246,30 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn run_measure(eif: &Path, json: bool) -> Result<ExitCode, UsageError> {
+    let m = nitro_attestation::eif::measure_file(eif)
+        .map_err(|e| UsageError(format!("{}: {e}", eif.display())))?;
+    if json {
+        println!("{}", m.measurements_json());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}: EIF version {}, flags {:#06x}", eif.display(), m.version, m.flags);
+    for s in &m.sections {
+        println!(
+            "  {:<9} at {:>10}  {:>10} bytes  sha384 {}",
+            s.kind.name(),
+            s.offset,
+            s.size,
+            hex::encode(s.sha384)
+        );
+    }
+    println!("HashAlgorithm: SHA-384");
+    for (index, value) in &m.pcrs {
+        println!("PCR{index}: {}", hex::encode(value));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_input(file: &Path) -> Result<Vec<u8>, UsageError> {

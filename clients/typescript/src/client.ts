@@ -11,11 +11,12 @@
 //   bytes: an attempt cannot change the request behind the same `request_id`;
 // - only a network failure or `503 enclave_unavailable` is retried; every other answer is final
 //   (`409 replayed_request` in particular: the id was used for another request).
-// Creating vaults, agents and grants and importing vaults is never retried automatically.
+// Creating vaults, agents and grants, importing vaults and exporting secrets is never retried
+// automatically.
 
 import { type Bytes, fromBase58, randomUuid, toBase58, toBase64 } from "./bytes.js";
 import { type JsonValue, parseJson, stringifyJson } from "./json.js";
-import { type Policy, policyJson } from "./policy.js";
+import { type Policy, type Registry, policyJson } from "./policy.js";
 import { parseRecordHeader } from "./records.js";
 
 /** Stable error codes (`types/src/error.rs` `ErrorCode`, plus the parent's own). */
@@ -181,6 +182,11 @@ export interface EnclaveInfo {
   started_at: number;
   /** The KMS execution key, base64 SPKI DER. Pin your own copy in production frontends. */
   kms_public_key: string;
+  /**
+   * What the enclave's messages call tokens and programs (the measured config's registry): the
+   * `registry` of the `MessageDomain` messages are checked with. Pin your own copy in production.
+   */
+  registry: Registry;
 }
 
 export interface VaultResponse {
@@ -271,6 +277,57 @@ export interface ReadyResponse {
   enclave_attested: boolean;
   attestation_error: string | null;
   kms_reachable: boolean;
+  /** The KMS key's state as the parent last learned it (`enabled`, `disabled`, `unreachable`, …). */
+  kms_key?: string;
+  /** Whether the kill switch is engaged; null when the enclave did not answer. */
+  kill_switch?: boolean | null;
+  /** The successor this enclave handed its state to, if it did. */
+  handed_over_to?: string | null;
+  /** A handover under way. */
+  handover?: { successor: string; stage: string; chunks: number } | null;
+}
+
+/** What a wallet revokes on its own signature: one grant (or scheduled record) by id, or all. */
+export type RevokeScope = { grant_id: Id; all?: undefined } | { all: true; grant_id?: undefined };
+
+/** `POST /v1/authorizations/revoke`. */
+export type RevokeAuthorizationRequest = { wallet: Key } & RevokeScope;
+
+/** `POST /v1/grants/revoke`, signed by the wallet. */
+export type SignedRevokeRequest = RevokeAuthorizationRequest & SignedAuthorization;
+
+export interface RevokeResponse {
+  revoked: { wallet?: string; grant_id?: string; all?: boolean };
+  /** Opened grants dropped from the enclave's memory. */
+  dropped_from_memory: number;
+}
+
+/** `POST /v1/authorizations/export`: the vault's master key, or with `agent_key_record` that agent's secret. */
+export interface ExportAuthorizationRequest {
+  wallet: Key;
+  vault_record: RecordArg;
+  vault_provenance: RecordArg;
+  agent_key_record?: RecordArg;
+  /** The browser's X25519 public key: 32 bytes, or base64. */
+  recipient: RecordArg;
+}
+
+/** `POST /v1/export`. */
+export type ExportRequest = ExportAuthorizationRequest & SignedAuthorization;
+
+export interface ExportResponse {
+  /** What the ciphertext holds: a vault's master key, an agent's seed, or its BIP39 entropy. */
+  kind: "vault" | "seed" | "mnemonic";
+  /** The id of the exported record (vault or agent), UUID text. */
+  record_id: string;
+  /** The recipient key, base64. */
+  recipient: string;
+  /** HPKE `enc` (32 bytes), base64. */
+  enc: string;
+  /** HPKE ciphertext (the secret and a 16-byte tag), base64. */
+  ciphertext: string;
+  /** The HPKE suite and `info`, in words. */
+  hpke?: string;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -461,6 +518,48 @@ export class SignerClient {
     });
   }
 
+  /**
+   * `POST /v1/authorizations/revoke`: the message the wallet signs to revoke one of its grants
+   * (`grant_id`) or all of them (`all: true`). Retried (it only renders a message).
+   */
+  async authorizeRevoke(req: RevokeAuthorizationRequest): Promise<AuthorizationResponse> {
+    return (await this.post("/v1/authorizations/revoke", revokeBody(req), true)) as unknown as AuthorizationResponse;
+  }
+
+  /**
+   * `POST /v1/grants/revoke` signed by the wallet (API token): the same scope, the revoke
+   * message's nonce and issue time, and the wallet's signature. Retried: the enclave answers the
+   * same signed revocation again.
+   */
+  async revokeSigned(req: SignedRevokeRequest): Promise<RevokeResponse> {
+    return (await this.post(
+      "/v1/grants/revoke",
+      { ...revokeBody(req), nonce: req.nonce, issued_at: req.issued_at, signature: sig(req.signature) },
+      true,
+    )) as unknown as RevokeResponse;
+  }
+
+  /**
+   * `POST /v1/authorizations/export`: the message the wallet signs to export the vault's master
+   * key, or with `agent_key_record` that agent's secret, to the browser's X25519 key `recipient`.
+   * Retried (it only renders a message).
+   */
+  async authorizeExport(req: ExportAuthorizationRequest): Promise<AuthorizationResponse> {
+    return (await this.post("/v1/authorizations/export", exportBody(req), true)) as unknown as AuthorizationResponse;
+  }
+
+  /**
+   * `POST /v1/export`: the signed export; answers with the secret sealed by HPKE to `recipient`
+   * (open it in the browser with `openExport`). Not retried (the nonce is spent: ask again).
+   */
+  async exportSecret(req: ExportRequest): Promise<ExportResponse> {
+    return (await this.post(
+      "/v1/export",
+      { ...exportBody(req), nonce: req.nonce, issued_at: req.issued_at, signature: sig(req.signature) },
+      false,
+    )) as unknown as ExportResponse;
+  }
+
   /** `POST /v1/grants/revoke {grant_id}` (admin token). */
   async revokeGrant(grantId: Id): Promise<{ revoked: { grant_id: string }; dropped_from_memory: number }> {
     return (await this.json({
@@ -603,6 +702,24 @@ export class SignerClient {
     const cap = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** (attempt - 1));
     return Math.random() * cap;
   }
+}
+
+function revokeBody(req: RevokeAuthorizationRequest): Record<string, unknown> {
+  const wallet = key(req.wallet, "wallet");
+  if (req.all === true && req.grant_id === undefined) return { wallet, all: true };
+  if (typeof req.grant_id === "string" && req.all === undefined) return { wallet, grant_id: req.grant_id };
+  throw new TypeError("a revocation names exactly one of grant_id or all: true");
+}
+
+function exportBody(req: ExportAuthorizationRequest): Record<string, unknown> {
+  const body: Record<string, unknown> = {
+    wallet: key(req.wallet, "wallet"),
+    vault_record: b64(req.vault_record),
+    vault_provenance: b64(req.vault_provenance),
+    recipient: b64(req.recipient),
+  };
+  if (req.agent_key_record !== undefined) body.agent_key_record = b64(req.agent_key_record);
+  return body;
 }
 
 /** The enclave id in a grant's or scheduled record's header (their routing key), if readable. */

@@ -4,7 +4,9 @@
 //   Wallet Standard wallet signs it;
 // - sealing: scheduled records and imported vaults sealed with WebCrypto to the KMS public key;
 // - provenance: Nitro attestation documents verified to a pinned root, PCRs and the record binding;
-// - SignerClient: the parent's HTTP API with typed errors and safe retries.
+// - SignerClient: the parent's HTTP API with typed errors and safe retries;
+// - the user's powers: revoke grants and export secrets on the wallet's signature (HPKE to an X25519
+//   key the browser generated).
 
 export * from "./bytes.js";
 export * from "./json.js";
@@ -18,3 +20,4 @@ export * from "./attestation.js";
 export { CborError, decodeCbor, type CborValue } from "./cbor.js";
 export { CertificateError, parseCertificate, type Certificate } from "./x509.js";
 export * from "./client.js";
+export * from "./user.js";

@@ -11,8 +11,8 @@
 //   bytes: an attempt cannot change the request behind the same `request_id`;
 // - only a network failure or `503 enclave_unavailable` is retried; every other answer is final
 //   (`409 replayed_request` in particular: the id was used for another request).
-// Creating vaults, agents and grants, importing vaults and exporting secrets is never retried
-// automatically.
+// Creating vaults, agents and grants and importing vaults is never retried automatically. An export
+// is: the same signed export is answered again, sealed to the key the signature names.
 
 import { type Bytes, fromBase58, randomUuid, toBase58, toBase64 } from "./bytes.js";
 import { type JsonValue, parseJson, stringifyJson } from "./json.js";
@@ -550,13 +550,15 @@ export class SignerClient {
 
   /**
    * `POST /v1/export`: the signed export; answers with the secret sealed by HPKE to `recipient`
-   * (open it in the browser with `openExport`). Not retried (the nonce is spent: ask again).
+   * (open it in the browser with `openExport`). Retried with the same bytes: the enclave answers
+   * the same signature again (a lost reply), sealed again to the recipient the signed message
+   * names and to no other key.
    */
   async exportSecret(req: ExportRequest): Promise<ExportResponse> {
     return (await this.post(
       "/v1/export",
       { ...exportBody(req), nonce: req.nonce, issued_at: req.issued_at, signature: sig(req.signature) },
-      false,
+      true,
     )) as unknown as ExportResponse;
   }
 

@@ -104,8 +104,13 @@ describe("the whole flow against the simulation stack", { timeout: 300_000 }, ()
     enclaveId = info.enclave_id;
     assert.ok(info.answers_for.includes(enclaveId), "an instance answers for its own id");
     assert.equal(toBase64(sim.pinnedKmsPublicKey), info.kms_public_key);
+    // The registry the enclave's messages use is the one this frontend pins.
+    assert.deepEqual(info.registry, SIM_DOMAIN.registry);
     const ready = await api.ready();
     assert.equal(ready.ready, true);
+    assert.equal(ready.kill_switch, false);
+    assert.equal(ready.kms_key, "enabled");
+    assert.equal(ready.handover, null);
     assert.deepEqual(await api.health(), { status: "ok" });
     assert.match(await api.metrics(), /# TYPE/);
   });

@@ -18,12 +18,19 @@ import {
 
 import { repoRoot } from "./paths.js";
 
-/** The simulation's measured `[authorization]` config (sim/stack/src/stack.rs). */
+/** The simulation's measured `[authorization]` config, registry included (sim/stack/src/stack.rs). */
 export const SIM_DOMAIN: MessageDomain = {
   domain: "localhost",
   uri: "http://localhost",
   chain_id: "localnet",
   validity_seconds: 600,
+  registry: {
+    tokens: [
+      { mint: "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", symbol: "USDC", decimals: 6 },
+      { mint: "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB", symbol: "USDT", decimals: 6 },
+    ],
+    programs: [{ id: "JUP6LkbZbjS1jKKwapdHNy74zcZ3tLUZoi5QNyVTaV4", name: "Jupiter v6" }],
+  },
 };
 
 export interface Sim {

@@ -234,9 +234,10 @@ fn padding_oracle_attack_with_a_fresh_wrapped_key_per_query_takes_the_full_path_
     );
 
     let failures_before = f.enclave.status().envelope_failures;
-    let mut oracle = |forged: &[u8]| {
-        let p = envelope::parse(forged).unwrap();
-        let rewrapped = envelope::encode(
+    // The same IV and content under a freshly wrapped copy of the same content key.
+    let mut rewrap = |envelope_bytes: &[u8]| {
+        let p = envelope::parse(envelope_bytes).unwrap();
+        envelope::encode(
             &EnvelopeParts {
                 rid: &rid,
                 encrypted_key: &fresh_wrap(),
@@ -244,7 +245,10 @@ fn padding_oracle_attack_with_a_fresh_wrapped_key_per_query_takes_the_full_path_
                 content: p.ciphertext.as_slice(),
             },
             ContentForm::Chunked,
-        );
+        )
+    };
+    let mut oracle = |forged: &[u8]| {
+        let rewrapped = rewrap(forged);
         observe(f.enclave.sign(&SignRequest { envelope: Some(&rewrapped), ..request(&s, &tx, 1) }))
     };
     let outcome = attack(&genuine, &mut oracle);
@@ -256,16 +260,7 @@ fn padding_oracle_attack_with_a_fresh_wrapped_key_per_query_takes_the_full_path_
     );
     assert_eq!(f.enclave.status().signatures, 0);
     // The genuine envelope, freshly wrapped, still opens: the key was right all along.
-    let p = envelope::parse(&genuine).unwrap();
-    let fresh = envelope::encode(
-        &EnvelopeParts {
-            rid: &rid,
-            encrypted_key: &fresh_wrap(),
-            iv: p.iv.try_into().unwrap(),
-            content: p.ciphertext.as_slice(),
-        },
-        ContentForm::Chunked,
-    );
+    let fresh = rewrap(&genuine);
     match f.enclave.sign(&SignRequest { envelope: Some(&fresh), ..request(&s, &tx, 1) }).unwrap() {
         SignOutcome::Signed(signed) => {
             verify_independently(&signed.transaction);

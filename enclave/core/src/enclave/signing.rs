@@ -7,7 +7,7 @@ use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use signer_types::ids::uuid_text;
 
-use super::state::{RecordTime, Seen};
+use super::state::Seen;
 use super::{CachedAgent, Enclave, NeedKey, OpenedGrant, SignOutcome};
 use crate::authorization::{self, MessageFields, Purpose};
 use crate::error::{EnclaveError, RecordError};
@@ -109,13 +109,7 @@ impl Enclave {
                 h.issued_at
             )));
         }
-        self.state.lock().check_live(
-            &h.grant_id,
-            &h.wallet,
-            RecordTime::GrantIssued(h.issued_at),
-            self.config.clock_skew,
-            now,
-        )?;
+        self.state.lock().check_grant_live(&h, self.config.clock_skew, now)?;
         if now >= h.expires_at {
             return Err(EnclaveError::GrantExpired {
                 grant_id: uuid_text(&h.grant_id),
@@ -246,13 +240,7 @@ impl Enclave {
             // decisions is the order of their clock readings (no late pre-midnight request
             // charged after a post-midnight one), and expiry is judged at that instant.
             let now = self.clock.now();
-            state.check_live(
-                &h.grant_id,
-                &h.wallet,
-                RecordTime::GrantIssued(h.issued_at),
-                self.config.clock_skew,
-                now,
-            )?;
+            state.check_grant_live(&h, self.config.clock_skew, now)?;
             if now >= h.expires_at {
                 return Err(EnclaveError::GrantExpired {
                     grant_id: uuid_text(&h.grant_id),
@@ -309,13 +297,7 @@ impl Enclave {
                 h.created_at, h.not_after, self.config.max_schedule_horizon
             )));
         }
-        self.state.lock().check_live(
-            &h.schedule_id,
-            &h.wallet,
-            RecordTime::ScheduledCreated(h.created_at),
-            self.config.clock_skew,
-            now,
-        )?;
+        self.state.lock().check_scheduled_live(&h, self.config.clock_skew, now)?;
         if now < h.not_before {
             return Err(self.deny(Denial {
                 rule: Rule::ScheduleWindow,
@@ -377,13 +359,7 @@ impl Enclave {
         {
             let mut state = self.state.lock();
             let now = self.clock.now();
-            state.check_live(
-                &h.schedule_id,
-                &h.wallet,
-                RecordTime::ScheduledCreated(h.created_at),
-                self.config.clock_skew,
-                now,
-            )?;
+            state.check_scheduled_live(&h, self.config.clock_skew, now)?;
             if now > h.not_after {
                 return Err(EnclaveError::GrantExpired {
                     grant_id: uuid_text(&h.schedule_id),

@@ -178,6 +178,27 @@ impl DecisionState {
         Ok(())
     }
 
+    /// [`DecisionState::check_live`] for a grant.
+    pub(super) fn check_grant_live(
+        &self,
+        h: &crate::records::GrantHeader,
+        skew: u64,
+        now: u64,
+    ) -> Result<(), EnclaveError> {
+        self.check_live(&h.grant_id, &h.wallet, RecordTime::GrantIssued(h.issued_at), skew, now)
+    }
+
+    /// [`DecisionState::check_live`] for a scheduled record.
+    pub(super) fn check_scheduled_live(
+        &self,
+        h: &signer_types::records::ScheduledHeader,
+        skew: u64,
+        now: u64,
+    ) -> Result<(), EnclaveError> {
+        let time = RecordTime::ScheduledCreated(h.created_at);
+        self.check_live(&h.schedule_id, &h.wallet, time, skew, now)
+    }
+
     /// The earliest `Issued At` a message rendered now for `wallet` may carry: after the
     /// wallet's revocation cutoff, so the grant it makes is not revoked by it.
     pub(super) fn earliest_issue(&self, wallet: &[u8; 32], now: u64) -> u64 {

@@ -469,8 +469,9 @@ export class SignerClient {
 
   /**
    * `POST /v1/grants`: the same terms, the signed message's nonce and issue time, the wallet's
-   * signature, and the vault with its provenance. Not retried (a replay of the same signature is
-   * `409 authorization_replayed`; the grant id is a function of the signature, `grantId()`).
+   * signature, and the vault with its provenance. Not retried automatically; the same signature
+   * sent again (after a lost reply) is answered with the same grant: the grant id is a function of
+   * the signature, `grantId()`.
    */
   async createGrant(
     req: GrantTerms & SignedAuthorization & { vault_record: RecordArg; vault_provenance: RecordArg },

@@ -1,17 +1,21 @@
 // The browser side of the flow, with @signing-enclave/client. What to copy:
 // - check every provenance document against the PINNED root and images before trusting a record;
 // - re-render every message from what the user chose before the wallet signs it;
-// - seal secrets (a scheduled transfer's agent seed, an imported master key) to the PINNED KMS key.
+// - seal secrets (a scheduled transfer's agent seed, an imported master key) to the PINNED KMS key;
+// - take a secret out only to an X25519 key this page generated (exportWithWallet), and let the
+//   wallet revoke its grants itself (revokeWithWallet).
 // The backend (/app/*, see server.mjs) holds the API token and relays to the signing enclave.
 
 import {
   checkAuthorizationMessage,
+  exportWithWallet,
   fromBase58,
   fromBase64,
   grantId,
   imageFromMeasurements,
   pemToDer,
   randomUuid,
+  revokeWithWallet,
   sealImportedVault,
   sealScheduledRecord,
   signAuthorizationWithWallet,
@@ -38,6 +42,14 @@ const POLICY = {
   allowed_programs: [],
   max_notional_cents_per_tx: 0,
   max_notional_cents_per_day: 0,
+};
+
+/** The integrator's backend, as the `api` of revokeWithWallet and exportWithWallet. */
+const relay = {
+  authorizeRevoke: (b) => backend("revoke/authorize", b),
+  revokeSigned: (b) => backend("revoke", b),
+  authorizeExport: (b) => backend("export/authorize", b),
+  exportSecret: (b) => backend("export", b),
 };
 
 /** The integrator's backend. */
@@ -170,6 +182,51 @@ async function run() {
     const imported = await backend("import", { wallet: wallet.address, vault_record: record, nonce: auth.nonce, issued_at: auth.issued_at, signature: signed.signature_base58 });
     verifyProvenance({ document: imported.provenance, record: sealed.record, trust });
     return { value: { vault_id: imported.vault_id }, detail: `vault ${imported.vault_id}` };
+  });
+
+  results.exported = await step("Recovery phrase exported: WebCrypto X25519 key made here, message checked and signed, HPKE reply opened here", async () => {
+    const m = await backend("agents", {
+      wallet: wallet.address,
+      vault_record: vault.vault_record,
+      vault_provenance: vault.provenance,
+      kind: "mnemonic",
+      account: 0,
+    });
+    verifyProvenance({ document: m.provenance, record: m.agent_key_record, vault: vault.vault_id, trust });
+    const r = await exportWithWallet({
+      domain: DOMAIN,
+      wallet,
+      address: wallet.address,
+      vault_record: vault.vault_record,
+      vault_provenance: vault.provenance,
+      agent_key_record: m.agent_key_record,
+      api: relay,
+    });
+    // A real page shows the words to the user once and forgets them; the demo hands them to the test.
+    const words = r.words.split(" ");
+    return {
+      value: { agent_pubkey: m.agent_pubkey, words: r.words, derived: r.agent_pubkey, path: r.path, message: r.message },
+      detail: `${words.length} words (${words[0]} … ${words[words.length - 1]}), ${r.path} derives ${r.agent_pubkey}`,
+    };
+  });
+
+  results.revoked = await step("Grant revoked by the wallet: revoke message checked and signed; the backend's next signature is refused", async () => {
+    const r = await revokeWithWallet({ domain: DOMAIN, wallet, address: wallet.address, scope: { grant_id: grant.grant_id }, api: relay });
+    let refusal = "signed";
+    try {
+      await backend("sign", {
+        grant_record: grant.grant_record,
+        agent_key_record: agent.agent_key_record,
+        bot_id: terms.bot_id,
+        agent_pubkey: agent.agent_pubkey,
+        to: toBase58(crypto.getRandomValues(new Uint8Array(32))),
+        lamports: 10_000_000,
+      });
+    } catch (e) {
+      refusal = String(e.message);
+    }
+    if (!refusal.includes("grant_revoked")) throw new Error(`signing after the revocation: ${refusal}`);
+    return { value: { grant_id: grant.grant_id, message: r.message, refusal }, detail: `grant ${grant.grant_id}: ${refusal}` };
   });
   return results;
 }

@@ -1,8 +1,9 @@
 // The example's two halves in one small Node process:
 //
-// - the FRONTEND's static files: index.html, app.js, the built package and its two dependencies
+// - the FRONTEND's static files: index.html, app.js, the built package and its dependencies
 //   (served for the import map; a bundler would inline them), and config.js, the values a real
-//   frontend pins at build time (authorization domain, trust root, enclave images, KMS key);
+//   frontend pins at build time (authorization domain and registry, trust root, enclave images,
+//   KMS key);
 // - the BACKEND, /app/*: the integrator's server. It alone holds the API token and talks to the
 //   signing enclave's parent with SignerClient; the browser never sees the token, a master key
 //   or an agent key.
@@ -32,6 +33,9 @@ const STATIC = [
   ["/vendor/@noble/curves/", path.join(packageRoot, "node_modules/@noble/curves")],
   ["/vendor/@noble/hashes/", path.join(packageRoot, "node_modules/@noble/hashes")],
   ["/vendor/@scure/base/", path.join(packageRoot, "node_modules/@scure/base")],
+  ["/vendor/@scure/bip39/", path.join(packageRoot, "node_modules/@scure/bip39")],
+  ["/vendor/@hpke/core/", path.join(packageRoot, "node_modules/@hpke/core")],
+  ["/vendor/@hpke/common/", path.join(packageRoot, "node_modules/@hpke/common")],
   ["/", here],
 ];
 
@@ -46,12 +50,19 @@ function enclaveConfig(dataDir) {
     if (!m) throw new Error(`${key} not found in enclave.toml`);
     return m[1] ?? Number(m[2]);
   };
+  // [[authorization.tokens]] and [[authorization.programs]]: the registry the messages use.
+  const tables = (name) =>
+    toml
+      .split(/^(?=\[)/m)
+      .filter((block) => block.startsWith(`[[authorization.${name}]]`))
+      .map((block) => Object.fromEntries([...block.matchAll(/^(\w+) = (?:"([^"]*)"|(\d+))$/gm)].map((m) => [m[1], m[2] ?? Number(m[3])])));
   return {
     domain: {
       domain: value("authorization", "domain"),
       uri: value("authorization", "uri"),
       chain_id: value("authorization", "chain_id"),
       validity_seconds: value("authorization", "validity_seconds"),
+      registry: { tokens: tables("tokens"), programs: tables("programs") },
     },
     kmsPublicKey: value(null, "kms_public_key"),
   };
@@ -87,6 +98,11 @@ function backend(signer) {
     },
     "/app/import/authorize": (b) => signer.authorizeImport(b),
     "/app/import": (b) => signer.importVault(b),
+    // The user's powers: the browser checks the message and the wallet signs; the backend relays.
+    "/app/revoke/authorize": (b) => signer.authorizeRevoke(b),
+    "/app/revoke": (b) => signer.revokeSigned(b),
+    "/app/export/authorize": (b) => signer.authorizeExport(b),
+    "/app/export": (b) => signer.exportSecret(b),
   };
 }
 

@@ -1,17 +1,22 @@
 // The browser side in a real headless Chromium (Debian's /usr/bin/chromium, driven by
 // playwright-core over the DevTools protocol): examples/browser/ runs the flow against the
-// simulation stack, its signed transactions are verified here with @solana/web3.js, and a
-// screenshot is saved under the test output; then the golden vectors, the records.md sealing
-// example and real AWS attestation documents are checked by the package inside the page.
+// simulation stack, its signed transactions are verified here with @solana/web3.js, the recovery
+// phrase it exported to a WebCrypto X25519 key (opened in the page with HPKE) is checked here with
+// an independent derivation (PBKDF2, ed25519-hd-key, web3.js), the grant it revoked refuses to sign,
+// and a screenshot is saved under the test output; then the golden vectors (every purpose, with the
+// registry), the records.md sealing example and real AWS attestation documents are checked by the
+// package inside the page.
 
 import assert from "node:assert/strict";
+import { pbkdf2Sync } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { after, before, describe, it } from "node:test";
 
-import { Transaction } from "@solana/web3.js";
+import { Keypair, Transaction } from "@solana/web3.js";
+import { derivePath } from "ed25519-hd-key";
 import { type BrowserContext, type Page, chromium } from "playwright-core";
 
 import { fromBase58, toHex } from "@signing-enclave/client";
@@ -74,6 +79,11 @@ describe("examples/browser in headless Chromium against the simulation stack", {
   });
 
   it("runs the example's whole flow; web3.js verifies what the enclave signed", async () => {
+    const refused: string[] = [];
+    const onResponse = (r: { status(): number; url(): string }) => {
+      if (r.status() >= 400) refused.push(`${r.status()} ${new URL(r.url()).pathname}`);
+    };
+    page.on("response", onResponse);
     await page.goto(example.url);
     const secure = await page.evaluate(() => window.isSecureContext && typeof crypto.subtle !== "undefined");
     assert.ok(secure, "the page has WebCrypto");
@@ -85,12 +95,27 @@ describe("examples/browser in headless Chromium against the simulation stack", {
     await page.screenshot({ path: shot, fullPage: true });
     assert.equal(flow.status, "done", `${flow.error ?? ""}\n${pageErrors.join("\n")}`);
     const r = flow.results;
-    assert.equal(await page.locator("li.ok").count(), 6);
+    assert.equal(await page.locator("li.ok").count(), 8);
     assert.equal(await page.locator("li.fail").count(), 0);
     assert.match(r.message, /^localhost wants you to sign in with your Solana account:\n/);
     verifySigned(r.sign.transaction, r.sign.unsigned, r.agent_pubkey, r.sign.signature);
     verifySigned(r.scheduled.transaction, r.scheduled.unsigned, r.scheduled.agent_pubkey, r.scheduled.signature);
     assert.equal(r.sign.route, r.scheduled.route);
+    // The recovery phrase opened in Chromium derives the agent, by an independent derivation.
+    assert.match(r.exported.message, /^Export the recovery phrase of agent /m);
+    const seed = pbkdf2Sync(Buffer.from(r.exported.words, "utf8"), "mnemonic", 2048, 64, "sha512");
+    const { key } = derivePath("m/44'/501'/0'/0'", seed.toString("hex"));
+    assert.equal(Keypair.fromSeed(key).publicKey.toBase58(), r.exported.agent_pubkey);
+    assert.equal(r.exported.derived, r.exported.agent_pubkey);
+    // The grant the wallet revoked refuses to sign.
+    assert.match(r.revoked.message, /^Revoke grant [0-9a-f-]{36} of this wallet: no bot can sign with it from now on\.$/m);
+    assert.match(r.revoked.refusal, /grant_revoked/);
+    // The one refused request is that signature after the revocation; Chromium logs it, nothing else.
+    page.off("response", onResponse);
+    assert.deepEqual(refused, ["403 /app/sign"]);
+    const logged403 = /Failed to load resource: the server responded with a status of 403/;
+    assert.equal(pageErrors.filter((e) => logged403.test(e)).length, 1);
+    pageErrors.splice(0, pageErrors.length, ...pageErrors.filter((e) => !logged403.test(e)));
     assert.deepEqual(pageErrors, []);
     assert.ok(readFileSync(shot).length > 10_000, `screenshot at ${shot}`);
   });
@@ -135,21 +160,32 @@ describe("examples/browser in headless Chromium against the simulation stack", {
         };
         // Golden vectors: messages, policy bytes and hashes, grant ids, enclave ids, bindings.
         const g: any = m.parseJson(golden);
+        const kinds = new Set<string>();
         for (const v of g.messages) {
           const p = v.purpose;
           const purpose =
             p.kind === "grant"
               ? { kind: "grant", bot_id: p.bot_id, agent_pubkey: p.agent_pubkey, ttl_seconds: p.ttl_seconds, policy: p.policy }
-              : { kind: "import-vault", vault_id: p.vault_id, vault_record_sha256: p.vault_record_sha256 };
+              : p.kind === "import-vault"
+                ? { kind: "import-vault", vault_id: p.vault_id, vault_record_sha256: p.vault_record_sha256 }
+                : p.kind === "revoke"
+                  ? p.all
+                    ? { kind: "revoke", all: true }
+                    : { kind: "revoke", grant_id: p.grant_id }
+                  : p.vault_id !== undefined
+                    ? { kind: "export", vault_id: p.vault_id, record_sha256: p.record_sha256, recipient: p.recipient_hex }
+                    : { kind: "export", agent_pubkey: p.agent_pubkey, mnemonic: p.mnemonic, record_sha256: p.record_sha256, recipient: p.recipient_hex };
+          kinds.add(p.kind);
           const text = m.renderMessage(g.domain, { wallet: v.wallet, enclave_id: v.enclave_id, nonce: v.nonce, issued_at: v.issued_at, purpose });
           check(text === v.message, `message ${v.name}`);
           check(m.verifyEd25519Strict(m.fromBase58(v.wallet, 32), m.utf8(v.message), m.fromBase58(v.signature_base58, 64)), `signature ${v.name}`);
           if (p.kind === "grant") {
             check(m.toHex(m.policyCanonicalBytes(p.policy)) === p.policy_canonical_hex, `policy bytes ${v.name}`);
-            check(m.policySummary(p.policy) === p.policy_summary, `summary ${v.name}`);
+            check(m.policySummary(p.policy, g.domain.registry) === p.policy_summary, `summary ${v.name}`);
             check(m.grantId(v.signature_base58) === p.grant_id, `grant id ${v.name}`);
           }
         }
+        check(kinds.size === 4 && g.messages.length === 9, `every purpose: ${[...kinds].join(", ")}`);
         for (const e of g.enclave_ids) check(m.enclaveIdFromRecipientKey(m.fromHex(e.recipient_spki_hex)) === e.enclave_id, "enclave id");
         for (const p of g.provenance) {
           check(m.toHex(m.provenanceUserData(m.fromHex(p.record_hex), p.vault_id ?? undefined)) === p.user_data_hex, "binding");

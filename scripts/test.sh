@@ -25,6 +25,9 @@ cargo build --workspace --bins --locked
 echo "== cargo nextest run"
 cargo nextest run --workspace --locked --no-fail-fast
 
+echo "== reproducible enclave image (scripts/reproducible-eif.sh: two clean clones, byte-identical EIFs)"
+scripts/reproducible-eif.sh
+
 echo "== TypeScript client (clients/typescript): npm ci, build, unit tests, the simulation stack, headless Chromium"
 (cd clients/typescript && npm ci --no-audit --no-fund && npm test)
 

@@ -563,6 +563,28 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_image_has_pcr8_over_the_certificate_der() {
+        use ciborium::value::Value;
+        let pem = b"-----BEGIN CERTIFICATE-----\nAQID\n-----END CERTIFICATE-----\n";
+        let bytes_as_ints =
+            |b: &[u8]| Value::Array(b.iter().map(|x| Value::Integer((*x).into())).collect());
+        let entry = Value::Map(vec![
+            (Value::Text("signing_certificate".into()), bytes_as_ints(pem)),
+            (Value::Text("signature".into()), bytes_as_ints(b"cose")),
+        ]);
+        let mut section = Vec::new();
+        ciborium::into_writer(&Value::Array(vec![entry]), &mut section).unwrap();
+        let unsigned = tiny_eif(&[(1, b"k"), (2, b"c"), (3, b"r0"), (3, b"r1")]);
+        let signed = tiny_eif(&[(1, b"k"), (2, b"c"), (3, b"r0"), (3, b"r1"), (4, &section)]);
+        let u = measure(&unsigned[..]).unwrap();
+        let s = measure(&signed[..]).unwrap();
+        assert_eq!(s.pcrs[&8], pcr(&[1, 2, 3]));
+        for i in [0, 1, 2] {
+            assert_eq!(s.pcrs[&i], u.pcrs[&i]);
+        }
+    }
+
+    #[test]
     fn malformed_images_are_refused() {
         let good = tiny_eif(&[(1, b"k"), (2, b"c"), (3, b"r0"), (3, b"r1")]);
         assert!(measure(&good[..]).is_ok());

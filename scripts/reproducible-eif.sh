@@ -20,6 +20,8 @@ cleanup() { if ! $keep; then rm -rf "$work"; else echo "kept $work" >&2; fi; }
 trap cleanup EXIT
 
 fixtures=tools/eif-build/test-fixtures
+# Both clones check out this commit (HEAD may move while the builds run).
+commit=$(git -C "$root" rev-parse HEAD)
 # The image builder and attest are built once, from this checkout (ordinary debug builds); the
 # enclave binary, which the image contains, is built from each clone.
 host_bin=${CARGO_TARGET_DIR:-$root/target}/debug
@@ -29,7 +31,7 @@ build_one() {
   local dir=$1 mask=$2 tz=$3 lang=$4 stamp=$5
   shift 5
   mkdir -p "$(dirname "$dir")"
-  (umask "$mask" && git clone --quiet --no-local "$root" "$dir")
+  (umask "$mask" && git clone --quiet --no-local "$root" "$dir" && git -C "$dir" checkout --quiet "$commit")
   # Different file times in each checkout (git sets them to the checkout time anyway).
   find "$dir" -path "$dir/.git" -prune -o -exec touch -h -d "$stamp" {} +
   local start
@@ -69,4 +71,4 @@ if [ "$fail" -ne 0 ]; then
   echo "reproducible-eif: 0 passed, 1 failed" >&2
   exit 1
 fi
-echo "reproducible-eif: the two builds are byte-identical"
+echo "reproducible-eif: the two builds of $commit are byte-identical"

@@ -545,7 +545,7 @@ async fn dispatch(
             decision.wallet = Some(sealed.header.wallet.to_string());
             decision.agent = Some(sealed.header.agent_pubkey.to_string());
             decision.enclave = Some(sealed.header.enclave_id.to_string());
-            let (owner, wrapped) = (sealed.header.enclave_id, sealed.wrapped);
+            let owner = sealed.header.enclave_id;
             check_route(route_header, owner)?;
             let op = SignScheduledOp {
                 scheduled_record: b.scheduled_record.0,
@@ -553,7 +553,7 @@ async fn dispatch(
                 request_id: *b.request_id.as_bytes(),
                 envelope: None,
             };
-            let reply = parent.sign_scheduled(op, &wrapped).await?;
+            let reply = parent.sign_scheduled(op).await?;
             let Reply::Signed { signature, transaction, .. } = reply else {
                 return Err(unexpected("sign_scheduled", &reply));
             };

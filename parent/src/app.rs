@@ -420,7 +420,9 @@ impl Parent {
     }
 
     async fn sign_with_grant(&self, grant: &GrantInfo, mut op: SignOp) -> Result<Reply, ApiError> {
+        // An expired grant is refused from its header: no KMS call for it.
         let prefetched = self.settings.prefetch_envelopes
+            && grant.expires_at > now_unix()
             && !self.grant_is_open(&grant.id)
             && self.prefetches.lock().len() < MAX_PREFETCHES
             && self.answers_for(&grant.enclave_id).await?;
@@ -484,34 +486,16 @@ impl Parent {
         .await
     }
 
-    /// `POST /v1/scheduled/sign`: scheduled records are single-use, so the envelope always goes
-    /// with the first request.
+    /// `POST /v1/scheduled/sign`: first without an envelope, so the enclave refuses a record it
+    /// would refuse anyway (another instance's, revoked, used, outside its window) without a KMS
+    /// call; then, on `need_key`, with the envelope.
     pub async fn sign_scheduled(
         &self,
         op: signer_protocol::SignScheduledOp,
-        wrapped: &signer_types::records::WrappedKey,
     ) -> Result<Reply, ApiError> {
         self.across_handover(|| async {
             self.attested().await?;
-            let mut op = op.clone();
-            let owner = signer_types::records::SealedScheduled::parse(&op.scheduled_record)
-                .map_err(|e| {
-                    ApiError::coded(ErrorCode::RecordInvalid, format!("scheduled_record: {e}"))
-                })?
-                .header
-                .enclave_id;
-            // Without an envelope the enclave refuses another instance's record from its header.
-            if self.answers_for(&owner).await? {
-                op.envelope = Some(
-                    self.envelope(
-                        wrapped.alg,
-                        &wrapped.ciphertext,
-                        wrapped.encryption_context.as_ref(),
-                    )
-                    .await?,
-                );
-            }
-            let mut request = Op::SignScheduled(op);
+            let mut request = Op::SignScheduled(op.clone());
             let first = self.call(&request).await?;
             match self.retry_on_need_key(&mut request, first).await? {
                 reply @ Reply::Signed { .. } => Ok(reply),

@@ -128,9 +128,16 @@ impl Parent {
             }
             _ => self.start(&next, &verified).await?,
         };
+        // A successor that already answers for the current enclave finished before its reply
+        // was lost: only the switch is left.
+        let reply = self.on(&next, Op::Identity).await?;
+        let already_finished = matches!(
+            &reply,
+            Reply::Identity { answers_for, .. } if answers_for.contains(&current.enclave_id)
+        );
         let mut bytes = 0usize;
         let mut imported = None;
-        for index in 0..chunks {
+        for index in (0..chunks).filter(|_| !already_finished) {
             let reply = self.call(&Op::HandoverChunk { index }).await?;
             let Reply::HandoverChunk { chunk } = reply else {
                 return Err(unexpected("handover_chunk", &reply));
@@ -142,16 +149,29 @@ impl Parent {
             };
             imported = proof;
         }
-        let imported = imported
-            .ok_or_else(|| ApiError::internal("the successor did not complete the import"))?;
-        // From here the predecessor never decides again.
-        let reply = self.call(&Op::HandoverCommit { imported }).await?;
-        let Reply::HandoverCommitted { token } = reply else {
-            return Err(unexpected("handover_commit", &reply));
-        };
-        let reply = self.on(&next, Op::HandoverFinish { token }).await?;
-        let Reply::HandoverFinished(summary) = reply else {
-            return Err(unexpected("handover_finish", &reply));
+        let summary = if already_finished {
+            let Reply::Identity { answers_for, .. } = reply else {
+                return Err(unexpected("identity", &reply));
+            };
+            signer_protocol::HandoverSummary {
+                predecessor: current.enclave_id,
+                answers_for,
+                request_ids: 0,
+                counters: 0,
+            }
+        } else {
+            let imported = imported
+                .ok_or_else(|| ApiError::internal("the successor did not complete the import"))?;
+            // From here the predecessor never decides again.
+            let reply = self.call(&Op::HandoverCommit { imported }).await?;
+            let Reply::HandoverCommitted { token } = reply else {
+                return Err(unexpected("handover_commit", &reply));
+            };
+            let reply = self.on(&next, Op::HandoverFinish { token }).await?;
+            let Reply::HandoverFinished(summary) = reply else {
+                return Err(unexpected("handover_finish", &reply));
+            };
+            summary
         };
         drop(next);
         self.enclave.switch_to(successor).await;

@@ -294,8 +294,10 @@ pub const KEY_CONTENT_LEN: usize = 48;
 ///
 /// RSA-OAEP, the content length (exactly [`KEY_CONTENT_LEN`]), AES-256-CBC and the padding (the
 /// last block must be sixteen `0x10` bytes, compared in constant time) all run every time; a
-/// failure at any step only clears the returned [`Choice`] and substitutes zeros, so the caller
-/// goes on to the record's AEAD with a key either way and reports one answer. This is what
+/// failure at any step only clears the returned [`Choice`] (the key bytes are then whatever
+/// decrypted, under zeros for a failed RSA step), so the caller goes on to the record's AEAD
+/// with a key either way, ignores a success it opened with a cleared `Choice`, and reports one
+/// answer. This is what
 /// denies an attacker the CBC padding oracle: no step reveals on its own whether it passed.
 ///
 /// The RSA step is blinded with `rng` (defence in depth: the private-key operation's timing is

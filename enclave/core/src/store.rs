@@ -94,14 +94,25 @@ impl<K: Hash + Eq + Ord + Copy, V> TtlMap<K, V> {
         Ok(())
     }
 
-    /// Inserts or replaces `key` until `expires_at`.
+    /// Inserts or replaces `key` until `expires_at`. Replacing with the same expiry adds no
+    /// heap slot (repeated writes of one key cannot grow the store).
     pub fn insert(&mut self, key: K, value: V, expires_at: u64, now: u64) -> Result<(), StoreFull> {
-        if !self.entries.contains_key(&key) {
-            self.ensure_room(now)?;
+        match self.entries.get_mut(&key) {
+            Some(e) if e.expires_at == expires_at => {
+                e.value = value;
+                return Ok(());
+            }
+            Some(_) => {}
+            None => self.ensure_room(now)?,
         }
         self.entries.insert(key, Entry { value, expires_at });
         self.expiry.push(Reverse((expires_at, key)));
         Ok(())
+    }
+
+    /// Removes `key` (its heap slot goes when it expires).
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        self.entries.remove(key).map(|e| e.value)
     }
 
     /// Inserts `key` until `expires_at`, making room if needed by evicting expired entries and

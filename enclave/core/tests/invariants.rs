@@ -631,13 +631,14 @@ fn clock_skew_between_enclaves_is_bounded() {
     let s = f.setup(44, policy());
     let terms = f.terms(s.wallet, s.agent.agent_pubkey, policy(), 600);
     // The message is issued (its nonce and `Issued At` come from the enclave) when this
-    // enclave's clock reads `issued_at`; the clock is then set back to T0 (a clock that stepped
-    // back, or the second instance of a handover) and the signed message submitted.
-    let attempt = |issued_at: u64| {
+    // enclave's clock reads `issued_at`, and submitted when it reads `submitted_at` (a clock
+    // that stepped back, or the second instance of a handover, in the second case). The
+    // enclave's decision time never goes back, so the issues come in increasing order.
+    let attempt = |issued_at: u64, submitted_at: u64| {
         f.clock.set(issued_at);
         let auth = f.enclave.authorize_grant(&terms).unwrap();
         assert_eq!(auth.issued_at, issued_at);
-        f.clock.set(T0);
+        f.clock.set(submitted_at);
         let signature = s.user.sign(&auth.message);
         f.unlocked(|envelope| {
             f.enclave.create_grant(&CreateGrant {
@@ -650,13 +651,14 @@ fn clock_skew_between_enclaves_is_bounded() {
             })
         })
     };
-    let grant = attempt(T0 + 60).unwrap();
-    assert_eq!(grant.issued_at, T0 + 60);
-    let err = attempt(T0 + 61).unwrap_err();
-    assert_eq!(err.code(), ErrorCode::AuthorizationNotYetValid, "{err}");
-    let err = attempt(T0 - 600).unwrap_err();
+    let err = attempt(T0, T0 + 600).unwrap_err();
     assert_eq!(err.code(), ErrorCode::AuthorizationExpired, "{err}");
-    attempt(T0 - 599).unwrap();
+    attempt(T0 + 1, T0 + 600).unwrap();
+    let grant = attempt(T0 + 700, T0 + 640).unwrap();
+    assert_eq!(grant.issued_at, T0 + 700, "60 s ahead of the clock: within the skew");
+    let err = attempt(T0 + 800, T0 + 739).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::AuthorizationNotYetValid, "{err}");
+    f.clock.set(T0);
 
     // A grant record claiming to be issued ahead of this clock (sealed by hand) is refused
     // before any KMS call.

@@ -53,13 +53,18 @@ fn attack(genuine: &[u8], oracle: &mut dyn FnMut(&[u8]) -> String) -> Outcome {
         .collect();
     let mut answers = BTreeMap::new();
     let mut queries = 0;
-    let mut ask = |crafted_iv: &[u8; 16], target: &[u8; 16]| {
+    // KMS's shape, so every query passes the length check and its padding block is the one the
+    // attacker steers: content = any block ‖ crafted ‖ target (48 bytes), whose last block
+    // decrypts to AES-decrypt(target) XOR crafted. (Sending `crafted` as the IV of a 16-byte
+    // content would fail the length check every time and never reach the padding.)
+    let mut ask = |crafted: &[u8; 16], target: &[u8; 16]| {
+        let content = [[0u8; 16], *crafted, *target].concat();
         let forged = envelope::encode(
             &EnvelopeParts {
                 rid: &rid,
                 encrypted_key: parsed.encrypted_key,
-                iv: crafted_iv,
-                content: target,
+                iv: &iv,
+                content: &content,
             },
             ContentForm::Chunked,
         );

@@ -460,3 +460,129 @@ fn the_agent_stands_nowhere_in_a_transfer_checked_but_as_its_authority() {
         Err(e) => panic!("{e}"),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Regressions from the independent review of the fixes above.
+
+#[test]
+fn replaying_a_signed_revoke_all_neither_revokes_later_grants_nor_locks_the_wallet_out() {
+    use enclave_core::authorization::RevokeScope;
+    use enclave_core::enclave::WalletRevoke;
+    let f = fixture();
+    let s = f.setup(0x64, policy());
+    let auth = f.enclave.authorize_revoke(s.wallet, RevokeScope::All).unwrap();
+    let req = WalletRevoke {
+        wallet: s.wallet,
+        scope: RevokeScope::All,
+        nonce: &auth.nonce,
+        issued_at: auth.issued_at,
+        signature: s.user.sign(&auth.message),
+    };
+    f.enclave.revoke_signed(&req).unwrap();
+    f.clock.advance(5);
+    let later = f.grant(&s.user, &s.vault, s.agent.agent_pubkey, policy(), 600);
+    let later = Fixture::with_grant(&s, later);
+    f.sign(request(&later, &one_sol_transfer(&s, 1), 1)).unwrap();
+    f.clock.advance(5);
+    for _ in 0..100 {
+        f.enclave.revoke_signed(&req).unwrap();
+    }
+    // The replays are answered but change nothing: the later grant signs, and new messages
+    // are issued at the enclave's time (not pushed ahead of it).
+    f.sign(request(&later, &one_sol_transfer(&s, 1), 2)).unwrap();
+    let terms = f.terms(s.wallet, s.agent.agent_pubkey, policy(), 600);
+    assert_eq!(f.enclave.authorize_grant(&terms).unwrap().issued_at, T0 + 10);
+}
+
+#[test]
+fn a_clock_that_steps_back_cannot_date_a_revocation_before_the_grants_it_follows() {
+    let f = fixture();
+    let s = f.setup(0x65, policy());
+    f.clock.set(T0 - 30);
+    f.enclave.revoke(RevokeTarget::Wallet(s.wallet)).unwrap();
+    assert_eq!(code(f.sign(request(&s, &one_sol_transfer(&s, 1), 1))), ErrorCode::GrantRevoked);
+}
+
+#[test]
+fn after_a_handover_from_an_enclave_whose_clock_ran_ahead_revocations_still_cover_its_grants() {
+    // Two seconds ahead (the sim CA back-dates certificates by a few seconds only; the
+    // property is the same for any offset within the clock skew).
+    let ahead = Arc::new(ManualClock(AtomicU64::new(T0 + 2), AtomicU64::new(0)));
+    let behind = Arc::new(ManualClock(AtomicU64::new(T0), AtomicU64::new(0)));
+    let p = fixture_on(config(), ahead, 0x10, Some(&fresh_recipient()));
+    let s = fixture_on(config(), behind, 0x10, Some(&fresh_recipient()));
+    let setup = p.setup(0x66, policy());
+    assert_eq!(setup.grant.issued_at, T0 + 2);
+    let total = export(&p, &s).unwrap();
+    finish(&p, &s, total).unwrap();
+    s.enclave.revoke(RevokeTarget::Wallet(setup.wallet)).unwrap();
+    assert_eq!(
+        code(s.sign(request(&setup, &one_sol_transfer(&setup, 1), 1))),
+        ErrorCode::GrantRevoked
+    );
+    // And a grant the successor makes afterwards is not dead on arrival.
+    let after = s.grant(&setup.user, &setup.vault, setup.agent.agent_pubkey, policy(), 600);
+    s.sign(request(&Fixture::with_grant(&setup, after), &one_sol_transfer(&setup, 1), 2)).unwrap();
+}
+
+#[test]
+fn one_wallet_asking_for_many_messages_gives_up_its_own_not_another_wallets() {
+    let mut c = config();
+    c.nonce_store_capacity = 20;
+    let f = fixture_with(c);
+    let victim = f.setup(0x67, policy());
+    let attacker = f.setup(0x68, policy());
+    let terms = f.terms(victim.wallet, victim.agent.agent_pubkey, policy(), 600);
+    let pending = f.enclave.authorize_grant(&terms).unwrap();
+    let theirs = f.terms(attacker.wallet, attacker.agent.agent_pubkey, policy(), 600);
+    let flood: Vec<_> = (0..100).map(|_| f.enclave.authorize_grant(&theirs).unwrap()).collect();
+    create(&f, &victim, &terms, &pending.nonce, pending.issued_at).unwrap();
+    // The attacker keeps only its 16 newest messages.
+    let oldest = &flood[0];
+    assert_eq!(
+        code(create(&f, &attacker, &theirs, &oldest.nonce, oldest.issued_at)),
+        ErrorCode::AuthorizationNonceUnknown
+    );
+    let newest = &flood[99];
+    create(&f, &attacker, &theirs, &newest.nonce, newest.issued_at).unwrap();
+}
+
+#[test]
+fn a_lost_finish_reply_is_answered_again_and_the_relay_can_resume_after_it() {
+    let clock = Arc::new(ManualClock(AtomicU64::new(T0), AtomicU64::new(0)));
+    let (p, s) = (instance(&clock), instance(&clock));
+    let total = export(&p, &s).unwrap();
+    let imported = import_all(&p, &s, total).unwrap();
+    let token = p.enclave.handover_commit(&imported).unwrap();
+    let first = s.enclave.handover_finish(&token).unwrap();
+    // The reply is lost; the parent resumes: the chunks and the finish are answered again.
+    assert_eq!(import_all(&p, &s, total).unwrap(), imported);
+    assert_eq!(s.enclave.handover_finish(&token).unwrap(), first);
+    assert_eq!(code(s.enclave.handover_finish(&[0; 32])), ErrorCode::HandoverRefused);
+}
+
+#[test]
+fn a_frozen_enclave_accepts_no_state_through_an_earlier_offer() {
+    let clock = Arc::new(ManualClock(AtomicU64::new(T0), AtomicU64::new(0)));
+    let (p, s, x) = (instance(&clock), instance(&clock), instance(&clock));
+    // S offers to P first, then hands its own state to X and freezes.
+    let offer_for_p = s.enclave.handover_offer().unwrap();
+    let total = export(&s, &x).unwrap();
+    assert!(total >= 1);
+    // P prepares on S's earlier offer; S, frozen, refuses to accept.
+    let prepared = p.enclave.handover_prepare(&offer_for_p).unwrap();
+    let wrapped = WrappedKey {
+        alg: WrapAlg::RsaesOaepSha256,
+        ciphertext: prepared.wrapped_key.clone(),
+        encryption_context: None,
+    };
+    let envelope = s.kms_envelope(&wrapped);
+    let err = s
+        .enclave
+        .handover_accept(&prepared.document, &prepared.wrapped_key, &envelope)
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::HandoverRefused, "{err}");
+    // P never froze: it still decides.
+    let setup = p.setup(0x69, policy());
+    p.sign(request(&setup, &one_sol_transfer(&setup, 1), 1)).unwrap();
+}

@@ -304,6 +304,7 @@ impl Enclave {
         let used = self.check_issued(issued, fields, signature)?;
         issued.used = true;
         issued.used_by = signature_tag(signature);
+        state.drop_pending(&fields.wallet.0, &nonce);
         Ok(used)
     }
 
@@ -323,11 +324,12 @@ impl Enclave {
             return Err(EnclaveError::HandedOver { successor });
         }
         let now = self.clock.now();
-        let issued_at = state.earliest_issue(&wallet.0, now);
+        let issued_at = state.issue_time(&wallet.0, self.decision_now());
         let expires_at = issued_at.saturating_add(self.config.message_domain.validity_seconds);
         let entry =
             IssuedNonce { wallet: wallet.0, issued_at, purpose, used: false, used_by: [0; 16] };
         state.nonces.insert_evicting(nonce, entry, expires_at, now);
+        state.add_pending(wallet.0, nonce);
         Ok((hex::encode(nonce), issued_at))
     }
 

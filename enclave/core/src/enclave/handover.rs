@@ -50,12 +50,12 @@
 //! replayed later, or to another enclave, opens nothing. State plaintext format:
 //!
 //! ```text
-//! "signer/state/v1" ‖ kill_switch u8 ‖ n u16 ‖ n × enclave_id[16]            (answers_for)
+//! "signer/state/v2" ‖ kill_switch u8 ‖ time_floor u64 ‖ n u16 ‖ n × enclave_id[16] (answers_for)
 //! requests         n u32 ‖ n × (request_id[16] ‖ digest[32] ‖ expires u64)
 //! scheduled marks  n u32 ‖ n × (schedule_id[16] ‖ agent[32] ‖ request_id[16] ‖ expires u64)
 //! used nonces      n u32 ‖ n × (nonce[16] ‖ expires u64)
 //! revoked records  n u32 ‖ n × (record_id[16] ‖ expires u64)
-//! revoked wallets  n u32 ‖ n × (wallet[32] ‖ revoked_at u64 ‖ expires u64)
+//! revoked wallets  n u32 ‖ n × (wallet[32] ‖ cutoff u64 ‖ last_issued u64 ‖ expires u64)
 //! ledger           n u32 ‖ n × (wallet[32] ‖ bot[16] ‖ agent[32] ‖ day u64 ‖ lamports u64
 //!                  ‖ notional u64 ‖ last_seen u64 ‖ t u16 ‖ t × (mint[32] ‖ amount u64)
 //!                  ‖ r u16 ‖ r × timestamp u64)
@@ -77,7 +77,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::Enclave;
-use super::state::{DecisionState, IssuedNonce};
+use super::state::{DecisionState, IssuedNonce, WalletRevocation};
 use crate::error::EnclaveError;
 use crate::policy::{SpendKey, SpendRecord};
 use crate::pubkey::Pubkey;
@@ -98,7 +98,7 @@ const COMMIT_DOMAIN: &[u8] = b"signer/handover/commit/v1";
 const KEY_COMMIT_DOMAIN: &[u8] = b"signer/handover/key-commit/v1";
 const STATE_KEY_DOMAIN: &[u8] = b"signer/handover/state-key/v1";
 const CHUNK_DOMAIN: &[u8] = b"signer/handover/state/v1";
-const STATE_MAGIC: &[u8] = b"signer/state/v1";
+const STATE_MAGIC: &[u8] = b"signer/state/v2";
 
 /// The public part of the predecessor's binding (module docs, step 2).
 fn prepare_binding(
@@ -130,6 +130,8 @@ fn refused(why: impl Into<String>) -> EnclaveError {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StateSnapshot {
     pub kill_switch: bool,
+    /// The predecessor's decision time: the successor's never goes below it.
+    pub time_floor: u64,
     pub answers_for: Vec<EnclaveId>,
     /// (request id, digest, expires_at)
     pub requests: Vec<([u8; 16], [u8; 32], u64)>,
@@ -139,8 +141,8 @@ pub struct StateSnapshot {
     pub nonces: Vec<([u8; 16], u64)>,
     /// (record id, expires_at)
     pub revoked_records: Vec<([u8; 16], u64)>,
-    /// (wallet, revoked_at, expires_at)
-    pub revoked_wallets: Vec<([u8; 32], u64, u64)>,
+    /// (wallet, cutoff, last_issued, expires_at)
+    pub revoked_wallets: Vec<([u8; 32], u64, u64, u64)>,
     pub ledger: Vec<SpendRecord>,
 }
 
@@ -163,6 +165,7 @@ impl StateSnapshot {
         );
         out.extend_from_slice(STATE_MAGIC);
         out.push(u8::from(self.kill_switch));
+        out.extend_from_slice(&self.time_floor.to_le_bytes());
         out.extend_from_slice(&count16(self.answers_for.len(), "instances")?.to_le_bytes());
         for id in &self.answers_for {
             out.extend_from_slice(&id.0);
@@ -190,9 +193,10 @@ impl StateSnapshot {
             out.extend_from_slice(&expires.to_le_bytes());
         }
         out.extend_from_slice(&count(self.revoked_wallets.len(), "revocations")?.to_le_bytes());
-        for (wallet, at, expires) in &self.revoked_wallets {
+        for (wallet, cutoff, last_issued, expires) in &self.revoked_wallets {
             out.extend_from_slice(wallet);
-            out.extend_from_slice(&at.to_le_bytes());
+            out.extend_from_slice(&cutoff.to_le_bytes());
+            out.extend_from_slice(&last_issued.to_le_bytes());
             out.extend_from_slice(&expires.to_le_bytes());
         }
         out.extend_from_slice(&count(self.ledger.len(), "counters")?.to_le_bytes());
@@ -229,7 +233,7 @@ impl StateSnapshot {
             1 => true,
             other => return Err(refused(format!("kill switch byte {other}"))),
         };
-        let mut s = Self { kill_switch, ..Self::default() };
+        let mut s = Self { kill_switch, time_floor: r.u64()?, ..Self::default() };
         for _ in 0..r.u16()? {
             s.answers_for.push(EnclaveId(r.array()?));
         }
@@ -245,8 +249,8 @@ impl StateSnapshot {
         for _ in 0..r.len(24)? {
             s.revoked_records.push((r.array()?, r.u64()?));
         }
-        for _ in 0..r.len(48)? {
-            s.revoked_wallets.push((r.array()?, r.u64()?, r.u64()?));
+        for _ in 0..r.len(56)? {
+            s.revoked_wallets.push((r.array()?, r.u64()?, r.u64()?, r.u64()?));
         }
         for _ in 0..r.len(116)? {
             let key = SpendKey { wallet: r.array()?, bot_id: r.array()?, agent: r.array()? };
@@ -444,6 +448,33 @@ pub(super) struct Sessions {
     pub(super) predecessor: Option<PredecessorSession>,
     /// Set once a state was imported: an enclave takes over one predecessor, once.
     pub(super) imported_from: Option<EnclaveId>,
+    /// What the finished import was, with its key: a repeated `import` or `finish` (a lost
+    /// reply) is answered again.
+    pub(super) finished: Option<FinishedImport>,
+}
+
+/// A completed take-over, kept so its last steps can be answered again.
+pub(super) struct FinishedImport {
+    predecessor: EnclaveId,
+    key: Secret32,
+    imported: Imported,
+}
+
+impl Enclave {
+    /// A frozen enclave (it gave its state away, or is giving it) takes no state in.
+    fn refuse_if_frozen(&self, sessions: &Sessions) -> Result<(), EnclaveError> {
+        if let Some(successor) = self.state.lock().handed_over_to {
+            return Err(refused(format!(
+                "this enclave handed its state to {successor} and cannot be a successor"
+            )));
+        }
+        if sessions.predecessor.as_ref().is_some_and(|p| p.exported.is_some()) {
+            return Err(refused(
+                "this enclave is handing its state over and cannot be a successor",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `prepare` output.
@@ -510,14 +541,12 @@ impl Enclave {
         }
         // A frozen enclave has given its state away (or may still have to resume giving it):
         // taking a state back would freeze its new predecessor with nobody able to decide.
-        if let Some(successor) = self.state.lock().handed_over_to {
-            return Err(refused(format!(
-                "this enclave handed its state to {successor} and cannot be a successor"
-            )));
-        }
-        if sessions.predecessor.as_ref().is_some_and(|p| p.exported.is_some()) {
+        self.refuse_if_frozen(&sessions)?;
+        // An accepted handover stays until it finishes or its predecessor aborts: a new offer
+        // must not discard a state a committed predecessor is waiting to hand over.
+        if sessions.successor.as_ref().is_some_and(|s| s.accepted.is_some()) {
             return Err(refused(
-                "this enclave is handing its state over and cannot be a successor",
+                "this enclave is taking over another enclave's state; start a new successor",
             ));
         }
         let nonce: [u8; 32] = random_array(&*self.rng)?;
@@ -580,6 +609,7 @@ impl Enclave {
     ) -> Result<[u8; 32], EnclaveError> {
         let offer_sha256 = {
             let sessions = self.handover.lock();
+            self.refuse_if_frozen(&sessions)?;
             match sessions.successor.as_ref() {
                 Some(s) if s.accepted.is_none() => s.offer_sha256,
                 _ => return Err(refused("no handover offer of this enclave is waiting")),
@@ -671,6 +701,7 @@ impl Enclave {
         let now = self.clock.now();
         StateSnapshot {
             kill_switch: state.kill_switch,
+            time_floor: self.decision_now(),
             answers_for: self.answers_for(),
             requests: state.requests.live(now).map(|(k, v, e)| (*k, *v, e)).collect(),
             scheduled: state.scheduled.live(now).map(|(k, v, e)| (*k, *v, e)).collect(),
@@ -684,7 +715,7 @@ impl Enclave {
             revoked_wallets: state
                 .revoked_wallets
                 .live(now)
-                .map(|(k, at, e)| (*k, *at, e))
+                .map(|(k, r, e)| (*k, r.cutoff, r.last_issued, e))
                 .collect(),
             ledger: state.ledger.export(),
         }
@@ -704,6 +735,14 @@ impl Enclave {
             return Err(refused(format!("chunk {index} of {total} is out of range")));
         }
         let mut sessions = self.handover.lock();
+        if sessions.successor.is_none()
+            && let Some(done) = &sessions.finished
+        {
+            // A resumed relay after a lost `finish` reply: the chunk still proves itself.
+            open_chunk(&done.key, done.predecessor, self.id, index, total, chunk)?;
+            let proof = keyed(&done.key, IMPORTED_DOMAIN, done.predecessor, self.id);
+            return Ok(ImportProgress::Imported { proof });
+        }
         let session =
             sessions.successor.as_mut().ok_or_else(|| refused("no handover is accepted"))?;
         let (predecessor, key) =
@@ -755,8 +794,19 @@ impl Enclave {
     }
 
     /// Step 7, on the successor: takes the held state over on the predecessor's commit token.
+    /// Repeating it with the same token answers the same take-over (a lost reply).
     pub fn handover_finish(&self, token: &[u8; 32]) -> Result<Imported, EnclaveError> {
         let mut sessions = self.handover.lock();
+        if sessions.successor.is_none()
+            && let Some(done) = &sessions.finished
+        {
+            let expected = keyed(&done.key, COMMIT_DOMAIN, done.predecessor, self.id);
+            if bool::from(expected.ct_eq(token)) {
+                return Ok(done.imported.clone());
+            }
+            return Err(refused("the predecessor's commit token does not match"));
+        }
+        self.refuse_if_frozen(&sessions)?;
         let session = sessions
             .successor
             .as_mut()
@@ -770,10 +820,13 @@ impl Enclave {
         if !bool::from(expected.ct_eq(token)) {
             return Err(refused("the predecessor's commit token does not match"));
         }
-        let snapshot = session.pending.take().ok_or_else(|| refused("no imported state"))?;
-        sessions.successor = None;
+        let key = key.clone();
+        let snapshot = session.pending.as_ref().ok_or_else(|| refused("no imported state"))?;
+        // The held state goes only once it is merged: a failed merge leaves it to retry.
         let imported = self.take_over(predecessor, snapshot)?;
+        sessions.successor = None;
         sessions.imported_from = Some(predecessor);
+        sessions.finished = Some(FinishedImport { predecessor, key, imported: imported.clone() });
         Ok(imported)
     }
 
@@ -828,7 +881,7 @@ impl Enclave {
     fn take_over(
         &self,
         predecessor: EnclaveId,
-        s: StateSnapshot,
+        s: &StateSnapshot,
     ) -> Result<Imported, EnclaveError> {
         let now = self.clock.now();
         let mut state = self.state.lock();
@@ -837,15 +890,15 @@ impl Enclave {
         state.revoked_records.make_room_for(s.revoked_records.len());
         state.revoked_wallets.make_room_for(s.revoked_wallets.len());
         let (request_ids, counters) = (s.requests.len(), s.ledger.len());
-        for (id, digest, expires) in s.requests {
+        for &(id, digest, expires) in &s.requests {
             state.requests.insert(id, digest, expires, now)?;
         }
-        for (mark, request, expires) in s.scheduled {
+        for &(mark, request, expires) in &s.scheduled {
             state.scheduled.insert(mark, request, expires, now)?;
         }
         // Used nonces only: a nonce counts only where it was issued (messages name their
         // enclave), so these merely keep reporting a replay as one.
-        for (nonce, expires) in s.nonces {
+        for &(nonce, expires) in &s.nonces {
             let used = IssuedNonce {
                 wallet: [0; 32],
                 issued_at: 0,
@@ -855,23 +908,32 @@ impl Enclave {
             };
             state.nonces.insert_evicting(nonce, used, expires, now);
         }
-        for (id, expires) in s.revoked_records {
+        for &(id, expires) in &s.revoked_records {
             let until = state.revoked_records.expiry_of(&id).map_or(expires, |e| e.max(expires));
             state.revoked_records.insert(id, (), until, now)?;
         }
-        for (wallet, at, expires) in s.revoked_wallets {
-            let (at, until) = match state.revoked_wallets.entry_of(&wallet) {
-                Some((ours_at, ours_until)) => (at.max(ours_at), expires.max(ours_until)),
-                None => (at, expires),
+        for &(wallet, cutoff, last_issued, expires) in &s.revoked_wallets {
+            let theirs = WalletRevocation { cutoff, last_issued };
+            let (merged, until) = match state.revoked_wallets.entry_of(&wallet) {
+                Some((ours, ours_until)) => (
+                    WalletRevocation {
+                        cutoff: ours.cutoff.max(theirs.cutoff),
+                        last_issued: ours.last_issued.max(theirs.last_issued),
+                    },
+                    expires.max(ours_until),
+                ),
+                None => (theirs, expires),
             };
-            state.revoked_wallets.insert(wallet, at, until, now)?;
+            state.revoked_wallets.insert(wallet, merged, until, now)?;
         }
-        state.ledger.import(s.ledger);
+        // Messages issued here from now on come after every one the predecessor issued.
+        self.time_floor.fetch_max(s.time_floor, Ordering::AcqRel);
+        state.ledger.import(s.ledger.clone());
         let engaged = state.kill_switch || s.kill_switch;
         state.kill_switch = engaged;
         self.kill_switch.store(engaged, Ordering::Release);
         let mut answers = self.answers_for.write();
-        for id in s.answers_for.into_iter().chain(std::iter::once(predecessor)) {
+        for id in s.answers_for.iter().copied().chain(std::iter::once(predecessor)) {
             if !answers.contains(&id) {
                 answers.push(id);
             }

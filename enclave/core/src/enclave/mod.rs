@@ -242,6 +242,8 @@ pub struct Enclave {
     envelope_failures: AtomicU64,
     /// Secrets exported on a wallet's signature.
     exports: AtomicU64,
+    /// The latest decision time (see `Enclave::decision_now`).
+    time_floor: AtomicU64,
 }
 
 /// What this enclave's own attestation says about it, checked once at start.
@@ -306,6 +308,7 @@ impl Enclave {
             denials: AtomicU64::new(0),
             envelope_failures: AtomicU64::new(0),
             exports: AtomicU64::new(0),
+            time_floor: AtomicU64::new(0),
             config,
         })
     }

@@ -109,7 +109,7 @@ impl Enclave {
                 h.issued_at
             )));
         }
-        self.state.lock().check_grant_live(&h, self.config.clock_skew, now)?;
+        self.state.lock().check_grant_live(h, self.config.clock_skew, now)?;
         if now >= h.expires_at {
             return Err(EnclaveError::GrantExpired {
                 grant_id: uuid_text(&h.grant_id),

@@ -1,6 +1,7 @@
 //! Decision state (SPEC §16): limits, request ids, single-use marks, nonces, revocations and the
 //! kill switch, all behind one lock so that a decision and its record are one atomic step.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 
 use signer_types::ids::{EnclaveId, uuid_text};
@@ -61,13 +62,27 @@ pub(super) struct DecisionState {
     /// (SPEC §15), and marks it used.
     pub(super) nonces: TtlMap<[u8; 16], IssuedNonce>,
     pub(super) revoked_records: TtlMap<[u8; 16], ()>,
-    /// Wallet → the revocation's cutoff: grants issued at or before it are revoked. The cutoff
-    /// is this enclave's clock at the revocation, or one past the previous cutoff when that is
-    /// not behind the clock, and messages rendered for the wallet afterwards are issued after
-    /// it, so revocations and grants are ordered by this enclave's own events.
-    pub(super) revoked_wallets: TtlMap<[u8; 32], u64>,
+    /// Wallet → its revocation: grants issued at or before the cutoff are revoked. The cutoff is
+    /// at least every `Issued At` this enclave gave the wallet (its monotonic decision time, and
+    /// the wallet's `last_issued`), and messages rendered for the wallet afterwards are issued
+    /// after it, so revocations and grants are ordered by this enclave's own events.
+    pub(super) revoked_wallets: TtlMap<[u8; 32], WalletRevocation>,
+    /// A wallet's messages not yet used, oldest first, at most [`MAX_PENDING_PER_WALLET`]: a
+    /// wallet asking for more gives up its own oldest, never another wallet's.
+    pub(super) pending: HashMap<[u8; 32], VecDeque<[u8; 16]>>,
     /// Set when the state went to a successor: no decision is made here again.
     pub(super) handed_over_to: Option<EnclaveId>,
+}
+
+/// Unused messages one wallet may have outstanding.
+pub const MAX_PENDING_PER_WALLET: usize = 16;
+
+/// A wallet's revocation (see `DecisionState::revoked_wallets`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct WalletRevocation {
+    pub(super) cutoff: u64,
+    /// The latest `Issued At` given to the wallet since (messages after the cutoff).
+    pub(super) last_issued: u64,
 }
 
 /// A nonce this enclave issued, and for what.
@@ -125,6 +140,7 @@ impl DecisionState {
             nonces: TtlMap::new("authorization nonce", config.nonce_store_capacity),
             revoked_records: TtlMap::new("revoked record", config.revocation_capacity),
             revoked_wallets: TtlMap::new("revoked wallet", config.revocation_capacity),
+            pending: HashMap::new(),
             handed_over_to: None,
         }
     }
@@ -168,9 +184,9 @@ impl DecisionState {
         {
             return Err(EnclaveError::GrantRevoked(format!("record {}", uuid_text(record_id))));
         }
-        let revoked = self.revoked_wallets.get(&wallet.0, now).is_some_and(|cutoff| match time {
-            RecordTime::GrantIssued(at) => at <= *cutoff,
-            RecordTime::ScheduledCreated(at) => at <= cutoff.saturating_add(skew),
+        let revoked = self.revoked_wallets.get(&wallet.0, now).is_some_and(|r| match time {
+            RecordTime::GrantIssued(at) => at <= r.cutoff,
+            RecordTime::ScheduledCreated(at) => at <= r.cutoff.saturating_add(skew),
         });
         if revoked {
             return Err(EnclaveError::GrantRevoked(format!("every record of wallet {wallet}")));
@@ -199,12 +215,40 @@ impl DecisionState {
         self.check_live(&h.schedule_id, &h.wallet, time, skew, now)
     }
 
-    /// The earliest `Issued At` a message rendered now for `wallet` may carry: after the
-    /// wallet's revocation cutoff, so the grant it makes is not revoked by it.
-    pub(super) fn earliest_issue(&self, wallet: &[u8; 32], now: u64) -> u64 {
-        match self.revoked_wallets.get(wallet, now) {
-            Some(cutoff) => now.max(cutoff.saturating_add(1)),
+    /// The `Issued At` of a message rendered at decision time `now` for `wallet`: after the
+    /// wallet's revocation cutoff, so the grant it makes is not revoked by it (recorded as the
+    /// wallet's `last_issued`, which the next revocation's cutoff covers).
+    pub(super) fn issue_time(&mut self, wallet: &[u8; 32], now: u64) -> u64 {
+        match self.revoked_wallets.get_mut(wallet, now) {
+            Some(r) => {
+                let at = now.max(r.cutoff.saturating_add(1));
+                r.last_issued = r.last_issued.max(at);
+                at
+            }
             None => now,
+        }
+    }
+
+    /// Remembers a new unused message of `wallet`; past [`MAX_PENDING_PER_WALLET`] its oldest
+    /// unused one is forgotten (that message can no longer be used).
+    pub(super) fn add_pending(&mut self, wallet: [u8; 32], nonce: [u8; 16]) {
+        let queue = self.pending.entry(wallet).or_default();
+        queue.push_back(nonce);
+        while queue.len() > MAX_PENDING_PER_WALLET {
+            let Some(oldest) = queue.pop_front() else { break };
+            if self.nonces.entry_of(&oldest).is_some_and(|(n, _)| !n.used && n.wallet == wallet) {
+                self.nonces.remove(&oldest);
+            }
+        }
+    }
+
+    /// A message of `wallet` was used (or voided).
+    pub(super) fn drop_pending(&mut self, wallet: &[u8; 32], nonce: &[u8; 16]) {
+        if let Some(queue) = self.pending.get_mut(wallet) {
+            queue.retain(|n| n != nonce);
+            if queue.is_empty() {
+                self.pending.remove(wallet);
+            }
         }
     }
 }
@@ -238,6 +282,14 @@ impl Enclave {
         Ok(())
     }
 
+    /// This enclave's time for ordering revocations and messages: its clock, never going back
+    /// (a clock that steps back, or a handover from an enclave whose clock ran ahead, cannot
+    /// date a message before a revocation it follows).
+    pub(super) fn decision_now(&self) -> u64 {
+        let now = self.clock.now();
+        self.time_floor.fetch_max(now, Ordering::AcqRel).max(now)
+    }
+
     pub fn revoke(&self, target: RevokeTarget) -> Result<usize, EnclaveError> {
         let now = self.clock.now();
         let remember_until = self.revocation_lifetime(now);
@@ -253,13 +305,15 @@ impl Enclave {
                 RevokeTarget::Wallet(wallet) => {
                     // Everything this enclave issued for the wallet so far is at or before the
                     // cutoff (module docs of `revoked_wallets`); messages not yet used die here.
-                    let cutoff = match state.revoked_wallets.get(&wallet.0, now) {
-                        Some(previous) if *previous >= now => previous.saturating_add(1),
-                        _ => now,
-                    };
+                    let decided = self.decision_now();
+                    let previous = state.revoked_wallets.get(&wallet.0, now).copied();
+                    let cutoff =
+                        previous.map_or(decided, |p| decided.max(p.cutoff).max(p.last_issued));
+                    let entry = WalletRevocation { cutoff, last_issued: cutoff };
                     let remember_until = remember_until.saturating_add(cutoff.saturating_sub(now));
-                    state.revoked_wallets.insert(wallet.0, cutoff, remember_until, now)?;
+                    state.revoked_wallets.insert(wallet.0, entry, remember_until, now)?;
                     state.nonces.remove_where(|_, n| n.wallet == wallet.0 && !n.used);
+                    state.pending.remove(&wallet.0);
                 }
             }
         }
@@ -299,6 +353,11 @@ impl Enclave {
         state.nonces.evict_expired(now);
         state.revoked_records.evict_expired(now);
         state.revoked_wallets.evict_expired(now);
+        let DecisionState { pending, nonces, .. } = &mut *state;
+        pending.retain(|_, queue| {
+            queue.retain(|n| nonces.get(n, now).is_some_and(|e| !e.used));
+            !queue.is_empty()
+        });
         state.ledger.prune(now);
         drop(state);
         self.refused_envelopes.lock().evict_expired(now);

@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use signer_types::records::{AgentKind, SealedAgentKey};
 
 use super::custody::{Authorization, VaultProof};
-use super::state::RevokeTarget;
+use super::state::{NonceUse, RevokeTarget};
 use super::{Enclave, Unlocked};
 use crate::authorization::{ExportTarget, MessageFields, Purpose, RevokeScope};
 use crate::error::EnclaveError;
@@ -123,7 +123,11 @@ impl Enclave {
             purpose: Purpose::Revoke { scope: req.scope },
         };
         let (nonce, _) = self.check_authorization(&fields, &req.signature)?;
-        self.consume_nonce(nonce, &fields, &req.signature)?;
+        // The same signed revocation again (a lost reply) is answered, not done again: doing it
+        // again would move a wallet's cutoff past the grants it made since.
+        if self.consume_nonce(nonce, &fields, &req.signature)? == NonceUse::Retry {
+            return Ok(0);
+        }
         match req.scope {
             RevokeScope::All => self.revoke(RevokeTarget::Wallet(req.wallet)),
             RevokeScope::Record(id) => {

@@ -2,9 +2,11 @@
 //! signatures as base58; 16-byte ids as UUID text. Errors are `application/problem+json` with
 //! `type`, `title`, `status`, `detail` and a stable `code` (plus `rule`, `limit`, `requested`,
 //! `used`, `subject` for `policy_denied`). `Authorization: Bearer <token>` on every `/v1` route;
-//! revoke and kill switch need the admin token. Bodies above the limit (64 KiB) get 413 before
-//! they are read; unknown fields, wrong types and malformed JSON get 400. No body carries a
-//! secret: master keys never leave the enclave.
+//! the kill switch, handover and an unsigned revoke need the admin token (a revoke the wallet
+//! signed needs only the API token). Bodies above the limit (64 KiB) get 413 before they are
+//! read; unknown fields, wrong types and malformed JSON get 400. No body carries a secret in
+//! the clear: master keys leave the enclave only in a wallet-signed export, HPKE-sealed to the
+//! user's browser key.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

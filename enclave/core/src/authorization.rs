@@ -17,7 +17,7 @@
 //! Issued At: {RFC 3339 UTC, to the second}
 //! Expiration Time: {Issued At + the configured validity, at most 10 minutes}
 //! Resources:
-//! - urn:signer:purpose:{grant | import-vault}
+//! - urn:signer:purpose:{grant | import-vault | revoke | export}
 //! - urn:signer:enclave:{enclave id}
 //! - …purpose-specific resources (below)
 //! ```

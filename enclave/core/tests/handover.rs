@@ -16,16 +16,6 @@ use enclave_core::enclave::handover::{
 use enclave_core::policy::{Intent, Rule};
 use enclave_core::records::{WrapAlg, WrappedKey};
 use enclave_core::{EnclaveError, ErrorCode, OsRandom, Pubkey, Secret32, SignOutcome};
-use rsa::pkcs8::EncodePrivateKey;
-
-fn fresh_recipient() -> String {
-    let mut rng = enclave_core::secret::seeded_rng(&OsRandom).unwrap();
-    rsa::RsaPrivateKey::new(&mut rng, 2048)
-        .unwrap()
-        .to_pkcs8_pem(Default::default())
-        .unwrap()
-        .to_string()
-}
 
 /// A predecessor and a successor of `image` on one clock.
 fn pair(successor_image: u8, predecessors: &[u8]) -> (Fixture, Fixture) {

@@ -16,7 +16,6 @@ use enclave_core::enclave::{AuthorizeGrant, CreateGrant, RevokeTarget, SignReque
 use enclave_core::policy::Rule;
 use enclave_core::records::{WrapAlg, WrappedKey};
 use enclave_core::{EnclaveError, ErrorCode, OsRandom, Pubkey, Secret32, SignOutcome};
-use rsa::pkcs8::EncodePrivateKey;
 
 fn code<T: std::fmt::Debug>(r: Result<T, EnclaveError>) -> ErrorCode {
     r.expect_err("must be refused").code()
@@ -255,15 +254,6 @@ fn a_scheduled_record_dated_ahead_by_its_creator_does_not_escape_a_revocation() 
 // ---------------------------------------------------------------------------------------------
 // Handover: authenticated before sizing; resumable or abortable; a frozen enclave is no
 // successor.
-
-fn fresh_recipient() -> String {
-    let mut rng = enclave_core::secret::seeded_rng(&OsRandom).unwrap();
-    rsa::RsaPrivateKey::new(&mut rng, 2048)
-        .unwrap()
-        .to_pkcs8_pem(Default::default())
-        .unwrap()
-        .to_string()
-}
 
 fn instance(clock: &Arc<ManualClock>) -> Fixture {
     fixture_on(config(), Arc::clone(clock), 0x10, Some(&fresh_recipient()))

@@ -636,3 +636,14 @@ pub fn malleate(signature: [u8; 64]) -> [u8; 64] {
     }
     out
 }
+
+/// A fresh RSA-2048 recipient key (PKCS#8 PEM): another enclave instance.
+pub fn fresh_recipient() -> String {
+    use rsa::pkcs8::EncodePrivateKey as _;
+    let mut rng = enclave_core::secret::seeded_rng(&OsRandom).unwrap();
+    rsa::RsaPrivateKey::new(&mut rng, 2048)
+        .unwrap()
+        .to_pkcs8_pem(Default::default())
+        .unwrap()
+        .to_string()
+}

@@ -107,12 +107,24 @@ impl<K: Hash + Eq + Ord + Copy, V> TtlMap<K, V> {
         }
         self.entries.insert(key, Entry { value, expires_at });
         self.expiry.push(Reverse((expires_at, key)));
+        self.compact_if_sparse();
         Ok(())
     }
 
-    /// Removes `key` (its heap slot goes when it expires).
+    /// Removes `key`. Its heap slot stays until it expires or the heap is compacted.
     pub fn remove(&mut self, key: &K) -> Option<V> {
-        self.entries.remove(key).map(|e| e.value)
+        let removed = self.entries.remove(key).map(|e| e.value);
+        self.compact_if_sparse();
+        removed
+    }
+
+    /// Rebuilds the expiry heap from the live entries when stale slots (of removed or
+    /// re-inserted keys) outnumber them: the heap stays within a small multiple of the store,
+    /// whatever the pattern of removals. Amortized O(1) per operation.
+    fn compact_if_sparse(&mut self) {
+        if self.expiry.len() > 2 * self.entries.len().max(1024) {
+            self.expiry = self.entries.iter().map(|(k, e)| Reverse((e.expires_at, *k))).collect();
+        }
     }
 
     /// Inserts `key` until `expires_at`, making room if needed by evicting expired entries and
@@ -131,6 +143,7 @@ impl<K: Hash + Eq + Ord + Copy, V> TtlMap<K, V> {
         }
         self.entries.insert(key, Entry { value, expires_at });
         self.expiry.push(Reverse((expires_at, key)));
+        self.compact_if_sparse();
     }
 
     /// Drops every entry that expired at or before `now`. Returns how many were dropped.
@@ -192,6 +205,19 @@ impl<K: Hash + Eq + Ord + Copy, V> TtlMap<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removals_and_rewrites_never_grow_the_expiry_heap_past_a_multiple_of_the_store() {
+        let mut m: TtlMap<u32, ()> = TtlMap::new("test", 16);
+        for k in 0..100_000u32 {
+            m.insert(k, (), 1_000 + u64::from(k), 0).unwrap();
+            m.remove(&k);
+            m.insert(7, (), 2_000 + u64::from(k), 0).unwrap();
+        }
+        assert_eq!(m.len(), 1);
+        assert!(m.expiry.len() <= 2 * 1024 + 1, "{} heap slots", m.expiry.len());
+        assert_eq!(m.evict_expired(u64::MAX), 1);
+    }
 
     #[test]
     fn room_made_for_an_import_lasts_only_while_the_imported_entries_do() {

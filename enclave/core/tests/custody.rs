@@ -170,14 +170,23 @@ struct MessageFieldsDomain {
     chain_id: &'static str,
 }
 
+/// Messages carry the enclave's own decision time, which never goes back: a clock that steps
+/// back cannot date a new message before an earlier one (nor make an issued message "not yet
+/// valid"). `authorization_not_yet_valid` remains for a message whose time is ahead of that
+/// decision time, which only a message this enclave did not issue could be.
 #[test]
-fn a_message_issued_ahead_of_the_enclave_clock_is_not_yet_valid() {
+fn messages_are_dated_by_a_decision_time_that_never_goes_back() {
     let f = fixture();
     let s = f.setup(0x22, policy());
     let terms = f.terms(s.wallet, s.agent.agent_pubkey, policy(), 900);
-    let signed = authorize(&f, &s.user, terms);
+    let first = authorize(&f, &s.user, terms.clone());
     f.clock.set(T0 - 61);
-    assert_eq!(code(submit(&f, &s, &signed)), ErrorCode::AuthorizationNotYetValid);
+    let second = authorize(&f, &s.user, terms);
+    assert_eq!((first.issued_at, second.issued_at), (T0, T0));
+    // A message dated ahead of it is refused before anything else is looked at.
+    let mut ahead = second.clone();
+    ahead.issued_at = T0 + 61;
+    assert_eq!(code(submit(&f, &s, &ahead)), ErrorCode::AuthorizationNotYetValid);
 }
 
 #[test]

@@ -576,3 +576,61 @@ fn a_frozen_enclave_accepts_no_state_through_an_earlier_offer() {
     let setup = p.setup(0x69, policy());
     p.sign(request(&setup, &one_sol_transfer(&setup, 1), 1)).unwrap();
 }
+
+#[test]
+fn a_signed_revocation_the_store_refused_is_done_when_sent_again() {
+    use enclave_core::authorization::RevokeScope;
+    use enclave_core::enclave::WalletRevoke;
+    let mut c = config();
+    c.revocation_capacity = 1;
+    let f = fixture_with(c);
+    let a = f.setup(0x6a, policy());
+    let b = f.setup(0x6b, policy());
+    f.enclave.revoke(RevokeTarget::Wallet(a.wallet)).unwrap();
+    let auth = f.enclave.authorize_revoke(b.wallet, RevokeScope::All).unwrap();
+    let req = WalletRevoke {
+        wallet: b.wallet,
+        scope: RevokeScope::All,
+        nonce: &auth.nonce,
+        issued_at: auth.issued_at,
+        signature: b.user.sign(&auth.message),
+    };
+    // The store is full: refused, and the nonce is not spent, so the same request sent again
+    // is tried again (still refused here), never answered as if it had been done.
+    assert_eq!(code(f.enclave.revoke_signed(&req)), ErrorCode::EnclaveUnavailable);
+    assert_eq!(code(f.enclave.revoke_signed(&req)), ErrorCode::EnclaveUnavailable);
+    f.sign(request(&b, &one_sol_transfer(&b, 1), 1)).unwrap();
+    assert_eq!(f.enclave.status().nonces_used, 2, "only the two grants' nonces are spent");
+}
+
+#[test]
+fn an_enclave_taking_a_state_in_gives_none_away_and_an_abandoned_take_over_does_not_trap_it() {
+    let clock = Arc::new(ManualClock(AtomicU64::new(T0), AtomicU64::new(0)));
+    let (p, s, x) = (instance(&clock), instance(&clock), instance(&clock));
+    // S accepts P's handover…
+    let offer = s.enclave.handover_offer().unwrap();
+    let prepared = p.enclave.handover_prepare(&offer).unwrap();
+    let wrapped = WrappedKey {
+        alg: WrapAlg::RsaesOaepSha256,
+        ciphertext: prepared.wrapped_key.clone(),
+        encryption_context: None,
+    };
+    let envelope = s.kms_envelope(&wrapped);
+    s.enclave.handover_accept(&prepared.document, &prepared.wrapped_key, &envelope).unwrap();
+    // …and cannot export its own state to X meanwhile.
+    let x_offer = x.enclave.handover_offer().unwrap();
+    let to_x = s.enclave.handover_prepare(&x_offer);
+    if let Ok(prep) = to_x {
+        let wrapped = WrappedKey {
+            alg: WrapAlg::RsaesOaepSha256,
+            ciphertext: prep.wrapped_key.clone(),
+            encryption_context: None,
+        };
+        let env = x.kms_envelope(&wrapped);
+        let proof = x.enclave.handover_accept(&prep.document, &prep.wrapped_key, &env).unwrap();
+        assert_eq!(code(s.enclave.handover_export(&proof)), ErrorCode::HandoverRefused);
+    }
+    // P aborts before exporting: S is not trapped, a new offer works.
+    p.enclave.handover_abort().unwrap();
+    s.enclave.handover_offer().unwrap();
+}

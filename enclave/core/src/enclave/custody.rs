@@ -245,7 +245,9 @@ impl Enclave {
         let nonce = nonce_key(fields.nonce)?;
         let message = authorization::render(&self.config.message_domain, fields)
             .map_err(EnclaveError::BadRequest)?;
-        let now = self.clock.now();
+        // Judged on the decision time that issued it (never going back), so a clock that steps
+        // back does not refuse this enclave's own messages.
+        let now = self.decision_now();
         authorization::check_time(
             &self.config.message_domain,
             fields.issued_at,
@@ -299,6 +301,17 @@ impl Enclave {
         if let Some(successor) = state.handed_over_to {
             return Err(EnclaveError::HandedOver { successor });
         }
+        self.spend_nonce(&mut state, nonce, fields, signature)
+    }
+
+    /// [`Enclave::consume_nonce`] under the caller's lock.
+    pub(super) fn spend_nonce(
+        &self,
+        state: &mut super::state::DecisionState,
+        nonce: [u8; 16],
+        fields: &MessageFields<'_>,
+        signature: &[u8; 64],
+    ) -> Result<NonceUse, EnclaveError> {
         let now = self.clock.now();
         let issued = state.nonces.get_mut(&nonce, now).ok_or_else(|| self.nonce_unknown(fields))?;
         let used = self.check_issued(issued, fields, signature)?;
@@ -306,6 +319,20 @@ impl Enclave {
         issued.used_by = signature_tag(signature);
         state.drop_pending(&fields.wallet.0, &nonce);
         Ok(used)
+    }
+
+    /// Undoes [`Enclave::spend_nonce`] when what it authorized could not be recorded (the same
+    /// lock held throughout, so nobody saw it spent).
+    pub(super) fn unspend_nonce(
+        &self,
+        state: &mut super::state::DecisionState,
+        nonce: [u8; 16],
+        now: u64,
+    ) {
+        if let Some(issued) = state.nonces.get_mut(&nonce, now) {
+            issued.used = false;
+            issued.used_by = [0; 16];
+        }
     }
 
     /// A fresh nonce for a message to `wallet`, remembered with its purpose and `Issued At`

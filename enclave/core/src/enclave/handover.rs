@@ -544,9 +544,12 @@ impl Enclave {
         self.refuse_if_frozen(&sessions)?;
         // An accepted handover stays until it finishes or its predecessor aborts: a new offer
         // must not discard a state a committed predecessor is waiting to hand over.
-        if sessions.successor.as_ref().is_some_and(|s| s.accepted.is_some()) {
+        // (A session whose import is not complete can go: its predecessor cannot have
+        // committed, since it commits only on the proof a complete import answers.)
+        if sessions.successor.as_ref().is_some_and(|s| s.pending.is_some()) {
             return Err(refused(
-                "this enclave is taking over another enclave's state; start a new successor",
+                "this enclave holds another enclave's whole state, waiting for its commit; \
+                 start a new successor",
             ));
         }
         let nonce: [u8; 32] = random_array(&*self.rng)?;
@@ -567,7 +570,7 @@ impl Enclave {
         if let Some(successor) = self.state.lock().handed_over_to {
             return Err(EnclaveError::HandedOver { successor });
         }
-        if self.handover.lock().successor.as_ref().is_some_and(|s| s.accepted.is_some()) {
+        if self.handover.lock().successor.as_ref().is_some_and(|s| s.pending.is_some()) {
             return Err(refused("this enclave is taking over a state and cannot hand over now"));
         }
         let (successor, verified) = self.verify_peer(successor_document, false)?;
@@ -639,6 +642,7 @@ impl Enclave {
             .ok_or_else(|| refused("the KMS envelope is addressed to another enclave"))?;
         let proof = accept_proof(&key, predecessor, self.id);
         let mut sessions = self.handover.lock();
+        self.refuse_if_frozen(&sessions)?;
         let session = sessions
             .successor
             .as_mut()
@@ -653,6 +657,11 @@ impl Enclave {
     /// [`Enclave::handover_chunk`]); repeating it returns the same export.
     pub fn handover_export(&self, proof: &[u8; 32]) -> Result<u32, EnclaveError> {
         let mut sessions = self.handover.lock();
+        // An enclave taking a state in does not give its own away at the same time: the state
+        // it is receiving would have nowhere to go.
+        if sessions.successor.as_ref().is_some_and(|s| s.accepted.is_some()) {
+            return Err(refused("this enclave is taking over a state and cannot hand over now"));
+        }
         let session =
             sessions.predecessor.as_mut().ok_or_else(|| refused("no handover is prepared"))?;
         let expected = accept_proof(&session.key, self.id, session.successor);
@@ -743,6 +752,7 @@ impl Enclave {
             let proof = keyed(&done.key, IMPORTED_DOMAIN, done.predecessor, self.id);
             return Ok(ImportProgress::Imported { proof });
         }
+        self.refuse_if_frozen(&sessions)?;
         let session =
             sessions.successor.as_mut().ok_or_else(|| refused("no handover is accepted"))?;
         let (predecessor, key) =
@@ -926,8 +936,11 @@ impl Enclave {
             };
             state.revoked_wallets.insert(wallet, merged, until, now)?;
         }
-        // Messages issued here from now on come after every one the predecessor issued.
-        self.time_floor.fetch_max(s.time_floor, Ordering::AcqRel);
+        // Messages issued here from now on come after every one the predecessor issued; a
+        // predecessor clock further ahead than the skew is not followed past it (this enclave
+        // would otherwise refuse its own messages until its clock caught up).
+        let cap = now.saturating_add(self.config.clock_skew);
+        self.time_floor.fetch_max(s.time_floor.min(cap), Ordering::AcqRel);
         state.ledger.import(s.ledger.clone());
         let engaged = state.kill_switch || s.kill_switch;
         state.kill_switch = engaged;

@@ -270,18 +270,6 @@ impl Enclave {
             .saturating_add(1)
     }
 
-    /// Revokes the record whose revocation key is `key` (a record id, or a wallet's own record:
-    /// `user::wallet_record_key`).
-    pub(super) fn revoke_key(&self, key: [u8; 16]) -> Result<(), EnclaveError> {
-        let now = self.clock.now();
-        let mut state = self.state.lock();
-        if let Some(successor) = state.handed_over_to {
-            return Err(EnclaveError::HandedOver { successor });
-        }
-        state.revoked_records.insert(key, (), self.revocation_lifetime(now), now)?;
-        Ok(())
-    }
-
     /// This enclave's time for ordering revocations and messages: its clock, never going back
     /// (a clock that steps back, or a handover from an enclave whose clock ran ahead, cannot
     /// date a message before a revocation it follows).
@@ -291,39 +279,54 @@ impl Enclave {
     }
 
     pub fn revoke(&self, target: RevokeTarget) -> Result<usize, EnclaveError> {
-        let now = self.clock.now();
-        let remember_until = self.revocation_lifetime(now);
         {
             let mut state = self.state.lock();
             if let Some(successor) = state.handed_over_to {
                 return Err(EnclaveError::HandedOver { successor });
             }
-            match target {
-                RevokeTarget::Record(id) => {
-                    state.revoked_records.insert(id, (), remember_until, now)?
-                }
-                RevokeTarget::Wallet(wallet) => {
-                    // Everything this enclave issued for the wallet so far is at or before the
-                    // cutoff (module docs of `revoked_wallets`); messages not yet used die here.
-                    let decided = self.decision_now();
-                    let previous = state.revoked_wallets.get(&wallet.0, now).copied();
-                    let cutoff =
-                        previous.map_or(decided, |p| decided.max(p.cutoff).max(p.last_issued));
-                    let entry = WalletRevocation { cutoff, last_issued: cutoff };
-                    let remember_until = remember_until.saturating_add(cutoff.saturating_sub(now));
-                    state.revoked_wallets.insert(wallet.0, entry, remember_until, now)?;
-                    state.nonces.remove_where(|_, n| n.wallet == wallet.0 && !n.used);
-                    state.pending.remove(&wallet.0);
-                }
+            self.record_revocation(&mut state, target, self.clock.now())?;
+        }
+        Ok(self.drop_revoked(target))
+    }
+
+    /// Records a revocation in the decision state (the caller holds its lock): a record id (or
+    /// a wallet's own record's key), or a wallet's cutoff.
+    pub(super) fn record_revocation(
+        &self,
+        state: &mut DecisionState,
+        target: RevokeTarget,
+        now: u64,
+    ) -> Result<(), EnclaveError> {
+        let remember_until = self.revocation_lifetime(now);
+        match target {
+            RevokeTarget::Record(id) => {
+                state.revoked_records.insert(id, (), remember_until, now)?
+            }
+            RevokeTarget::Wallet(wallet) => {
+                // Everything this enclave issued for the wallet so far is at or before the
+                // cutoff (module docs of `revoked_wallets`); messages not yet used die here.
+                let decided = self.decision_now();
+                let previous = state.revoked_wallets.get(&wallet.0, now).copied();
+                let cutoff = previous.map_or(decided, |p| decided.max(p.cutoff).max(p.last_issued));
+                let entry = WalletRevocation { cutoff, last_issued: cutoff };
+                let remember_until = remember_until.saturating_add(cutoff.saturating_sub(now));
+                state.revoked_wallets.insert(wallet.0, entry, remember_until, now)?;
+                state.nonces.remove_where(|_, n| n.wallet == wallet.0 && !n.used);
+                state.pending.remove(&wallet.0);
             }
         }
+        Ok(())
+    }
+
+    /// Drops (and zeroizes) the opened grants a revocation covers; returns how many.
+    pub(super) fn drop_revoked(&self, target: RevokeTarget) -> usize {
         let mut grants = self.grants.write();
         let before = grants.len();
         grants.retain(|_, g| match target {
             RevokeTarget::Record(r) => g.header.grant_id != r,
             RevokeTarget::Wallet(w) => g.header.wallet != w,
         });
-        Ok(before - grants.len())
+        before - grants.len()
     }
 
     /// Engages or releases the kill switch; returns the new state.

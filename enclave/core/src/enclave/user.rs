@@ -122,22 +122,46 @@ impl Enclave {
             issued_at: req.issued_at,
             purpose: Purpose::Revoke { scope: req.scope },
         };
-        let (nonce, _) = self.check_authorization(&fields, &req.signature)?;
+        let (nonce, used) = self.check_authorization(&fields, &req.signature)?;
         // The same signed revocation again (a lost reply) is answered, not done again: doing it
         // again would move a wallet's cutoff past the grants it made since.
-        if self.consume_nonce(nonce, &fields, &req.signature)? == NonceUse::Retry {
+        if used == NonceUse::Retry {
             return Ok(0);
         }
-        match req.scope {
-            RevokeScope::All => self.revoke(RevokeTarget::Wallet(req.wallet)),
-            RevokeScope::Record(id) => {
-                self.revoke_key(wallet_record_key(&req.wallet, &id))?;
+        let (target, dropped) = match req.scope {
+            RevokeScope::All => {
+                (RevokeTarget::Wallet(req.wallet), RevokeTarget::Wallet(req.wallet))
+            }
+            RevokeScope::Record(id) => (
+                RevokeTarget::Record(wallet_record_key(&req.wallet, &id)),
+                RevokeTarget::Record(id),
+            ),
+        };
+        {
+            // The nonce is spent and the revocation recorded in one step: a revocation the
+            // store refuses leaves the nonce unused, so the same request can be sent again.
+            let mut state = self.state.lock();
+            if let Some(successor) = state.handed_over_to {
+                return Err(EnclaveError::HandedOver { successor });
+            }
+            let now = self.clock.now();
+            if self.spend_nonce(&mut state, nonce, &fields, &req.signature)? == NonceUse::Retry {
+                return Ok(0);
+            }
+            if let Err(e) = self.record_revocation(&mut state, target, now) {
+                self.unspend_nonce(&mut state, nonce, now);
+                return Err(e);
+            }
+        }
+        Ok(match dropped {
+            RevokeTarget::Record(id) => {
                 let mut grants = self.grants.write();
                 let before = grants.len();
                 grants.retain(|_, g| !(g.header.grant_id == id && g.header.wallet == req.wallet));
-                Ok(before - grants.len())
+                before - grants.len()
             }
-        }
+            wallet => self.drop_revoked(wallet),
+        })
     }
 
     /// What an export names: the exported record's target, its SHA-256 and id.

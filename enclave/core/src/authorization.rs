@@ -400,11 +400,16 @@ pub fn verify_strict(
 /// `grant_id = SHA-256("grant-id/v1" ‖ signature)[..16]` (SPEC §4): the same signature always
 /// names the same grant.
 pub fn grant_id(signature: &[u8; 64]) -> [u8; 16] {
+    sha256_16(&[b"grant-id/v1", signature])
+}
+
+/// The first 16 bytes of SHA-256 over `parts` (ids and tags derived from signed bytes).
+pub fn sha256_16(parts: &[&[u8]]) -> [u8; 16] {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::new().chain_update(b"grant-id/v1").chain_update(signature).finalize();
-    let mut id = [0u8; 16];
-    id.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
-    id
+    let digest = parts.iter().fold(Sha256::new(), |d, part| d.chain_update(part)).finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+    out
 }
 
 #[cfg(test)]

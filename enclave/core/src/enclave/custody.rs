@@ -131,6 +131,16 @@ pub struct CreatedGrant {
     pub enclave_id: EnclaveId,
 }
 
+/// What a grant authorizes, as its message's purpose.
+fn grant_purpose(g: &AuthorizeGrant) -> Purpose<'_> {
+    Purpose::Grant {
+        bot_id: g.bot_id,
+        agent: g.agent_pubkey,
+        ttl_seconds: g.ttl_seconds,
+        policy: &g.policy,
+    }
+}
+
 fn nonce_key(nonce: &str) -> Result<[u8; 16], EnclaveError> {
     authorization::check_nonce(nonce).map_err(EnclaveError::BadRequest)?;
     let mut key = [0u8; 16];
@@ -154,7 +164,7 @@ impl Enclave {
         Ok(())
     }
 
-    pub(super) fn system_time(&self) -> SystemTime {
+    fn system_time(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(self.clock.now())
     }
 
@@ -340,11 +350,7 @@ impl Enclave {
     /// wallet's revocation cutoff when that is not behind it. Issued nonces only admit
     /// messages, so a full store gives up the one closest to expiry (that message can no
     /// longer be used) rather than refusing every new message.
-    pub(super) fn issue_nonce(
-        &self,
-        wallet: &Pubkey,
-        purpose: u8,
-    ) -> Result<(String, u64), EnclaveError> {
+    fn issue_nonce(&self, wallet: &Pubkey, purpose: u8) -> Result<(String, u64), EnclaveError> {
         let nonce: [u8; 16] = random_array(&*self.rng)?;
         let mut state = self.state.lock();
         if let Some(successor) = state.handed_over_to {
@@ -360,10 +366,24 @@ impl Enclave {
         Ok((hex::encode(nonce), issued_at))
     }
 
-    pub(super) fn authorization(
+    /// A message for `wallet` to sign for `purpose`: a fresh nonce (issued and remembered
+    /// here), this enclave's `Issued At`, rendered.
+    pub(super) fn issue_message(
         &self,
-        fields: &MessageFields<'_>,
+        wallet: Pubkey,
+        purpose: Purpose<'_>,
     ) -> Result<Authorization, EnclaveError> {
+        let (nonce, issued_at) = self.issue_nonce(&wallet, purpose.code())?;
+        self.authorization(&MessageFields {
+            wallet,
+            enclave: self.id,
+            nonce: &nonce,
+            issued_at,
+            purpose,
+        })
+    }
+
+    fn authorization(&self, fields: &MessageFields<'_>) -> Result<Authorization, EnclaveError> {
         let message = authorization::render(&self.config.message_domain, fields)
             .map_err(EnclaveError::BadRequest)?;
         Ok(Authorization {
@@ -413,14 +433,7 @@ impl Enclave {
             vault_id: sealed.header.vault_id,
             record_sha256: Sha256::digest(vault_record).into(),
         };
-        let (nonce, issued_at) = self.issue_nonce(&wallet, purpose.code())?;
-        self.authorization(&MessageFields {
-            wallet,
-            enclave: self.id,
-            nonce: &nonce,
-            issued_at,
-            purpose,
-        })
+        self.issue_message(wallet, purpose)
     }
 
     /// Accepts a browser-sealed vault on the wallet's signed authorization: the record must open
@@ -510,12 +523,7 @@ impl Enclave {
             enclave: self.id,
             nonce,
             issued_at,
-            purpose: Purpose::Grant {
-                bot_id: g.bot_id,
-                agent: g.agent_pubkey,
-                ttl_seconds: g.ttl_seconds,
-                policy: &g.policy,
-            },
+            purpose: grant_purpose(g),
         }
     }
 
@@ -524,9 +532,7 @@ impl Enclave {
         self.refuse_if_handed_over()?;
         self.refuse_if_killed()?;
         self.check_grant_fields(g)?;
-        let purpose_code = self.grant_fields(g, "", 0).purpose.code();
-        let (nonce, issued_at) = self.issue_nonce(&g.wallet, purpose_code)?;
-        self.authorization(&self.grant_fields(g, &nonce, issued_at))
+        self.issue_message(g.wallet, grant_purpose(g))
     }
 
     /// Creates an execution grant from the wallet's signature over the message this enclave

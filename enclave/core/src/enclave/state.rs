@@ -109,11 +109,7 @@ pub(super) enum NonceUse {
 
 /// [`IssuedNonce::used_by`] of a signature.
 pub(super) fn signature_tag(signature: &[u8; 64]) -> [u8; 16] {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(signature);
-    let mut tag = [0u8; 16];
-    tag.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
-    tag
+    crate::authorization::sha256_16(&[signature])
 }
 
 /// What a record is, for revocation: grants carry the enclave's own issue time; scheduled
@@ -286,7 +282,10 @@ impl Enclave {
             }
             self.record_revocation(&mut state, target, self.clock.now())?;
         }
-        Ok(self.drop_revoked(target))
+        Ok(self.drop_opened(|h| match target {
+            RevokeTarget::Record(r) => h.grant_id == r,
+            RevokeTarget::Wallet(w) => h.wallet == w,
+        }))
     }
 
     /// Records a revocation in the decision state (the caller holds its lock): a record id (or
@@ -318,14 +317,14 @@ impl Enclave {
         Ok(())
     }
 
-    /// Drops (and zeroizes) the opened grants a revocation covers; returns how many.
-    pub(super) fn drop_revoked(&self, target: RevokeTarget) -> usize {
+    /// Drops (and zeroizes) the opened grants whose header `revoked` covers; returns how many.
+    pub(super) fn drop_opened(
+        &self,
+        revoked: impl Fn(&crate::records::GrantHeader) -> bool,
+    ) -> usize {
         let mut grants = self.grants.write();
         let before = grants.len();
-        grants.retain(|_, g| match target {
-            RevokeTarget::Record(r) => g.header.grant_id != r,
-            RevokeTarget::Wallet(w) => g.header.wallet != w,
-        });
+        grants.retain(|_, g| !revoked(&g.header));
         before - grants.len()
     }
 

@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering;
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable as _, OpModeS, Serializable as _};
 use sha2::{Digest, Sha256};
-use signer_types::records::{AgentKind, SealedAgentKey};
+use signer_types::records::{AgentKind, SealedAgentKey, SealedVault};
 
 use super::custody::{Authorization, VaultProof};
 use super::state::{NonceUse, RevokeTarget};
@@ -41,14 +41,7 @@ pub const EXPORT_INFO_DOMAIN: &[u8] = b"signer/export/v1";
 
 /// The revocation key of a wallet's own record (module docs).
 pub fn wallet_record_key(wallet: &Pubkey, record_id: &[u8; 16]) -> [u8; 16] {
-    let digest = Sha256::new()
-        .chain_update(b"signer/revoke/wallet-record/v1")
-        .chain_update(wallet.0)
-        .chain_update(record_id)
-        .finalize();
-    let mut key = [0u8; 16];
-    key.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
-    key
+    crate::authorization::sha256_16(&[b"signer/revoke/wallet-record/v1", &wallet.0, record_id])
 }
 
 /// A wallet-signed revocation.
@@ -101,15 +94,7 @@ impl Enclave {
         wallet: Pubkey,
         scope: RevokeScope,
     ) -> Result<Authorization, EnclaveError> {
-        let purpose = Purpose::Revoke { scope };
-        let (nonce, issued_at) = self.issue_nonce(&wallet, purpose.code())?;
-        self.authorization(&MessageFields {
-            wallet,
-            enclave: self.id,
-            nonce: &nonce,
-            issued_at,
-            purpose,
-        })
+        self.issue_message(wallet, Purpose::Revoke { scope })
     }
 
     /// Revokes on the wallet's signature: its own record, or all of its records. Returns how
@@ -128,14 +113,9 @@ impl Enclave {
         if used == NonceUse::Retry {
             return Ok(0);
         }
-        let (target, dropped) = match req.scope {
-            RevokeScope::All => {
-                (RevokeTarget::Wallet(req.wallet), RevokeTarget::Wallet(req.wallet))
-            }
-            RevokeScope::Record(id) => (
-                RevokeTarget::Record(wallet_record_key(&req.wallet, &id)),
-                RevokeTarget::Record(id),
-            ),
+        let target = match req.scope {
+            RevokeScope::All => RevokeTarget::Wallet(req.wallet),
+            RevokeScope::Record(id) => RevokeTarget::Record(wallet_record_key(&req.wallet, &id)),
         };
         {
             // The nonce is spent and the revocation recorded in one step: a revocation the
@@ -153,53 +133,54 @@ impl Enclave {
                 return Err(e);
             }
         }
-        Ok(match dropped {
-            RevokeTarget::Record(id) => {
-                let mut grants = self.grants.write();
-                let before = grants.len();
-                grants.retain(|_, g| !(g.header.grant_id == id && g.header.wallet == req.wallet));
-                before - grants.len()
-            }
-            wallet => self.drop_revoked(wallet),
-        })
-    }
-
-    /// What an export names: the exported record's target, its SHA-256 and id.
-    fn export_target(
-        &self,
-        subject: &ExportSubject<'_>,
-    ) -> Result<(ExportTarget, [u8; 32], [u8; 16]), EnclaveError> {
-        let sealed = self.check_vault(&subject.wallet, &subject.vault)?;
-        match subject.agent_record {
-            None => Ok((
-                ExportTarget::Vault { vault_id: sealed.header.vault_id },
-                Sha256::digest(subject.vault.record).into(),
-                sealed.header.vault_id,
-            )),
-            Some(record) => {
-                let agent = SealedAgentKey::parse(record)?;
-                if agent.header.wallet != subject.wallet {
-                    return Err(EnclaveError::RecordInvalid(format!(
-                        "the agent key belongs to wallet {}, the request names wallet {}",
-                        agent.header.wallet, subject.wallet
-                    )));
+        Ok(self.drop_opened(|h| {
+            h.wallet == req.wallet
+                && match req.scope {
+                    RevokeScope::All => true,
+                    RevokeScope::Record(id) => h.grant_id == id,
                 }
-                Ok((
-                    ExportTarget::Agent {
-                        agent: agent.header.agent_pubkey,
-                        mnemonic: matches!(agent.header.kind, AgentKind::Mnemonic { .. }),
-                    },
-                    Sha256::digest(record).into(),
-                    agent.header.agent_id,
-                ))
-            }
-        }
+        }))
     }
 
-    fn check_recipient(recipient: &[u8; 32]) -> Result<(), EnclaveError> {
-        <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(recipient)
-            .map(|_| ())
-            .map_err(|_| EnclaveError::BadRequest("recipient is not an X25519 public key".into()))
+    /// What an export names (its target, the exported record's SHA-256 and id), with the
+    /// records parsed once: the vault (provenance checked) and the agent key, if any.
+    fn export_target<'a>(
+        &self,
+        subject: &ExportSubject<'a>,
+    ) -> Result<ExportParts<'a>, EnclaveError> {
+        let vault = self.check_vault(&subject.wallet, &subject.vault)?;
+        let recipient = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(&subject.recipient)
+            .map_err(|_| {
+                EnclaveError::BadRequest("recipient is not an X25519 public key".into())
+            })?;
+        let Some(record) = subject.agent_record else {
+            return Ok(ExportParts {
+                target: ExportTarget::Vault { vault_id: vault.header.vault_id },
+                record_sha256: Sha256::digest(subject.vault.record).into(),
+                record_id: vault.header.vault_id,
+                vault,
+                agent: None,
+                recipient,
+            });
+        };
+        let agent = SealedAgentKey::parse(record)?;
+        if agent.header.wallet != subject.wallet {
+            return Err(EnclaveError::RecordInvalid(format!(
+                "the agent key belongs to wallet {}, the request names wallet {}",
+                agent.header.wallet, subject.wallet
+            )));
+        }
+        Ok(ExportParts {
+            target: ExportTarget::Agent {
+                agent: agent.header.agent_pubkey,
+                mnemonic: matches!(agent.header.kind, AgentKind::Mnemonic { .. }),
+            },
+            record_sha256: Sha256::digest(record).into(),
+            record_id: agent.header.agent_id,
+            vault,
+            agent: Some(agent),
+            recipient,
+        })
     }
 
     /// The message a wallet signs to export a vault's master key or an agent's secret to
@@ -209,17 +190,15 @@ impl Enclave {
         subject: &ExportSubject<'_>,
     ) -> Result<Authorization, EnclaveError> {
         self.refuse_if_handed_over()?;
-        Self::check_recipient(&subject.recipient)?;
-        let (target, record_sha256, _) = self.export_target(subject)?;
-        let purpose = Purpose::Export { target, record_sha256, recipient: subject.recipient };
-        let (nonce, issued_at) = self.issue_nonce(&subject.wallet, purpose.code())?;
-        self.authorization(&MessageFields {
-            wallet: subject.wallet,
-            enclave: self.id,
-            nonce: &nonce,
-            issued_at,
-            purpose,
-        })
+        let parts = self.export_target(subject)?;
+        self.issue_message(
+            subject.wallet,
+            Purpose::Export {
+                target: parts.target,
+                record_sha256: parts.record_sha256,
+                recipient: subject.recipient,
+            },
+        )
     }
 
     /// Exports on the wallet's signature: opens the vault (and the agent record), and seals the
@@ -227,26 +206,27 @@ impl Enclave {
     pub fn export(&self, req: &ExportRequest<'_>) -> Result<Unlocked<Exported>, EnclaveError> {
         self.refuse_if_handed_over()?;
         let subject = &req.subject;
-        Self::check_recipient(&subject.recipient)?;
-        let (target, record_sha256, record_id) = self.export_target(subject)?;
+        let parts = self.export_target(subject)?;
         let fields = MessageFields {
             wallet: subject.wallet,
             enclave: self.id,
             nonce: req.nonce,
             issued_at: req.issued_at,
-            purpose: Purpose::Export { target, record_sha256, recipient: subject.recipient },
+            purpose: Purpose::Export {
+                target: parts.target,
+                record_sha256: parts.record_sha256,
+                recipient: subject.recipient,
+            },
         };
         let (nonce, _) = self.check_authorization(&fields, &req.signature)?;
-        let sealed = crate::records::SealedVault::parse(subject.vault.record)?;
-        let umk = match self.unlock_vault(&sealed, subject.vault.record, req.envelope)? {
+        let umk = match self.unlock_vault(&parts.vault, subject.vault.record, req.envelope)? {
             Unlocked::Done(umk) => umk,
             Unlocked::NeedKey(n) => return Ok(Unlocked::NeedKey(n)),
         };
-        let (secret, kind) = match subject.agent_record {
+        let (secret, kind) = match &parts.agent {
             None => (zeroize::Zeroizing::new(umk.expose().to_vec()), "vault"),
-            Some(record) => {
-                let agent = SealedAgentKey::parse(record)?;
-                let (secret, _) = open_agent_secret(&agent, &umk).map_err(|e| {
+            Some(agent) => {
+                let (secret, _) = open_agent_secret(agent, &umk).map_err(|e| {
                     EnclaveError::RecordInvalid(format!(
                         "the agent key does not open under this vault ({e})"
                     ))
@@ -259,24 +239,31 @@ impl Enclave {
             }
         };
         self.consume_nonce(nonce, &fields, &req.signature)?;
-        let recipient = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(&subject.recipient)
-            .map_err(|_| {
-                EnclaveError::BadRequest("recipient is not an X25519 public key".into())
-            })?;
-        let info = [EXPORT_INFO_DOMAIN, &subject.wallet.0, &record_sha256].concat();
+        let info = [EXPORT_INFO_DOMAIN, &subject.wallet.0, &parts.record_sha256].concat();
         let mut rng = seeded_rng(&*self.rng)?;
-        let (enc, ciphertext) = hpke::single_shot_seal_with_rng::<
-            hpke::aead::AesGcm256,
-            hpke::kdf::HkdfSha256,
-            X25519HkdfSha256,
-        >(&OpModeS::Base, &recipient, &info, &secret, &[], &mut rng)
-        .map_err(|e| EnclaveError::Internal(format!("HPKE seal: {e}")))?;
+        let (enc, ciphertext) =
+            hpke::single_shot_seal_with_rng::<
+                hpke::aead::AesGcm256,
+                hpke::kdf::HkdfSha256,
+                X25519HkdfSha256,
+            >(&OpModeS::Base, &parts.recipient, &info, &secret, &[], &mut rng)
+            .map_err(|e| EnclaveError::Internal(format!("HPKE seal: {e}")))?;
         let enc: [u8; 32] = enc
             .to_bytes()
             .as_slice()
             .try_into()
             .map_err(|_| EnclaveError::Internal("HPKE enc is not 32 bytes".into()))?;
         self.exports.fetch_add(1, Ordering::Relaxed);
-        Ok(Unlocked::Done(Exported { enc, ciphertext, kind, record_id }))
+        Ok(Unlocked::Done(Exported { enc, ciphertext, kind, record_id: parts.record_id }))
     }
+}
+
+/// An export's subject, parsed and checked once.
+struct ExportParts<'a> {
+    target: ExportTarget,
+    record_sha256: [u8; 32],
+    record_id: [u8; 16],
+    vault: SealedVault<'a>,
+    agent: Option<SealedAgentKey<'a>>,
+    recipient: <X25519HkdfSha256 as hpke::Kem>::PublicKey,
 }

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -163,7 +162,6 @@ pub struct Parent {
     pub kms: KmsClient,
     pub attestation: Attestation,
     pub metrics: Arc<Metrics>,
-    pub kms_reachable: AtomicBool,
     /// Grants known to be open in the enclave: id → (expires_at, connection generation).
     pub(crate) seen: Mutex<HashMap<[u8; 16], (u64, u64)>>,
     /// Envelopes being fetched, by SHA-256 of the whole grant record (the enclave's own cache
@@ -190,6 +188,19 @@ pub enum KmsKeyState {
     Disabled,
     /// KMS did not answer.
     Unreachable,
+}
+
+impl KmsKeyState {
+    /// What a KMS call's result says about the key, if anything (a refusal of one record says
+    /// nothing about the key).
+    fn learned_from<T>(result: &Result<T, KmsError>) -> Option<Self> {
+        match result {
+            Ok(_) => Some(Self::Enabled),
+            Err(KmsError::Disabled(_)) => Some(Self::Disabled),
+            Err(KmsError::Unavailable(_)) => Some(Self::Unreachable),
+            Err(_) => None,
+        }
+    }
 }
 
 /// How long a request answered `enclave_handed_over` waits for the switch to the successor.
@@ -236,7 +247,6 @@ impl Parent {
             kms,
             attestation,
             metrics,
-            kms_reachable: AtomicBool::new(false),
             seen: Mutex::new(HashMap::new()),
             prefetches: Mutex::new(HashMap::new()),
             handover_lock: tokio::sync::Mutex::new(()),
@@ -304,17 +314,9 @@ impl Parent {
                 &pcr0,
             )
             .await;
-        self.kms_reachable
-            .store(!matches!(result, Err(KmsError::Unavailable(_))), Ordering::Relaxed);
         // What a real call just learned about the key is fresher than the last check.
-        let learned = match &result {
-            Ok(_) => Some(KmsKeyState::Enabled),
-            Err(KmsError::Disabled(_)) => Some(KmsKeyState::Disabled),
-            Err(KmsError::Unavailable(_)) => Some(KmsKeyState::Unreachable),
-            Err(_) => None,
-        };
-        if let Some(state) = learned {
-            *self.kms_key.lock() = Some((state, std::time::Instant::now()));
+        if let Some(state) = KmsKeyState::learned_from(&result) {
+            self.learn_kms_key(state);
         }
         Ok(result?)
     }
@@ -507,16 +509,15 @@ impl Parent {
 
     /// Asks KMS whether the execution key is usable (`DescribeKey`) and records the answer.
     pub async fn check_kms_key(&self) -> KmsKeyState {
-        let state = match self.kms.ping().await {
-            Ok(()) => KmsKeyState::Enabled,
-            Err(KmsError::Disabled(_)) => KmsKeyState::Disabled,
-            Err(_) => KmsKeyState::Unreachable,
-        };
-        let ok = state == KmsKeyState::Enabled;
-        self.kms_reachable.store(state != KmsKeyState::Unreachable, Ordering::Relaxed);
-        self.metrics.kms_reachable.set(i64::from(ok));
-        *self.kms_key.lock() = Some((state, std::time::Instant::now()));
+        let result = self.kms.ping().await;
+        let state = KmsKeyState::learned_from(&result).unwrap_or(KmsKeyState::Unreachable);
+        self.metrics.kms_reachable.set(i64::from(state == KmsKeyState::Enabled));
+        self.learn_kms_key(state);
         state
+    }
+
+    fn learn_kms_key(&self, state: KmsKeyState) {
+        *self.kms_key.lock() = Some((state, std::time::Instant::now()));
     }
 
     /// The execution key's state, asked again when the last answer is older than `max_age`

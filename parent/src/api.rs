@@ -646,6 +646,9 @@ async fn dispatch(
             let recipient = b.recipient_key().map_err(|e| ApiError::bad_request(e.0))?;
             decision.wallet = Some(b.wallet.to_string());
             decision.vault(&b.vault_record.0);
+            if let Some(agent) = &b.agent_key_record {
+                decision.agent(&agent.0);
+            }
             let op = Op::Export(ExportOp {
                 subject: ExportSubjectMsg {
                     wallet: b.wallet,
@@ -663,12 +666,6 @@ async fn dispatch(
             let Reply::Exported { enc, ciphertext, kind, record_id } = reply else {
                 return Err(unexpected("export", &reply));
             };
-            tracing::warn!(
-                wallet = %b.wallet,
-                record_id = %b64_id(&record_id),
-                %kind,
-                "a secret was exported to the wallet's browser key: it is outside every limit now"
-            );
             Ok(json_response(
                 200,
                 &json!({
@@ -742,6 +739,13 @@ impl Decision {
     fn vault(&mut self, record: &[u8]) {
         if let Ok(vault) = signer_types::records::SealedVault::parse(record) {
             self.vault_id = Some(b64_id(&vault.header.vault_id));
+        }
+    }
+
+    /// The agent's public key from an agent-key record's cleartext header.
+    fn agent(&mut self, record: &[u8]) {
+        if let Ok(agent) = signer_types::records::SealedAgentKey::parse(record) {
+            self.agent = Some(agent.header.agent_pubkey.to_string());
         }
     }
 }

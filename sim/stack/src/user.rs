@@ -308,9 +308,12 @@ impl ExportKey {
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
         use hpke::Deserializable as _;
         use sha2::Digest as _;
-        let info =
-            [b"signer/export/v1".as_slice(), &wallet.0, sha2::Sha256::digest(record).as_slice()]
-                .concat();
+        let info = [
+            enclave_core::enclave::user::EXPORT_INFO_DOMAIN,
+            &wallet.0,
+            sha2::Sha256::digest(record).as_slice(),
+        ]
+        .concat();
         let enc = <hpke::kem::X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(enc)
             .map_err(|e| format!("enc: {e}"))?;
         hpke::single_shot_open::<

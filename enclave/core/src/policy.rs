@@ -40,7 +40,7 @@ const SECONDS_PER_DAY: u64 = 86_400;
 const VELOCITY_WINDOW: u64 = 60;
 
 /// What a transaction spends, once every instruction passed the static rules.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Spend {
     pub lamports: u64,
     /// Per mint, aggregated over the transaction's instructions.
@@ -418,11 +418,44 @@ pub fn evaluate_transaction(
 /// Whose daily counters a transaction is charged to. The agent's public key is part of it: a
 /// record naming a victim's wallet and bot but another agent (which anyone can seal) cannot touch
 /// the victim's counters, because only the victim's agent key opens with the victim's agent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SpendKey {
     pub wallet: [u8; 32],
     pub bot_id: [u8; 16],
     pub agent: [u8; 32],
+}
+
+/// The cumulative limits a spend is checked against: the policy's daily maxima (for the mints
+/// this spend moves) and its velocity. Per-transaction limits are judged with the transaction
+/// ([`evaluate_transaction`]); these need the counters, so they travel with a replicated decision
+/// and are judged where the counters are, at the decision's time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DailyLimits {
+    pub lamports: u64,
+    /// Per mint of the spend (a mint the policy does not list has limit 0).
+    pub tokens: Vec<(Pubkey, u64)>,
+    pub notional_cents: u64,
+    pub tx_per_minute: Option<u32>,
+}
+
+impl DailyLimits {
+    /// `policy`'s cumulative limits for what `spend` moves.
+    pub fn of(policy: &Policy, spend: &Spend) -> Self {
+        Self {
+            lamports: policy.max_lamports_per_day,
+            tokens: spend
+                .tokens
+                .iter()
+                .map(|(mint, _)| (*mint, policy.token(mint).map(|t| t.max_per_day).unwrap_or(0)))
+                .collect(),
+            notional_cents: policy.max_notional_cents_per_day,
+            tx_per_minute: policy.max_tx_per_minute,
+        }
+    }
+
+    fn token(&self, mint: &Pubkey) -> u64 {
+        self.tokens.iter().find(|(m, _)| m == mint).map(|(_, v)| *v).unwrap_or(0)
+    }
 }
 
 /// One counter as a handover carries it (SPEC §16): the (wallet, bot, agent) it belongs to, the
@@ -550,7 +583,7 @@ impl Ledger {
         &self,
         key: &SpendKey,
         spend: &Spend,
-        policy: &Policy,
+        limits: &DailyLimits,
         now: u64,
     ) -> Result<(), Denial> {
         let empty = SpendState::default();
@@ -567,24 +600,23 @@ impl Ledger {
         };
         check(
             Rule::MaxLamportsPerDay,
-            policy.max_lamports_per_day,
+            limits.lamports,
             spend.daily_lamports(),
             state.lamports,
             None,
         )?;
         for (mint, amount) in &spend.tokens {
             let used = state.tokens.iter().find(|(m, _)| m == mint).map(|(_, v)| *v).unwrap_or(0);
-            let limit = policy.token(mint).map(|t| t.max_per_day).unwrap_or(0);
-            check(Rule::TokenMaxPerDay, limit, *amount, used, Some(mint.to_string()))?;
+            check(Rule::TokenMaxPerDay, limits.token(mint), *amount, used, Some(mint.to_string()))?;
         }
         check(
             Rule::MaxNotionalCentsPerDay,
-            policy.max_notional_cents_per_day,
+            limits.notional_cents,
             spend.notional_cents,
             state.notional_cents,
             None,
         )?;
-        if let Some(per_minute) = policy.max_tx_per_minute {
+        if let Some(per_minute) = limits.tx_per_minute {
             let full = self
                 .states
                 .get(key)

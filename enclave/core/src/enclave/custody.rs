@@ -15,7 +15,8 @@ use signer_types::records::{
     AgentKeyHeader, AgentKind, GrantHeader, SealedVault, VaultHeader, VaultOrigin,
 };
 
-use super::state::{IssuedNonce, NonceUse, signature_tag};
+use super::replicated::{Command, Effect, NonceDecision, check_issued};
+use super::state::{NonceUse, RevokeTarget, signature_tag};
 use super::{Enclave, OpenedVault, Unlocked};
 use crate::agent_key::signing_key;
 use crate::authorization::{self, MessageFields, Purpose};
@@ -27,7 +28,6 @@ use crate::records::{
 };
 use crate::secret::{Secret32, random_array};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 /// Agent kinds a caller may ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +138,23 @@ fn grant_purpose(g: &AuthorizeGrant) -> Purpose<'_> {
         agent: g.agent_pubkey,
         ttl_seconds: g.ttl_seconds,
         policy: &g.policy,
+    }
+}
+
+/// The nonce decision of a verified authorization (and what it revokes in the same step).
+pub(super) fn nonce_decision(
+    nonce: [u8; 16],
+    fields: &MessageFields<'_>,
+    signature: &[u8; 64],
+    then_revoke: Option<RevokeTarget>,
+) -> NonceDecision {
+    NonceDecision {
+        nonce,
+        wallet: fields.wallet,
+        issued_at: fields.issued_at,
+        purpose: fields.purpose.code(),
+        signature_tag: signature_tag(signature),
+        then_revoke,
     }
 }
 
@@ -265,37 +282,15 @@ impl Enclave {
             self.config.clock_skew,
         )?;
         authorization::verify_strict(&fields.wallet, message.as_bytes(), signature)?;
+        let decision = nonce_decision(nonce, fields, signature, None);
         let state = self.state.lock();
         let issued = state.nonces.get(&nonce, now).ok_or_else(|| self.nonce_unknown(fields))?;
-        let used = self.check_issued(issued, fields, signature)?;
+        let used = check_issued(issued, &decision)?;
         Ok((nonce, used))
     }
 
     fn nonce_unknown(&self, fields: &MessageFields<'_>) -> EnclaveError {
         AuthorizationError::NonceUnknown { nonce: fields.nonce.to_string() }.into()
-    }
-
-    /// The nonce was issued for this message's wallet, purpose and `Issued At`, and not used by
-    /// another signature.
-    fn check_issued(
-        &self,
-        issued: &IssuedNonce,
-        fields: &MessageFields<'_>,
-        signature: &[u8; 64],
-    ) -> Result<NonceUse, EnclaveError> {
-        if issued.wallet != fields.wallet.0
-            || issued.issued_at != fields.issued_at
-            || issued.purpose != fields.purpose.code()
-        {
-            return Err(self.nonce_unknown(fields));
-        }
-        if !issued.used {
-            return Ok(NonceUse::Fresh);
-        }
-        if bool::from(issued.used_by.ct_eq(&signature_tag(signature))) {
-            return Ok(NonceUse::Retry);
-        }
-        Err(AuthorizationError::Replayed { nonce: fields.nonce.to_string() }.into())
     }
 
     /// Marks a verified authorization's nonce used by `signature` (it stays until its message
@@ -307,41 +302,9 @@ impl Enclave {
         fields: &MessageFields<'_>,
         signature: &[u8; 64],
     ) -> Result<NonceUse, EnclaveError> {
-        let mut state = self.state.lock();
-        if let Some(successor) = state.handed_over_to {
-            return Err(EnclaveError::HandedOver { successor });
-        }
-        self.spend_nonce(&mut state, nonce, fields, signature)
-    }
-
-    /// [`Enclave::consume_nonce`] under the caller's lock.
-    pub(super) fn spend_nonce(
-        &self,
-        state: &mut super::state::DecisionState,
-        nonce: [u8; 16],
-        fields: &MessageFields<'_>,
-        signature: &[u8; 64],
-    ) -> Result<NonceUse, EnclaveError> {
-        let now = self.clock.now();
-        let issued = state.nonces.get_mut(&nonce, now).ok_or_else(|| self.nonce_unknown(fields))?;
-        let used = self.check_issued(issued, fields, signature)?;
-        issued.used = true;
-        issued.used_by = signature_tag(signature);
-        state.drop_pending(&fields.wallet.0, &nonce);
-        Ok(used)
-    }
-
-    /// Undoes [`Enclave::spend_nonce`] when what it authorized could not be recorded (the same
-    /// lock held throughout, so nobody saw it spent).
-    pub(super) fn unspend_nonce(
-        &self,
-        state: &mut super::state::DecisionState,
-        nonce: [u8; 16],
-        now: u64,
-    ) {
-        if let Some(issued) = state.nonces.get_mut(&nonce, now) {
-            issued.used = false;
-            issued.used_by = [0; 16];
+        match self.commit(Command::UseNonce(nonce_decision(nonce, fields, signature, None)))? {
+            Effect::Nonce(used) => Ok(used),
+            other => Err(EnclaveError::Internal(format!("a nonce's use was applied as {other:?}"))),
         }
     }
 
@@ -352,18 +315,11 @@ impl Enclave {
     /// longer be used) rather than refusing every new message.
     fn issue_nonce(&self, wallet: &Pubkey, purpose: u8) -> Result<(String, u64), EnclaveError> {
         let nonce: [u8; 16] = random_array(&*self.rng)?;
-        let mut state = self.state.lock();
-        if let Some(successor) = state.handed_over_to {
-            return Err(EnclaveError::HandedOver { successor });
+        let validity = self.config.message_domain.validity_seconds;
+        match self.commit(Command::IssueNonce { wallet: *wallet, nonce, purpose, validity })? {
+            Effect::Issued { issued_at } => Ok((hex::encode(nonce), issued_at)),
+            other => Err(EnclaveError::Internal(format!("a nonce was applied as {other:?}"))),
         }
-        let now = self.clock.now();
-        let issued_at = state.issue_time(&wallet.0, self.decision_now());
-        let expires_at = issued_at.saturating_add(self.config.message_domain.validity_seconds);
-        let entry =
-            IssuedNonce { wallet: wallet.0, issued_at, purpose, used: false, used_by: [0; 16] };
-        state.nonces.insert_evicting(nonce, entry, expires_at, now);
-        state.add_pending(wallet.0, nonce);
-        Ok((hex::encode(nonce), issued_at))
     }
 
     /// A message for `wallet` to sign for `purpose`: a fresh nonce (issued and remembered

@@ -13,6 +13,7 @@
 
 mod custody;
 pub mod handover;
+pub mod replicated;
 mod signing;
 mod state;
 pub mod user;
@@ -36,7 +37,7 @@ pub use self::custody::{
 };
 pub use self::signing::{SignRequest, SignScheduledRequest, Signed};
 use self::state::DecisionState;
-pub use self::state::{RevokeTarget, Status};
+pub use self::state::{NonceUse, RecordTime, RevokeTarget, Status};
 pub use self::user::{ExportRequest, ExportSubject, Exported, WalletRevoke};
 use crate::authorization::MessageDomain;
 use crate::envelope::{self, RecipientKey};
@@ -244,6 +245,8 @@ pub struct Enclave {
     exports: AtomicU64,
     /// The latest decision time (see `Enclave::decision_now`).
     time_floor: AtomicU64,
+    /// Set when this enclave is a member of a cluster: decisions go through its log.
+    replicator: RwLock<Option<Arc<dyn replicated::Replicator>>>,
 }
 
 /// What this enclave's own attestation says about it, checked once at start.
@@ -309,6 +312,7 @@ impl Enclave {
             envelope_failures: AtomicU64::new(0),
             exports: AtomicU64::new(0),
             time_floor: AtomicU64::new(0),
+            replicator: RwLock::new(None),
             config,
         })
     }

@@ -7,11 +7,12 @@ use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use signer_types::ids::uuid_text;
 
-use super::state::Seen;
+use super::replicated::{Command, LiveRecord, ScheduledDecision, SignDecision, scheduled_use};
+use super::state::RecordTime;
 use super::{CachedAgent, Enclave, NeedKey, OpenedGrant, SignOutcome};
 use crate::authorization::{self, MessageFields, Purpose};
 use crate::error::{EnclaveError, RecordError};
-use crate::policy::{Denial, Rule, SpendKey, check_intent, evaluate_transaction};
+use crate::policy::{DailyLimits, Denial, Rule, SpendKey, check_intent, evaluate_transaction};
 use crate::pubkey::Pubkey;
 use crate::records::{
     AgentKeyHeader, GrantContents, GrantHeader, SealedAgentKey, SealedGrant, SealedScheduled,
@@ -234,12 +235,17 @@ impl Enclave {
         let policy = &grant.contents.policy;
         let spend = evaluate_transaction(&tx, policy, &h.agent_pubkey, req.declared_notional_cents);
         let spend_key = SpendKey { wallet: h.wallet.0, bot_id: h.bot_id, agent: h.agent_pubkey.0 };
+        let grant_live = LiveRecord {
+            id: h.grant_id,
+            wallet: h.wallet,
+            time: RecordTime::GrantIssued(h.issued_at),
+        };
+        // Judged here first on the state as it stands (so what was refused before a policy
+        // denial keeps its answer); the decision itself is the command's apply, at one time
+        // under one lock (in a cluster: in log order), which judges all of it again.
         {
-            let mut state = self.state.lock();
-            // The decision's instant is read under the lock that records it, so the order of
-            // decisions is the order of their clock readings (no late pre-midnight request
-            // charged after a post-midnight one), and expiry is judged at that instant.
-            let now = self.clock.now();
+            let state = self.state.lock();
+            let now = self.decision_now();
             state.check_grant_live(&h, self.config.clock_skew, now)?;
             if now >= h.expires_at {
                 return Err(EnclaveError::GrantExpired {
@@ -248,16 +254,20 @@ impl Enclave {
                     now,
                 });
             }
-            if let Seen::New = state.check_request(&req.request_id, &request_digest, now)? {
-                let spend = spend.map_err(|d| self.deny(d))?;
-                state.ledger.check(&spend_key, &spend, policy, now).map_err(|d| self.deny(d))?;
-                state.ledger.admit(&spend_key, now)?;
-                state.requests.insert(req.request_id, request_digest, h.expires_at, now)?;
-                state.ledger.record(spend_key, &spend, now);
-            }
-            // An identical retry re-signs without charging again: ed25519 is deterministic, so
-            // it gets the very same signature.
+            state.check_request(&req.request_id, &request_digest, now)?;
         }
+        let spend = spend.map_err(|d| self.deny(d))?;
+        // An identical retry re-signs without charging again (`Effect::Repeated`): ed25519 is
+        // deterministic, so it gets the very same signature.
+        self.commit(Command::Sign(SignDecision {
+            request_id: req.request_id,
+            request_digest,
+            grant: grant_live,
+            expires_at: h.expires_at,
+            spend_key,
+            limits: DailyLimits::of(policy, &spend),
+            spend,
+        }))?;
         let (signature, transaction) =
             tx.sign(&key).map_err(|e| EnclaveError::BadRequest(e.to_string()))?;
         self.signatures.fetch_add(1, Ordering::Relaxed);
@@ -325,27 +335,22 @@ impl Enclave {
             d.update(tx.message);
             <[u8; 32]>::from(d.finalize())
         };
-        let expires_at = h.not_after.saturating_add(1);
         let mut used_mark = [0u8; 48];
         used_mark[..16].copy_from_slice(&h.schedule_id);
         used_mark[16..].copy_from_slice(&h.agent_pubkey.0);
-        let check_unused = |state: &super::state::DecisionState,
-                            now: u64|
-         -> Result<Seen, EnclaveError> {
-            let seen = state.check_request(&req.request_id, &request_digest, now)?;
-            match state.scheduled.get(&used_mark, now) {
-                Some(used_by) if *used_by != req.request_id => Err(EnclaveError::ReplayedRequest {
-                    request_id: format!(
-                        "{} (scheduled record {} was already used by request {})",
-                        uuid_text(&req.request_id),
-                        uuid_text(&h.schedule_id),
-                        uuid_text(used_by)
-                    ),
-                }),
-                _ => Ok(seen),
-            }
+        let decision = ScheduledDecision {
+            request_id: req.request_id,
+            request_digest,
+            record: LiveRecord {
+                id: h.schedule_id,
+                wallet: h.wallet,
+                time: RecordTime::ScheduledCreated(h.created_at),
+            },
+            not_after: h.not_after,
+            used_mark,
         };
-        check_unused(&self.state.lock(), now)?;
+        // A used record is refused before its key is asked for (no KMS call for a replay).
+        scheduled_use(&self.state.lock(), &decision, now)?;
         let need_key =
             |enclave: &Self| -> NeedKey { enclave.need_key(h.schedule_id, sealed.wrapped.clone()) };
         let Some(env) = req.envelope else {
@@ -356,26 +361,7 @@ impl Enclave {
         else {
             return Ok(SignOutcome::NeedKey(need_key(self)));
         };
-        {
-            let mut state = self.state.lock();
-            let now = self.clock.now();
-            state.check_scheduled_live(&h, self.config.clock_skew, now)?;
-            if now > h.not_after {
-                return Err(EnclaveError::GrantExpired {
-                    grant_id: uuid_text(&h.schedule_id),
-                    expires_at: h.not_after,
-                    now,
-                });
-            }
-            if let Seen::New = check_unused(&state, now)? {
-                // Both marks or neither: a record marked used without its request id (or the
-                // reverse) would either burn the record or let it be used twice.
-                state.scheduled.ensure_room(now)?;
-                state.requests.ensure_room(now)?;
-                state.scheduled.insert(used_mark, req.request_id, expires_at, now)?;
-                state.requests.insert(req.request_id, request_digest, expires_at, now)?;
-            }
-        }
+        self.commit(Command::SignScheduled(decision))?;
         let (signature, transaction) =
             tx.sign(&key).map_err(|e| EnclaveError::BadRequest(e.to_string()))?;
         self.signatures.fetch_add(1, Ordering::Relaxed);

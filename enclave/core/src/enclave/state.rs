@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use signer_types::ids::{EnclaveId, uuid_text};
 
+use super::replicated::{Command, Effect};
 use super::{Enclave, EnclaveConfig};
 use crate::error::EnclaveError;
 use crate::policy::{Denial, Ledger};
@@ -13,7 +14,7 @@ use crate::pubkey::Pubkey;
 use crate::store::TtlMap;
 
 /// What to revoke.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RevokeTarget {
     /// A grant (or scheduled record) id.
     Record([u8; 16]),
@@ -100,7 +101,7 @@ pub(super) struct IssuedNonce {
 
 /// How a verified authorization's nonce stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum NonceUse {
+pub enum NonceUse {
     /// Not used yet.
     Fresh,
     /// Used by this very signature: the same request again.
@@ -114,8 +115,8 @@ pub(super) fn signature_tag(signature: &[u8; 64]) -> [u8; 16] {
 
 /// What a record is, for revocation: grants carry the enclave's own issue time; scheduled
 /// records a `created_at` their creator chose (up to the clock skew ahead).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum RecordTime {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RecordTime {
     GrantIssued(u64),
     ScheduledCreated(u64),
 }
@@ -238,6 +239,21 @@ impl DecisionState {
         }
     }
 
+    /// Forgets expired entries and counters stale at `now`.
+    pub(super) fn sweep(&mut self, now: u64) {
+        self.requests.evict_expired(now);
+        self.scheduled.evict_expired(now);
+        self.nonces.evict_expired(now);
+        self.revoked_records.evict_expired(now);
+        self.revoked_wallets.evict_expired(now);
+        let Self { pending, nonces, .. } = self;
+        pending.retain(|_, queue| {
+            queue.retain(|n| nonces.get(n, now).is_some_and(|e| !e.used));
+            !queue.is_empty()
+        });
+        self.ledger.prune(now);
+    }
+
     /// A message of `wallet` was used (or voided).
     pub(super) fn drop_pending(&mut self, wallet: &[u8; 32], nonce: &[u8; 16]) {
         if let Some(queue) = self.pending.get_mut(wallet) {
@@ -275,17 +291,10 @@ impl Enclave {
     }
 
     pub fn revoke(&self, target: RevokeTarget) -> Result<usize, EnclaveError> {
-        {
-            let mut state = self.state.lock();
-            if let Some(successor) = state.handed_over_to {
-                return Err(EnclaveError::HandedOver { successor });
-            }
-            self.record_revocation(&mut state, target, self.clock.now())?;
+        match self.commit(Command::Revoke(target))? {
+            Effect::Revoked { dropped } => Ok(dropped),
+            _ => Ok(0),
         }
-        Ok(self.drop_opened(|h| match target {
-            RevokeTarget::Record(r) => h.grant_id == r,
-            RevokeTarget::Wallet(w) => h.wallet == w,
-        }))
     }
 
     /// Records a revocation in the decision state (the caller holds its lock): a record id (or
@@ -304,7 +313,7 @@ impl Enclave {
             RevokeTarget::Wallet(wallet) => {
                 // Everything this enclave issued for the wallet so far is at or before the
                 // cutoff (module docs of `revoked_wallets`); messages not yet used die here.
-                let decided = self.decision_now();
+                let decided = now;
                 let previous = state.revoked_wallets.get(&wallet.0, now).copied();
                 let cutoff = previous.map_or(decided, |p| decided.max(p.cutoff).max(p.last_issued));
                 let entry = WalletRevocation { cutoff, last_issued: cutoff };
@@ -330,12 +339,7 @@ impl Enclave {
 
     /// Engages or releases the kill switch; returns the new state.
     pub fn set_kill_switch(&self, engaged: bool) -> Result<bool, EnclaveError> {
-        let mut state = self.state.lock();
-        if let Some(successor) = state.handed_over_to {
-            return Err(EnclaveError::HandedOver { successor });
-        }
-        state.kill_switch = engaged;
-        self.kill_switch.store(engaged, Ordering::Release);
+        self.commit(Command::KillSwitch(engaged))?;
         Ok(engaged)
     }
 
@@ -349,20 +353,10 @@ impl Enclave {
         let dropped = before - grants.len();
         drop(grants);
         self.vaults.lock().retain(|_, v| v.expires_at > now);
-        let mut state = self.state.lock();
-        state.requests.evict_expired(now);
-        state.scheduled.evict_expired(now);
-        state.nonces.evict_expired(now);
-        state.revoked_records.evict_expired(now);
-        state.revoked_wallets.evict_expired(now);
-        let DecisionState { pending, nonces, .. } = &mut *state;
-        pending.retain(|_, queue| {
-            queue.retain(|n| nonces.get(n, now).is_some_and(|e| !e.used));
-            !queue.is_empty()
-        });
-        state.ledger.prune(now);
-        drop(state);
         self.refused_envelopes.lock().evict_expired(now);
+        // The decision state is swept by a decision, so every member of a cluster forgets the
+        // same entries at the same time; a member that is not the leader leaves it to the leader.
+        let _ = self.commit(Command::Sweep);
         dropped
     }
 

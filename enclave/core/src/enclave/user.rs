@@ -27,7 +27,8 @@ use hpke::{Deserializable as _, OpModeS, Serializable as _};
 use sha2::{Digest, Sha256};
 use signer_types::records::{AgentKind, SealedAgentKey, SealedVault};
 
-use super::custody::{Authorization, VaultProof};
+use super::custody::{Authorization, VaultProof, nonce_decision};
+use super::replicated::{Command, Effect};
 use super::state::{NonceUse, RevokeTarget};
 use super::{Enclave, Unlocked};
 use crate::authorization::{ExportTarget, MessageFields, Purpose, RevokeScope};
@@ -117,29 +118,15 @@ impl Enclave {
             RevokeScope::All => RevokeTarget::Wallet(req.wallet),
             RevokeScope::Record(id) => RevokeTarget::Record(wallet_record_key(&req.wallet, &id)),
         };
-        {
-            // The nonce is spent and the revocation recorded in one step: a revocation the
-            // store refuses leaves the nonce unused, so the same request can be sent again.
-            let mut state = self.state.lock();
-            if let Some(successor) = state.handed_over_to {
-                return Err(EnclaveError::HandedOver { successor });
-            }
-            let now = self.clock.now();
-            if self.spend_nonce(&mut state, nonce, &fields, &req.signature)? == NonceUse::Retry {
-                return Ok(0);
-            }
-            if let Err(e) = self.record_revocation(&mut state, target, now) {
-                self.unspend_nonce(&mut state, nonce, now);
-                return Err(e);
-            }
+        // The nonce is spent and the revocation recorded in one step: a revocation the store
+        // refuses leaves the nonce unused, so the same request can be sent again.
+        let decision = nonce_decision(nonce, &fields, &req.signature, Some(target));
+        match self.commit(Command::UseNonce(decision))? {
+            Effect::Revoked { dropped } => Ok(dropped),
+            // Used by this very signature meanwhile: answered, not done again.
+            Effect::Nonce(NonceUse::Retry) => Ok(0),
+            other => Err(EnclaveError::Internal(format!("a revocation was applied as {other:?}"))),
         }
-        Ok(self.drop_opened(|h| {
-            h.wallet == req.wallet
-                && match req.scope {
-                    RevokeScope::All => true,
-                    RevokeScope::Record(id) => h.grant_id == id,
-                }
-        }))
     }
 
     /// What an export names (its target, the exported record's SHA-256 and id), with the

@@ -1,0 +1,339 @@
+//! Decisions as commands: every change to the decision state (SPEC §16) is a [`Command`] applied
+//! at a decision time, so the same code decides in a standalone enclave and in a cluster.
+//!
+//! - **Standalone** (a cluster of one): [`Enclave::commit`] reads the decision time under the
+//!   state lock and applies the command there — one atomic step, as invariant 5 requires.
+//! - **Cluster**: the leader proposes `Proposal { time, command }` through its [`Replicator`]
+//!   (a Raft log); every member applies committed proposals in log order with
+//!   [`Enclave::apply_committed`], and the leader releases a signature, grant or acknowledgement
+//!   only after its proposal is committed and applied. The apply step *is* the decision: it
+//!   re-checks liveness, expiry, idempotency and limits against the replicated state at the
+//!   proposal's time, so two leaders' proposals, stale pre-checks or reordered batches can never
+//!   charge past a limit — whatever is appended, the log order decides.
+//!
+//! Apply is deterministic: it reads only the command, the proposal's time (never a member's
+//! clock) and the replicated state, and it never fails on a member where it succeeded on another
+//! (stores take what apply inserts; the leader checks room before it proposes). Time never goes
+//! back: a proposal is applied at `max(time, every earlier applied time)`.
+
+use std::sync::atomic::Ordering;
+
+use serde::{Deserialize, Serialize};
+use signer_types::ids::uuid_text;
+
+use super::Enclave;
+use super::state::{DecisionState, IssuedNonce, NonceUse, RecordTime, RevokeTarget, Seen};
+use crate::error::{AuthorizationError, EnclaveError};
+use crate::policy::{DailyLimits, Spend, SpendKey};
+use crate::pubkey::Pubkey;
+
+/// A command and the leader's decision time (unix seconds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub time: u64,
+    pub command: Command,
+}
+
+/// A record a decision depends on staying live (not revoked, not handed over).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveRecord {
+    pub id: [u8; 16],
+    pub wallet: Pubkey,
+    pub time: RecordTime,
+}
+
+/// A signature under a grant, to be charged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignDecision {
+    pub request_id: [u8; 16],
+    /// What the request was (an identical retry re-signs, anything else is a replay).
+    pub request_digest: [u8; 32],
+    pub grant: LiveRecord,
+    pub expires_at: u64,
+    pub spend_key: SpendKey,
+    pub spend: Spend,
+    pub limits: DailyLimits,
+}
+
+/// The one signature a scheduled record allows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledDecision {
+    pub request_id: [u8; 16],
+    pub request_digest: [u8; 32],
+    pub record: LiveRecord,
+    pub not_after: u64,
+    /// (schedule id, agent public key): the single-use mark.
+    #[serde(with = "serde_bytes")]
+    pub used_mark: [u8; 48],
+}
+
+/// A signed authorization's nonce, to be marked used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NonceDecision {
+    pub nonce: [u8; 16],
+    pub wallet: Pubkey,
+    pub issued_at: u64,
+    pub purpose: u8,
+    /// [`super::state::signature_tag`] of the signature that uses it.
+    pub signature_tag: [u8; 16],
+    /// A revocation recorded in the same step (a wallet-signed revocation): both or neither.
+    pub then_revoke: Option<RevokeTarget>,
+}
+
+/// A change to the decision state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Sign(SignDecision),
+    SignScheduled(ScheduledDecision),
+    /// A fresh nonce for a message to `wallet`, valid `validity` seconds from its `Issued At`.
+    IssueNonce {
+        wallet: Pubkey,
+        nonce: [u8; 16],
+        purpose: u8,
+        validity: u64,
+    },
+    UseNonce(NonceDecision),
+    Revoke(RevokeTarget),
+    KillSwitch(bool),
+    /// Forget expired entries and stale counters (at the proposal's time, on every member).
+    Sweep,
+}
+
+/// What an applied command did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// A new request, charged (or a scheduled record marked used).
+    Charged,
+    /// The identical request again: nothing charged, the same signature is given.
+    Repeated,
+    /// A nonce issued, with its message's `Issued At`.
+    Issued {
+        issued_at: u64,
+    },
+    /// A nonce marked used (or found used by this very signature).
+    Nonce(NonceUse),
+    /// A revocation recorded; `dropped` opened grants were zeroized on this member.
+    Revoked {
+        dropped: usize,
+    },
+    Done,
+}
+
+/// Where decisions are committed when this enclave is a member of a cluster: the proposal is
+/// appended to the replicated log and returns once a majority has it and this member applied
+/// it (with the outcome of that apply).
+pub trait Replicator: Send + Sync {
+    fn commit(&self, proposal: Proposal) -> Result<Effect, EnclaveError>;
+}
+
+impl Enclave {
+    /// Commits a decision: in a cluster through its replicated log, standalone at once under the
+    /// state lock (the time read under that lock).
+    pub(super) fn commit(&self, command: Command) -> Result<Effect, EnclaveError> {
+        let replicator = self.replicator.read().clone();
+        if let Some(replicator) = replicator {
+            return replicator.commit(Proposal { time: self.decision_now(), command });
+        }
+        let effect = {
+            let mut state = self.state.lock();
+            let time = self.decision_now();
+            self.apply_locked(&mut state, time, &command)?
+        };
+        Ok(self.after_apply(&command, effect))
+    }
+
+    /// Joins a cluster: from now on decisions are committed through `replicator`.
+    pub fn set_replicator(&self, replicator: std::sync::Arc<dyn Replicator>) {
+        *self.replicator.write() = Some(replicator);
+    }
+
+    /// Applies a committed proposal (every member, in log order). A refusal is part of the
+    /// deterministic outcome (the same on every member), not a failure of the log.
+    pub fn apply_committed(&self, proposal: &Proposal) -> Result<Effect, EnclaveError> {
+        let time = self.time_floor.fetch_max(proposal.time, Ordering::AcqRel).max(proposal.time);
+        let effect = {
+            let mut state = self.state.lock();
+            self.apply_locked(&mut state, time, &proposal.command)?
+        };
+        Ok(self.after_apply(&proposal.command, effect))
+    }
+
+    /// Memory that follows a decision: a revoked grant's opened keys are dropped (zeroized), and
+    /// the effect says how many.
+    fn after_apply(&self, command: &Command, effect: Effect) -> Effect {
+        let target = match (command, effect) {
+            (Command::Revoke(target), _) => *target,
+            (Command::UseNonce(d), Effect::Nonce(NonceUse::Fresh)) => match d.then_revoke {
+                Some(target) => target,
+                None => return effect,
+            },
+            _ => return effect,
+        };
+        let dropped = self.drop_opened(|h| match target {
+            RevokeTarget::Record(r) => {
+                h.grant_id == r || super::user::wallet_record_key(&h.wallet, &h.grant_id) == r
+            }
+            RevokeTarget::Wallet(w) => h.wallet == w,
+        });
+        Effect::Revoked { dropped }
+    }
+
+    /// The decision itself, at `now`, under the state lock.
+    fn apply_locked(
+        &self,
+        state: &mut DecisionState,
+        now: u64,
+        command: &Command,
+    ) -> Result<Effect, EnclaveError> {
+        if let Some(successor) = state.handed_over_to {
+            return Err(EnclaveError::HandedOver { successor });
+        }
+        let skew = self.config.clock_skew;
+        match command {
+            Command::Sign(d) => {
+                state.check_live(&d.grant.id, &d.grant.wallet, d.grant.time, skew, now)?;
+                if now >= d.expires_at {
+                    return Err(EnclaveError::GrantExpired {
+                        grant_id: uuid_text(&d.grant.id),
+                        expires_at: d.expires_at,
+                        now,
+                    });
+                }
+                match state.check_request(&d.request_id, &d.request_digest, now)? {
+                    Seen::SameRequest => Ok(Effect::Repeated),
+                    Seen::New => {
+                        state
+                            .ledger
+                            .check(&d.spend_key, &d.spend, &d.limits, now)
+                            .map_err(|denial| self.deny(denial))?;
+                        state.ledger.admit(&d.spend_key, now)?;
+                        state.requests.insert(d.request_id, d.request_digest, d.expires_at, now)?;
+                        state.ledger.record(d.spend_key, &d.spend, now);
+                        Ok(Effect::Charged)
+                    }
+                }
+            }
+            Command::SignScheduled(d) => {
+                state.check_live(&d.record.id, &d.record.wallet, d.record.time, skew, now)?;
+                if now > d.not_after {
+                    return Err(EnclaveError::GrantExpired {
+                        grant_id: uuid_text(&d.record.id),
+                        expires_at: d.not_after,
+                        now,
+                    });
+                }
+                match scheduled_use(state, d, now)? {
+                    Seen::SameRequest => Ok(Effect::Repeated),
+                    Seen::New => {
+                        // Both marks or neither: a record marked used without its request id
+                        // (or the reverse) would either burn the record or let it be used twice.
+                        let expires_at = d.not_after.saturating_add(1);
+                        state.scheduled.ensure_room(now)?;
+                        state.requests.ensure_room(now)?;
+                        state.scheduled.insert(d.used_mark, d.request_id, expires_at, now)?;
+                        state.requests.insert(d.request_id, d.request_digest, expires_at, now)?;
+                        Ok(Effect::Charged)
+                    }
+                }
+            }
+            Command::IssueNonce { wallet, nonce, purpose, validity } => {
+                let issued_at = state.issue_time(&wallet.0, now);
+                let expires_at = issued_at.saturating_add(*validity);
+                let entry = IssuedNonce {
+                    wallet: wallet.0,
+                    issued_at,
+                    purpose: *purpose,
+                    used: false,
+                    used_by: [0; 16],
+                };
+                state.nonces.insert_evicting(*nonce, entry, expires_at, now);
+                state.add_pending(wallet.0, *nonce);
+                Ok(Effect::Issued { issued_at })
+            }
+            Command::UseNonce(d) => {
+                let used = spend_nonce(state, d, now)?;
+                if used == NonceUse::Fresh
+                    && let Some(target) = d.then_revoke
+                    && let Err(e) = self.record_revocation(state, target, now)
+                {
+                    // Neither: the signed authorization can be sent again.
+                    if let Some(issued) = state.nonces.get_mut(&d.nonce, now) {
+                        issued.used = false;
+                        issued.used_by = [0; 16];
+                    }
+                    return Err(e);
+                }
+                Ok(Effect::Nonce(used))
+            }
+            Command::Revoke(target) => {
+                self.record_revocation(state, *target, now)?;
+                Ok(Effect::Done)
+            }
+            Command::KillSwitch(engaged) => {
+                state.kill_switch = *engaged;
+                self.kill_switch.store(*engaged, Ordering::Release);
+                Ok(Effect::Done)
+            }
+            Command::Sweep => {
+                state.sweep(now);
+                Ok(Effect::Done)
+            }
+        }
+    }
+}
+
+/// How a scheduled record's request stands: its request id, and the record's single-use mark.
+pub(super) fn scheduled_use(
+    state: &DecisionState,
+    d: &ScheduledDecision,
+    now: u64,
+) -> Result<Seen, EnclaveError> {
+    let seen = state.check_request(&d.request_id, &d.request_digest, now)?;
+    match state.scheduled.get(&d.used_mark, now) {
+        Some(used_by) if *used_by != d.request_id => Err(EnclaveError::ReplayedRequest {
+            request_id: format!(
+                "{} (scheduled record {} was already used by request {})",
+                uuid_text(&d.request_id),
+                uuid_text(&d.record.id),
+                uuid_text(used_by)
+            ),
+        }),
+        _ => Ok(seen),
+    }
+}
+
+/// Marks a verified authorization's nonce used: it must have been issued for this wallet,
+/// purpose and `Issued At`, and not used by another signature.
+fn spend_nonce(
+    state: &mut DecisionState,
+    d: &NonceDecision,
+    now: u64,
+) -> Result<NonceUse, EnclaveError> {
+    let unknown = || AuthorizationError::NonceUnknown { nonce: hex::encode(d.nonce) };
+    let issued = state.nonces.get_mut(&d.nonce, now).ok_or_else(unknown)?;
+    let used = check_issued(issued, d)?;
+    issued.used = true;
+    issued.used_by = d.signature_tag;
+    state.drop_pending(&d.wallet.0, &d.nonce);
+    Ok(used)
+}
+
+/// The nonce was issued for this message's wallet, purpose and `Issued At`; used already only
+/// by this very signature (the same request again) or not at all.
+pub(super) fn check_issued(
+    issued: &IssuedNonce,
+    d: &NonceDecision,
+) -> Result<NonceUse, AuthorizationError> {
+    use subtle::ConstantTimeEq as _;
+    if issued.wallet != d.wallet.0 || issued.issued_at != d.issued_at || issued.purpose != d.purpose
+    {
+        return Err(AuthorizationError::NonceUnknown { nonce: hex::encode(d.nonce) });
+    }
+    if !issued.used {
+        return Ok(NonceUse::Fresh);
+    }
+    if bool::from(issued.used_by.ct_eq(&d.signature_tag)) {
+        return Ok(NonceUse::Retry);
+    }
+    Err(AuthorizationError::Replayed { nonce: hex::encode(d.nonce) })
+}

@@ -460,7 +460,7 @@ impl DailyLimits {
 
 /// One counter as a handover carries it (SPEC §16): the (wallet, bot, agent) it belongs to, the
 /// UTC day it counts, what that day used, and the velocity window's timestamps.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SpendRecord {
     pub key: Option<SpendKey>,
     pub day: u64,
@@ -660,6 +660,16 @@ impl Ledger {
         }
         state.recent.push_back(now);
         state.last_seen = state.last_seen.max(now);
+    }
+
+    /// The last second a full ledger was swept (part of a replicated state: it decides when
+    /// the next sweep happens, so every member must agree on it).
+    pub fn last_prune(&self) -> u64 {
+        self.last_prune
+    }
+
+    pub fn set_last_prune(&mut self, second: u64) {
+        self.last_prune = second;
     }
 
     /// Forgets counters untouched since before the previous UTC day.

@@ -332,7 +332,7 @@ impl Enclave {
         let (nonce, issued_at) = self.issue_nonce(&wallet, purpose.code())?;
         self.authorization(&MessageFields {
             wallet,
-            enclave: self.id,
+            enclave: self.decider(),
             nonce: &nonce,
             issued_at,
             purpose,
@@ -413,7 +413,7 @@ impl Enclave {
         }
         let fields = MessageFields {
             wallet: req.wallet,
-            enclave: self.id,
+            enclave: self.decider(),
             nonce: req.nonce,
             issued_at: req.issued_at,
             purpose: Purpose::ImportVault {
@@ -476,7 +476,7 @@ impl Enclave {
     ) -> MessageFields<'a> {
         MessageFields {
             wallet: g.wallet,
-            enclave: self.id,
+            enclave: self.decider(),
             nonce,
             issued_at,
             purpose: grant_purpose(g),
@@ -519,7 +519,7 @@ impl Enclave {
             agent_pubkey: g.agent_pubkey,
             issued_at: req.issued_at,
             expires_at: req.issued_at.saturating_add(g.ttl_seconds),
-            enclave_id: self.id,
+            enclave_id: self.decider(),
         };
         let contents = GrantContents {
             umk: (*umk).clone(),
@@ -536,7 +536,7 @@ impl Enclave {
             issued_at: header.issued_at,
             expires_at: header.expires_at,
             record,
-            enclave_id: self.id,
+            enclave_id: self.decider(),
         }))
     }
 }

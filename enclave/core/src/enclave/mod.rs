@@ -247,6 +247,8 @@ pub struct Enclave {
     time_floor: AtomicU64,
     /// Set when this enclave is a member of a cluster: decisions go through its log.
     replicator: RwLock<Option<Arc<dyn replicated::Replicator>>>,
+    /// The id records and messages made here name: this instance, or its cluster.
+    decider: RwLock<EnclaveId>,
 }
 
 /// What this enclave's own attestation says about it, checked once at start.
@@ -313,6 +315,7 @@ impl Enclave {
             exports: AtomicU64::new(0),
             time_floor: AtomicU64::new(0),
             replicator: RwLock::new(None),
+            decider: RwLock::new(id),
             config,
         })
     }
@@ -325,6 +328,12 @@ impl Enclave {
     /// This enclave instance.
     pub fn id(&self) -> EnclaveId {
         self.id
+    }
+
+    /// The id that grants, scheduled records and messages made here name: this instance's own,
+    /// or, once it is a member of a cluster, the cluster's (SPEC §16).
+    pub fn decider(&self) -> EnclaveId {
+        *self.decider.read()
     }
 
     /// The instances this enclave answers for (itself first).

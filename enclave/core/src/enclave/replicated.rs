@@ -142,9 +142,17 @@ impl Enclave {
         Ok(self.after_apply(&command, effect))
     }
 
-    /// Joins a cluster: from now on decisions are committed through `replicator`.
-    pub fn set_replicator(&self, replicator: std::sync::Arc<dyn Replicator>) {
+    /// Joins cluster `cluster_id`: from now on decisions are committed through `replicator`,
+    /// and records and messages made here name the cluster, which is all this member answers
+    /// for (a member decides nothing of its own).
+    pub fn join_cluster(
+        &self,
+        cluster_id: signer_types::EnclaveId,
+        replicator: std::sync::Arc<dyn Replicator>,
+    ) {
         *self.replicator.write() = Some(replicator);
+        *self.decider.write() = cluster_id;
+        *self.answers_for.write() = vec![cluster_id];
     }
 
     /// Applies a committed proposal (every member, in log order). A refusal is part of the
@@ -336,4 +344,146 @@ pub(super) fn check_issued(
         return Ok(NonceUse::Retry);
     }
     Err(AuthorizationError::Replayed { nonce: hex::encode(d.nonce) })
+}
+
+/// The whole decision state, as a cluster's snapshot carries it to a member that joins or falls
+/// behind: CBOR of [`ReplicatedState`] (tag `"signer/replicated-state/v1"`), every entry with its
+/// expiry — including expired ones not yet swept, so the member that installs it holds exactly
+/// the leader's state at that log position. It travels only inside the members' authenticated
+/// channel.
+#[derive(Serialize, Deserialize)]
+struct ReplicatedState {
+    tag: String,
+    kill_switch: bool,
+    time_floor: u64,
+    requests: Vec<RequestEntry>,
+    scheduled: Vec<ScheduledEntry>,
+    nonces: Vec<(NonceKey, IssuedNonce, u64)>,
+    /// Unused messages per wallet, oldest first.
+    pending: Vec<(Pubkey, Vec<NonceKey>)>,
+    revoked_records: Vec<([u8; 16], u64)>,
+    revoked_wallets: Vec<(Pubkey, super::state::WalletRevocation, u64)>,
+    ledger: Vec<crate::policy::SpendRecord>,
+    ledger_last_prune: u64,
+}
+
+type NonceKey = [u8; 16];
+
+#[derive(Serialize, Deserialize)]
+struct RequestEntry {
+    id: [u8; 16],
+    digest: [u8; 32],
+    expires_at: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ScheduledEntry {
+    #[serde(with = "serde_bytes")]
+    mark: [u8; 48],
+    request_id: [u8; 16],
+    expires_at: u64,
+}
+
+const REPLICATED_STATE_TAG: &str = "signer/replicated-state/v1";
+
+impl Enclave {
+    /// The decision state as a snapshot (see [`ReplicatedState`]).
+    pub fn replicated_state(&self) -> Result<Vec<u8>, EnclaveError> {
+        let state = self.state.lock();
+        let all = 0;
+        let snapshot = ReplicatedState {
+            tag: REPLICATED_STATE_TAG.into(),
+            kill_switch: state.kill_switch,
+            time_floor: self.time_floor.load(Ordering::Acquire),
+            requests: state
+                .requests
+                .live(all)
+                .map(|(id, digest, expires_at)| RequestEntry {
+                    id: *id,
+                    digest: *digest,
+                    expires_at,
+                })
+                .collect(),
+            scheduled: state
+                .scheduled
+                .live(all)
+                .map(|(mark, request_id, expires_at)| ScheduledEntry {
+                    mark: *mark,
+                    request_id: *request_id,
+                    expires_at,
+                })
+                .collect(),
+            nonces: state.nonces.live(all).map(|(k, n, e)| (*k, *n, e)).collect(),
+            pending: state
+                .pending
+                .iter()
+                .map(|(wallet, queue)| (Pubkey(*wallet), queue.iter().copied().collect()))
+                .collect(),
+            revoked_records: state.revoked_records.live(all).map(|(k, _, e)| (*k, e)).collect(),
+            revoked_wallets: state
+                .revoked_wallets
+                .live(all)
+                .map(|(k, r, e)| (Pubkey(*k), *r, e))
+                .collect(),
+            ledger: state.ledger.export(),
+            ledger_last_prune: state.ledger.last_prune(),
+        };
+        drop(state);
+        let mut out = Vec::new();
+        ciborium::into_writer(&snapshot, &mut out)
+            .map_err(|e| EnclaveError::Internal(format!("encoding the replicated state: {e}")))?;
+        Ok(out)
+    }
+
+    /// Replaces the decision state with a snapshot's (a member catching up). All or nothing:
+    /// the snapshot is decoded in full before anything changes. Opened grants are dropped: they
+    /// were judged against the state being replaced.
+    pub fn install_replicated_state(&self, bytes: &[u8]) -> Result<(), EnclaveError> {
+        let snapshot: ReplicatedState = ciborium::from_reader(bytes).map_err(|e| {
+            EnclaveError::Internal(format!("a replicated state does not decode: {e}"))
+        })?;
+        if snapshot.tag != REPLICATED_STATE_TAG {
+            return Err(EnclaveError::Internal(format!(
+                "a replicated state is tagged {:?}, expected {REPLICATED_STATE_TAG:?}",
+                snapshot.tag
+            )));
+        }
+        let mut fresh = DecisionState::new(&self.config);
+        // A snapshot is the leader's state: taken whole, whatever this member's bounds (they
+        // are the same configuration; entries age out as anywhere).
+        fresh.requests.make_room_for(snapshot.requests.len());
+        fresh.scheduled.make_room_for(snapshot.scheduled.len());
+        fresh.revoked_records.make_room_for(snapshot.revoked_records.len());
+        fresh.revoked_wallets.make_room_for(snapshot.revoked_wallets.len());
+        fresh.nonces.make_room_for(snapshot.nonces.len());
+        let at = 0;
+        for r in snapshot.requests {
+            fresh.requests.insert(r.id, r.digest, r.expires_at, at)?;
+        }
+        for s in snapshot.scheduled {
+            fresh.scheduled.insert(s.mark, s.request_id, s.expires_at, at)?;
+        }
+        for (nonce, issued, expires_at) in snapshot.nonces {
+            fresh.nonces.insert(nonce, issued, expires_at, at)?;
+        }
+        for (wallet, queue) in snapshot.pending {
+            fresh.pending.insert(wallet.0, queue.into_iter().collect());
+        }
+        for (id, expires_at) in snapshot.revoked_records {
+            fresh.revoked_records.insert(id, (), expires_at, at)?;
+        }
+        for (wallet, revocation, expires_at) in snapshot.revoked_wallets {
+            fresh.revoked_wallets.insert(wallet.0, revocation, expires_at, at)?;
+        }
+        fresh.ledger.import(snapshot.ledger);
+        fresh.ledger.set_last_prune(snapshot.ledger_last_prune);
+        fresh.kill_switch = snapshot.kill_switch;
+        let mut state = self.state.lock();
+        *state = fresh;
+        self.kill_switch.store(snapshot.kill_switch, Ordering::Release);
+        self.time_floor.fetch_max(snapshot.time_floor, Ordering::AcqRel);
+        drop(state);
+        self.grants.write().clear();
+        Ok(())
+    }
 }

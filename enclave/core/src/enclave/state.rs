@@ -79,7 +79,7 @@ pub(super) struct DecisionState {
 pub const MAX_PENDING_PER_WALLET: usize = 16;
 
 /// A wallet's revocation (see `DecisionState::revoked_wallets`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) struct WalletRevocation {
     pub(super) cutoff: u64,
     /// The latest `Issued At` given to the wallet since (messages after the cutoff).
@@ -87,7 +87,7 @@ pub(super) struct WalletRevocation {
 }
 
 /// A nonce this enclave issued, and for what.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) struct IssuedNonce {
     pub(super) wallet: [u8; 32],
     pub(super) issued_at: u64,

@@ -103,7 +103,7 @@ impl Enclave {
     pub fn revoke_signed(&self, req: &WalletRevoke<'_>) -> Result<usize, EnclaveError> {
         let fields = MessageFields {
             wallet: req.wallet,
-            enclave: self.id,
+            enclave: self.decider(),
             nonce: req.nonce,
             issued_at: req.issued_at,
             purpose: Purpose::Revoke { scope: req.scope },
@@ -196,7 +196,7 @@ impl Enclave {
         let parts = self.export_target(subject)?;
         let fields = MessageFields {
             wallet: subject.wallet,
-            enclave: self.id,
+            enclave: self.decider(),
             nonce: req.nonce,
             issued_at: req.issued_at,
             purpose: Purpose::Export {

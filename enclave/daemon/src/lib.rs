@@ -2,6 +2,7 @@
 //! handler over enclave-core, and the connection server shared by vsock and Unix sockets.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod config;
 pub mod handler;
 pub mod nsm;

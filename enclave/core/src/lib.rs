@@ -8,6 +8,8 @@
 //! - [`policy`]: default-deny instruction rules, fee formula, daily limits, velocity, intents.
 //! - [`enclave`]: the decision engine tying these together (grant cache, idempotency, revocation,
 //!   kill switch), with injectable clock and randomness.
+//! - [`cluster`]: attested member identities and the authenticated, encrypted channel between
+//!   the members of a replicated cluster (HPKE Auth mode, replay window).
 //!
 //! Secrets are held only in [`secret`] types (zeroized on drop, redacted `Debug`).
 #![forbid(unsafe_code)]
@@ -15,6 +17,7 @@
 pub mod agent_key;
 pub mod authorization;
 pub mod ber;
+pub mod cluster;
 pub mod enclave;
 pub mod envelope;
 pub mod error;

@@ -201,13 +201,13 @@ def parse_attestation_document(data: Blob) -> AttestationDocument:
         if top.tag != 18:
             raise MalformedDocumentError(f"unexpected CBOR tag {top.tag}")
         top = top.value
-    if not isinstance(top, list) or len(top) != 4:
+    if not isinstance(top, (list, tuple)) or len(top) != 4:
         raise MalformedDocumentError("COSE_Sign1 is not an array of 4 elements")
     protected, unprotected, payload, signature = top
     if not isinstance(protected, bytes) or protected != ES384_PROTECTED_HEADER:
         shown = protected.hex() if isinstance(protected, bytes) else type(protected).__name__
         raise MalformedDocumentError(f"protected header is {shown}; expected a1013822 ({{1: -35}}, ES384)")
-    if not isinstance(unprotected, dict):
+    if not isinstance(unprotected, Mapping):
         raise MalformedDocumentError("unprotected header is not a map")
     if payload is None:
         raise MalformedDocumentError("detached payload")
@@ -217,7 +217,7 @@ def parse_attestation_document(data: Blob) -> AttestationDocument:
         raise MalformedDocumentError("signature is not 96 bytes")
 
     body = _decode_exact(payload, "payload")
-    if not isinstance(body, dict):
+    if not isinstance(body, Mapping):
         raise MalformedDocumentError("payload is not a map")
     if not all(isinstance(k, str) for k in body):
         raise MalformedDocumentError("payload key is not a text string")
@@ -239,7 +239,7 @@ def parse_attestation_document(data: Blob) -> AttestationDocument:
     if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts < 1 << 64:
         raise MalformedDocumentError("timestamp is missing or not an unsigned integer")
     raw_pcrs = body.get("pcrs")
-    if not isinstance(raw_pcrs, dict):
+    if not isinstance(raw_pcrs, Mapping):
         raise MalformedDocumentError("pcrs is missing or not a map")
     if not 1 <= len(raw_pcrs) <= 32:
         raise MalformedDocumentError(f"pcrs has {len(raw_pcrs)} entries; expected 1..=32")
@@ -254,7 +254,7 @@ def parse_attestation_document(data: Blob) -> AttestationDocument:
     if not isinstance(certificate, bytes) or not certificate:
         raise MalformedDocumentError("certificate is missing, empty or not a byte string")
     bundle = body.get("cabundle")
-    if not isinstance(bundle, list) or not bundle:
+    if not isinstance(bundle, (list, tuple)) or not bundle:
         raise MalformedDocumentError("cabundle is missing, empty or not an array")
     if not all(isinstance(c, bytes) and c for c in bundle):
         raise MalformedDocumentError("cabundle entry is empty or not a byte string")

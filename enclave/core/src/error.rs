@@ -66,6 +66,15 @@ pub enum EnclaveError {
     /// This enclave handed its decision state to a successor and decides nothing more.
     #[error("this enclave handed its state over to enclave {successor} and signs no more")]
     HandedOver { successor: EnclaveId },
+    /// In a cluster, only the leader decides; this member is not it.
+    #[error("this member of the cluster is not its leader{}", match leader {
+        Some(id) => format!(" (the leader is {id})"),
+        None => " (no leader is known yet)".to_string(),
+    })]
+    NotLeader { leader: Option<EnclaveId>, relay: Option<String> },
+    /// The cluster cannot decide right now (no majority reachable).
+    #[error("the cluster is unavailable: {0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -128,6 +137,7 @@ impl EnclaveError {
             Self::Handover(_) => ErrorCode::HandoverRefused,
             // A malformed envelope is an upstream fault (KMS or the relay), not a bug here.
             Self::Envelope(_) => ErrorCode::EnvelopeRejected,
+            Self::NotLeader { .. } | Self::Unavailable(_) => ErrorCode::EnclaveUnavailable,
             Self::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -355,6 +355,23 @@ impl Enclave {
         &self.config
     }
 
+    /// This enclave's clock (unix seconds).
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// The root documents must chain to (AWS Nitro's, or the sim CA's).
+    pub fn anchor(&self) -> &TrustAnchor {
+        &self.anchor
+    }
+
+    /// A document announcing this enclave as a cluster member: `user_data` is the binding of
+    /// its id and its per-boot channel key (`cluster::member::member_binding`), which only the
+    /// member's own code computes.
+    pub fn attest_member(&self, binding: &[u8; 32]) -> Result<Vec<u8>, EnclaveError> {
+        self.attest(Some(binding), None)
+    }
+
     /// A fresh document for a caller (the parent, a security team): the caller's `nonce`, no
     /// `user_data`.
     pub fn attest_for_caller(&self, nonce: Option<&[u8]>) -> Result<Vec<u8>, EnclaveError> {

@@ -1,7 +1,7 @@
 //! Decisions as commands: every change to the decision state (SPEC §16) is a [`Command`] applied
 //! at a decision time, so the same code decides in a standalone enclave and in a cluster.
 //!
-//! - **Standalone** (a cluster of one): [`Enclave::commit`] reads the decision time under the
+//! - **Standalone** (a cluster of one): `Enclave::commit` reads the decision time under the
 //!   state lock and applies the command there — one atomic step, as invariant 5 requires.
 //! - **Cluster**: the leader proposes `Proposal { time, command }` through its [`Replicator`]
 //!   (a Raft log); every member applies committed proposals in log order with
@@ -74,7 +74,7 @@ pub struct NonceDecision {
     pub wallet: Pubkey,
     pub issued_at: u64,
     pub purpose: u8,
-    /// [`super::state::signature_tag`] of the signature that uses it.
+    /// `signature_tag` of the signature that uses it.
     pub signature_tag: [u8; 16],
     /// A revocation recorded in the same step (a wallet-signed revocation): both or neither.
     pub then_revoke: Option<RevokeTarget>,
@@ -347,7 +347,7 @@ pub(super) fn check_issued(
 }
 
 /// The whole decision state, as a cluster's snapshot carries it to a member that joins or falls
-/// behind: CBOR of [`ReplicatedState`] (tag `"signer/replicated-state/v1"`), every entry with its
+/// behind: CBOR of `ReplicatedState` (tag `"signer/replicated-state/v1"`), every entry with its
 /// expiry — including expired ones not yet swept, so the member that installs it holds exactly
 /// the leader's state at that log position. It travels only inside the members' authenticated
 /// channel.
@@ -387,7 +387,7 @@ struct ScheduledEntry {
 const REPLICATED_STATE_TAG: &str = "signer/replicated-state/v1";
 
 impl Enclave {
-    /// The decision state as a snapshot (see [`ReplicatedState`]).
+    /// The decision state as a snapshot (see `ReplicatedState`).
     pub fn replicated_state(&self) -> Result<Vec<u8>, EnclaveError> {
         let state = self.state.lock();
         let all = 0;

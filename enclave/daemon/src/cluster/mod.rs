@@ -8,4 +8,5 @@
 //!   are generated at boot) and joins again as a new member, catching up by snapshot; an identity
 //!   is never reused, so no member can forget a vote it gave or an entry it acknowledged.
 
+pub mod node;
 pub mod raft;

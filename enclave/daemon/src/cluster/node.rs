@@ -1,0 +1,595 @@
+//! One member of a cluster: its Raft instance, its attested channel to every other member, and
+//! the admission of members (genesis, joining, admitting a newcomer).
+//!
+//! **Messages.** Raft's RPCs travel as [`Envelope`]s (CBOR) inside the channel of
+//! `enclave_core::cluster::channel` (HPKE Auth mode, per-sender replay window), one sealed
+//! message per request or response, moved by a [`Transport`] that is trusted for nothing: the
+//! hosts' relays may drop, delay, duplicate, reorder or replay them. A response is matched to its
+//! request by a correlation number; one that never comes is a timeout, and Raft retries.
+//!
+//! **Admission.** A member's identity is its card (`enclave_core::cluster::member`): the attested
+//! enclave id and channel key. Genesis verifies every founder's card (AWS chain, freshness, not
+//! debug, trusted image, binding) and derives the cluster id from the founders' ids, which are
+//! generated at their boots, so a new genesis can never reuse an old id. A newcomer is admitted
+//! by the current leader after its card verifies (fresh) and joins as a learner, then as a voter,
+//! by membership changes the majority commits. Only admitted members' channel keys open messages.
+//!
+//! **Decisions.** [`RaftReplicator`] commits the enclave's proposals: only on the leader (others
+//! answer [`EnclaveError::NotLeader`]), waiting at most [`COMMIT_TIMEOUT`] for a majority (a
+//! minority side answers `Unavailable` and never signs).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use enclave_core::cluster::channel::{ChannelError, Opener, Sealer};
+use enclave_core::cluster::member::{
+    MemberCard, MemberKey, VerifiedMember, cluster_id, verify_member, verify_member_at_own_time,
+};
+use enclave_core::enclave::replicated::{Effect, Proposal, Replicator};
+use enclave_core::{Enclave, EnclaveError, EnclaveId, SecureRandom};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::raft::{LogStore, Member, NodeId, Raft, StateMachine, TypeConfig};
+
+/// How long a decision waits for a majority before the caller is told the cluster is unavailable.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How old a newcomer's card may be (its document is made for the admission).
+pub const CARD_MAX_AGE: Duration = Duration::from_secs(300);
+/// Snapshot chunks: well inside a channel message (240 KiB).
+pub const SNAPSHOT_CHUNK: u64 = 128 * 1024;
+/// Entries per append: each proposal is well under 1 KiB of CBOR.
+pub const MAX_ENTRIES_PER_APPEND: u64 = 128;
+
+/// Moves sealed messages to a member (by its relay address); delivery is not promised.
+pub trait Transport: Send + Sync + 'static {
+    fn send(&self, to: &Member, message: Vec<u8>);
+}
+
+#[derive(Serialize, Deserialize)]
+enum Envelope {
+    Request { correlation: u64, request: Request },
+    Response { correlation: u64, response: Response },
+}
+
+#[derive(Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)]
+enum Request {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+#[derive(Serialize, Deserialize)]
+enum Response {
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+}
+
+/// Why a cluster operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("member card refused: {0}")]
+    Card(#[from] enclave_core::cluster::member::MemberError),
+    #[error("this enclave is not among the founders it was given")]
+    NotAFounder,
+    #[error("this enclave is already a member of cluster {0}")]
+    AlreadyMember(EnclaveId),
+    #[error("this enclave is not a member of a cluster")]
+    NotMember,
+    #[error("members {0} and {1} share a Raft node id (the first 8 bytes of their ids)")]
+    NodeIdCollision(EnclaveId, EnclaveId),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("attestation: {0}")]
+    Attestation(String),
+}
+
+/// One member.
+pub struct Node {
+    enclave: Arc<Enclave>,
+    id: EnclaveId,
+    key: Arc<MemberKey>,
+    rng: Arc<dyn SecureRandom>,
+    transport: Arc<dyn Transport>,
+    /// Admitted members' channel keys (founders, the bundle a newcomer was given, and every
+    /// member the committed membership names).
+    admitted: RwLock<BTreeMap<EnclaveId, Member>>,
+    sealers: Mutex<HashMap<EnclaveId, Arc<Sealer>>>,
+    opener: Mutex<Opener>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
+    next_correlation: AtomicU64,
+    raft: OnceLock<Raft>,
+    cluster: OnceLock<EnclaveId>,
+    relay: String,
+}
+
+fn node_id(id: &EnclaveId) -> NodeId {
+    enclave_core::cluster::member::node_id(id)
+}
+
+fn member_of(v: &VerifiedMember, relay: String) -> Member {
+    Member { enclave_id: v.enclave_id.0, channel_public: v.channel_public, relay }
+}
+
+impl Node {
+    /// A member-to-be: a fresh channel key (this boot's), not yet in a cluster. `relay` is where
+    /// this member's parent receives member traffic.
+    pub fn new(
+        enclave: Arc<Enclave>,
+        rng: Arc<dyn SecureRandom>,
+        transport: Arc<dyn Transport>,
+        relay: String,
+    ) -> Result<Arc<Self>, ClusterError> {
+        let key = Arc::new(
+            MemberKey::generate(&*rng).map_err(|e| ClusterError::Attestation(e.to_string()))?,
+        );
+        let id = enclave.id();
+        Ok(Arc::new(Self {
+            opener: Mutex::new(Opener::new(Arc::clone(&key), id)),
+            enclave,
+            id,
+            key,
+            rng,
+            transport,
+            admitted: RwLock::new(BTreeMap::new()),
+            sealers: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            next_correlation: AtomicU64::new(1),
+            raft: OnceLock::new(),
+            cluster: OnceLock::new(),
+            relay,
+        }))
+    }
+
+    pub fn enclave_id(&self) -> EnclaveId {
+        self.id
+    }
+
+    pub fn enclave(&self) -> Arc<Enclave> {
+        Arc::clone(&self.enclave)
+    }
+
+    /// Where this member's parent receives member traffic.
+    pub fn relay(&self) -> &str {
+        &self.relay
+    }
+
+    pub fn raft(&self) -> Option<&Raft> {
+        self.raft.get()
+    }
+
+    pub fn cluster_id(&self) -> Option<EnclaveId> {
+        self.cluster.get().copied()
+    }
+
+    /// This member's card: a fresh attestation document binding its channel key.
+    pub fn card(&self) -> Result<Vec<u8>, ClusterError> {
+        let document = self
+            .enclave
+            .attest_member(&self.key.binding(&self.id))
+            .map_err(|e| ClusterError::Attestation(e.to_string()))?;
+        MemberCard { enclave_id: self.id, channel_public: *self.key.public(), document }
+            .encode()
+            .map_err(ClusterError::Card)
+    }
+
+    fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(self.enclave.now())
+    }
+
+    fn verify_fresh(&self, card: &[u8]) -> Result<VerifiedMember, ClusterError> {
+        Ok(verify_member(
+            card,
+            self.enclave.anchor(),
+            self.enclave.trusted_images(),
+            self.now(),
+            CARD_MAX_AGE,
+        )?)
+    }
+
+    fn raft_config() -> Result<Arc<openraft::Config>, ClusterError> {
+        let config = openraft::Config {
+            cluster_name: "signer".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 400,
+            election_timeout_max: 800,
+            max_payload_entries: MAX_ENTRIES_PER_APPEND,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK,
+            ..Default::default()
+        };
+        Ok(Arc::new(config.validate().map_err(|e| ClusterError::Raft(e.to_string()))?))
+    }
+
+    async fn start_raft(self: &Arc<Self>, cluster: EnclaveId) -> Result<&Raft, ClusterError> {
+        if let Some(existing) = self.cluster.get() {
+            return Err(ClusterError::AlreadyMember(*existing));
+        }
+        let raft = Raft::new(
+            node_id(&self.id),
+            Self::raft_config()?,
+            Network { node: Arc::clone(self) },
+            LogStore::default(),
+            StateMachine::new(Arc::clone(&self.enclave)),
+        )
+        .await
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let raft = self.raft.get_or_init(|| raft);
+        let _ = self.cluster.set(cluster);
+        self.enclave.join_cluster(
+            cluster,
+            Arc::new(RaftReplicator {
+                raft: raft.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            }),
+        );
+        self.spawn_membership_watch();
+        Ok(raft)
+    }
+
+    /// Genesis, on every founder: `founders` are all founders' cards (this one's included) with
+    /// their relay addresses, each fresh. The founder with the lowest node id initializes Raft.
+    /// Returns the cluster id.
+    pub async fn found(
+        self: &Arc<Self>,
+        founders: &[(Vec<u8>, String)],
+    ) -> Result<EnclaveId, ClusterError> {
+        let mut verified = Vec::new();
+        for (card, relay) in founders {
+            let v = self.verify_fresh(card)?;
+            verified.push(member_of(&v, relay.clone()));
+        }
+        if !verified.iter().any(|m| m.enclave_id == self.id.0) {
+            return Err(ClusterError::NotAFounder);
+        }
+        let ids: Vec<EnclaveId> = verified.iter().map(|m| EnclaveId(m.enclave_id)).collect();
+        let cluster = EnclaveId(cluster_id(&ids)?);
+        self.check_node_ids(&verified)?;
+        self.admit_keys(verified.iter().cloned());
+        let raft = self.start_raft(cluster).await?;
+        let members: BTreeMap<NodeId, Member> =
+            verified.into_iter().map(|m| (node_id(&EnclaveId(m.enclave_id)), m)).collect();
+        if members.keys().next() == Some(&node_id(&self.id)) {
+            raft.initialize(members).await.map_err(|e| ClusterError::Raft(e.to_string()))?;
+        }
+        Ok(cluster)
+    }
+
+    /// A newcomer, before it is admitted: `members` are the current members' cards (checked at
+    /// their own time: members run long) and relays; it waits for the leader's messages.
+    pub async fn join(
+        self: &Arc<Self>,
+        cluster: EnclaveId,
+        members: &[(Vec<u8>, String)],
+    ) -> Result<(), ClusterError> {
+        let mut verified = Vec::new();
+        for (card, relay) in members {
+            let v = verify_member_at_own_time(
+                card,
+                self.enclave.anchor(),
+                self.enclave.trusted_images(),
+                self.now(),
+            )?;
+            verified.push(member_of(&v, relay.clone()));
+        }
+        self.check_node_ids(&verified)?;
+        self.admit_keys(verified);
+        self.start_raft(cluster).await?;
+        Ok(())
+    }
+
+    /// On the leader: admits a newcomer whose fresh card verifies — as a learner (it catches up
+    /// by snapshot), then as a voter — and removes `replacing` (a dead member) in the same change.
+    pub async fn admit(
+        self: &Arc<Self>,
+        card: &[u8],
+        relay: String,
+        replacing: Option<EnclaveId>,
+    ) -> Result<(), ClusterError> {
+        let raft = self.raft.get().ok_or(ClusterError::NotMember)?;
+        let v = self.verify_fresh(card)?;
+        let member = member_of(&v, relay);
+        let id = node_id(&v.enclave_id);
+        self.check_node_ids([&member])?;
+        self.admit_keys([member.clone()]);
+        raft.add_learner(id, member, true).await.map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let metrics = raft.metrics().borrow().clone();
+        let mut voters: BTreeSet<NodeId> =
+            metrics.membership_config.membership().voter_ids().collect();
+        voters.insert(id);
+        if let Some(gone) = replacing {
+            voters.remove(&node_id(&gone));
+        }
+        raft.change_membership(voters, false)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Two members whose ids share their first 8 bytes cannot both be Raft nodes.
+    fn check_node_ids<'a>(
+        &self,
+        members: impl IntoIterator<Item = &'a Member>,
+    ) -> Result<(), ClusterError> {
+        let admitted = self.admitted.read();
+        let mut seen: BTreeMap<NodeId, EnclaveId> =
+            admitted.keys().map(|id| (node_id(id), *id)).collect();
+        for m in members {
+            let id = EnclaveId(m.enclave_id);
+            match seen.insert(node_id(&id), id) {
+                Some(other) if other != id => return Err(ClusterError::NodeIdCollision(other, id)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn admit_keys(&self, members: impl IntoIterator<Item = Member>) {
+        let mut admitted = self.admitted.write();
+        for m in members {
+            admitted.insert(EnclaveId(m.enclave_id), m);
+        }
+    }
+
+    /// Keeps the admitted keys equal to the committed membership once this member has one: a
+    /// removed member's key opens nothing from then on.
+    fn spawn_membership_watch(self: &Arc<Self>) {
+        let Some(raft) = self.raft.get() else { return };
+        let mut metrics = raft.metrics();
+        let node = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while metrics.changed().await.is_ok() {
+                let Some(node) = node.upgrade() else { break };
+                let members: Vec<Member> = metrics
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(_, m)| m.clone())
+                    .collect();
+                if members.is_empty() {
+                    continue;
+                }
+                let mut admitted = node.admitted.write();
+                let keep: BTreeSet<[u8; 16]> = members.iter().map(|m| m.enclave_id).collect();
+                let removed: Vec<EnclaveId> =
+                    admitted.keys().filter(|id| !keep.contains(&id.0)).copied().collect();
+                for m in members {
+                    admitted.insert(EnclaveId(m.enclave_id), m);
+                }
+                drop(admitted);
+                for id in removed {
+                    node.admitted.write().remove(&id);
+                    node.sealers.lock().remove(&id);
+                }
+            }
+        });
+    }
+
+    fn sealer(&self, to: &Member) -> Result<Arc<Sealer>, ChannelError> {
+        let id = EnclaveId(to.enclave_id);
+        let mut sealers = self.sealers.lock();
+        if let Some(s) = sealers.get(&id) {
+            return Ok(Arc::clone(s));
+        }
+        let sealer = Arc::new(Sealer::new(Arc::clone(&self.key), self.id, id, &to.channel_public)?);
+        sealers.insert(id, Arc::clone(&sealer));
+        Ok(sealer)
+    }
+
+    fn send(&self, to: &Member, envelope: &Envelope) -> Result<(), String> {
+        let mut payload = Vec::new();
+        ciborium::into_writer(envelope, &mut payload).map_err(|e| e.to_string())?;
+        let sealed = self
+            .sealer(to)
+            .and_then(|s| s.seal(&*self.rng, &payload))
+            .map_err(|e| e.to_string())?;
+        self.transport.send(to, sealed);
+        Ok(())
+    }
+
+    async fn call(&self, to: &Member, request: Request, ttl: Duration) -> Result<Response, String> {
+        let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().insert(correlation, tx);
+        let sent = self.send(to, &Envelope::Request { correlation, request });
+        let outcome = match sent {
+            Ok(()) => match tokio::time::timeout(ttl, rx).await {
+                Ok(Ok(response)) => Ok(response),
+                _ => Err(format!(
+                    "no answer from member {} within {ttl:?}",
+                    hex::encode(to.enclave_id)
+                )),
+            },
+            Err(e) => Err(e),
+        };
+        self.pending.lock().remove(&correlation);
+        outcome
+    }
+
+    /// A message from another member, relayed by the parent. Anything that does not open, or
+    /// does not decode, is dropped (and says why in the error, for the log): the relay learns
+    /// nothing it did not already see.
+    pub fn deliver(self: &Arc<Self>, message: &[u8]) -> Result<(), String> {
+        let opened = {
+            let admitted = self.admitted.read();
+            let keys = |id: &EnclaveId| admitted.get(id).map(|m| m.channel_public);
+            self.opener.lock().open(message, &keys).map_err(|e| e.to_string())?
+        };
+        let envelope: Envelope =
+            ciborium::from_reader(opened.payload.as_slice()).map_err(|e| e.to_string())?;
+        match envelope {
+            Envelope::Response { correlation, response } => {
+                if let Some(waiting) = self.pending.lock().remove(&correlation) {
+                    let _ = waiting.send(response);
+                }
+                Ok(())
+            }
+            Envelope::Request { correlation, request } => {
+                let from = self.admitted.read().get(&opened.sender).cloned();
+                let (Some(from), Some(raft)) = (from, self.raft.get().cloned()) else {
+                    return Err("a request before this member joined a cluster".into());
+                };
+                let node = Arc::clone(self);
+                tokio::spawn(async move {
+                    let response = match request {
+                        Request::Append(r) => Response::Append(raft.append_entries(r).await),
+                        Request::Vote(r) => Response::Vote(raft.vote(r).await),
+                        Request::Snapshot(r) => Response::Snapshot(raft.install_snapshot(r).await),
+                    };
+                    if let Err(e) = node.send(&from, &Envelope::Response { correlation, response })
+                    {
+                        tracing::warn!(error = %e, "answering a member");
+                    }
+                });
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Raft's view of the other members: RPCs through [`Node::call`].
+#[derive(Clone)]
+pub struct Network {
+    node: Arc<Node>,
+}
+
+pub struct Connection {
+    node: Arc<Node>,
+    target: NodeId,
+    member: Member,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, member: &Member) -> Connection {
+        Connection { node: Arc::clone(&self.node), target, member: member.clone() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Failure(String);
+
+// openraft's RPC error types are what its network trait returns; boxing them would only move
+// the size into every caller.
+#[allow(clippy::result_large_err)]
+impl Connection {
+    async fn rpc<E: std::error::Error>(
+        &self,
+        request: Request,
+        option: &RPCOption,
+    ) -> Result<Response, RPCError<NodeId, Member, E>> {
+        self.node
+            .call(&self.member, request, option.hard_ttl())
+            .await
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&Failure(e))))
+    }
+
+    fn unexpected<T, E: std::error::Error>() -> Result<T, RPCError<NodeId, Member, E>> {
+        Err(RPCError::Network(NetworkError::new(&Failure("a response of another kind".into()))))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        // A batch that would not fit one channel message is split by Raft on this hint.
+        let entries = rpc.entries.len() as u64;
+        let mut probe = Vec::new();
+        if entries > 1
+            && ciborium::into_writer(&rpc.entries, &mut probe).is_ok()
+            && probe.len() > enclave_core::cluster::channel::MAX_PAYLOAD_LEN / 2
+        {
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2)));
+        }
+        match self.rpc(Request::Append(rpc), &option).await? {
+            Response::Append(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Self::unexpected(),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        match self.rpc(Request::Snapshot(rpc), &option).await? {
+            Response::Snapshot(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Self::unexpected(),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        match self.rpc(Request::Vote(rpc), &option).await? {
+            Response::Vote(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Self::unexpected(),
+        }
+    }
+}
+
+/// Commits proposals through Raft, on the leader only. Called from a blocking thread (the
+/// enclave core is synchronous); it waits for the commit on the runtime.
+pub struct RaftReplicator {
+    raft: Raft,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Replicator for RaftReplicator {
+    fn commit(&self, proposal: Proposal) -> Result<Effect, EnclaveError> {
+        let raft = self.raft.clone();
+        let written = self
+            .runtime
+            .block_on(async move {
+                tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(proposal)).await
+            })
+            .map_err(|_| {
+                EnclaveError::Unavailable(format!(
+                    "no majority of the cluster committed the decision within {COMMIT_TIMEOUT:?} \
+                     (nothing was signed; retrying with the same request id is safe)"
+                ))
+            })?;
+        match written {
+            Ok(response) => response.data.outcome.unwrap_or_else(|| {
+                Err(EnclaveError::Internal("a committed decision has no outcome".into()))
+            }),
+            Err(RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f))) => {
+                Err(EnclaveError::NotLeader {
+                    leader: f.leader_node.map(|m| EnclaveId(m.enclave_id)),
+                    relay: None,
+                })
+            }
+            Err(e) => Err(EnclaveError::Unavailable(format!("the cluster cannot decide: {e}"))),
+        }
+    }
+}

@@ -80,7 +80,7 @@ def _as_bytes(value: object) -> bytes | None:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if not isinstance(value, str) and hasattr(value, "__bytes__"):
-        return bytes(value)  # type: ignore[call-overload]
+        return bytes(value)
     return None
 
 

@@ -336,11 +336,11 @@ def verify_certificate_chain(
     ders += [(f"cabundle[{i}]", cabundle[i]) for i in range(len(cabundle) - 1, 0, -1)]
     ders.append(("trust anchor", root))
     certs: list[x509.Certificate] = []
-    for position, der in ders:
+    for where, der in ders:
         try:
             certs.append(x509.load_der_x509_certificate(bytes(der)))
         except ValueError as e:
-            raise CertificateChainError(f"{position}: not a DER certificate: {e}") from None
+            raise CertificateChainError(f"{where}: not a DER certificate: {e}") from None
     summaries = []
     for position, cert in enumerate(certs):
         try:

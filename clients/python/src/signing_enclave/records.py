@@ -18,7 +18,7 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from ._bytes import (
     Blob,
@@ -99,26 +99,29 @@ def parse_record_header(record: Blob) -> RecordHeader:
     if _le(r, 0, 4) != RECORD_VERSION:
         raise RecordError(f"record version {_le(r, 0, 4)}; expected {RECORD_VERSION}")
     t = r[4]
-    base = {"type": t, "wallet": b58encode(r[5:37]), "record_id": id_text(r[37:53])}
+
+    def header(aad_len: int, **fields: Any) -> RecordHeader:
+        return RecordHeader(type=t, wallet=b58encode(r[5:37]), record_id=id_text(r[37:53]), aad=r[:aad_len], **fields)
+
     if t == GRANT:
         need(GRANT_AAD_LEN, "grant")
-        return RecordHeader(
-            **base, aad=r[:GRANT_AAD_LEN], bot_id=id_text(r[53:69]), agent_pubkey=b58encode(r[69:101]),
+        return header(
+            GRANT_AAD_LEN, bot_id=id_text(r[53:69]), agent_pubkey=b58encode(r[69:101]),
             issued_at=_le(r, 101, 8), expires_at=_le(r, 109, 8), enclave_id=id_text(r[117:133]),
         )
     if t == AGENT_KEY:
         need(AGENT_KEY_AAD_LEN, "agent key")
         kind = r[85]
         if kind == 0:
-            return RecordHeader(**base, aad=r[:86], agent_pubkey=b58encode(r[53:85]), kind=0)
+            return header(AGENT_KEY_AAD_LEN, agent_pubkey=b58encode(r[53:85]), kind=0)
         if kind == 1:
             need(AGENT_KEY_MNEMONIC_AAD_LEN, "agent key")
-            return RecordHeader(**base, aad=r[:90], agent_pubkey=b58encode(r[53:85]), kind=1, account=_le(r, 86, 4))
+            return header(AGENT_KEY_MNEMONIC_AAD_LEN, agent_pubkey=b58encode(r[53:85]), kind=1, account=_le(r, 86, 4))
         raise RecordError(f"unknown agent key kind {kind}")
     if t == SCHEDULED_KEY:
         need(SCHEDULED_AAD_LEN, "scheduled key")
-        return RecordHeader(
-            **base, aad=r[:SCHEDULED_AAD_LEN], agent_pubkey=b58encode(r[53:85]), not_before=_le(r, 85, 8),
+        return header(
+            SCHEDULED_AAD_LEN, agent_pubkey=b58encode(r[53:85]), not_before=_le(r, 85, 8),
             not_after=_le(r, 93, 8), max_fee_lamports=_le(r, 101, 8), intent_hash=r[109:141],
             created_at=_le(r, 141, 8), enclave_id=id_text(r[149:165]),
         )
@@ -127,7 +130,7 @@ def parse_record_header(record: Blob) -> RecordHeader:
         origin = r[61]
         if origin not in (0, 1):
             raise RecordError(f"unknown vault origin {origin}")
-        return RecordHeader(**base, aad=r[:VAULT_AAD_LEN], created_at=_le(r, 53, 8), origin=origin)
+        return header(VAULT_AAD_LEN, created_at=_le(r, 53, 8), origin=origin)
     raise RecordError(f"unknown record type {t}")
 
 

@@ -15,9 +15,9 @@ pub mod transport;
 pub use client::{ClientError, Connection, EnclaveClient};
 pub use frame::{FrameError, MAX_FRAME_LEN, read_frame, write_frame};
 pub use messages::{
-    AgentKindMsg, CreateAgentOp, CreateGrantOp, ErrorReply, ExportOp, ExportSubjectMsg,
-    GrantFields, HandoverStage, HandoverSummary, ImportVaultOp, Op, Outcome, PROTOCOL_VERSION,
-    Reply, Request, Response, RevokeMsg, RevokeScopeMsg, RevokeSignedOp, SignOp, SignScheduledOp,
-    StatusReply,
+    AgentKindMsg, ClusterMemberInfo, ClusterPeer, ClusterStatusReply, CreateAgentOp, CreateGrantOp,
+    ErrorReply, ExportOp, ExportSubjectMsg, GrantFields, HandoverStage, HandoverSummary,
+    ImportVaultOp, Op, Outcome, PROTOCOL_VERSION, RelayedMessage, Reply, Request, Response,
+    RevokeMsg, RevokeScopeMsg, RevokeSignedOp, SignOp, SignScheduledOp, StatusReply,
 };
 pub use transport::{BoxedReader, BoxedWriter, Endpoint, Listener, Stream};

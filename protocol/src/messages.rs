@@ -20,7 +20,7 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 /// Bumped on any incompatible change to these messages.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// A request from the parent.
 #[derive(Debug, Serialize, Deserialize)]
@@ -274,6 +274,77 @@ pub enum Op {
     AuthorizeExport(ExportSubjectMsg),
     /// An export the wallet signed.
     Export(ExportOp),
+    /// Cluster (SPEC §16): this member's card — a fresh document binding its per-boot channel
+    /// key — announcing `relay`, where its parent receives member traffic.
+    ClusterCard {
+        relay: String,
+    },
+    /// Cluster genesis, on every founder: all founders' cards (this one's included).
+    ClusterFound {
+        founders: Vec<ClusterPeer>,
+    },
+    /// A newcomer waiting for admission: the cluster and its current members' cards.
+    ClusterJoin {
+        cluster_id: EnclaveId,
+        members: Vec<ClusterPeer>,
+    },
+    /// To the leader: admit a newcomer (optionally in place of a dead member).
+    ClusterAdmit {
+        peer: ClusterPeer,
+        replacing: Option<EnclaveId>,
+    },
+    /// A sealed message from another member, relayed by the parents (opaque to them).
+    ClusterDeliver {
+        #[serde(with = "serde_bytes")]
+        message: Vec<u8>,
+    },
+    /// Sealed messages this member sends, for its parent to relay; waits up to `wait_ms` for
+    /// the first.
+    ClusterOutbox {
+        wait_ms: u32,
+    },
+    /// Membership, leader and log position.
+    ClusterStatus,
+}
+
+/// A member's card and where its parent relays (SPEC §16, cluster).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterPeer {
+    #[serde(with = "serde_bytes")]
+    pub card: Vec<u8>,
+    pub relay: String,
+}
+
+/// A sealed member message and the relay it goes to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayedMessage {
+    pub relay: String,
+    #[serde(with = "serde_bytes")]
+    pub message: Vec<u8>,
+}
+
+/// One member as the cluster's committed membership lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMemberInfo {
+    pub enclave_id: EnclaveId,
+    pub relay: String,
+    pub voter: bool,
+}
+
+/// Where a member stands in its cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatusReply {
+    /// This member.
+    pub enclave_id: EnclaveId,
+    /// None until the member founded or joined a cluster.
+    pub cluster_id: Option<EnclaveId>,
+    /// `leader`, `follower`, `candidate`, `learner` or `none`.
+    pub role: String,
+    pub leader: Option<EnclaveId>,
+    pub leader_relay: Option<String>,
+    pub term: u64,
+    pub last_applied: Option<u64>,
+    pub members: Vec<ClusterMemberInfo>,
 }
 
 impl Op {
@@ -307,6 +378,13 @@ impl Op {
             Self::RevokeSigned(_) => "revoke_signed",
             Self::AuthorizeExport(_) => "authorize_export",
             Self::Export(_) => "export",
+            Self::ClusterCard { .. } => "cluster_card",
+            Self::ClusterFound { .. } => "cluster_found",
+            Self::ClusterJoin { .. } => "cluster_join",
+            Self::ClusterAdmit { .. } => "cluster_admit",
+            Self::ClusterDeliver { .. } => "cluster_deliver",
+            Self::ClusterOutbox { .. } => "cluster_outbox",
+            Self::ClusterStatus => "cluster_status",
         }
     }
 
@@ -491,6 +569,19 @@ pub enum Reply {
     HandoverAborted {
         successor: Option<EnclaveId>,
     },
+    ClusterCard {
+        #[serde(with = "serde_bytes")]
+        card: Vec<u8>,
+    },
+    ClusterJoined {
+        cluster_id: EnclaveId,
+    },
+    ClusterOutbox {
+        messages: Vec<RelayedMessage>,
+    },
+    ClusterStatus(ClusterStatusReply),
+    /// Done, nothing to report.
+    Accepted,
     /// A secret, HPKE-sealed to the recipient the wallet's signed message names.
     Exported {
         #[serde(with = "serde_bytes")]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use enclave_core::enclave::RevokeTarget;
-use enclave_core::enclave::replicated::{Effect, Proposal, Replicator};
+use enclave_core::enclave::replicated::{Command, Effect, Proposal, Replicator};
 use enclave_core::policy::Rule;
 use enclave_core::{Enclave, EnclaveError, EnclaveId, ErrorCode, Pubkey};
 
@@ -59,12 +59,15 @@ fn cluster(n: usize) -> Cluster {
     let members: Vec<Fixture> = (0..n)
         .map(|_| fixture_on(config(), Arc::clone(&clock), 0x10, Some(&fresh_recipient())))
         .collect();
-    let id = EnclaveId([0xc1; 16]);
+    let founders: Vec<EnclaveId> = members.iter().map(|m| m.enclave.id()).collect();
+    let id = EnclaveId(enclave_core::cluster::member::cluster_id(&founders).unwrap());
     let log = Arc::new(SharedLog::default());
     for m in &members {
         log.members.lock().unwrap().push(Arc::clone(&m.enclave));
-        m.enclave.join_cluster(id, log.clone());
+        m.enclave.join_cluster(id, log.clone()).unwrap();
     }
+    log.commit(Proposal { time: T0, command: Command::Genesis { cluster_id: id, founders } })
+        .unwrap();
     Cluster { id, log, members }
 }
 
@@ -176,8 +179,9 @@ fn a_member_that_installs_a_snapshot_continues_where_the_cluster_is() {
     // A restarted enclave comes back as a new member: fresh identity, empty state.
     let clock = Arc::clone(&c.members[0].clock);
     let newcomer = fixture_on(config(), clock, 0x10, Some(&fresh_recipient()));
+    newcomer.enclave.join_cluster(c.id, c.log.clone()).unwrap();
     newcomer.enclave.install_replicated_state(&snapshot).unwrap();
-    newcomer.enclave.join_cluster(c.id, c.log.clone());
+    assert_eq!(newcomer.enclave.replicated_cluster(), Some(c.id));
     c.log.members.lock().unwrap().push(Arc::clone(&newcomer.enclave));
     // Its state is the cluster's: the same snapshot bytes (maps are written in their own order,
     // so compare what they hold).
@@ -213,11 +217,14 @@ fn decision_time_never_goes_back_when_a_member_with_a_slower_clock_leads() {
     let a = fixture_on(config(), fast, 0x10, Some(&fresh_recipient()));
     let b = fixture_on(config(), slow, 0x10, Some(&fresh_recipient()));
     let log = Arc::new(SharedLog::default());
-    let id = EnclaveId([0xc2; 16]);
+    let founders = vec![a.enclave.id(), b.enclave.id()];
+    let id = EnclaveId(enclave_core::cluster::member::cluster_id(&founders).unwrap());
     for m in [&a, &b] {
         log.members.lock().unwrap().push(Arc::clone(&m.enclave));
-        m.enclave.join_cluster(id, log.clone());
+        m.enclave.join_cluster(id, log.clone()).unwrap();
     }
+    log.commit(Proposal { time: T0, command: Command::Genesis { cluster_id: id, founders } })
+        .unwrap();
     let user = User::new(3);
     let terms = a.terms(user.wallet, Pubkey([5; 32]), policy(), 60);
     let first = a.enclave.authorize_grant(&terms).unwrap();
@@ -249,4 +256,94 @@ fn sweeping_is_a_decision_every_member_applies_at_the_same_time() {
             .iter()
             .any(|p| matches!(p.command, enclave_core::enclave::replicated::Command::Sweep))
     );
+}
+
+#[test]
+fn a_members_own_clock_never_enters_what_it_applies() {
+    // B's clock is a day ahead and B judges a request (refused before any commit), which moves
+    // B's own decision time; what B applies afterwards is still at the leader's time.
+    let c = cluster(2);
+    let s = c.members[0].setup(1, policy());
+    let b_clock = Arc::new(ManualClock(AtomicU64::new(T0 + 86_400), AtomicU64::new(0)));
+    let b = fixture_on(config(), b_clock, 0x10, Some(&fresh_recipient()));
+    b.enclave.join_cluster(c.id, c.log.clone()).unwrap();
+    b.enclave.install_replicated_state(&c.members[0].enclave.replicated_state().unwrap()).unwrap();
+    c.log.members.lock().unwrap().push(Arc::clone(&b.enclave));
+    let terms = b.terms(s.wallet, s.agent.agent_pubkey, policy(), 60);
+    let auth = c.members[0].enclave.authorize_grant(&terms).unwrap();
+    let refused = b.enclave.create_grant(&enclave_core::enclave::CreateGrant {
+        grant: terms,
+        nonce: &auth.nonce,
+        issued_at: auth.issued_at,
+        signature: [7u8; 64],
+        vault: enclave_core::enclave::VaultProof {
+            record: &s.vault.record,
+            provenance: &s.vault.provenance,
+        },
+        envelope: None,
+    });
+    assert!(refused.is_err());
+    c.members[0].sign(request(&s, &transfer(&s, 1), 1)).unwrap();
+    let leader_time = c.members[0].enclave.applied_time();
+    assert!(leader_time < T0 + 86_400);
+    for m in [&c.members[1].enclave, &b.enclave] {
+        assert_eq!(m.applied_time(), leader_time);
+    }
+}
+
+#[test]
+fn a_genesis_of_another_cluster_or_with_the_wrong_founders_is_refused() {
+    let c = cluster(1);
+    let me = c.members[0].enclave.id();
+    let stranger = EnclaveId([1; 16]);
+    let other = EnclaveId(enclave_core::cluster::member::cluster_id(&[stranger]).unwrap());
+    let foreign = Proposal {
+        time: T0,
+        command: Command::Genesis { cluster_id: other, founders: vec![stranger] },
+    };
+    assert!(c.members[0].enclave.apply_committed(&foreign).is_err());
+    let lying = Proposal {
+        time: T0,
+        command: Command::Genesis { cluster_id: c.id, founders: vec![me, EnclaveId([2; 16])] },
+    };
+    assert!(c.members[0].enclave.apply_committed(&lying).is_err());
+    assert_eq!(c.members[0].enclave.replicated_cluster(), Some(c.id));
+}
+
+#[test]
+fn a_member_whose_log_is_another_clusters_decides_nothing() {
+    // Its host says "cluster X", but the log it was given is cluster c's.
+    let c = cluster(1);
+    let stray =
+        fixture_on(config(), Arc::clone(&c.members[0].clock), 0x10, Some(&fresh_recipient()));
+    stray.enclave.join_cluster(EnclaveId([0xee; 16]), c.log.clone()).unwrap();
+    stray
+        .enclave
+        .install_replicated_state(&c.members[0].enclave.replicated_state().unwrap())
+        .unwrap();
+    let user = User::new(8);
+    let r = stray.enclave.authorize_grant(&stray.terms(user.wallet, Pubkey([5; 32]), policy(), 60));
+    assert_eq!(code(r), ErrorCode::EnclaveUnavailable);
+}
+
+#[test]
+fn only_an_enclave_that_decided_nothing_joins_and_a_member_refuses_handover() {
+    let f = fixture_on(
+        config(),
+        Arc::new(ManualClock(AtomicU64::new(T0), AtomicU64::new(0))),
+        0x10,
+        Some(&fresh_recipient()),
+    );
+    let user = User::new(9);
+    f.enclave.authorize_grant(&f.terms(user.wallet, Pubkey([5; 32]), policy(), 60)).unwrap();
+    let log = Arc::new(SharedLog::default());
+    let refused = f.enclave.join_cluster(EnclaveId([3; 16]), log.clone()).unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::BadRequest);
+    let c = cluster(1);
+    assert_eq!(code(c.members[0].enclave.handover_offer()), ErrorCode::HandoverRefused);
+    assert_eq!(
+        code(c.members[0].enclave.handover_prepare(b"any document")),
+        ErrorCode::HandoverRefused
+    );
+    assert_eq!(code(c.members[0].enclave.join_cluster(c.id, log)), ErrorCode::BadRequest);
 }

@@ -1,8 +1,10 @@
 //! Maps protocol operations onto enclave-core. Synchronous; the server decides what runs on the
 //! async workers and what on the blocking pool.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::cluster::relay::ClusterRuntime;
 use enclave_core::authorization::RevokeScope;
 use enclave_core::enclave::handover::{ImportProgress, PredecessorStage};
 use enclave_core::enclave::{
@@ -11,7 +13,7 @@ use enclave_core::enclave::{
     VaultProof, WalletRevoke,
 };
 use enclave_core::error::ErrorCode;
-use enclave_core::{Enclave, EnclaveError, SignOutcome};
+use enclave_core::{Enclave, EnclaveError, SecureRandom, SignOutcome};
 use signer_protocol::{
     AgentKindMsg, ErrorReply, ExportSubjectMsg, GrantFields, HandoverStage, HandoverSummary, Op,
     Outcome, PROTOCOL_VERSION, Reply, RevokeMsg, RevokeScopeMsg, StatusReply,
@@ -19,7 +21,9 @@ use signer_protocol::{
 
 /// The enclave's request handler.
 pub struct Handler {
-    pub enclave: Enclave,
+    pub enclave: Arc<Enclave>,
+    /// Membership of a cluster (SPEC §16), once the parent asks for a card.
+    pub cluster: ClusterRuntime,
     pub in_flight: AtomicU64,
     pub connections: AtomicU64,
 }
@@ -97,8 +101,20 @@ fn grant_request(g: GrantFields) -> AuthorizeGrant {
 }
 
 impl Handler {
-    pub fn new(enclave: Enclave) -> Self {
-        Self { enclave, in_flight: AtomicU64::new(0), connections: AtomicU64::new(0) }
+    pub fn new(enclave: Enclave, rng: Arc<dyn SecureRandom>) -> Self {
+        let enclave = Arc::new(enclave);
+        Self {
+            cluster: ClusterRuntime::new(Arc::clone(&enclave), rng),
+            enclave,
+            in_flight: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether `op` must run on the blocking pool: heavy work, or any decision of a cluster
+    /// member (it waits for a majority).
+    pub fn runs_blocking(&self, op: &Op) -> bool {
+        Self::is_heavy(op) || self.cluster.is_member()
     }
 
     /// Operations that cost milliseconds (RSA private-key work, P-384 signing and verification,
@@ -352,6 +368,18 @@ impl Handler {
                     in_flight: self.in_flight.load(Ordering::Relaxed),
                     connections: self.connections.load(Ordering::Relaxed),
                 })
+            }
+            op @ (Op::ClusterCard { .. }
+            | Op::ClusterFound { .. }
+            | Op::ClusterJoin { .. }
+            | Op::ClusterAdmit { .. }
+            | Op::ClusterDeliver { .. }
+            | Op::ClusterOutbox { .. }
+            | Op::ClusterStatus) => {
+                return Err(EnclaveError::Internal(format!(
+                    "{} is served by the cluster runtime, not here",
+                    op.name()
+                )));
             }
         })
     }

@@ -250,7 +250,7 @@ fn run(args: RunArgs) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     tracing::info!(enclave_id = %enclave.id(), nsm = nsm.kind(), "enclave instance");
-    let handler = Arc::new(Handler::new(enclave));
+    let handler = Arc::new(Handler::new(enclave, Arc::new(enclave_core::OsRandom)));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -271,7 +271,11 @@ fn run(args: RunArgs) -> Result<(), String> {
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tick.tick() => {
-                            let dropped = handler.enclave.sweep();
+                            // A cluster member's sweep is a decision that waits for a majority:
+                            // never on an async worker.
+                            let enclave = Arc::clone(&handler.enclave);
+                            let dropped =
+                                tokio::task::spawn_blocking(move || enclave.sweep()).await.unwrap_or(0);
                             if dropped > 0 {
                                 tracing::info!(dropped, "expired grants zeroized");
                             }

@@ -198,7 +198,12 @@ async fn connection(
             let name = op.name();
             let started = Instant::now();
             handler.in_flight.fetch_add(1, Ordering::Relaxed);
-            let outcome = if Handler::is_heavy(&op) {
+            let outcome = if crate::cluster::relay::is_cluster_op(&op) {
+                match handler.cluster.handle(op).await {
+                    Ok(reply) => Outcome::Ok(reply),
+                    Err(e) => Outcome::Err(crate::handler::error_reply(&e)),
+                }
+            } else if handler.runs_blocking(&op) {
                 let h = Arc::clone(&handler);
                 tokio::task::spawn_blocking(move || h.handle(op))
                     .await

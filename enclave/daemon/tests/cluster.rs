@@ -169,7 +169,11 @@ async fn leader_among(nodes: &[&Arc<Node>]) -> Arc<Node> {
         for n in nodes {
             let raft = n.raft().unwrap();
             let m = raft.metrics().borrow().clone();
-            if m.current_leader == Some(m.id) && raft.ensure_linearizable().await.is_ok() {
+            // A leader that has applied its cluster's genesis decides.
+            if m.current_leader == Some(m.id)
+                && n.enclave().replicated_cluster() == n.cluster_id()
+                && raft.ensure_linearizable().await.is_ok()
+            {
                 return Arc::clone(n);
             }
         }

@@ -462,6 +462,17 @@ pub(super) struct FinishedImport {
 
 impl Enclave {
     /// A frozen enclave (it gave its state away, or is giving it) takes no state in.
+    /// A cluster member is replaced by membership changes, never by a handover: exporting its
+    /// state would make a second decider of the cluster, importing one would fork it.
+    fn refuse_if_in_cluster(&self) -> Result<(), EnclaveError> {
+        if self.in_cluster() {
+            return Err(refused(
+                "this enclave is a member of a cluster: replace members by admitting new ones",
+            ));
+        }
+        Ok(())
+    }
+
     fn refuse_if_frozen(&self, sessions: &Sessions) -> Result<(), EnclaveError> {
         if let Some(successor) = self.state.lock().handed_over_to {
             return Err(refused(format!(
@@ -535,6 +546,7 @@ impl Enclave {
 
     /// Step 1, on the successor: a document announcing this enclave as a successor.
     pub fn handover_offer(&self) -> Result<Vec<u8>, EnclaveError> {
+        self.refuse_if_in_cluster()?;
         let mut sessions = self.handover.lock();
         if let Some(from) = sessions.imported_from {
             return Err(refused(format!("this enclave already took over {from}")));
@@ -567,6 +579,7 @@ impl Enclave {
     /// Step 2, on the predecessor: checks the successor's offer, makes the handover key and
     /// wraps it to the KMS key. This enclave keeps deciding until `export`.
     pub fn handover_prepare(&self, successor_document: &[u8]) -> Result<Prepared, EnclaveError> {
+        self.refuse_if_in_cluster()?;
         if let Some(successor) = self.state.lock().handed_over_to {
             return Err(EnclaveError::HandedOver { successor });
         }
@@ -610,6 +623,7 @@ impl Enclave {
         wrapped_key: &[u8],
         envelope: &[u8],
     ) -> Result<[u8; 32], EnclaveError> {
+        self.refuse_if_in_cluster()?;
         let offer_sha256 = {
             let sessions = self.handover.lock();
             self.refuse_if_frozen(&sessions)?;
@@ -656,6 +670,7 @@ impl Enclave {
     /// whole decision state to the handover key. Returns the number of chunks (see
     /// [`Enclave::handover_chunk`]); repeating it returns the same export.
     pub fn handover_export(&self, proof: &[u8; 32]) -> Result<u32, EnclaveError> {
+        self.refuse_if_in_cluster()?;
         let mut sessions = self.handover.lock();
         // An enclave taking a state in does not give its own away at the same time: the state
         // it is receiving would have nowhere to go.
@@ -740,6 +755,7 @@ impl Enclave {
         total: u32,
         chunk: &[u8],
     ) -> Result<ImportProgress, EnclaveError> {
+        self.refuse_if_in_cluster()?;
         if total == 0 || total > MAX_CHUNKS || index >= total {
             return Err(refused(format!("chunk {index} of {total} is out of range")));
         }

@@ -19,6 +19,7 @@
 use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
+use signer_types::EnclaveId;
 use signer_types::ids::uuid_text;
 
 use super::Enclave;
@@ -97,6 +98,13 @@ pub enum Command {
     KillSwitch(bool),
     /// Forget expired entries and stale counters (at the proposal's time, on every member).
     Sweep,
+    /// The first entry of a cluster's log: which cluster this state is, derived from its
+    /// founders. Every member takes the id it answers for from here (never from its host), and
+    /// a state that already belongs to another cluster refuses it.
+    Genesis {
+        cluster_id: EnclaveId,
+        founders: Vec<EnclaveId>,
+    },
 }
 
 /// What an applied command did.
@@ -132,7 +140,21 @@ impl Enclave {
     pub(super) fn commit(&self, command: Command) -> Result<Effect, EnclaveError> {
         let replicator = self.replicator.read().clone();
         if let Some(replicator) = replicator {
-            return replicator.commit(Proposal { time: self.decision_now(), command });
+            let (applied_time, cluster) = {
+                let state = self.state.lock();
+                (state.applied_time, state.cluster)
+            };
+            // A member decides only for the cluster its replicated state is (from the log's
+            // genesis), never for an id its host named.
+            let decider = self.decider();
+            if cluster != Some(decider) {
+                return Err(EnclaveError::Unavailable(format!(
+                    "this member answers for cluster {decider} but its replicated state is {}",
+                    cluster.map_or_else(|| "not yet a cluster's".to_string(), |c| c.to_string())
+                )));
+            }
+            return replicator
+                .commit(Proposal { time: self.decision_now().max(applied_time), command });
         }
         let effect = {
             let mut state = self.state.lock();
@@ -145,23 +167,53 @@ impl Enclave {
     /// Joins cluster `cluster_id`: from now on decisions are committed through `replicator`,
     /// and records and messages made here name the cluster, which is all this member answers
     /// for (a member decides nothing of its own).
+    ///
+    /// Only an enclave that has decided nothing yet can join (its state must be exactly what the
+    /// cluster's log makes of it), and only once.
     pub fn join_cluster(
         &self,
-        cluster_id: signer_types::EnclaveId,
+        cluster_id: EnclaveId,
         replicator: std::sync::Arc<dyn Replicator>,
-    ) {
-        *self.replicator.write() = Some(replicator);
+    ) -> Result<(), EnclaveError> {
+        let mut current = self.replicator.write();
+        if current.is_some() {
+            return Err(EnclaveError::BadRequest("this enclave is already in a cluster".into()));
+        }
+        if !self.state.lock().is_pristine() || self.answers_for.read().len() != 1 {
+            return Err(EnclaveError::BadRequest(
+                "only an enclave that has decided nothing (no grant, message, revocation, \
+                 handover or kill switch) can found or join a cluster: start a fresh one"
+                    .into(),
+            ));
+        }
+        *current = Some(replicator);
         *self.decider.write() = cluster_id;
         *self.answers_for.write() = vec![cluster_id];
+        Ok(())
+    }
+
+    /// Whether this enclave is a member of a cluster (handover is then refused: members are
+    /// replaced by membership changes).
+    pub fn in_cluster(&self) -> bool {
+        self.replicator.read().is_some()
+    }
+
+    /// The replicated decision time: that of the latest applied decision.
+    pub fn applied_time(&self) -> u64 {
+        self.state.lock().applied_time
+    }
+
+    /// The cluster the replicated state names (from its genesis entry), once applied.
+    pub fn replicated_cluster(&self) -> Option<EnclaveId> {
+        self.state.lock().cluster
     }
 
     /// Applies a committed proposal (every member, in log order). A refusal is part of the
     /// deterministic outcome (the same on every member), not a failure of the log.
     pub fn apply_committed(&self, proposal: &Proposal) -> Result<Effect, EnclaveError> {
-        let time = self.time_floor.fetch_max(proposal.time, Ordering::AcqRel).max(proposal.time);
         let effect = {
             let mut state = self.state.lock();
-            self.apply_locked(&mut state, time, &proposal.command)?
+            self.apply_locked(&mut state, proposal.time, &proposal.command)?
         };
         Ok(self.after_apply(&proposal.command, effect))
     }
@@ -186,16 +238,21 @@ impl Enclave {
         Effect::Revoked { dropped }
     }
 
-    /// The decision itself, at `now`, under the state lock.
+    /// The decision itself, under the state lock, at `max(time, the last applied time)`: the
+    /// replicated time, the same on every member whatever their clocks.
     fn apply_locked(
         &self,
         state: &mut DecisionState,
-        now: u64,
+        time: u64,
         command: &Command,
     ) -> Result<Effect, EnclaveError> {
         if let Some(successor) = state.handed_over_to {
             return Err(EnclaveError::HandedOver { successor });
         }
+        let now = time.max(state.applied_time);
+        state.applied_time = now;
+        // This member's own later decisions (messages it renders) come after it, too.
+        self.time_floor.fetch_max(now, Ordering::AcqRel);
         let skew = self.config.clock_skew;
         match command {
             Command::Sign(d) => {
@@ -259,6 +316,11 @@ impl Enclave {
                 Ok(Effect::Issued { issued_at })
             }
             Command::UseNonce(d) => {
+                // No new signing authority while the kill switch is engaged; a user's own
+                // revocations and exports go on.
+                if state.kill_switch && d.purpose == GRANT_PURPOSE {
+                    return Err(EnclaveError::KillSwitch);
+                }
                 let used = spend_nonce(state, d, now)?;
                 if used == NonceUse::Fresh
                     && let Some(target) = d.then_revoke
@@ -286,9 +348,31 @@ impl Enclave {
                 state.sweep(now);
                 Ok(Effect::Done)
             }
+            Command::Genesis { cluster_id, founders } => {
+                let derived = crate::cluster::member::cluster_id(founders)
+                    .map_err(|e| EnclaveError::Internal(format!("genesis entry: {e}")))?;
+                if derived != cluster_id.0 {
+                    return Err(EnclaveError::Internal(format!(
+                        "genesis entry names cluster {cluster_id}, its founders make {}",
+                        EnclaveId(derived)
+                    )));
+                }
+                match state.cluster {
+                    Some(ours) if ours != *cluster_id => Err(EnclaveError::Internal(format!(
+                        "this state belongs to cluster {ours}, not {cluster_id}"
+                    ))),
+                    _ => {
+                        state.cluster = Some(*cluster_id);
+                        Ok(Effect::Done)
+                    }
+                }
+            }
         }
     }
 }
+
+/// [`crate::authorization::Purpose::code`] of a grant.
+const GRANT_PURPOSE: u8 = 1;
 
 /// How a scheduled record's request stands: its request id, and the record's single-use mark.
 pub(super) fn scheduled_use(
@@ -355,7 +439,8 @@ pub(super) fn check_issued(
 struct ReplicatedState {
     tag: String,
     kill_switch: bool,
-    time_floor: u64,
+    applied_time: u64,
+    cluster: Option<EnclaveId>,
     requests: Vec<RequestEntry>,
     scheduled: Vec<ScheduledEntry>,
     nonces: Vec<(NonceKey, IssuedNonce, u64)>,
@@ -394,7 +479,8 @@ impl Enclave {
         let snapshot = ReplicatedState {
             tag: REPLICATED_STATE_TAG.into(),
             kill_switch: state.kill_switch,
-            time_floor: self.time_floor.load(Ordering::Acquire),
+            applied_time: state.applied_time,
+            cluster: state.cluster,
             requests: state
                 .requests
                 .live(all)
@@ -478,10 +564,12 @@ impl Enclave {
         fresh.ledger.import(snapshot.ledger);
         fresh.ledger.set_last_prune(snapshot.ledger_last_prune);
         fresh.kill_switch = snapshot.kill_switch;
+        fresh.applied_time = snapshot.applied_time;
+        fresh.cluster = snapshot.cluster;
         let mut state = self.state.lock();
         *state = fresh;
         self.kill_switch.store(snapshot.kill_switch, Ordering::Release);
-        self.time_floor.fetch_max(snapshot.time_floor, Ordering::AcqRel);
+        self.time_floor.fetch_max(snapshot.applied_time, Ordering::AcqRel);
         drop(state);
         self.grants.write().clear();
         Ok(())

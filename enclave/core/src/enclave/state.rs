@@ -73,6 +73,12 @@ pub(super) struct DecisionState {
     pub(super) pending: HashMap<[u8; 32], VecDeque<[u8; 16]>>,
     /// Set when the state went to a successor: no decision is made here again.
     pub(super) handed_over_to: Option<EnclaveId>,
+    /// The time of the latest applied decision: replicated (decisions are applied at
+    /// `max(their time, this)`, on every member alike), never a member's own clock.
+    pub(super) applied_time: u64,
+    /// The cluster this state belongs to, from its genesis entry (None: standalone, or a member
+    /// that has not applied its cluster's genesis yet).
+    pub(super) cluster: Option<EnclaveId>,
 }
 
 /// Unused messages one wallet may have outstanding.
@@ -139,6 +145,8 @@ impl DecisionState {
             revoked_wallets: TtlMap::new("revoked wallet", config.revocation_capacity),
             pending: HashMap::new(),
             handed_over_to: None,
+            applied_time: 0,
+            cluster: None,
         }
     }
 
@@ -237,6 +245,19 @@ impl DecisionState {
                 self.nonces.remove(&oldest);
             }
         }
+    }
+
+    /// Nothing decided yet: what a founder or a newcomer must start from.
+    pub(super) fn is_pristine(&self) -> bool {
+        !self.kill_switch
+            && self.ledger.is_empty()
+            && self.requests.is_empty()
+            && self.scheduled.is_empty()
+            && self.nonces.is_empty()
+            && self.revoked_records.is_empty()
+            && self.revoked_wallets.is_empty()
+            && self.handed_over_to.is_none()
+            && self.cluster.is_none()
     }
 
     /// Forgets expired entries and counters stale at `now`.

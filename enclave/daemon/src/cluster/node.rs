@@ -27,8 +27,9 @@ use enclave_core::cluster::channel::{ChannelError, Opener, Sealer};
 use enclave_core::cluster::member::{
     MemberCard, MemberKey, VerifiedMember, cluster_id, verify_member, verify_member_at_own_time,
 };
-use enclave_core::enclave::replicated::{Effect, Proposal, Replicator};
+use enclave_core::enclave::replicated::{Command, Effect, Proposal, Replicator};
 use enclave_core::{Enclave, EnclaveError, EnclaveId, SecureRandom};
+use openraft::ChangeMembers;
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
     Unreachable,
@@ -44,12 +45,16 @@ use tokio::sync::oneshot;
 
 use super::raft::{LogStore, Member, NodeId, Raft, StateMachine, TypeConfig};
 
+/// A leader that has not heard from a majority for this long refuses to decide at once.
+pub const QUORUM_SILENCE_MS: u64 = 1_000;
 /// How long a decision waits for a majority before the caller is told the cluster is unavailable.
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a newcomer may take to catch up before its admission is abandoned.
+pub const ADMIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How old a newcomer's card may be (its document is made for the admission).
 pub const CARD_MAX_AGE: Duration = Duration::from_secs(300);
-/// Snapshot chunks: well inside a channel message (240 KiB).
-pub const SNAPSHOT_CHUNK: u64 = 128 * 1024;
+/// Snapshot chunks: well inside a channel message (240 KiB), with room for the metadata.
+pub const SNAPSHOT_CHUNK: u64 = 64 * 1024;
 /// Entries per append: each proposal is well under 1 KiB of CBOR.
 pub const MAX_ENTRIES_PER_APPEND: u64 = 128;
 
@@ -58,8 +63,16 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, to: &Member, message: Vec<u8>);
 }
 
+/// What a sealed message carries: the sender's cluster (a member drops messages of any other
+/// cluster, so one enclave cannot be drawn into two groups) and a request or a response.
 #[derive(Serialize, Deserialize)]
-enum Envelope {
+struct Envelope {
+    cluster: EnclaveId,
+    body: Body,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Body {
     Request { correlation: u64, request: Request },
     Response { correlation: u64, response: Response },
 }
@@ -69,8 +82,35 @@ enum Envelope {
 enum Request {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
-    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    Snapshot(SnapshotChunk),
 }
+
+/// A snapshot chunk with its data as one CBOR byte string (openraft's own request would write
+/// it as an array of integers, twice the size).
+#[derive(Serialize, Deserialize)]
+struct SnapshotChunk {
+    vote: openraft::Vote<NodeId>,
+    meta: openraft::SnapshotMeta<NodeId, Member>,
+    offset: u64,
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+    done: bool,
+}
+
+impl From<InstallSnapshotRequest<TypeConfig>> for SnapshotChunk {
+    fn from(r: InstallSnapshotRequest<TypeConfig>) -> Self {
+        Self { vote: r.vote, meta: r.meta, offset: r.offset, data: r.data, done: r.done }
+    }
+}
+
+impl From<SnapshotChunk> for InstallSnapshotRequest<TypeConfig> {
+    fn from(c: SnapshotChunk) -> Self {
+        Self { vote: c.vote, meta: c.meta, offset: c.offset, data: c.data, done: c.done }
+    }
+}
+
+/// Longest relay address a member may announce (it is in every membership entry).
+pub const MAX_RELAY_LEN: usize = 255;
 
 #[derive(Serialize, Deserialize)]
 enum Response {
@@ -90,6 +130,10 @@ pub enum ClusterError {
     AlreadyMember(EnclaveId),
     #[error("this enclave is not a member of a cluster")]
     NotMember,
+    #[error("a relay address is 1..={MAX_RELAY_LEN} bytes; {0} given")]
+    Relay(usize),
+    #[error("the enclave cannot join: {0}")]
+    Enclave(#[from] EnclaveError),
     #[error("members {0} and {1} share a Raft node id (the first 8 bytes of their ids)")]
     NodeIdCollision(EnclaveId, EnclaveId),
     #[error("raft: {0}")]
@@ -110,11 +154,21 @@ pub struct Node {
     admitted: RwLock<BTreeMap<EnclaveId, Member>>,
     sealers: Mutex<HashMap<EnclaveId, Arc<Sealer>>>,
     opener: Mutex<Opener>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
+    /// Requests waiting for their response: the member asked, and where to hand it.
+    pending: Mutex<HashMap<u64, (EnclaveId, oneshot::Sender<Response>)>>,
+    /// One membership change at a time (each builds on the committed one).
+    admitting: tokio::sync::Mutex<()>,
     next_correlation: AtomicU64,
     raft: OnceLock<Raft>,
     cluster: OnceLock<EnclaveId>,
     relay: String,
+}
+
+fn check_relay(relay: &str) -> Result<(), ClusterError> {
+    if relay.is_empty() || relay.len() > MAX_RELAY_LEN {
+        return Err(ClusterError::Relay(relay.len()));
+    }
+    Ok(())
 }
 
 fn node_id(id: &EnclaveId) -> NodeId {
@@ -134,6 +188,7 @@ impl Node {
         transport: Arc<dyn Transport>,
         relay: String,
     ) -> Result<Arc<Self>, ClusterError> {
+        check_relay(&relay)?;
         let key = Arc::new(
             MemberKey::generate(&*rng).map_err(|e| ClusterError::Attestation(e.to_string()))?,
         );
@@ -148,6 +203,7 @@ impl Node {
             admitted: RwLock::new(BTreeMap::new()),
             sealers: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
+            admitting: tokio::sync::Mutex::new(()),
             next_correlation: AtomicU64::new(1),
             raft: OnceLock::new(),
             cluster: OnceLock::new(),
@@ -227,15 +283,15 @@ impl Node {
         )
         .await
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
-        let raft = self.raft.get_or_init(|| raft);
-        let _ = self.cluster.set(cluster);
         self.enclave.join_cluster(
             cluster,
             Arc::new(RaftReplicator {
                 raft: raft.clone(),
                 runtime: tokio::runtime::Handle::current(),
             }),
-        );
+        )?;
+        let raft = self.raft.get_or_init(|| raft);
+        let _ = self.cluster.set(cluster);
         self.spawn_membership_watch();
         Ok(raft)
     }
@@ -247,8 +303,12 @@ impl Node {
         self: &Arc<Self>,
         founders: &[(Vec<u8>, String)],
     ) -> Result<EnclaveId, ClusterError> {
+        if let Some(existing) = self.cluster.get() {
+            return Err(ClusterError::AlreadyMember(*existing));
+        }
         let mut verified = Vec::new();
         for (card, relay) in founders {
+            check_relay(relay)?;
             let v = self.verify_fresh(card)?;
             verified.push(member_of(&v, relay.clone()));
         }
@@ -264,6 +324,27 @@ impl Node {
             verified.into_iter().map(|m| (node_id(&EnclaveId(m.enclave_id)), m)).collect();
         if members.keys().next() == Some(&node_id(&self.id)) {
             raft.initialize(members).await.map_err(|e| ClusterError::Raft(e.to_string()))?;
+            // The log's first decision says which cluster it is; every member takes its id
+            // from there (and decides nothing before it is applied). The other founders may
+            // not be up yet: keep proposing until a majority commits it.
+            let genesis = Proposal {
+                time: self.enclave.now(),
+                command: Command::Genesis { cluster_id: cluster, founders: ids },
+            };
+            let raft = raft.clone();
+            tokio::spawn(async move {
+                loop {
+                    match raft.client_write(genesis.clone()).await {
+                        Ok(_) => break,
+                        Err(RaftError::Fatal(e)) => {
+                            tracing::error!(error = %e, "the genesis entry cannot be written");
+                            break;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "genesis entry not yet committed"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
         }
         Ok(cluster)
     }
@@ -275,8 +356,12 @@ impl Node {
         cluster: EnclaveId,
         members: &[(Vec<u8>, String)],
     ) -> Result<(), ClusterError> {
+        if let Some(existing) = self.cluster.get() {
+            return Err(ClusterError::AlreadyMember(*existing));
+        }
         let mut verified = Vec::new();
         for (card, relay) in members {
+            check_relay(relay)?;
             let v = verify_member_at_own_time(
                 card,
                 self.enclave.anchor(),
@@ -300,22 +385,29 @@ impl Node {
         replacing: Option<EnclaveId>,
     ) -> Result<(), ClusterError> {
         let raft = self.raft.get().ok_or(ClusterError::NotMember)?;
+        check_relay(&relay)?;
         let v = self.verify_fresh(card)?;
         let member = member_of(&v, relay);
         let id = node_id(&v.enclave_id);
+        let _one_at_a_time = self.admitting.lock().await;
         self.check_node_ids([&member])?;
         self.admit_keys([member.clone()]);
-        raft.add_learner(id, member, true).await.map_err(|e| ClusterError::Raft(e.to_string()))?;
-        let metrics = raft.metrics().borrow().clone();
-        let mut voters: BTreeSet<NodeId> =
-            metrics.membership_config.membership().voter_ids().collect();
-        voters.insert(id);
-        if let Some(gone) = replacing {
-            voters.remove(&node_id(&gone));
-        }
-        raft.change_membership(voters, false)
+        let raft_error = |e: &dyn std::fmt::Display| ClusterError::Raft(e.to_string());
+        tokio::time::timeout(ADMIT_TIMEOUT, raft.add_learner(id, member, true))
             .await
-            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+            .map_err(|_| ClusterError::Raft("the newcomer did not catch up in time".into()))?
+            .map_err(|e| raft_error(&e))?;
+        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| raft_error(&e))?;
+        if let Some(gone) = replacing {
+            raft.change_membership(
+                ChangeMembers::RemoveVoters(BTreeSet::from([node_id(&gone)])),
+                false,
+            )
+            .await
+            .map_err(|e| raft_error(&e))?;
+        }
         Ok(())
     }
 
@@ -371,9 +463,10 @@ impl Node {
                     admitted.insert(EnclaveId(m.enclave_id), m);
                 }
                 drop(admitted);
+                // Sealers stay for the life of the peer's key: a new one would start its numbers
+                // again and the peer would refuse them as replays.
                 for id in removed {
                     node.admitted.write().remove(&id);
-                    node.sealers.lock().remove(&id);
                 }
             }
         });
@@ -390,9 +483,11 @@ impl Node {
         Ok(sealer)
     }
 
-    fn send(&self, to: &Member, envelope: &Envelope) -> Result<(), String> {
+    fn send(&self, to: &Member, body: Body) -> Result<(), String> {
+        let cluster = self.cluster.get().copied().ok_or("not in a cluster")?;
         let mut payload = Vec::new();
-        ciborium::into_writer(envelope, &mut payload).map_err(|e| e.to_string())?;
+        ciborium::into_writer(&Envelope { cluster, body }, &mut payload)
+            .map_err(|e| e.to_string())?;
         let sealed = self
             .sealer(to)
             .and_then(|s| s.seal(&*self.rng, &payload))
@@ -404,8 +499,8 @@ impl Node {
     async fn call(&self, to: &Member, request: Request, ttl: Duration) -> Result<Response, String> {
         let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().insert(correlation, tx);
-        let sent = self.send(to, &Envelope::Request { correlation, request });
+        self.pending.lock().insert(correlation, (EnclaveId(to.enclave_id), tx));
+        let sent = self.send(to, Body::Request { correlation, request });
         let outcome = match sent {
             Ok(()) => match tokio::time::timeout(ttl, rx).await {
                 Ok(Ok(response)) => Ok(response),
@@ -431,14 +526,21 @@ impl Node {
         };
         let envelope: Envelope =
             ciborium::from_reader(opened.payload.as_slice()).map_err(|e| e.to_string())?;
-        match envelope {
-            Envelope::Response { correlation, response } => {
-                if let Some(waiting) = self.pending.lock().remove(&correlation) {
+        if Some(envelope.cluster) != self.cluster.get().copied() {
+            return Err(format!("a message of cluster {}", envelope.cluster));
+        }
+        match envelope.body {
+            Body::Response { correlation, response } => {
+                let mut pending = self.pending.lock();
+                // Only the member that was asked answers.
+                if pending.get(&correlation).is_some_and(|(asked, _)| *asked == opened.sender)
+                    && let Some((_, waiting)) = pending.remove(&correlation)
+                {
                     let _ = waiting.send(response);
                 }
                 Ok(())
             }
-            Envelope::Request { correlation, request } => {
+            Body::Request { correlation, request } => {
                 let from = self.admitted.read().get(&opened.sender).cloned();
                 let (Some(from), Some(raft)) = (from, self.raft.get().cloned()) else {
                     return Err("a request before this member joined a cluster".into());
@@ -448,10 +550,11 @@ impl Node {
                     let response = match request {
                         Request::Append(r) => Response::Append(raft.append_entries(r).await),
                         Request::Vote(r) => Response::Vote(raft.vote(r).await),
-                        Request::Snapshot(r) => Response::Snapshot(raft.install_snapshot(r).await),
+                        Request::Snapshot(c) => {
+                            Response::Snapshot(raft.install_snapshot(c.into()).await)
+                        }
                     };
-                    if let Err(e) = node.send(&from, &Envelope::Response { correlation, response })
-                    {
+                    if let Err(e) = node.send(&from, Body::Response { correlation, response }) {
                         tracing::warn!(error = %e, "answering a member");
                     }
                 });
@@ -536,7 +639,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        match self.rpc(Request::Snapshot(rpc), &option).await? {
+        match self.rpc(Request::Snapshot(rpc.into()), &option).await? {
             Response::Snapshot(r) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
@@ -567,6 +670,25 @@ pub struct RaftReplicator {
 
 impl Replicator for RaftReplicator {
     fn commit(&self, proposal: Proposal) -> Result<Effect, EnclaveError> {
+        // Fail fast where waiting cannot help: not the leader, or a leader that has not heard
+        // from a majority for longer than an election takes (it is on a minority side).
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(metrics.id) {
+            let leader = metrics
+                .current_leader
+                .and_then(|id| metrics.membership_config.membership().get_node(&id).cloned());
+            return Err(EnclaveError::NotLeader {
+                leader: leader.as_ref().map(|m| EnclaveId(m.enclave_id)),
+                relay: leader.map(|m| m.relay),
+            });
+        }
+        if metrics.millis_since_quorum_ack.is_none_or(|ms| ms > QUORUM_SILENCE_MS) {
+            return Err(EnclaveError::Unavailable(
+                "this leader has not heard from a majority of the cluster recently; nothing \
+                 was decided"
+                    .into(),
+            ));
+        }
         let raft = self.raft.clone();
         let written = self
             .runtime
@@ -575,8 +697,9 @@ impl Replicator for RaftReplicator {
             })
             .map_err(|_| {
                 EnclaveError::Unavailable(format!(
-                    "no majority of the cluster committed the decision within {COMMIT_TIMEOUT:?} \
-                     (nothing was signed; retrying with the same request id is safe)"
+                    "no majority of the cluster acknowledged the decision within \
+                     {COMMIT_TIMEOUT:?}: its outcome is unknown (nothing was signed or returned; \
+                     retrying with the same request id is safe)"
                 ))
             })?;
         match written {
@@ -585,8 +708,8 @@ impl Replicator for RaftReplicator {
             }),
             Err(RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f))) => {
                 Err(EnclaveError::NotLeader {
-                    leader: f.leader_node.map(|m| EnclaveId(m.enclave_id)),
-                    relay: None,
+                    leader: f.leader_node.as_ref().map(|m| EnclaveId(m.enclave_id)),
+                    relay: f.leader_node.map(|m| m.relay),
                 })
             }
             Err(e) => Err(EnclaveError::Unavailable(format!("the cluster cannot decide: {e}"))),

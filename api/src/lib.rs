@@ -4,15 +4,26 @@
 //! [`Signature`]); 16-byte ids UUID text (any of uuid's accepted forms). Unknown fields are
 //! refused, so a typo never silently falls back to a default. No body carries a secret: master
 //! keys exist only inside the enclave. The body limit is enforced before parsing, by the server.
+//!
+//! Every body type has its OpenAPI schema (utoipa `ToSchema`, no feature flag): the parent
+//! serves the document generated from them (`GET /v1/openapi.json`, `docs/openapi.json`).
+//! [`schema`] holds the schemas of what `signer-types` defines, which stays free of utoipa.
 
 #![forbid(unsafe_code)]
 
+pub mod responses;
+pub mod schema;
+
 use base64::Engine as _;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use signer_types::policy::Policy;
 use signer_types::pubkey::Pubkey;
 use thiserror::Error;
+use utoipa::ToSchema;
 use uuid::Uuid;
+
+pub use responses::*;
+use schema::{PolicySchema, PubkeySchema};
 
 /// Why a body was refused (always a `400 bad_request`).
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -39,6 +50,12 @@ impl<'de> Deserialize<'de> for B64 {
             }
         }
         d.deserialize_str(V)
+    }
+}
+
+impl Serialize for B64 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
     }
 }
 
@@ -70,8 +87,9 @@ impl<'de> Deserialize<'de> for Signature {
     }
 }
 
-/// `kind` of `POST /v1/agents`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+/// `kind` of `POST /v1/agents`: a raw ed25519 seed (default) or a BIP39 mnemonic derived at
+/// `m/44'/501'/account'/0'`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentKind {
     Seed,
@@ -79,40 +97,57 @@ pub enum AgentKind {
 }
 
 /// `POST /v1/vaults`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVaultRequest {
+    /// The user's wallet, base58 (its key signs the authorization messages).
+    #[schema(value_type = PubkeySchema)]
     pub wallet: Pubkey,
 }
 
 /// `POST /v1/authorizations/import`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportAuthorizationRequest {
+    /// The user's wallet, base58 (its key signs the authorization messages).
+    #[schema(value_type = PubkeySchema)]
     pub wallet: Pubkey,
+    /// The sealed vault record (`vault_record` of `POST /v1/vaults`).
     pub vault_record: B64,
 }
 
 /// `POST /v1/vaults/import`: the fields of the import message the wallet signed.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportVaultRequest {
+    /// The user's wallet, base58 (its key signs the authorization messages).
+    #[schema(value_type = PubkeySchema)]
     pub wallet: Pubkey,
+    /// The sealed vault record (`vault_record` of `POST /v1/vaults`).
     pub vault_record: B64,
+    /// The `nonce` of the authorization message the wallet signed.
     pub nonce: String,
+    /// The `issued_at` of that message (Unix seconds).
     pub issued_at: u64,
+    /// The wallet's ed25519 signature over the message, base58.
     pub signature: Signature,
 }
 
 /// `POST /v1/agents`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAgentRequest {
+    /// The user's wallet, base58 (its key signs the authorization messages).
+    #[schema(value_type = PubkeySchema)]
     pub wallet: Pubkey,
+    /// The sealed vault record (`vault_record` of `POST /v1/vaults`).
     pub vault_record: B64,
+    /// The vault's provenance document (`provenance` of `POST /v1/vaults`).
     pub vault_provenance: B64,
+    /// `seed` (default) or `mnemonic`.
     #[serde(default)]
     pub kind: Option<AgentKind>,
+    /// The BIP39 account index (`mnemonic` only; default 0).
     #[serde(default)]
     pub account: Option<u32>,
 }
@@ -145,13 +180,21 @@ impl CreateAgentRequest {
 }
 
 /// `POST /v1/authorizations/grant`: what the grant will allow.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantAuthorizationRequest {
+    /// The user's wallet, base58 (its key signs the authorization messages).
+    #[schema(value_type = PubkeySchema)]
     pub wallet: Pubkey,
+    /// The bot the grant is for (a UUID the backend chooses).
     pub bot_id: Uuid,
+    /// The agent key the bot signs with (`agent_pubkey` of `POST /v1/agents`).
+    #[schema(value_type = PubkeySchema)]
     pub agent_pubkey: Pubkey,
+    /// The grant's lifetime in seconds (at most the enclave's maximum, 3600 by default).
     pub ttl_seconds: u64,
+    /// The grant's limits (SPEC §7).
+    #[schema(value_type = PolicySchema)]
     pub policy: Policy,
 }
 
@@ -163,18 +206,31 @@ impl ApiBody for GrantAuthorizationRequest {
 
 /// `POST /v1/grants`: the same fields, the signed message's nonce and issue time, the wallet's
 /// signature, and the vault (with its provenance) the grant's master key comes from.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGrantRequest {
+    /// The user's wallet, base58 (its key signs the authorization messages).
+    #[schema(value_type = PubkeySchema)]
     pub wallet: Pubkey,
+    /// The bot the grant is for (a UUID the backend chooses).
     pub bot_id: Uuid,
+    /// The agent key the bot signs with (`agent_pubkey` of `POST /v1/agents`).
+    #[schema(value_type = PubkeySchema)]
     pub agent_pubkey: Pubkey,
+    /// The grant's lifetime in seconds (at most the enclave's maximum, 3600 by default).
     pub ttl_seconds: u64,
+    /// The grant's limits (SPEC §7).
+    #[schema(value_type = PolicySchema)]
     pub policy: Policy,
+    /// The `nonce` of the authorization message the wallet signed.
     pub nonce: String,
+    /// The `issued_at` of that message (Unix seconds).
     pub issued_at: u64,
+    /// The wallet's ed25519 signature over the message, base58.
     pub signature: Signature,
+    /// The sealed vault record (`vault_record` of `POST /v1/vaults`).
     pub vault_record: B64,
+    /// The vault's provenance document (`provenance` of `POST /v1/vaults`).
     pub vault_provenance: B64,
 }
 
@@ -189,14 +245,22 @@ impl ApiBody for ImportAuthorizationRequest {}
 impl ApiBody for ImportVaultRequest {}
 
 /// `POST /v1/sign`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignRequest {
+    /// The sealed grant (`grant_record` of `POST /v1/grants`).
     pub grant_record: B64,
+    /// The sealed agent key (`agent_key_record` of `POST /v1/agents`).
     pub agent_key_record: B64,
+    /// The bot the grant is for (a UUID the backend chooses).
     pub bot_id: Uuid,
+    /// The transaction to sign (wire bytes): legacy or v0, at most 1232 bytes, the agent a required
+    /// signer.
     pub transaction: B64,
+    /// Idempotency key: the same request with it again gets the same signature; another request
+    /// with it is refused (`409 replayed_request`).
     pub request_id: Uuid,
+    /// The transaction's value in cents (required when the policy limits notional value).
     #[serde(default)]
     pub declared_notional_cents: Option<u64>,
 }
@@ -204,11 +268,16 @@ pub struct SignRequest {
 impl ApiBody for SignRequest {}
 
 /// `POST /v1/scheduled/sign`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduledSignRequest {
+    /// The scheduled record the user's browser sealed to the enclave's KMS key.
     pub scheduled_record: B64,
+    /// The transaction to sign (wire bytes): legacy or v0, at most 1232 bytes, the agent a required
+    /// signer.
     pub transaction: B64,
+    /// Idempotency key: the same request with it again gets the same signature; another request
+    /// with it is refused (`409 replayed_request`).
     pub request_id: Uuid,
 }
 
@@ -217,19 +286,26 @@ impl ApiBody for ScheduledSignRequest {}
 /// `POST /v1/grants/revoke`. Unsigned (admin token): exactly one of `grant_id` or `wallet`.
 /// Signed by the wallet (API token): `wallet`, exactly one of `grant_id` or `all: true`, and the
 /// `nonce`, `issued_at` and `signature` of the revoke message the wallet signed.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
+    /// The grant.
     #[serde(default)]
     pub grant_id: Option<Uuid>,
+    /// The user's wallet, base58 (its key signs the authorization messages).
     #[serde(default)]
+    #[schema(value_type = Option<PubkeySchema>)]
     pub wallet: Option<Pubkey>,
+    /// `true`: every grant of the wallet (wallet-signed only).
     #[serde(default)]
     pub all: Option<bool>,
+    /// The `nonce` of the authorization message the wallet signed.
     #[serde(default)]
     pub nonce: Option<String>,
+    /// The `issued_at` of that message (Unix seconds).
     #[serde(default)]
     pub issued_at: Option<u64>,
+    /// The wallet's ed25519 signature over the message, base58.
     #[serde(default)]
     pub signature: Option<Signature>,
 }
@@ -304,12 +380,16 @@ impl RevokeRequest {
 }
 
 /// `POST /v1/authorizations/revoke`: the wallet and exactly one of `grant_id` or `all: true`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeAuthorizationRequest {
+    /// The user's wallet, base58 (its key signs the authorization messages).
+    #[schema(value_type = PubkeySchema)]
     pub wallet: Pubkey,
+    /// The grant.
     #[serde(default)]
     pub grant_id: Option<Uuid>,
+    /// `true`: every grant of the wallet (wallet-signed only).
     #[serde(default)]
     pub all: Option<bool>,
 }
@@ -338,14 +418,20 @@ fn x25519_key(recipient: &B64) -> Result<[u8; 32], BodyError> {
 
 /// `POST /v1/authorizations/export`: what to export (the vault's master key, or with
 /// `agent_key_record` that agent's secret) and the X25519 key the browser generated.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportAuthorizationRequest {
+    /// The user's wallet, base58 (its key signs the authorization messages).
+    #[schema(value_type = PubkeySchema)]
     pub wallet: Pubkey,
+    /// The sealed vault record (`vault_record` of `POST /v1/vaults`).
     pub vault_record: B64,
+    /// The vault's provenance document (`provenance` of `POST /v1/vaults`).
     pub vault_provenance: B64,
+    /// The sealed agent key (`agent_key_record` of `POST /v1/agents`).
     #[serde(default)]
     pub agent_key_record: Option<B64>,
+    /// The browser's X25519 public key (32 bytes) the secret is sealed to.
     pub recipient: B64,
 }
 
@@ -363,17 +449,26 @@ impl ExportAuthorizationRequest {
 
 /// `POST /v1/export`: the same fields and the export message's `nonce`, `issued_at` and the
 /// wallet's `signature`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportRequest {
+    /// The user's wallet, base58 (its key signs the authorization messages).
+    #[schema(value_type = PubkeySchema)]
     pub wallet: Pubkey,
+    /// The sealed vault record (`vault_record` of `POST /v1/vaults`).
     pub vault_record: B64,
+    /// The vault's provenance document (`provenance` of `POST /v1/vaults`).
     pub vault_provenance: B64,
+    /// The sealed agent key (`agent_key_record` of `POST /v1/agents`).
     #[serde(default)]
     pub agent_key_record: Option<B64>,
+    /// The browser's X25519 public key (32 bytes) the secret is sealed to.
     pub recipient: B64,
+    /// The `nonce` of the authorization message the wallet signed.
     pub nonce: String,
+    /// The `issued_at` of that message (Unix seconds).
     pub issued_at: u64,
+    /// The wallet's ed25519 signature over the message, base58.
     pub signature: Signature,
 }
 
@@ -390,21 +485,27 @@ impl ExportRequest {
 }
 
 /// `POST /v1/kill-switch`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KillSwitchRequest {
+    /// `true` stops all signing on this enclave; `false` releases it.
     pub engaged: bool,
 }
 
 impl ApiBody for KillSwitchRequest {}
 
-/// `POST /v1/sign` and `/v1/scheduled/sign` responses.
-#[derive(Debug, Serialize)]
+/// `POST /v1/sign` and `/v1/scheduled/sign` responses (with `X-Signer-Route`).
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SignResponse {
+    /// The agent's signature, base58.
+    #[schema(value_type = Signature)]
     pub signature: String,
-    pub transaction: String,
+    /// The transaction with the agent's signature slot filled.
+    pub transaction: B64,
+    /// The grant that allowed it (`/v1/sign` only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub grant_id: Option<String>,
+    #[schema(nullable = false)]
+    pub grant_id: Option<Uuid>,
 }
 
 /// Parses a JSON body into `T` and runs its checks.
@@ -460,13 +561,15 @@ pub fn parse_body(path: &str, body: &[u8]) -> Result<Body, BodyError> {
 
 /// `POST /v1/admin/handover`: the successor enclave to hand the decision state to, as the
 /// parent reaches it (`vsock:CID:PORT` or `unix:/path`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HandoverRequest {
+    /// The successor enclave as the parent reaches it: `vsock:CID:PORT` or `unix:/path`.
     pub successor: String,
     /// The successor's measurements (`nitro-cli` JSON) when its image differs (an upgrade);
     /// absent for a restart of the same image.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub measurements: Option<serde_json::Value>,
 }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
+use signer_api::HttpCode;
 use signer_protocol::{ClientError, EnclaveClient, ErrorReply, Op, Outcome, Reply, SignOp};
 use signer_types::error::ErrorCode;
 use signer_types::ids::EnclaveId;
@@ -40,17 +41,14 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error the parent itself raises (codes of the HTTP layer and of KMS).
-    pub fn new(status: u16, code: &'static str, detail: impl Into<String>) -> Self {
-        let title = match code {
-            "unauthorized" => "Unauthorized",
-            "payload_too_large" => "Payload too large",
-            "kms_access_denied" => "KMS access denied",
-            "not_found" => "Not found",
-            "method_not_allowed" => "Method not allowed",
-            "request_timeout" => "Request timeout",
-            _ => "Error",
-        };
-        Self { status, code, title, detail: detail.into(), denial: None }
+    pub fn http(code: HttpCode, detail: impl Into<String>) -> Self {
+        Self {
+            status: code.http_status(),
+            code: code.as_str(),
+            title: code.title(),
+            detail: detail.into(),
+            denial: None,
+        }
     }
 
     /// An error with one of the shared codes.
@@ -93,7 +91,7 @@ impl From<KmsError> for ApiError {
     fn from(e: KmsError) -> Self {
         match e {
             KmsError::AccessDenied { .. } | KmsError::Disabled(_) => {
-                Self::new(502, "kms_access_denied", e.to_string())
+                Self::http(HttpCode::KmsAccessDenied, e.to_string())
             }
             KmsError::InvalidCiphertext(_) => Self::coded(ErrorCode::RecordInvalid, e.to_string()),
             KmsError::Unavailable(_) => Self::unavailable(e.to_string()),
@@ -132,18 +130,7 @@ impl GrantInfo {
     }
 }
 
-/// What a handover did.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct HandoverReport {
-    pub predecessor: EnclaveId,
-    pub successor: EnclaveId,
-    pub answers_for: Vec<EnclaveId>,
-    pub request_ids: u64,
-    pub counters: u64,
-    pub chunks: u32,
-    pub bytes: usize,
-    pub millis: u64,
-}
+pub use signer_api::HandoverReport;
 
 /// A reply that does not answer the operation: the enclave misbehaves.
 pub fn unexpected(op: &str, reply: &Reply) -> ApiError {

@@ -9,6 +9,7 @@
 //! enclave_timeout_ms = 10000
 //! header_read_timeout_ms = 10000            # a request's headers, from when the connection waits for it
 //! request_read_timeout_ms = 30000           # the whole request, body included, from the same instant
+//! max_concurrent_requests = 4096            # /v1 requests handled at once; beyond, 503 at once
 //! prefetch_envelopes = true                 # fetch the KMS envelope before the first request of a grant
 //!
 //! [kms]
@@ -61,6 +62,9 @@ fn default_header_read_timeout() -> u64 {
 }
 fn default_request_read_timeout() -> u64 {
     30_000
+}
+fn default_max_concurrent() -> usize {
+    4096
 }
 fn default_true() -> bool {
     true
@@ -155,6 +159,8 @@ pub struct FileSettings {
     pub header_read_timeout_ms: u64,
     #[serde(default = "default_request_read_timeout")]
     pub request_read_timeout_ms: u64,
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_requests: usize,
     #[serde(default = "default_true")]
     pub prefetch_envelopes: bool,
     #[serde(default)]
@@ -176,6 +182,7 @@ impl Default for FileSettings {
                 enclave_timeout_ms: default_enclave_timeout(),
                 header_read_timeout_ms: default_header_read_timeout(),
                 request_read_timeout_ms: default_request_read_timeout(),
+                max_concurrent_requests: default_max_concurrent(),
                 prefetch_envelopes: true,
                 kms: KmsSettings::default(),
                 attestation: AttestationSettings::default(),
@@ -200,6 +207,9 @@ pub struct Settings {
     /// How long a connection may take to send a whole request, body included, counted from the
     /// same instant; a body still incomplete then is answered `408 request_timeout`.
     pub request_read_timeout: Duration,
+    /// Most `/v1` requests handled at once (the probes and metrics are not counted); a request
+    /// beyond it is answered `503 enclave_unavailable` at once rather than queued.
+    pub max_concurrent_requests: usize,
     pub prefetch_envelopes: bool,
     pub kms: KmsSettings,
     pub kms_key_id: String,
@@ -315,6 +325,9 @@ impl Settings {
                     .into(),
             ));
         }
+        if !(1..=1_000_000).contains(&file.max_concurrent_requests) {
+            return Err(invalid("max_concurrent_requests must be between 1 and 1000000".into()));
+        }
         let kms_key_id =
             file.kms.key_id.clone().ok_or_else(|| {
                 invalid("no KMS key (set kms.key_id or SIGNER_KMS_KEY_ID)".into())
@@ -369,6 +382,7 @@ impl Settings {
             enclave_timeout_ms: file.enclave_timeout_ms,
             header_read_timeout: Duration::from_millis(header_ms),
             request_read_timeout: Duration::from_millis(request_ms),
+            max_concurrent_requests: file.max_concurrent_requests,
             prefetch_envelopes: file.prefetch_envelopes,
             kms_key_id,
             kms: file.kms,

@@ -35,14 +35,7 @@ fn refused(detail: impl Into<String>) -> ApiError {
     ApiError::coded(ErrorCode::HandoverRefused, detail)
 }
 
-/// What an abort did.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct AbortReport {
-    /// The enclave that decides (again, or still).
-    pub enclave_id: EnclaveId,
-    /// The successor the abandoned handover was meant for; none if nothing was under way.
-    pub abandoned_successor: Option<EnclaveId>,
-}
+pub use signer_api::AbortReport;
 
 impl Parent {
     async fn on(&self, enclave: &EnclaveClient, op: Op) -> Result<Reply, ApiError> {

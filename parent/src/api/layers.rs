@@ -225,10 +225,6 @@ impl RouteTable {
     pub fn get(&self, path: &str) -> Option<&RouteInfo> {
         self.routes.get(path)
     }
-
-    pub fn labels(&self) -> impl Iterator<Item = &str> {
-        self.routes.values().map(|r| r.label.as_str())
-    }
 }
 
 /// Request ids for requests that come without `x-request-id`: a random prefix per process
@@ -361,7 +357,9 @@ pub async fn observe(State(observer): State<Arc<Observer>>, req: Request, next: 
     let label = route.map_or("unknown", |r| r.label.as_str());
     let has_body = req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0")
         || req.headers().contains_key(header::TRANSFER_ENCODING);
-    let http_request_id = route.filter(|r| r.decision).and_then(|_| request_id(req.headers()));
+    // Kept as the header value (no copy); made text only if a line is written.
+    let http_request_id =
+        route.filter(|r| r.decision).and_then(|_| req.headers().get("x-request-id").cloned());
     let mut response = next.run(req).await;
     let status = response.status();
     let error = response.extensions_mut().remove::<ApiError>();
@@ -394,7 +392,7 @@ pub struct DecisionLine<'a> {
     pub status: u16,
     pub micros: u64,
     /// The request's `x-request-id` (the client's, or the one the parent gave it).
-    pub http_request_id: Option<String>,
+    pub http_request_id: Option<HeaderValue>,
 }
 
 /// One structured line per decision (target `decision`): route, outcome, status and what is
@@ -403,6 +401,11 @@ pub struct DecisionLine<'a> {
 pub fn log_decision(line: &DecisionLine<'_>, decision: &Decision, error: Option<&ApiError>) {
     let denial = error.and_then(|e| e.denial.as_deref());
     let DecisionLine { route, outcome, status, micros, .. } = *line;
+    let http_request_id: Option<String> = line
+        .http_request_id
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(MAX_LOGGED_REQUEST_ID).collect());
     macro_rules! emit {
         ($level:expr) => {
             tracing::event!(
@@ -426,7 +429,7 @@ pub fn log_decision(line: &DecisionLine<'_>, decision: &Decision, error: Option<
                 requested = denial.and_then(|d| d.requested),
                 used = denial.and_then(|d| d.used),
                 detail = error.map(|e| e.detail.as_str()),
-                http_request_id = line.http_request_id.as_deref(),
+                http_request_id = http_request_id.as_deref(),
                 micros,
                 "decision"
             )
@@ -501,7 +504,13 @@ mod tests {
     }
 
     fn line<'a>(route: &'a str, outcome: &'a str, status: u16) -> DecisionLine<'a> {
-        DecisionLine { route, outcome, status, micros: 12, http_request_id: Some("ab-1".into()) }
+        DecisionLine {
+            route,
+            outcome,
+            status,
+            micros: 12,
+            http_request_id: Some(HeaderValue::from_static("ab-1")),
+        }
     }
 
     #[test]

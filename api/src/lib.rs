@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod responses;
 pub mod schema;
 
@@ -536,6 +537,10 @@ pub enum Body {
     Export(ExportRequest),
     KillSwitch(KillSwitchRequest),
     Handover(HandoverRequest),
+    ClusterCard(cluster::CardRequest),
+    ClusterFound(cluster::FoundRequest),
+    ClusterJoin(cluster::JoinRequest),
+    ClusterAdmit(cluster::AdmitRequest),
 }
 
 /// Parses and checks the body of `path` exactly as the parent's route for it does.
@@ -555,6 +560,10 @@ pub fn parse_body(path: &str, body: &[u8]) -> Result<Body, BodyError> {
         "/v1/export" => Body::Export(parse(body)?),
         "/v1/kill-switch" => Body::KillSwitch(parse(body)?),
         "/v1/admin/handover" => Body::Handover(parse(body)?),
+        "/v1/admin/cluster/card" => Body::ClusterCard(parse(body)?),
+        "/v1/admin/cluster/found" => Body::ClusterFound(parse(body)?),
+        "/v1/admin/cluster/join" => Body::ClusterJoin(parse(body)?),
+        "/v1/admin/cluster/admit" => Body::ClusterAdmit(parse(body)?),
         other => return Err(BodyError(format!("{other} takes no body"))),
     })
 }

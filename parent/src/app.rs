@@ -164,6 +164,8 @@ pub struct Parent {
     answers_for: Mutex<Option<(u64, Vec<EnclaveId>)>>,
     /// The execution key's state at the last check.
     kms_key: Mutex<Option<(KmsKeyState, std::time::Instant)>>,
+    /// Member traffic and forwarding, when the enclave is a member of a cluster (SPEC §16).
+    pub cluster: crate::cluster::ClusterRelay,
 }
 
 /// Whether the KMS execution key can open records.
@@ -228,6 +230,8 @@ impl Parent {
         attestation: Attestation,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // Parents present an admin token to each other's relay route.
+        let settings_peer_token = settings.admin_tokens.first().cloned();
         Self {
             settings,
             enclave,
@@ -240,6 +244,7 @@ impl Parent {
             switches: tokio::sync::watch::channel(0).0,
             answers_for: Mutex::new(None),
             kms_key: Mutex::new(None),
+            cluster: crate::cluster::ClusterRelay::new(settings_peer_token.unwrap_or_default()),
         }
     }
 

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod attestation;
+pub mod cluster;
 pub mod config;
 pub mod handover;
 pub mod kms;

@@ -97,6 +97,7 @@ fn run(cli: Cli) -> Result<(), String> {
             signal_token.cancel();
         });
         let maintainer = tokio::spawn(Arc::clone(&parent).maintain(shutdown.clone()));
+        signer_parent::cluster::ClusterRelay::spawn(Arc::clone(&parent), shutdown.clone());
         signer_parent::api::serve(listener, parent, shutdown).await;
         let _ = maintainer.await;
         tracing::info!("signer-parent stopped");

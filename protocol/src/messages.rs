@@ -345,6 +345,8 @@ pub struct ClusterStatusReply {
     pub term: u64,
     pub last_applied: Option<u64>,
     pub members: Vec<ClusterMemberInfo>,
+    /// The member applied its cluster's genesis entry: it can decide (as leader) or follow.
+    pub genesis_applied: bool,
 }
 
 impl Op {

@@ -422,6 +422,7 @@ fn replies() -> Vec<Reply> {
                 relay: "http://10.0.0.2:8787".into(),
                 voter: true,
             }],
+            genesis_applied: true,
         }),
         Reply::Accepted,
     ]

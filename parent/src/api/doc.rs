@@ -259,6 +259,8 @@ error_sets! {
     TakeoverErrors: [400, 401, 408, 409, 413, 500, 502, 503];
     /// A handover's abort.
     AbortErrors: [401, 409, 500, 503];
+    /// A cluster operation with a body (cards, genesis, admission, a relayed message).
+    ClusterErrors: [400, 401, 408, 413, 500, 503];
 }
 
 /// Adds what the routes do not say themselves: security schemes, error responses, the schemas

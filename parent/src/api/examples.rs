@@ -31,6 +31,10 @@ const ENC: &str = "RCr7RG7t9leOddZp0NfqjPtMr5pxHrv6mfD/AYz8Zyg=";
 const CIPHERTEXT: &str = "CsHR/U7RLBUXztUunOcnzrRxQWhHJEURazFvr7iLxD0xTFXgHL3AIU1BI8iBI/ux";
 const KMS_SPKI: &str = "MIIBIu2gvw7xC94TE55fq5f8sZAIiDX54s/m/jRvGO7JuNdDanZ6Pg==";
 const NONCE: &str = "k3Jd9QmZx2VbT8wA";
+/// A member card's encoding (version 1, ids, a key, a document), made-up bytes: refused.
+const CARD: &str =
+    "AbTq3Jx0YcVqQ4mL1sNfR2kA9cW6eZ8uH5pI3oD7gXyJz0KsMvB1nC4lE2tF6rG8hU9iO0pQ3wS5aD7fY1xZ";
+const CLUSTER: &str = "6e5d4c3b-2a19-4807-b6a5-948372615048";
 const ISSUED_AT: u64 = 1_767_225_600;
 
 fn policy() -> Value {
@@ -126,6 +130,19 @@ pub fn request(operation_id: &str) -> Option<Value> {
         "export" => signed(export),
         "kill_switch" => json!({"engaged": true}),
         "handover" => json!({"successor": "unix:/tmp/signer-successor.sock"}),
+        "cluster_card" => json!({"relay": "http://10.0.1.10:8787"}),
+        "cluster_found" => json!({"founders": [
+            {"card": CARD, "relay": "http://10.0.1.10:8787"},
+            {"card": CARD, "relay": "http://10.0.2.10:8787"},
+            {"card": CARD, "relay": "http://10.0.3.10:8787"}
+        ]}),
+        "cluster_join" => json!({"cluster_id": CLUSTER, "members": [
+            {"card": CARD, "relay": "http://10.0.1.10:8787"},
+            {"card": CARD, "relay": "http://10.0.2.10:8787"}
+        ]}),
+        "cluster_admit" => {
+            json!({"card": CARD, "relay": "http://10.0.3.10:8787", "replacing": SUCCESSOR})
+        }
         _ => return None,
     })
 }
@@ -218,6 +235,23 @@ pub fn response(operation_id: &str) -> Option<Value> {
             "millis": 412
         }),
         "handover_abort" => json!({"enclave_id": ENCLAVE, "abandoned_successor": SUCCESSOR}),
+        "cluster" => json!({
+            "enclave_id": ENCLAVE,
+            "cluster_id": CLUSTER,
+            "role": "follower",
+            "leader": SUCCESSOR,
+            "leader_relay": "http://10.0.2.10:8787",
+            "term": 4,
+            "last_applied": 1_337,
+            "members": [
+                {"enclave_id": ENCLAVE, "relay": "http://10.0.1.10:8787", "voter": true},
+                {"enclave_id": SUCCESSOR, "relay": "http://10.0.2.10:8787", "voter": true}
+            ],
+            "ready": true
+        }),
+        "cluster_relay" | "cluster_admit" => json!({"accepted": true}),
+        "cluster_card" => json!({"card": CARD, "enclave_id": ENCLAVE}),
+        "cluster_found" | "cluster_join" => json!({"cluster_id": CLUSTER}),
         _ => return None,
     })
 }
@@ -235,6 +269,10 @@ mod tests {
         for (path, item) in &openapi.paths.paths {
             let Some(operation) = &item.post else { continue };
             let id = operation.operation_id.clone().unwrap();
+            // A relayed member message is octets, not JSON: it has no example to parse.
+            if path == "/v1/cluster/relay" {
+                continue;
+            }
             let takes_body = operation.request_body.is_some();
             match request(&id) {
                 Some(example) => {
@@ -246,6 +284,6 @@ mod tests {
                 None => assert!(!takes_body, "{id} takes a body but has no example"),
             }
         }
-        assert_eq!(checked, 14);
+        assert_eq!(checked, 18);
     }
 }

@@ -33,6 +33,7 @@
 //! with every chunk (a body trickled a byte at a time would never trip it) and its request
 //! timeout would also bound the handler (a handover may take longer), so neither is used.
 
+pub mod cluster;
 pub mod doc;
 pub mod examples;
 pub mod extract;
@@ -82,8 +83,14 @@ fn documented_routes(guards: &Guards) -> (Router<Arc<Parent>>, utoipa::openapi::
         .routes(routes!(routes::revoke))
         .routes(routes!(routes::authorize_revoke))
         .routes(routes!(routes::authorize_export))
-        .routes(routes!(routes::export));
+        .routes(routes!(routes::export))
+        .routes(routes!(cluster::cluster_view));
     let admin = OpenApiRouter::new()
+        .routes(routes!(cluster::cluster_relay))
+        .routes(routes!(cluster::cluster_card))
+        .routes(routes!(cluster::cluster_found))
+        .routes(routes!(cluster::cluster_join))
+        .routes(routes!(cluster::cluster_admit))
         .routes(routes!(routes::kill_switch))
         .routes(routes!(routes::handover))
         .routes(routes!(routes::handover_abort));
@@ -127,6 +134,7 @@ pub fn router(parent: Arc<Parent>) -> Router {
         .method_not_allowed_fallback(move |uri: axum::http::Uri| {
             routes::method_not_allowed(Arc::clone(&not_allowed), uri)
         })
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&parent), cluster::forward))
         .layer(axum::middleware::from_fn_with_state(observer, layers::observe))
         .layer(
             TraceLayer::new_for_http()

@@ -5,7 +5,10 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod cluster;
 pub mod demo;
+pub mod history;
+pub mod nemesis;
 pub mod process;
 pub mod stack;
 pub mod tx;

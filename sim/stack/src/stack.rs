@@ -191,6 +191,16 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), StackError> {
 impl Stack {
     /// Starts everything; returns once `/readyz` is 200.
     pub fn start(options: Options) -> Result<Self, StackError> {
+        let mut stack = Self::prepare(options)?;
+        stack.start_enclave()?;
+        stack.start_parent()?;
+        stack.wait_ready(Duration::from_secs(60))?;
+        Ok(stack)
+    }
+
+    /// Everything but the enclave and the parent: the sim CA, kms-sim with the execution key,
+    /// the measured config, the measurements and the key policy (what a cluster's members share).
+    pub fn prepare(options: Options) -> Result<Self, StackError> {
         let paths = Paths::new(&options.data_dir);
         for dir in [&paths.root, &paths.kms_dir, &paths.logs] {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -253,11 +263,6 @@ impl Stack {
         stack.write_enclave_config(|_| {})?;
         stack.measure()?;
         stack.apply_key_policy()?;
-
-        // 4. Enclave and parent.
-        stack.start_enclave()?;
-        stack.start_parent()?;
-        stack.wait_ready(Duration::from_secs(60))?;
         Ok(stack)
     }
 

@@ -45,16 +45,22 @@ use tokio::sync::oneshot;
 
 use super::raft::{LogStore, Member, NodeId, Raft, StateMachine, TypeConfig};
 
-/// A leader that has not heard from a majority for this long refuses to decide at once.
-pub const QUORUM_SILENCE_MS: u64 = 1_000;
+/// Raft heartbeats (and the deadline of a replication RPC).
+pub const HEARTBEAT_MS: u64 = 250;
+/// A leader that has not heard from a majority for this long (an election's worth) refuses to
+/// decide at once.
+pub const QUORUM_SILENCE_MS: u64 = 4 * HEARTBEAT_MS;
 /// How long a decision waits for a majority before the caller is told the cluster is unavailable.
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a newcomer may take to catch up before its admission is abandoned.
-pub const ADMIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a newcomer is given to catch up before it becomes a voter (within the parent's
+/// 10 s call deadline).
+pub const ADMIT_CATCH_UP: Duration = Duration::from_secs(6);
 /// How old a newcomer's card may be (its document is made for the admission).
 pub const CARD_MAX_AGE: Duration = Duration::from_secs(300);
-/// Snapshot chunks: well inside a channel message (240 KiB), with room for the metadata.
-pub const SNAPSHOT_CHUNK: u64 = 64 * 1024;
+/// Snapshot chunks: a sealed message stays under the parents' 64 KiB body limit.
+pub const SNAPSHOT_CHUNK: u64 = 32 * 1024;
+/// Appends are split above this many bytes of entries (same reason).
+pub const MAX_APPEND_BYTES: usize = 40 * 1024;
 /// Entries per append: each proposal is well under 1 KiB of CBOR.
 pub const MAX_ENTRIES_PER_APPEND: u64 = 128;
 
@@ -260,9 +266,12 @@ impl Node {
     fn raft_config() -> Result<Arc<openraft::Config>, ClusterError> {
         let config = openraft::Config {
             cluster_name: "signer".into(),
-            heartbeat_interval: 100,
-            election_timeout_min: 400,
-            election_timeout_max: 800,
+            // Member traffic crosses two parents and a network each way (and each RPC must
+            // answer within a heartbeat): generous timeouts keep leaders stable under a slow
+            // relay, at the cost of a failover of a second or two.
+            heartbeat_interval: HEARTBEAT_MS,
+            election_timeout_min: 4 * HEARTBEAT_MS,
+            election_timeout_max: 8 * HEARTBEAT_MS,
             max_payload_entries: MAX_ENTRIES_PER_APPEND,
             snapshot_max_chunk_size: SNAPSHOT_CHUNK,
             ..Default::default()
@@ -393,13 +402,8 @@ impl Node {
         self.check_node_ids([&member])?;
         self.admit_keys([member.clone()]);
         let raft_error = |e: &dyn std::fmt::Display| ClusterError::Raft(e.to_string());
-        tokio::time::timeout(ADMIT_TIMEOUT, raft.add_learner(id, member, true))
-            .await
-            .map_err(|_| ClusterError::Raft("the newcomer did not catch up in time".into()))?
-            .map_err(|e| raft_error(&e))?;
-        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-            .await
-            .map_err(|e| raft_error(&e))?;
+        // The dead member goes first: while it counts, a majority would need the newcomer, which
+        // has yet to catch up.
         if let Some(gone) = replacing {
             raft.change_membership(
                 ChangeMembers::RemoveVoters(BTreeSet::from([node_id(&gone)])),
@@ -408,6 +412,26 @@ impl Node {
             .await
             .map_err(|e| raft_error(&e))?;
         }
+        raft.add_learner(id, member, false).await.map_err(|e| raft_error(&e))?;
+        // Let it catch up (log or snapshot) before it votes, within the deadline; a voter still
+        // behind is safe, only slower to count.
+        let deadline = tokio::time::Instant::now() + ADMIT_CATCH_UP;
+        while tokio::time::Instant::now() < deadline {
+            let m = raft.metrics().borrow().clone();
+            let caught_up = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).copied().flatten())
+                .zip(m.last_log_index)
+                .is_some_and(|(matched, last)| matched.index.saturating_add(16) >= last);
+            if caught_up {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| raft_error(&e))?;
         Ok(())
     }
 
@@ -619,7 +643,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         let mut probe = Vec::new();
         if entries > 1
             && ciborium::into_writer(&rpc.entries, &mut probe).is_ok()
-            && probe.len() > enclave_core::cluster::channel::MAX_PAYLOAD_LEN / 2
+            && probe.len() > MAX_APPEND_BYTES
         {
             return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2)));
         }

@@ -185,6 +185,8 @@ impl ClusterRuntime {
         };
         let Some(node) = self.node.get() else { return status };
         status.cluster_id = node.cluster_id();
+        status.genesis_applied =
+            status.cluster_id.is_some() && self.enclave.replicated_cluster() == status.cluster_id;
         let Some(raft) = node.raft() else { return status };
         let m = raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();

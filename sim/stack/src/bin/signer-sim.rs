@@ -26,12 +26,23 @@ enum Cmd {
         /// Exit after the demo instead of serving.
         #[arg(long)]
         demo_only: bool,
+        /// Run a cluster of this many enclave/parent pairs (odd; 3 is the usual) behind HAProxy
+        /// on the usual address, instead of one pair.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=9))]
+        cluster: Option<u8>,
     },
 }
 
 fn main() -> ExitCode {
-    let demo_only = matches!(Cli::parse().command, Some(Cmd::Run { demo_only: true }));
-    match run(demo_only) {
+    let (demo_only, cluster) = match Cli::parse().command {
+        Some(Cmd::Run { demo_only, cluster }) => (demo_only, cluster),
+        None => (false, None),
+    };
+    if cluster.is_some_and(|n| n % 2 == 0) {
+        eprintln!("signer-sim: a cluster has an odd number of members (a majority must survive)");
+        return ExitCode::FAILURE;
+    }
+    match run(demo_only, cluster.map(usize::from)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("signer-sim: {e}");
@@ -40,13 +51,36 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(demo_only: bool) -> Result<(), String> {
+fn run(demo_only: bool, cluster: Option<usize>) -> Result<(), String> {
     let options = Options::from_env().map_err(|e| e.to_string())?;
     let data = options.data_dir.display().to_string();
-    eprintln!(
-        "signer-sim: starting kms-sim, the enclave (simulated NSM) and the parent; data in {data}/"
-    );
-    let mut stack = Stack::start(options).map_err(|e| e.to_string())?;
+    let (mut stack, mut cluster) = match cluster {
+        None => {
+            eprintln!(
+                "signer-sim: starting kms-sim, the enclave (simulated NSM) and the parent; data in {data}/"
+            );
+            (Stack::start(options).map_err(|e| e.to_string())?, None)
+        }
+        Some(n) => {
+            eprintln!(
+                "signer-sim: starting kms-sim, a cluster of {n} enclave/parent pairs and HAProxy; data in {data}/"
+            );
+            let stack = Stack::prepare(options).map_err(|e| e.to_string())?;
+            let mut cluster = stack
+                .start_cluster(
+                    &signer_sim::cluster::member_addrs(
+                        n,
+                        &[stack.options.http_addr, stack.options.kms_addr],
+                    ),
+                    None,
+                )
+                .map_err(|e| e.to_string())?;
+            stack
+                .start_load_balancer(&mut cluster, stack.options.http_addr)
+                .map_err(|e| e.to_string())?;
+            (stack, Some(cluster))
+        }
+    };
     let pcr0 = std::fs::read_to_string(&stack.paths.measurements)
         .ok()
         .and_then(|j| nitro_attestation::policy::pcrs_from_measurements_json(&j).ok())
@@ -55,15 +89,28 @@ fn run(demo_only: bool) -> Result<(), String> {
     println!("simulation stack is up");
     println!("  API           {}   (GET /readyz is 200)", stack.base_url());
     println!("  KMS emulator  http://{}   key {}", stack.options.kms_addr, stack.key_arn);
-    println!(
-        "  enclave       unix:{}   simulated NSM, PCR0 {}…",
-        stack.paths.socket.display(),
-        pcr0.get(..16).unwrap_or_default()
-    );
+    if stack.enclave.is_some() {
+        println!(
+            "  enclave       unix:{}   simulated NSM, PCR0 {}…",
+            stack.paths.socket.display(),
+            pcr0.get(..16).unwrap_or_default()
+        );
+    }
     println!(
         "  key policy    {}   (pinned to PCR0-2 by `attest key-policy`)",
         stack.paths.key_policy.display()
     );
+    if let Some(cluster) = &cluster {
+        println!(
+            "  cluster       {}   {} members behind HAProxy (config {}/haproxy.cfg)",
+            cluster.cluster_id,
+            cluster.members.len(),
+            stack.paths.root.display()
+        );
+        for m in &cluster.members {
+            println!("    {}       http://{}   enclave {}", m.name, m.http_addr, m.enclave_id);
+        }
+    }
     println!("  logs          {}/", stack.paths.logs.display());
     println!("  tokens        {}   (api / admin)", stack.paths.tokens.display());
 
@@ -95,6 +142,9 @@ fn run(demo_only: bool) -> Result<(), String> {
     );
 
     if demo_only {
+        if let Some(cluster) = cluster.take() {
+            cluster.shutdown();
+        }
         stack.shutdown();
         return Ok(());
     }
@@ -125,8 +175,17 @@ fn run(demo_only: bool) -> Result<(), String> {
         {
             proc.check_running().map_err(|e| e.to_string())?;
         }
+        if let Some(cluster) = cluster.as_mut() {
+            for proc in cluster.members.iter_mut().map(|m| &mut m.parent).chain(cluster.lb.as_mut())
+            {
+                proc.check_running().map_err(|e| e.to_string())?;
+            }
+        }
     }
-    eprintln!("signer-sim: stopping (parent, enclave, kms-sim)");
+    eprintln!("signer-sim: stopping (parents, enclaves, kms-sim)");
+    if let Some(cluster) = cluster.take() {
+        cluster.shutdown();
+    }
     stack.shutdown();
     eprintln!("signer-sim: stopped");
     Ok(())

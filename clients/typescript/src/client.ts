@@ -46,6 +46,7 @@ export const ERROR_CODES = [
   "payload_too_large",
   "not_found",
   "method_not_allowed",
+  "request_timeout",
   "kms_access_denied",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];

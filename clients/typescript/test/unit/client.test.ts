@@ -218,7 +218,11 @@ describe("SignerClient", () => {
     assert.ok(all, "ErrorCode::ALL not found");
     assert.equal(codes.length, Number(all[1]));
     for (const c of codes) assert.ok((ERROR_CODES as readonly string[]).includes(c!), c);
-    for (const c of ["unauthorized", "payload_too_large", "not_found", "method_not_allowed", "kms_access_denied"]) {
+    // The parent's own codes (`api/src/responses.rs` `HttpCode`).
+    const responses = readFileSync(path.join(repoRoot, "api/src/responses.rs"), "utf8");
+    const parentCodes = [...responses.matchAll(/Self::\w+ => "([a-z_]+)"/g)].map((m) => m[1]!);
+    assert.ok(parentCodes.length >= 6, `HttpCode codes not found: ${parentCodes}`);
+    for (const c of parentCodes) {
       assert.ok((ERROR_CODES as readonly string[]).includes(c));
     }
   });

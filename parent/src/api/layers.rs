@@ -9,10 +9,9 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{self, HeaderValue};
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use signer_api::HttpCode;
@@ -165,7 +164,9 @@ impl Guards {
             tokens: Arc::clone(&self.tokens),
             needed,
         });
-        router.route_layer(body_limit).route_layer(concurrency).route_layer(token)
+        // One `route_layer` for the three: each `route_layer` boxes its service, and a boxed
+        // route is cloned (with everything under it) on every request.
+        router.route_layer(ServiceBuilder::new().layer(token).layer(concurrency).layer(body_limit))
     }
 }
 
@@ -173,7 +174,7 @@ impl Guards {
 /// document) and method, by path (no route has path parameters).
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    routes: HashMap<String, RouteInfo>,
+    routes: HashMap<String, Arc<RouteInfo>>,
 }
 
 #[derive(Debug)]
@@ -215,14 +216,14 @@ impl RouteTable {
             for (method, operation) in operations {
                 if let Some(label) = operation.as_ref().and_then(|o| o.operation_id.clone()) {
                     let decision = DECISION_ROUTES.contains(&label.as_str());
-                    routes.insert(path.clone(), RouteInfo { label, method, decision });
+                    routes.insert(path.clone(), Arc::new(RouteInfo { label, method, decision }));
                 }
             }
         }
         Self { routes }
     }
 
-    pub fn get(&self, path: &str) -> Option<&RouteInfo> {
+    pub fn get(&self, path: &str) -> Option<&Arc<RouteInfo>> {
         self.routes.get(path)
     }
 }
@@ -351,38 +352,105 @@ pub fn outcome(status: StatusCode, error: Option<&ApiError>) -> &'static str {
 /// decision route; a warning for other server-side failures. A refusal sent before the body was
 /// read leaves unread bytes on the connection, which then cannot be reused: such a response says
 /// `Connection: close` (clients would otherwise send the next request into a closing socket).
-pub async fn observe(State(observer): State<Arc<Observer>>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = observer.routes.get(req.uri().path());
-    let label = route.map_or("unknown", |r| r.label.as_str());
-    let has_body = req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0")
-        || req.headers().contains_key(header::TRANSFER_ENCODING);
-    // Kept as the header value (no copy); made text only if a line is written.
-    let http_request_id =
-        route.filter(|r| r.decision).and_then(|_| req.headers().get("x-request-id").cloned());
-    let mut response = next.run(req).await;
-    let status = response.status();
-    let error = response.extensions_mut().remove::<ApiError>();
-    let code = outcome(status, error.as_ref());
-    if has_body && matches!(status.as_u16(), 401 | 404 | 405 | 408 | 413) {
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+///
+/// A plain tower service around the whole router (not a `Router::layer`, which would box it
+/// once per route and clone the boxes on every request).
+#[derive(Clone)]
+pub struct Observe<S> {
+    inner: S,
+    observer: Arc<Observer>,
+}
+
+/// Wraps a service in [`Observe`].
+#[derive(Clone)]
+pub struct ObserveLayer(pub Arc<Observer>);
+
+impl<S> tower::Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe { inner, observer: Arc::clone(&self.0) }
     }
-    let metrics = &observer.parent.metrics;
-    let elapsed = started.elapsed();
-    metrics.http_requests.with_label_values(&[label, code]).inc();
-    metrics.http_duration.with_label_values(&[label, code]).observe(elapsed.as_secs_f64());
-    let micros = elapsed.as_micros() as u64;
-    let status = status.as_u16();
-    if route.is_some_and(|r| r.decision) {
-        let decision = response.extensions_mut().remove::<Decision>().unwrap_or_default();
-        let line = DecisionLine { route: label, outcome: code, status, micros, http_request_id };
-        log_decision(&line, &decision, error.as_ref());
-    } else if status >= 500 && label != "readyz" {
-        tracing::warn!(route = label, status, code, "request failed");
-    } else {
-        tracing::debug!(route = label, status, code, micros, "request");
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for Observe<S>
+where
+    S: tower::Service<
+            axum::http::Request<B>,
+            Response = Response,
+            Error = std::convert::Infallible,
+        >,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
     }
-    response
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        let started = Instant::now();
+        let route = self.observer.routes.get(req.uri().path()).cloned();
+        let has_body =
+            req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0")
+                || req.headers().contains_key(header::TRANSFER_ENCODING);
+        // Kept as the header value (no copy); made text only if a line is written.
+        let http_request_id = route
+            .as_ref()
+            .filter(|r| r.decision)
+            .and_then(|_| req.headers().get("x-request-id").cloned());
+        let observer = Arc::clone(&self.observer);
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let Ok(response) = answer.await;
+            let finished = Finished { started, has_body, http_request_id };
+            Ok(observer.finish(route.as_deref(), finished, response))
+        })
+    }
+}
+
+/// What [`Observe`] noted of a request before passing it on.
+struct Finished {
+    started: Instant,
+    has_body: bool,
+    http_request_id: Option<HeaderValue>,
+}
+
+impl Observer {
+    fn finish(&self, route: Option<&RouteInfo>, f: Finished, mut response: Response) -> Response {
+        let label = route.map_or("unknown", |r| r.label.as_str());
+        let status = response.status();
+        let error = response.extensions_mut().remove::<ApiError>();
+        let code = outcome(status, error.as_ref());
+        if f.has_body && matches!(status.as_u16(), 401 | 404 | 405 | 408 | 413) {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let metrics = &self.parent.metrics;
+        let elapsed = f.started.elapsed();
+        metrics.http_requests.with_label_values(&[label, code]).inc();
+        metrics.http_duration.with_label_values(&[label, code]).observe(elapsed.as_secs_f64());
+        let micros = elapsed.as_micros() as u64;
+        let status = status.as_u16();
+        if route.is_some_and(|r| r.decision) {
+            let decision = response.extensions_mut().remove::<Decision>().unwrap_or_default();
+            let http_request_id = f.http_request_id;
+            let line =
+                DecisionLine { route: label, outcome: code, status, micros, http_request_id };
+            log_decision(&line, &decision, error.as_ref());
+        } else if status >= 500 && label != "readyz" {
+            tracing::warn!(route = label, status, code, "request failed");
+        } else {
+            tracing::debug!(route = label, status, code, micros, "request");
+        }
+        response
+    }
 }
 
 /// The request-level fields of a `decision` line.
@@ -451,7 +519,6 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use axum::Router;
     use http_body_util::BodyExt as _;
     use serde_json::Value;
     use signer_types::ErrorCode;
@@ -570,7 +637,9 @@ mod tests {
     const ADMIN: &str = "admin-token-0123456789";
 
     /// The router of a parent whose enclave and KMS are nowhere: everything up to the handlers.
-    async fn router(max_concurrent: usize) -> Router {
+    type App = tower::util::BoxCloneService<Request, Response, std::convert::Infallible>;
+
+    async fn router(max_concurrent: usize) -> App {
         let settings = Settings {
             listen: "127.0.0.1:0".parse().unwrap(),
             enclave: "unix:/nonexistent/enclave.sock".parse().unwrap(),
@@ -605,7 +674,12 @@ mod tests {
             Duration::from_millis(50),
         );
         let parent = Parent::new(settings, enclave, kms, attestation, metrics);
-        crate::api::router(Arc::new(parent))
+        let app = crate::api::app(Arc::new(parent));
+        tower::util::BoxCloneService::new(
+            tower::ServiceBuilder::new()
+                .map_response(|r: axum::http::Response<_>| r.map(Body::new))
+                .service(app),
+        )
     }
 
     struct Answer {
@@ -614,7 +688,7 @@ mod tests {
         body: Value,
     }
 
-    async fn send(router: &Router, req: Request) -> Answer {
+    async fn send(router: &App, req: Request) -> Answer {
         let response = router.clone().oneshot(req).await.unwrap();
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();

@@ -13,13 +13,13 @@
 //! `GET /v1/openapi.json` and committed as `docs/openapi.json` (`tests/openapi.rs` fails when
 //! the two differ; `SIGNER_UPDATE_OPENAPI=1` rewrites the file).
 //!
-//! The stack, outermost first ([`router`]; [`serve`] adds the per-connection clock):
+//! The stack, outermost first ([`app`]; [`serve`] adds the per-connection clock):
 //!
 //! | layer | what | limit |
 //! |---|---|---|
 //! | `SetRequestId` / `PropagateRequestId` (tower-http) | `x-request-id`: kept if sent, else `<boot>-<n>`; echoed on the response | |
 //! | `Trace` (tower-http) | a `debug` span `http` per request (method, path, request id) | |
-//! | [`layers::observe`] | metrics by route and code, the `decision` log line, `Connection: close` after an early refusal | |
+//! | [`layers::Observe`] | metrics by route and code, the `decision` log line, `Connection: close` after an early refusal | |
 //! | axum `Router` | one handler per route; `404 not_found`, `405 method_not_allowed` (with `Allow`) | |
 //! | [`layers::RequireToken`] (tower-http `ValidateRequestHeader`) | bearer token, API or admin, per route group; `401` before anything is read | constant time |
 //! | `LoadShed` + `GlobalConcurrencyLimit` (tower) | `/v1` requests in progress at once; beyond, `503 enclave_unavailable` at once | `max_concurrent_requests`, 4096 |
@@ -58,7 +58,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::Parent;
 use extract::{Caller, ReadDeadline};
-use layers::{Guards, Observer, RouteTable};
+use layers::{Guards, ObserveLayer, Observer, RouteTable};
 
 /// The routing key a load balancer uses (SPEC §13, §16): the id of the enclave instance that
 /// holds a record's decision state. Grant, sign and scheduled-sign responses carry it; a request
@@ -120,22 +120,43 @@ pub fn openapi_json() -> String {
     json
 }
 
-/// The whole HTTP service for `parent` ([`serve`] adds the per-connection clock).
-pub fn router(parent: Arc<Parent>) -> Router {
+/// The whole HTTP service for `parent` ([`serve`] adds the per-connection clock): the router,
+/// its fallbacks and state, and around it the outer layers as one plain tower stack (applied
+/// with `Router::layer` they would be boxed per route, and every request would clone the boxes).
+pub fn app<B>(
+    parent: Arc<Parent>,
+) -> impl tower::Service<
+    Request<B>,
+    Response = hyper::Response<
+        impl hyper::body::Body<Data = bytes::Bytes, Error = impl Into<tower::BoxError>> + Send + 'static,
+    >,
+    Error = std::convert::Infallible,
+    Future = impl Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
     let guards = Guards::new(&parent.settings);
     let (router, mut openapi) = documented_routes(&guards);
     doc::complete(&mut openapi);
     let table = Arc::new(RouteTable::from_openapi(&openapi));
     let not_allowed = Arc::clone(&table);
     let observer = Arc::new(Observer::new(Arc::clone(&parent), table));
-    // `layer`s wrap every route and both fallbacks; the last added runs first.
-    router
+    let router = router
         .fallback(routes::not_found)
         .method_not_allowed_fallback(move |uri: axum::http::Uri| {
             routes::method_not_allowed(Arc::clone(&not_allowed), uri)
         })
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&parent), cluster::forward))
-        .layer(axum::middleware::from_fn_with_state(observer, layers::observe))
+        .with_state(parent);
+    // Outermost first.
+    ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(layers::RequestIds::new()))
+        .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(layers::span)
@@ -145,9 +166,8 @@ pub fn router(parent: Arc<Parent>) -> Router {
                 .on_eos(())
                 .on_failure(()),
         )
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(layers::RequestIds::new()))
-        .with_state(parent)
+        .layer(ObserveLayer(observer))
+        .service(router)
 }
 
 /// Serves HTTP/1.1 until `shutdown`, then lets in-flight requests finish.
@@ -162,7 +182,7 @@ pub async fn serve(listener: TcpListener, parent: Arc<Parent>, shutdown: Cancell
     let tracker = tokio_util::task::TaskTracker::new();
     let (header_timeout, request_timeout) =
         (parent.settings.header_read_timeout, parent.settings.request_read_timeout);
-    let app = router(Arc::clone(&parent));
+    let app = app(Arc::clone(&parent));
     loop {
         let (stream, _) = tokio::select! {
             _ = shutdown.cancelled() => break,

@@ -14,7 +14,7 @@
 //!   (`X-Signer-Forwarded`) is answered where it lands.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -50,7 +50,8 @@ pub struct ClusterRelay {
     http: Client<HttpConnector, Full<Bytes>>,
     /// The bearer token parents present to each other's relay route.
     peer_token: String,
-    view: RwLock<Option<(ClusterStatusReply, Instant)>>,
+    /// The enclave's latest cluster status (None: not asked yet, or the enclave did not answer).
+    view: RwLock<Option<ClusterStatusReply>>,
     relayed: std::sync::atomic::AtomicU64,
     relay_failures: std::sync::atomic::AtomicU64,
 }
@@ -69,9 +70,19 @@ impl ClusterRelay {
         }
     }
 
-    /// The latest view of the cluster (None: not a member, or not asked yet).
-    pub fn view(&self) -> Option<ClusterStatusReply> {
-        self.view.read().as_ref().map(|(v, _)| v.clone()).filter(|v| v.cluster_id.is_some())
+    /// Whether this parent's enclave is a member of a cluster, as last seen.
+    fn is_member(&self) -> bool {
+        self.view.read().as_ref().is_some_and(|v| v.cluster_id.is_some())
+    }
+
+    /// Whether the member can serve: not in a cluster (standalone), or it applied its cluster's
+    /// genesis and knows a leader (it decides as the leader, or forwards to it).
+    pub fn ready(&self) -> bool {
+        self.view
+            .read()
+            .as_ref()
+            .filter(|v| v.cluster_id.is_some())
+            .is_none_or(|v| v.genesis_applied && v.leader.is_some())
     }
 
     /// Messages relayed to other members, and those that could not be.
@@ -83,11 +94,13 @@ impl ClusterRelay {
     /// Where to forward a decision: the leader's parent, when this member is in a cluster and
     /// is not the leader.
     pub fn forward_target(&self) -> Option<String> {
-        let view = self.view()?;
-        if view.leader == Some(view.enclave_id) {
+        // Read in place: this runs on every request.
+        let view = self.view.read();
+        let v = view.as_ref().filter(|v| v.cluster_id.is_some())?;
+        if v.leader == Some(v.enclave_id) {
             return None;
         }
-        view.leader_relay
+        v.leader_relay.clone()
     }
 
     /// Asks the enclave for its cluster status now; the view is cleared when it cannot answer
@@ -95,7 +108,7 @@ impl ClusterRelay {
     pub async fn refresh(&self, enclave: &EnclaveClient) -> Option<ClusterStatusReply> {
         match enclave.call(&Op::ClusterStatus, ENCLAVE_TIMEOUT).await {
             Ok(Outcome::Ok(Reply::ClusterStatus(status))) => {
-                *self.view.write() = Some((status.clone(), Instant::now()));
+                *self.view.write() = Some(status.clone());
                 Some(status)
             }
             _ => {
@@ -131,7 +144,7 @@ impl ClusterRelay {
             let outbox = Op::ClusterOutbox { wait_ms: 1000 };
             loop {
                 // Only a member has an outbox worth polling.
-                if parent.cluster.view.read().as_ref().is_none_or(|(v, _)| v.cluster_id.is_none()) {
+                if !parent.cluster.is_member() {
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(REFRESH) => continue,

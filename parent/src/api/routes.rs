@@ -128,8 +128,7 @@ pub async fn readyz(State(parent): Ctx) -> Response {
     let handover_under_way = handover.as_ref().is_some_and(|h| h.stage != "prepared");
     // A cluster member serves once it applied its cluster's genesis and knows a leader (it
     // decides as the leader, or forwards to it).
-    let cluster_ready =
-        parent.cluster.view().is_none_or(|v| v.genesis_applied && v.leader.is_some());
+    let cluster_ready = parent.cluster.ready();
     let ready = cluster_ready
         && attested
         && connected

@@ -59,7 +59,7 @@ pub const ADMIT_CATCH_UP: Duration = Duration::from_secs(6);
 pub const CARD_MAX_AGE: Duration = Duration::from_secs(300);
 /// Snapshot chunks: a sealed message stays under the parents' 64 KiB body limit.
 pub const SNAPSHOT_CHUNK: u64 = 32 * 1024;
-/// Appends are split above this many bytes of entries (same reason).
+/// Appends of several entries are split above this many bytes of message (same reason).
 pub const MAX_APPEND_BYTES: usize = 40 * 1024;
 /// Entries per append: each proposal is well under 1 KiB of CBOR.
 pub const MAX_ENTRIES_PER_APPEND: u64 = 128;
@@ -507,31 +507,43 @@ impl Node {
         Ok(sealer)
     }
 
-    fn send(&self, to: &Member, body: Body) -> Result<(), String> {
-        let cluster = self.cluster.get().copied().ok_or("not in a cluster")?;
+    /// Seals and sends `body`; with `max_payload`, a payload longer than that is not sent
+    /// ([`CallError::TooLarge`]), so an append can be split without being encoded twice.
+    fn send(&self, to: &Member, body: Body, max_payload: Option<usize>) -> Result<(), CallError> {
+        let cluster =
+            self.cluster.get().copied().ok_or(CallError::Failed("not in a cluster".into()))?;
         let mut payload = Vec::new();
         ciborium::into_writer(&Envelope { cluster, body }, &mut payload)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| CallError::Failed(e.to_string()))?;
+        if max_payload.is_some_and(|max| payload.len() > max) {
+            return Err(CallError::TooLarge);
+        }
         let sealed = self
             .sealer(to)
             .and_then(|s| s.seal(&*self.rng, &payload))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| CallError::Failed(e.to_string()))?;
         self.transport.send(to, sealed);
         Ok(())
     }
 
-    async fn call(&self, to: &Member, request: Request, ttl: Duration) -> Result<Response, String> {
+    async fn call(
+        &self,
+        to: &Member,
+        request: Request,
+        ttl: Duration,
+        max_payload: Option<usize>,
+    ) -> Result<Response, CallError> {
         let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(correlation, (EnclaveId(to.enclave_id), tx));
-        let sent = self.send(to, Body::Request { correlation, request });
+        let sent = self.send(to, Body::Request { correlation, request }, max_payload);
         let outcome = match sent {
             Ok(()) => match tokio::time::timeout(ttl, rx).await {
                 Ok(Ok(response)) => Ok(response),
-                _ => Err(format!(
+                _ => Err(CallError::Failed(format!(
                     "no answer from member {} within {ttl:?}",
                     hex::encode(to.enclave_id)
-                )),
+                ))),
             },
             Err(e) => Err(e),
         };
@@ -578,7 +590,8 @@ impl Node {
                             Response::Snapshot(raft.install_snapshot(c.into()).await)
                         }
                     };
-                    if let Err(e) = node.send(&from, Body::Response { correlation, response }) {
+                    if let Err(e) = node.send(&from, Body::Response { correlation, response }, None)
+                    {
                         tracing::warn!(error = %e, "answering a member");
                     }
                 });
@@ -612,6 +625,15 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 #[error("{0}")]
 struct Failure(String);
 
+/// Why a request to a member got no response.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("the request is larger than one message may be")]
+    TooLarge,
+    #[error("{0}")]
+    Failed(String),
+}
+
 // openraft's RPC error types are what its network trait returns; boxing them would only move
 // the size into every caller.
 #[allow(clippy::result_large_err)]
@@ -622,9 +644,9 @@ impl Connection {
         option: &RPCOption,
     ) -> Result<Response, RPCError<NodeId, Member, E>> {
         self.node
-            .call(&self.member, request, option.hard_ttl())
+            .call(&self.member, request, option.hard_ttl(), None)
             .await
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&Failure(e))))
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
     }
 
     fn unexpected<T, E: std::error::Error>() -> Result<T, RPCError<NodeId, Member, E>> {
@@ -638,16 +660,20 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        // A batch that would not fit one channel message is split by Raft on this hint.
+        // A batch that would not fit one message is split by Raft on this hint.
         let entries = rpc.entries.len() as u64;
-        let mut probe = Vec::new();
-        if entries > 1
-            && ciborium::into_writer(&rpc.entries, &mut probe).is_ok()
-            && probe.len() > MAX_APPEND_BYTES
-        {
-            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2)));
-        }
-        match self.rpc(Request::Append(rpc), &option).await? {
+        let max_payload = (entries > 1).then_some(MAX_APPEND_BYTES);
+        let response = self
+            .node
+            .call(&self.member, Request::Append(rpc), option.hard_ttl(), max_payload)
+            .await
+            .map_err(|e| match e {
+                CallError::TooLarge => {
+                    RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2))
+                }
+                e @ CallError::Failed(_) => RPCError::Unreachable(Unreachable::new(&e)),
+            })?;
+        match response {
             Response::Append(r) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }

@@ -236,7 +236,12 @@ impl Cluster {
         };
         let socket = self.members.get(i).map(|m| m.socket.clone()).unwrap_or_default();
         let _ = std::fs::remove_file(&socket);
-        let name = format!("member{i}-{}", Instant::now().elapsed().as_nanos());
+        // Each instance its own log, named by when it started.
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        let name = format!("member{i}-{started}");
         let enclave = stack.spawn_enclave(&socket, &stack.paths.enclave_config, &name)?;
         let mut others = Vec::new();
         for (j, m) in self.members.iter().enumerate() {

@@ -63,6 +63,9 @@ pub enum EnclaveError {
     /// A handover step was refused (documents, proofs, sessions, state).
     #[error("handover refused: {0}")]
     Handover(String),
+    /// A member of a new image was not admitted: KMS did not vouch for its image (one answer).
+    #[error("upgrade refused: {0}")]
+    Upgrade(String),
     /// This enclave handed its decision state to a successor and decides nothing more.
     #[error("this enclave handed its state over to enclave {successor} and signs no more")]
     HandedOver { successor: EnclaveId },
@@ -135,6 +138,8 @@ impl EnclaveError {
             Self::Orphaned { .. } => ErrorCode::GrantOrphaned,
             Self::HandedOver { .. } => ErrorCode::EnclaveHandedOver,
             Self::Handover(_) => ErrorCode::HandoverRefused,
+            // Like every other refused admission (cards, relays): the admin's request is refused.
+            Self::Upgrade(_) => ErrorCode::BadRequest,
             // A malformed envelope is an upstream fault (KMS or the relay), not a bug here.
             Self::Envelope(_) => ErrorCode::EnvelopeRejected,
             Self::NotLeader { .. } | Self::Unavailable(_) => ErrorCode::EnclaveUnavailable,

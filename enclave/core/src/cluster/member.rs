@@ -280,10 +280,25 @@ pub fn verify_member(
     now: SystemTime,
     max_age: Duration,
 ) -> Result<VerifiedMember, MemberError> {
+    verify_candidate(card_bytes, anchor, trusted_images, now, max_age)?.trusted(trusted_images)
+}
+
+/// [`verify_member`]'s checks, except that an image outside `trusted_images` is not refused but
+/// told apart: such a member may join only once KMS vouches for its image (an upgrade,
+/// `Enclave::upgrade_vouch`).
+pub fn verify_candidate(
+    card_bytes: &[u8],
+    anchor: &TrustAnchor,
+    trusted_images: &[Image],
+    now: SystemTime,
+    max_age: Duration,
+) -> Result<Candidate, MemberError> {
     let card = MemberCard::decode(card_bytes)?;
     let policy = AttestationPolicy { max_age: Some(max_age), ..Default::default() };
     let verified = nitro_attestation::verify_with_policy(&card.document, anchor, &policy, now)?;
-    check_member(card, verified, trusted_images)
+    let raw_document = card.document.clone();
+    let member = check_binding(card, verified)?;
+    Ok(Candidate::classify(member, raw_document, trusted_images))
 }
 
 /// Verifies the card of a long-running member (module docs): chain valid at the document's own
@@ -308,26 +323,31 @@ pub fn verify_member_at_own_time(
     if verified.document.is_debug_mode() {
         return Err(VerifyError::from(PolicyError::DebugMode).into());
     }
-    check_member(card, verified, trusted_images)
+    let member = check_binding(card, verified)?;
+    Candidate::classify(member, Vec::new(), trusted_images).trusted(trusted_images)
 }
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The member-specific checks, once the document is authentic (module docs).
-fn check_member(
+fn image_trusted(verified: &VerifiedDocument, trusted_images: &[Image]) -> bool {
+    trusted_images
+        .iter()
+        .any(|image| nitro_attestation::image_matches(image, &verified.document.pcrs))
+}
+
+fn pcr0_hex(verified: &VerifiedDocument) -> String {
+    verified.document.pcrs.get(&0).map(hex::encode).unwrap_or_else(|| "absent".into())
+}
+
+/// The member-specific checks, once the document is authentic (module docs): the document names
+/// the card's enclave and binds its channel key.
+fn check_binding(
     card: MemberCard,
     verified: VerifiedDocument,
-    trusted_images: &[Image],
 ) -> Result<VerifiedMember, MemberError> {
     let doc = &verified.document;
-    if !trusted_images.iter().any(|image| nitro_attestation::image_matches(image, &doc.pcrs)) {
-        return Err(MemberError::UntrustedImage {
-            pcr0: doc.pcrs.get(&0).map(hex::encode).unwrap_or_else(|| "absent".into()),
-            trusted: trusted_images.len(),
-        });
-    }
     let public_key = doc.public_key.as_deref().ok_or(MemberError::NoPublicKey)?;
     let attested = EnclaveId::from_recipient_key(public_key);
     if attested != card.enclave_id {
@@ -346,6 +366,65 @@ fn check_member(
         channel_public: card.channel_public,
         document: verified,
     })
+}
+
+/// An authentic member card, told apart by its image.
+#[derive(Debug)]
+pub enum Candidate {
+    /// From one of the trusted images: a member like any other.
+    Trusted(VerifiedMember),
+    /// Authentic, fresh, not debug, key bound, but from an image this enclave was not built to
+    /// trust. Only KMS can vouch for it (its key policy names the images that may decide), so
+    /// the only way to a [`VerifiedMember`] is `Enclave::upgrade_vouch`.
+    NewImage(NewImageMember),
+}
+
+impl Candidate {
+    fn classify(member: VerifiedMember, raw_document: Vec<u8>, trusted: &[Image]) -> Self {
+        if image_trusted(&member.document, trusted) {
+            Self::Trusted(member)
+        } else {
+            Self::NewImage(NewImageMember { member, raw_document })
+        }
+    }
+
+    /// The member, if its image is trusted; [`MemberError::UntrustedImage`] otherwise.
+    pub fn trusted(self, trusted_images: &[Image]) -> Result<VerifiedMember, MemberError> {
+        match self {
+            Self::Trusted(member) => Ok(member),
+            Self::NewImage(m) => {
+                Err(MemberError::UntrustedImage { pcr0: m.pcr0(), trusted: trusted_images.len() })
+            }
+        }
+    }
+}
+
+/// A member of an image outside the trusted set (see [`Candidate::NewImage`]).
+#[derive(Debug)]
+pub struct NewImageMember {
+    member: VerifiedMember,
+    raw_document: Vec<u8>,
+}
+
+impl NewImageMember {
+    pub fn enclave_id(&self) -> EnclaveId {
+        self.member.enclave_id
+    }
+
+    /// Its image's PCR0, hex.
+    pub fn pcr0(&self) -> String {
+        pcr0_hex(&self.member.document)
+    }
+
+    /// The card's attestation document, as sent (for KMS's `Recipient`).
+    pub fn document(&self) -> &[u8] {
+        &self.raw_document
+    }
+
+    /// Only once KMS vouched for the image (`Enclave::upgrade_vouch`).
+    pub(crate) fn into_vouched(self) -> VerifiedMember {
+        self.member
+    }
 }
 
 /// `SHA-256("signer/cluster-id/v1" ‖ count u16 LE ‖ founders sorted ascending)[..16]`. The

@@ -390,7 +390,12 @@ fn accept_proof(key: &Secret32, predecessor: EnclaveId, successor: EnclaveId) ->
 }
 
 /// HMAC-SHA256(key, domain ‖ predecessor ‖ successor).
-fn keyed(key: &Secret32, domain: &[u8], predecessor: EnclaveId, successor: EnclaveId) -> [u8; 32] {
+pub(super) fn keyed(
+    key: &Secret32,
+    domain: &[u8],
+    predecessor: EnclaveId,
+    successor: EnclaveId,
+) -> [u8; 32] {
     // HMAC pads a key shorter than the hash's block with zeros: doing it here gives the fixed-size
     // constructor, which cannot fail.
     let mut block = Zeroizing::new([0u8; 64]);

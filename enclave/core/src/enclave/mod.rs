@@ -16,6 +16,7 @@ pub mod handover;
 pub mod replicated;
 mod signing;
 mod state;
+pub mod upgrade;
 pub mod user;
 
 use std::collections::{BTreeMap, HashMap};
@@ -236,6 +237,8 @@ pub struct Enclave {
     refused_envelopes: Mutex<TtlMap<[u8; 32], ()>>,
     /// Handover sessions, as predecessor or successor.
     handover: Mutex<handover::Sessions>,
+    /// Upgrade challenges by newcomer, while this enclave leads a cluster (`upgrade`).
+    upgrade_keys: Mutex<TtlMap<EnclaveId, Secret32>>,
     kill_switch: AtomicBool,
     signatures: AtomicU64,
     need_key: AtomicU64,
@@ -307,6 +310,7 @@ impl Enclave {
             grants: RwLock::new(HashMap::new()),
             vaults: Mutex::new(HashMap::new()),
             handover: Mutex::new(handover::Sessions::default()),
+            upgrade_keys: Mutex::new(TtlMap::new("upgrade challenge", upgrade::MAX_CHALLENGES)),
             kill_switch: AtomicBool::new(false),
             signatures: AtomicU64::new(0),
             need_key: AtomicU64::new(0),

@@ -720,7 +720,7 @@ impl fmt::Display for Report {
         for c in &self.chains {
             let start = match (c.start, c.predecessor) {
                 (ChainStartKind::ChainStart, _) => {
-                    format!("new chain at seq {}: a restart, no predecessor", c.first_seq)
+                    format!("new chain at seq {}: a boot or restart, no predecessor", c.first_seq)
                 }
                 (ChainStartKind::HandoverIn, Some(p)) => {
                     format!(
@@ -736,17 +736,29 @@ impl fmt::Display for Report {
             } else {
                 format!("vouched for by a checkpoint: {}", ranges(&c.vouched))
             };
-            let unvouched = if c.unvouched.is_empty() {
-                String::new()
-            } else {
-                format!("; not vouched for (after the last checkpoint): {}", ranges(&c.unvouched))
+            // The last unvouched range is the tail after the last checkpoint when it ends the
+            // chain and something before it is vouched.
+            let tail = match c.unvouched.split_last() {
+                Some((t, rest)) if t.last == c.last_seq && !c.vouched.is_empty() => Some((t, rest)),
+                _ => None,
+            };
+            let unvouched = match tail {
+                Some((t, [])) => {
+                    format!("; after the last checkpoint: {}", ranges(&[*t]))
+                }
+                Some((t, rest)) => format!(
+                    "; not vouched for: {}; after the last checkpoint: {}",
+                    ranges(rest),
+                    ranges(&[*t])
+                ),
+                None if c.unvouched.is_empty() => String::new(),
+                None => format!("; not vouched for: {}", ranges(&c.unvouched)),
             };
             writeln!(
                 f,
-                "chain {}: receipts {}–{} ({}); {start}; {vouched}{unvouched}",
+                "chain {}: receipts {} ({}); {start}; {vouched}{unvouched}",
                 uuid_text(&c.decider),
-                c.first_seq,
-                c.last_seq,
+                ranges(&[SeqRange { first: c.first_seq, last: c.last_seq }]),
                 c.receipts
             )?;
         }
@@ -821,7 +833,7 @@ mod tests {
         assert_eq!((b.vouched.clone(), b.unvouched.clone()), (vec![range(7, 9)], vec![]));
         let text = report.to_string();
         assert!(text.contains("OK"), "{text}");
-        assert!(text.contains("new chain at seq 0: a restart, no predecessor"), "{text}");
+        assert!(text.contains("new chain at seq 0: a boot or restart, no predecessor"), "{text}");
         assert!(text.contains("handover: linked"), "{text}");
     }
 

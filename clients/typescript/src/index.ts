@@ -6,7 +6,8 @@
 // - provenance: Nitro attestation documents verified to a pinned root, PCRs and the record binding;
 // - SignerClient: the parent's HTTP API with typed errors and safe retries;
 // - the user's powers: revoke grants and export secrets on the wallet's signature (HPKE to an X25519
-//   key the browser generated).
+//   key the browser generated);
+// - receipts: the enclave's hash-chained decision receipts and signed checkpoints, verified.
 
 export * from "./bytes.js";
 export * from "./json.js";
@@ -21,3 +22,4 @@ export { CborError, decodeCbor, type CborValue } from "./cbor.js";
 export { CertificateError, parseCertificate, type Certificate } from "./x509.js";
 export * from "./client.js";
 export * from "./user.js";
+export * from "./receipts.js";

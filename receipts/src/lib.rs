@@ -1,7 +1,7 @@
 //! Verifiable decision receipts (`docs/receipts.md`): every decision the enclave makes yields a
 //! receipt, hash-chained to the one before; a per-boot key signs checkpoints of the chain head,
 //! and that key is bound to the attested instance. A host can withhold receipts, but cannot
-//! forge, reorder, alter or silently trim them without the [`verify`]er saying so.
+//! forge, reorder, alter or silently trim them without the verifier ([`verify()`]) saying so.
 //!
 //! - [`receipt`]: the receipt format ([`Receipt`], [`Body`]), strict decoding, [`receipt_hash`].
 //! - [`checkpoint`]: [`Checkpoint`], [`SignedCheckpoint`], [`CheckpointKey`] and
@@ -10,6 +10,20 @@
 //! - [`verify`](mod@verify): the verifier and its [`Report`].
 //!
 //! No I/O, no clock, no randomness of its own: the caller passes times and the RNG.
+//!
+//! ```
+//! use signer_receipts::{Body, Chain, CheckpointKey, verify};
+//!
+//! let enclave_id = [0xa1; 16];
+//! let key = CheckpointKey::from_bytes(&[7; 32]); // at boot: CheckpointKey::generate(&mut rng)
+//! let _user_data = key.binding(&enclave_id); // into an attestation document
+//! let (mut chain, first) = Chain::start(enclave_id, 1_735_689_600)?;
+//! let next = chain.append(1_735_689_601, &Body::KillSwitch { on: true })?;
+//! let signed = key.sign(&chain.checkpoint(enclave_id, 1_735_689_602));
+//! let report = verify(&[first.bytes, next.bytes], &[signed], &[(enclave_id, key.public())]);
+//! assert!(report.ok(), "{report}");
+//! # Ok::<(), signer_receipts::ReceiptError>(())
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod chain;

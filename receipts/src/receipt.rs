@@ -185,6 +185,20 @@ pub struct Refused {
     pub rule: String,
 }
 
+impl Refused {
+    /// A refusal with `rule` cut to at most [`MAX_RULE_LEN`] bytes at a character boundary (the
+    /// numbers come first in a denial's message). `code` is taken as given; encoding refuses one
+    /// that is not 1–64 bytes of printable ASCII.
+    pub fn new(request_id: [u8; 16], grant_id: [u8; 16], code: &str, rule: &str) -> Self {
+        let mut end = rule.len().min(MAX_RULE_LEN);
+        while !rule.is_char_boundary(end) {
+            end -= 1;
+        }
+        let rule = rule.get(..end).unwrap_or_default().to_string();
+        Self { request_id, grant_id, code: code.to_string(), rule }
+    }
+}
+
 /// What a revocation covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "scope", rename_all = "snake_case")]
@@ -990,6 +1004,20 @@ mod tests {
         let bad =
             Refused { request_id: [1; 16], grant_id: [0; 16], code: "a b".into(), rule: "".into() };
         assert_eq!(receipt(1, PREV, Body::Refused(bad)).encode().unwrap_err().code(), "not_ascii");
+    }
+
+    #[test]
+    fn refused_new_cuts_the_rule_at_a_character_boundary() {
+        let long = "é".repeat(200); // 400 bytes
+        let r = Refused::new(REQUEST_1, GRANT_ID, "policy_denied", &long);
+        assert_eq!(r.rule.len(), 256);
+        assert_eq!(r.rule, "é".repeat(128));
+        let odd = format!("x{long}"); // the 256th byte is the first of a character
+        assert_eq!(Refused::new(REQUEST_1, GRANT_ID, "c", &odd).rule.len(), 255);
+        assert_eq!(Refused::new(REQUEST_1, GRANT_ID, "c", "short").rule, "short");
+        receipt(3, PREV, Body::Refused(Refused::new(REQUEST_1, GRANT_ID, "c", &odd)))
+            .encode()
+            .unwrap();
     }
 
     #[test]

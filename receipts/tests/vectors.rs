@@ -489,3 +489,30 @@ fn every_stored_vector_decodes_verifies_or_fails_as_stated() {
         outcomes.iter().filter(|(_, ok)| *ok).map(|(n, _)| n.as_str()).collect();
     assert_eq!(passing, ["complete", "unvouched_tail", "restart", "successor_only"]);
 }
+
+#[test]
+fn the_worked_example_of_docs_receipts_md_is_the_code_s() {
+    let doc = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/receipts.md"),
+    )
+    .unwrap();
+    let compact: String = doc.chars().filter(|c| !c.is_whitespace()).collect();
+    let v = generate();
+    for name in ["chain_start", "vault_created"] {
+        let r = v["receipts"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap();
+        for field in ["hex", "hash"] {
+            let value = r[field].as_str().unwrap();
+            assert!(compact.contains(value), "docs/receipts.md lacks {name}'s {field} {value}");
+        }
+        assert_eq!(r["receipt"]["decider"], "a1a1a1a1-a1a1-a1a1-a1a1-a1a1a1a1a1a1");
+    }
+    assert!(compact.contains(&WALLET.to_string()));
+    let a = &v["keys"][0];
+    for field in ["public_hex", "binding_hex"] {
+        assert!(
+            compact.contains(a[field].as_str().unwrap()),
+            "docs/receipts.md lacks key a's {field}"
+        );
+    }
+    assert_eq!(T0, 0x6774_8580);
+}

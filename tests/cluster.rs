@@ -320,3 +320,84 @@ fn losing_two_of_three_members_stops_signing_and_admission_refuses_forged_cards(
     let r = sign(&cluster.members[survivor].api).unwrap();
     assert_eq!((r.status, r.code()), (503, Some("enclave_unavailable")), "{}", r.body);
 }
+
+/// An image that succeeds the stack's (another measured config, so another PCR0), listing the
+/// stack's image as its predecessor; its config and measurements.
+fn successor_image(stack: &Stack) -> (std::path::PathBuf, std::path::PathBuf) {
+    let config = stack.paths.root.join("enclave-v2.toml");
+    let measurements = stack.paths.root.join("measurements-v2.json");
+    let current = std::fs::read_to_string(&stack.paths.measurements).unwrap();
+    stack
+        .write_enclave_config_to(&config, |c| {
+            c.max_grant_ttl_seconds = 7200;
+            c.predecessors = vec![
+                nitro_attestation::policy::pcrs_from_measurements_json(&current)
+                    .unwrap()
+                    .into_iter()
+                    .filter(|(i, _)| *i < 3)
+                    .map(|(i, v)| (format!("PCR{i}"), hex::encode(v)))
+                    .collect(),
+            ];
+        })
+        .unwrap();
+    stack.measure_to(&config, &measurements).unwrap();
+    (config, measurements)
+}
+
+#[test]
+fn a_rolling_upgrade_admits_the_new_image_only_when_kms_vouches_and_grants_keep_signing() {
+    let stack = Stack::prepare(Options::for_test(data_dir("cluster-upgrade"))).unwrap();
+    let addrs = member_addrs(3, &[stack.options.http_addr, stack.options.kms_addr]);
+    let mut cluster = stack.start_cluster(&addrs, None).unwrap();
+    stack.start_load_balancer(&mut cluster, stack.options.http_addr).unwrap();
+    let mut h = Harness { stack, cluster: Some(cluster), nemesis: None };
+    let api = h.stack.api();
+    let w = Wallet::create(&api, policy(1_000_000_000, 10_000_000_000), 3600).unwrap();
+    let signed_once = request_id();
+    let tx = w.transfer(1_000);
+    let first = api.post("/v1/sign", &w.sign_body(&tx, &signed_once)).unwrap();
+    assert_eq!(first.status, 200, "{}", first.body);
+    let (config, measurements) = successor_image(&h.stack);
+    let cluster = h.cluster.as_mut().unwrap();
+    let cluster_id = cluster.cluster_id.clone();
+    let founders: Vec<String> = cluster.members.iter().map(|m| m.enclave_id.clone()).collect();
+
+    // The key policy admits only the old image: KMS makes no challenge envelope for the new
+    // one, so the leader does not admit it, and the two remaining members keep signing.
+    let first_host = (0..3).find(|i| Some(*i) != cluster.leader()).unwrap();
+    let refused = cluster.upgrade(&h.stack, first_host, &config, &measurements).unwrap_err();
+    assert!(refused.to_string().contains("kms_access_denied"), "{refused}");
+    let r = api.post("/v1/sign", &w.sign_body(&w.transfer(1_001), &request_id())).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // The runbook: the key policy admits both images; then host by host, the leader last.
+    h.stack
+        .apply_key_policy_for(&[h.stack.paths.measurements.clone(), measurements.clone()])
+        .unwrap();
+    let cluster = h.cluster.as_mut().unwrap();
+    cluster.upgrade(&h.stack, first_host, &config, &measurements).unwrap();
+    let leader = cluster.wait_leader(Duration::from_secs(30)).unwrap();
+    let order: Vec<usize> =
+        (0..3).filter(|i| *i != first_host && *i != leader).chain([leader]).collect();
+    for i in order {
+        cluster.upgrade(&h.stack, i, &config, &measurements).unwrap();
+        let r = api.post("/v1/sign", &w.sign_body(&w.transfer(1_002), &request_id())).unwrap();
+        assert_eq!(r.status, 200, "signing goes on after upgrading host {i}: {}", r.body);
+    }
+
+    // Every member now runs the new image; the cluster, its id and its decisions are the same.
+    let leader = cluster.wait_leader(Duration::from_secs(30)).unwrap();
+    let view = cluster.members[leader].status().unwrap();
+    assert_eq!(view["cluster_id"].as_str(), Some(cluster_id.as_str()));
+    let members: Vec<&str> = view["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["enclave_id"].as_str())
+        .collect();
+    assert_eq!(members.len(), 3, "{view}");
+    assert!(members.iter().all(|m| !founders.iter().any(|f| f == m)), "{view}");
+    let again = api.post("/v1/sign", &w.sign_body(&tx, &signed_once)).unwrap();
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["signature"], first.body["signature"], "the request id is still known");
+}

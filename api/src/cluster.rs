@@ -103,7 +103,8 @@ pub struct AdmitRequest {
     #[schema(value_type = String, format = Byte)]
     pub card: B64,
     pub relay: String,
-    /// A dead member this one replaces (removed in the same change).
+    /// A member this one replaces (removed in the same change): a dead one, or the old image's
+    /// member on this host during an upgrade.
     #[serde(default)]
     #[schema(value_type = Option<EnclaveIdSchema>)]
     pub replacing: Option<EnclaveId>,
@@ -113,6 +114,40 @@ impl ApiBody for AdmitRequest {
     fn check(&self) -> Result<(), BodyError> {
         check_relay(&self.relay)
     }
+}
+
+/// `POST /v1/admin/cluster/prove`, to a newcomer's parent: sent by the leader's parent while
+/// admitting a member of a new image (an upgrade). `envelope` is the KMS
+/// `CiphertextForRecipient` of the leader's challenge key, made for the newcomer's enclave.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProveRequest {
+    #[schema(value_type = EnclaveIdSchema)]
+    pub leader: EnclaveId,
+    #[schema(value_type = String, format = Byte)]
+    pub envelope: B64,
+}
+
+/// Largest KMS envelope a prove request carries.
+pub const MAX_ENVELOPE_LEN: usize = 16 * 1024;
+
+impl ApiBody for ProveRequest {
+    fn check(&self) -> Result<(), BodyError> {
+        let len = self.envelope.0.len();
+        if len == 0 || len > MAX_ENVELOPE_LEN {
+            return Err(BodyError(format!(
+                "envelope must be 1..={MAX_ENVELOPE_LEN} bytes, got {len}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The newcomer's proof that it opened the challenge key (an HMAC under it: reveals nothing).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Proof {
+    #[schema(value_type = String, format = Byte)]
+    pub proof: B64,
 }
 
 /// The cluster a genesis or a join made.
@@ -150,6 +185,12 @@ pub struct ClusterView {
     /// The member applied its cluster's genesis and knows a leader: it serves (deciding as the
     /// leader, forwarding otherwise).
     pub ready: bool,
+    /// Replication messages carrying log entries this member has sent (as leader, to all
+    /// followers together) since its enclave started; heartbeats are not counted.
+    pub appends_sent: u64,
+    /// Log entries those messages carried: `entries_sent / appends_sent` is how many decisions
+    /// one replication message batches.
+    pub entries_sent: u64,
 }
 
 /// Accepted; nothing to report.

@@ -541,6 +541,7 @@ pub enum Body {
     ClusterFound(cluster::FoundRequest),
     ClusterJoin(cluster::JoinRequest),
     ClusterAdmit(cluster::AdmitRequest),
+    ClusterProve(cluster::ProveRequest),
 }
 
 /// Parses and checks the body of `path` exactly as the parent's route for it does.
@@ -564,6 +565,7 @@ pub fn parse_body(path: &str, body: &[u8]) -> Result<Body, BodyError> {
         "/v1/admin/cluster/found" => Body::ClusterFound(parse(body)?),
         "/v1/admin/cluster/join" => Body::ClusterJoin(parse(body)?),
         "/v1/admin/cluster/admit" => Body::ClusterAdmit(parse(body)?),
+        "/v1/admin/cluster/prove" => Body::ClusterProve(parse(body)?),
         other => return Err(BodyError(format!("{other} takes no body"))),
     })
 }

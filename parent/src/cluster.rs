@@ -190,6 +190,55 @@ impl ClusterRelay {
         }
     }
 
+    /// Upgrade admission, on the leader's parent: asks the newcomer's parent (at `relay`) for
+    /// its enclave's proof that it opened `envelope` (`POST {relay}/v1/admin/cluster/prove`).
+    pub async fn ask_proof(
+        &self,
+        relay: &str,
+        leader: signer_types::ids::EnclaveId,
+        envelope: Vec<u8>,
+    ) -> Result<[u8; 32], ForwardError> {
+        let unreachable =
+            |reason: String| ForwardError::Unreachable { relay: relay.to_string(), reason };
+        let url = format!("{}/v1/admin/cluster/prove", relay.trim_end_matches('/'));
+        let uri: hyper::Uri = url.parse().map_err(|_| ForwardError::BadRelay(relay.to_string()))?;
+        let body = serde_json::to_vec(&signer_api::cluster::ProveRequest {
+            leader,
+            envelope: signer_api::B64(envelope),
+        })
+        .map_err(|e| unreachable(e.to_string()))?;
+        let request = hyper::Request::post(uri)
+            .header(AUTHORIZATION, format!("Bearer {}", self.peer_token))
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let response = tokio::time::timeout(SEND_TIMEOUT, self.http.request(request))
+            .await
+            .map_err(|_| unreachable("timed out".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(unreachable(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&body).chars().take(512).collect::<String>()
+            )));
+        }
+        let proof: signer_api::cluster::Proof =
+            serde_json::from_slice(&body).map_err(|e| unreachable(format!("its answer: {e}")))?;
+        proof
+            .proof
+            .0
+            .as_slice()
+            .try_into()
+            .map_err(|_| unreachable(format!("its proof is {} bytes, not 32", proof.proof.0.len())))
+    }
+
     /// Sends a request, as received, to the leader's parent and returns its answer.
     pub async fn forward(
         &self,

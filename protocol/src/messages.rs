@@ -288,10 +288,26 @@ pub enum Op {
         cluster_id: EnclaveId,
         members: Vec<ClusterPeer>,
     },
-    /// To the leader: admit a newcomer (optionally in place of a dead member).
+    /// To the leader: admit a newcomer (optionally in place of a dead member). `proof` is the
+    /// newcomer's answer to this leader's upgrade challenge, for a member of a new image.
     ClusterAdmit {
         peer: ClusterPeer,
         replacing: Option<EnclaveId>,
+        #[serde(default, with = "serde_bytes")]
+        proof: Option<[u8; 32]>,
+    },
+    /// To the leader, before admitting `card`: whether its image needs KMS to vouch for it
+    /// (an upgrade), and if so a fresh challenge key wrapped to the pinned KMS key.
+    ClusterChallenge {
+        #[serde(with = "serde_bytes")]
+        card: Vec<u8>,
+    },
+    /// To a newcomer of a new image: the KMS envelope of `leader`'s challenge key, made for
+    /// this enclave; answers the proof.
+    ClusterProve {
+        leader: EnclaveId,
+        #[serde(with = "serde_bytes")]
+        envelope: Vec<u8>,
     },
     /// A sealed message from another member, relayed by the parents (opaque to them).
     ClusterDeliver {
@@ -347,6 +363,13 @@ pub struct ClusterStatusReply {
     pub members: Vec<ClusterMemberInfo>,
     /// The member applied its cluster's genesis entry: it can decide (as leader) or follow.
     pub genesis_applied: bool,
+    /// Replication messages (Raft appends) carrying log entries this member has sent since it
+    /// started, as leader, to all followers together; heartbeats without entries not counted.
+    #[serde(default)]
+    pub appends_sent: u64,
+    /// Log entries those messages carried (`entries_sent / appends_sent` is the batching).
+    #[serde(default)]
+    pub entries_sent: u64,
 }
 
 impl Op {
@@ -384,6 +407,8 @@ impl Op {
             Self::ClusterFound { .. } => "cluster_found",
             Self::ClusterJoin { .. } => "cluster_join",
             Self::ClusterAdmit { .. } => "cluster_admit",
+            Self::ClusterChallenge { .. } => "cluster_challenge",
+            Self::ClusterProve { .. } => "cluster_prove",
             Self::ClusterDeliver { .. } => "cluster_deliver",
             Self::ClusterOutbox { .. } => "cluster_outbox",
             Self::ClusterStatus => "cluster_status",
@@ -577,6 +602,22 @@ pub enum Reply {
     },
     ClusterJoined {
         cluster_id: EnclaveId,
+    },
+    /// `wrapped_key` is absent when the card's image is trusted (no challenge); otherwise the
+    /// parent asks KMS to decrypt it for `document` (the card's attestation document).
+    ClusterChallenge {
+        leader: EnclaveId,
+        newcomer: EnclaveId,
+        #[serde(default, with = "serde_bytes")]
+        wrapped_key: Option<Vec<u8>>,
+        #[serde(with = "serde_bytes")]
+        document: Vec<u8>,
+        /// The newcomer image's PCR0, hex (for the KMS call's log).
+        pcr0: String,
+    },
+    ClusterProof {
+        #[serde(with = "serde_bytes")]
+        proof: [u8; 32],
     },
     ClusterOutbox {
         messages: Vec<RelayedMessage>,

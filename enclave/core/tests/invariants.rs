@@ -706,6 +706,33 @@ fn grant_lifetime_is_bounded_by_the_enclave_maximum() {
 }
 
 #[test]
+fn a_config_may_allow_grants_of_thirty_days_and_no_longer() {
+    const DAY: u64 = 86_400;
+    let mut config = config();
+    config.max_grant_ttl = enclave_core::enclave::MAX_MAX_GRANT_TTL;
+    assert_eq!(config.max_grant_ttl, 30 * DAY);
+    let f = fixture_with(config);
+    let s = f.setup_with_ttl(44, policy(), 30 * DAY);
+    let err = f
+        .try_grant(
+            &s.user,
+            &s.vault,
+            f.terms(s.wallet, s.agent.agent_pubkey, policy(), 30 * DAY + 1),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::BadRequest);
+    let a = s.agent.agent_pubkey;
+    let tx = |n: u64| legacy_tx(&a, &[sol_transfer(&a, &Pubkey([9; 32]), n)]);
+    f.sign(request(&s, &tx(1), 1)).unwrap();
+    // Four weeks later the same grant still signs; past its 30 days it is expired.
+    f.clock.advance(29 * DAY);
+    f.sign(request(&s, &tx(2), 2)).unwrap();
+    f.clock.advance(DAY);
+    let err = f.sign(request(&s, &tx(3), 3)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::GrantExpired, "{err}");
+}
+
+#[test]
 fn concurrent_spend_is_recorded_atomically_with_the_decision() {
     let f = Arc::new(fixture());
     let s = Arc::new(f.setup(43, policy()));

@@ -3,7 +3,7 @@
 //! ```toml
 //! kms_key_id = "arn:aws:kms:eu-west-1:111122223333:key/…"   # informational
 //! kms_public_key = "MIIBojANBgkqhkiG9w0BAQEFAAOCAY8AMIIBigKCAYEA…" # base64 SPKI DER (RSA 3072/4096)
-//! max_grant_ttl_seconds = 3600          # 60..=604800 (a week: limits hold across restarts)
+//! max_grant_ttl_seconds = 3600          # 60..=2592000 (30 days; long lifetimes are for clusters)
 //! max_schedule_window_seconds = 172800  # longest [not_before, not_after] of a scheduled record
 //! max_schedule_horizon_seconds = 2592000 # longest created_at → not_after of a scheduled record
 //! clock_skew_seconds = 60               # how far ahead of this clock a record or message may be

@@ -373,6 +373,8 @@ impl Handler {
             | Op::ClusterFound { .. }
             | Op::ClusterJoin { .. }
             | Op::ClusterAdmit { .. }
+            | Op::ClusterChallenge { .. }
+            | Op::ClusterProve { .. }
             | Op::ClusterDeliver { .. }
             | Op::ClusterOutbox { .. }
             | Op::ClusterStatus) => {

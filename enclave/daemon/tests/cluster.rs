@@ -268,6 +268,7 @@ async fn scenario(seed: u64) {
         &newcomer.card().unwrap(),
         format!("relay-{}", hex::encode(newcomer.enclave_id().0)),
         Some(leader.enclave_id()),
+        None,
     )
     .await
     .unwrap();
@@ -326,13 +327,17 @@ async fn a_card_of_another_image_or_a_stale_card_is_refused_admission() {
     assert!(a.cluster_id().is_none());
     found(&h, &[&a, &b]).await;
     let leader = leader_among(&[&a, &b]).await;
-    let refused = leader.admit(&card(&other).0, "relay".into(), None).await.unwrap_err();
-    assert!(refused.to_string().contains("trusted"), "{refused}");
+    let refused = leader.admit(&card(&other).0, "relay".into(), None, None).await.unwrap_err();
+    assert!(refused.to_string().contains("needs KMS to vouch for it"), "{refused}");
+    // Nor with a made-up answer to a challenge it never received (the proof of an upgrade).
+    let refused =
+        leader.admit(&card(&other).0, "relay".into(), None, Some([7; 32])).await.unwrap_err();
+    assert!(refused.to_string().contains("did not prove"), "{refused}");
     // A card whose bytes were altered (its channel key swapped) does not bind.
     let newcomer = h.member(b"image");
     let mut forged = newcomer.card().unwrap();
     forged[20] ^= 1;
-    assert!(leader.admit(&forged, "relay".into(), None).await.is_err());
+    assert!(leader.admit(&forged, "relay".into(), None, None).await.is_err());
     for n in [&a, &b] {
         let _ = n.raft().unwrap().shutdown().await;
     }

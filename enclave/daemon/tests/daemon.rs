@@ -799,6 +799,11 @@ fn bad_configs_are_refused_with_a_reason() {
             "max_grant_ttl_seconds",
         ),
         (
+            "ttl over 30 days",
+            good.replace("max_grant_ttl_seconds = 3600", "max_grant_ttl_seconds = 2592001"),
+            "max_grant_ttl_seconds",
+        ),
+        (
             "bits",
             good.replace("recipient_key_bits = 2048", "recipient_key_bits = 1024"),
             "recipient_key_bits",

@@ -7,7 +7,8 @@
 //! | `POST /v1/admin/cluster/card` | admin | this member's card, announcing its relay address |
 //! | `POST /v1/admin/cluster/found` | admin | genesis: every founder's card, sent to each founder |
 //! | `POST /v1/admin/cluster/join` | admin | a new or restarted enclave: the current members' cards |
-//! | `POST /v1/admin/cluster/admit` | admin | to the leader's parent: admit a newcomer (replacing a dead member) |
+//! | `POST /v1/admin/cluster/admit` | admin | to the leader's parent: admit a newcomer (replacing a dead member, or an old image's) |
+//! | `POST /v1/admin/cluster/prove` | admin (parents) | to a newcomer's parent during an upgrade: its enclave's proof that KMS admits its image |
 //!
 //! [`forward`]: a `/v1` decision reaching a member that is not the leader goes on, unchanged, to
 //! the leader's parent (once: the forwarded copy carries `X-Signer-Forwarded` and is answered
@@ -24,14 +25,16 @@ use axum::response::{IntoResponse, Response};
 use signer_api::B64;
 use signer_api::cluster::{
     Accepted, AdmitRequest, Card, CardRequest, ClusterJoined, ClusterMember, ClusterView,
-    FoundRequest, JoinRequest, Peer,
+    FoundRequest, JoinRequest, Peer, Proof, ProveRequest,
 };
 use signer_protocol::{ClusterPeer, Op, Reply};
 
-use super::doc::{ClusterErrors, EnclaveErrors};
+use super::doc::{ClusterErrors, ClusterKmsErrors, EnclaveErrors};
 use super::extract::JsonBody;
 use crate::app::{ApiError, Parent, unexpected};
 use crate::cluster::{FORWARDED, MAX_RELAYED};
+use crate::kms::Unwrap;
+use signer_types::records::WrapAlg;
 
 type Ctx = State<Arc<Parent>>;
 
@@ -62,6 +65,8 @@ pub async fn cluster_view(State(parent): Ctx) -> Result<Json<ClusterView>, ApiEr
         leader_relay: s.leader_relay,
         term: s.term,
         last_applied: s.last_applied,
+        appends_sent: s.appends_sent,
+        entries_sent: s.entries_sent,
         members: s
             .members
             .into_iter()
@@ -163,25 +168,74 @@ pub async fn cluster_join(
     post, path = "/v1/admin/cluster/admit", operation_id = "cluster_admit", tag = "cluster",
     summary = "Admit a member (to the leader's parent)",
     description = "The newcomer's fresh card. It joins as a learner, catches up, becomes a voter, \
-        and `replacing` (a dead member) is removed, each a membership change the majority \
-        commits.",
+        and `replacing` (a dead member, or the old image's member during an upgrade) is \
+        removed, each a membership change the majority commits. A newcomer of an image the \
+        leader does not trust (an upgrade) is admitted only if KMS makes the leader's \
+        challenge key for it (the key policy admits its image) and the newcomer proves it \
+        opened it (this parent asks the newcomer's parent, `/v1/admin/cluster/prove`).",
     request_body = AdmitRequest,
-    responses((status = 200, description = "Admitted.", body = Accepted), ClusterErrors),
+    responses((status = 200, description = "Admitted.", body = Accepted), ClusterKmsErrors),
     security(("admin_token" = [])),
 )]
 pub async fn cluster_admit(
     State(parent): Ctx,
     JsonBody(b): JsonBody<AdmitRequest>,
 ) -> Result<Json<Accepted>, ApiError> {
+    let reply = parent.call(&Op::ClusterChallenge { card: b.card.0.clone() }).await?;
+    let Reply::ClusterChallenge { leader, newcomer, wrapped_key, document, pcr0 } = reply else {
+        return Err(unexpected("cluster_challenge", &reply));
+    };
+    let proof = match wrapped_key {
+        None => None,
+        Some(wrapped) => {
+            // An upgrade: KMS decides whether the new image may decide (its key policy), by
+            // making the challenge key's envelope for the newcomer or refusing.
+            let unwrap = Unwrap {
+                alg: WrapAlg::RsaesOaepSha256,
+                ciphertext: &wrapped,
+                encryption_context: None,
+            };
+            let envelope = parent.kms.decrypt_for_recipient(&unwrap, &document, &pcr0).await?;
+            let proof =
+                parent.cluster.ask_proof(&b.relay, leader, envelope).await.map_err(|e| {
+                    ApiError::unavailable(format!("the newcomer's proof of its image: {e}"))
+                })?;
+            tracing::warn!(%newcomer, %pcr0, "KMS vouched for a new image: admitting its member");
+            Some(proof)
+        }
+    };
     let op = Op::ClusterAdmit {
         peer: ClusterPeer { card: b.card.0, relay: b.relay },
         replacing: b.replacing,
+        proof,
     };
     let reply = parent.call(&op).await?;
     let Reply::Accepted = reply else {
         return Err(unexpected("cluster_admit", &reply));
     };
     Ok(Json(Accepted { accepted: true }))
+}
+
+#[utoipa::path(
+    post, path = "/v1/admin/cluster/prove", operation_id = "cluster_prove", tag = "cluster",
+    summary = "Prove this enclave's image to a leader (upgrades; parents only)",
+    description = "Sent by the leader's parent while admitting this enclave as a member of a \
+        new image: the KMS envelope of the leader's challenge key, which KMS makes only for an \
+        image its key policy admits. The enclave answers an HMAC under that key naming itself \
+        and the leader.",
+    request_body = ProveRequest,
+    responses((status = 200, description = "The proof.", body = Proof), ClusterKmsErrors),
+    security(("admin_token" = [])),
+)]
+pub async fn cluster_prove(
+    State(parent): Ctx,
+    JsonBody(b): JsonBody<ProveRequest>,
+) -> Result<Json<Proof>, ApiError> {
+    let reply = parent.call(&Op::ClusterProve { leader: b.leader, envelope: b.envelope.0 }).await?;
+    let Reply::ClusterProof { proof } = reply else {
+        return Err(unexpected("cluster_prove", &reply));
+    };
+    Ok(Json(Proof { proof: B64(proof.to_vec()) }))
 }
 
 /// Answered by every member itself, never forwarded.

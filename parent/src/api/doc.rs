@@ -261,6 +261,9 @@ error_sets! {
     AbortErrors: [401, 409, 500, 503];
     /// A cluster operation with a body (cards, genesis, admission, a relayed message).
     ClusterErrors: [400, 401, 408, 413, 500, 503];
+    /// A cluster operation that may involve KMS: admission (of a new image: KMS's envelope for
+    /// the newcomer) and the newcomer's proof (it opens that envelope).
+    ClusterKmsErrors: [400, 401, 408, 413, 500, 502, 503];
 }
 
 /// Adds what the routes do not say themselves: security schemes, error responses, the schemas

@@ -35,6 +35,7 @@ const NONCE: &str = "k3Jd9QmZx2VbT8wA";
 const CARD: &str =
     "AbTq3Jx0YcVqQ4mL1sNfR2kA9cW6eZ8uH5pI3oD7gXyJz0KsMvB1nC4lE2tF6rG8hU9iO0pQ3wS5aD7fY1xZ";
 const CLUSTER: &str = "6e5d4c3b-2a19-4807-b6a5-948372615048";
+const PROOF: &str = "q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4k=";
 const ISSUED_AT: u64 = 1_767_225_600;
 
 fn policy() -> Value {
@@ -143,6 +144,7 @@ pub fn request(operation_id: &str) -> Option<Value> {
         "cluster_admit" => {
             json!({"card": CARD, "relay": "http://10.0.3.10:8787", "replacing": SUCCESSOR})
         }
+        "cluster_prove" => json!({"leader": ENCLAVE, "envelope": CIPHERTEXT}),
         _ => return None,
     })
 }
@@ -251,6 +253,7 @@ pub fn response(operation_id: &str) -> Option<Value> {
         }),
         "cluster_relay" | "cluster_admit" => json!({"accepted": true}),
         "cluster_card" => json!({"card": CARD, "enclave_id": ENCLAVE}),
+        "cluster_prove" => json!({"proof": PROOF}),
         "cluster_found" | "cluster_join" => json!({"cluster_id": CLUSTER}),
         _ => return None,
     })
@@ -284,6 +287,6 @@ mod tests {
                 None => assert!(!takes_body, "{id} takes a body but has no example"),
             }
         }
-        assert_eq!(checked, 18);
+        assert_eq!(checked, 19);
     }
 }

@@ -91,6 +91,7 @@ fn documented_routes(guards: &Guards) -> (Router<Arc<Parent>>, utoipa::openapi::
         .routes(routes!(cluster::cluster_found))
         .routes(routes!(cluster::cluster_join))
         .routes(routes!(cluster::cluster_admit))
+        .routes(routes!(cluster::cluster_prove))
         .routes(routes!(routes::kill_switch))
         .routes(routes!(routes::handover))
         .routes(routes!(routes::handover_abort));

@@ -51,6 +51,13 @@ pub fn member_addrs(n: usize, taken: &[SocketAddr]) -> Vec<SocketAddr> {
     addrs
 }
 
+fn unix_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
+}
+
 /// A running cluster.
 pub struct Cluster {
     pub members: Vec<Member>,
@@ -230,6 +237,38 @@ impl Cluster {
     /// Member `i`'s enclave restarted: a fresh instance (a new member) on the same socket and
     /// parent, admitted by the leader in place of the dead one.
     pub fn replace(&mut self, stack: &Stack, i: usize) -> Result<(), StackError> {
+        self.replace_with(stack, i, &stack.paths.enclave_config)
+    }
+
+    /// One step of a rolling upgrade, on member `i`'s host: its enclave and parent stop; an
+    /// enclave of the image `config` measures (`measurements`) and a parent expecting that image
+    /// take their place; the leader admits the new enclave in place of the old one (only if KMS
+    /// vouches for the new image).
+    pub fn upgrade(
+        &mut self,
+        stack: &Stack,
+        i: usize,
+        config: &std::path::Path,
+        measurements: &std::path::Path,
+    ) -> Result<(), StackError> {
+        self.kill_enclave(i);
+        let Some(member) = self.members.get_mut(i) else {
+            return Err(StackError::Setup(format!("no member {i}")));
+        };
+        member.parent.stop(Duration::from_secs(15));
+        let name = format!("{}-upgraded-{}", member.name, unix_millis());
+        member.parent =
+            stack.spawn_parent_expecting(&member.socket, member.http_addr, &name, measurements)?;
+        self.replace_with(stack, i, config)
+    }
+
+    /// [`Cluster::replace`] with an enclave of the image `config` measures.
+    pub fn replace_with(
+        &mut self,
+        stack: &Stack,
+        i: usize,
+        config: &std::path::Path,
+    ) -> Result<(), StackError> {
         let leader = self.wait_leader(Duration::from_secs(30))?;
         let Some(dead) = self.members.get(i).map(|m| m.enclave_id.clone()) else {
             return Err(StackError::Setup(format!("no member {i}")));
@@ -237,12 +276,8 @@ impl Cluster {
         let socket = self.members.get(i).map(|m| m.socket.clone()).unwrap_or_default();
         let _ = std::fs::remove_file(&socket);
         // Each instance its own log, named by when it started.
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or_default();
-        let name = format!("member{i}-{started}");
-        let enclave = stack.spawn_enclave(&socket, &stack.paths.enclave_config, &name)?;
+        let name = format!("member{i}-{}", unix_millis());
+        let enclave = stack.spawn_enclave(&socket, config, &name)?;
         let mut others = Vec::new();
         for (j, m) in self.members.iter().enumerate() {
             if j != i && m.enclave.is_some() {
@@ -264,7 +299,6 @@ impl Cluster {
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         };
-        member.enclave_id = id;
         let relay = member.relay.clone();
         let r = admin.post(
             "/v1/admin/cluster/join",
@@ -281,7 +315,11 @@ impl Cluster {
             &json!({"card": card, "relay": relay, "replacing": dead}),
         );
         if !r.as_ref().is_ok_and(|r| r.status == 200) {
+            // The member it was to replace is still the one the membership names.
             return Err(failed("admitting the new member", &r));
+        }
+        if let Some(member) = self.members.get_mut(i) {
+            member.enclave_id = id;
         }
         Ok(())
     }

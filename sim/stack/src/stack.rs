@@ -601,6 +601,18 @@ impl Stack {
         http_addr: SocketAddr,
         name: &str,
     ) -> Result<Proc, StackError> {
+        self.spawn_parent_expecting(socket, http_addr, name, &self.paths.measurements)
+    }
+
+    /// [`Stack::spawn_parent`] for an enclave of the image `measurements` describes (a host
+    /// after an upgrade: its parent expects the new image).
+    pub fn spawn_parent_expecting(
+        &self,
+        socket: &Path,
+        http_addr: SocketAddr,
+        name: &str,
+        measurements: &Path,
+    ) -> Result<Proc, StackError> {
         std::fs::write(
             &self.paths.parent_config,
             format!("prefetch_envelopes = {}\n", self.options.prefetch_envelopes),
@@ -618,7 +630,7 @@ impl Stack {
             .env("SIGNER_KMS_ENDPOINT", format!("http://{}", self.options.kms_addr))
             .env("SIGNER_KMS_REGION", REGION)
             .env("SIGNER_ATTESTATION_ROOT", &self.paths.sim_root)
-            .env("SIGNER_EXPECTED_PCRS", &self.paths.measurements)
+            .env("SIGNER_EXPECTED_PCRS", measurements)
             .env("AWS_ACCESS_KEY_ID", "sim")
             .env("AWS_SECRET_ACCESS_KEY", "sim")
             .env("AWS_EC2_METADATA_DISABLED", "true")

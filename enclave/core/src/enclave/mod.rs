@@ -122,8 +122,10 @@ pub struct EnclaveConfig {
 
 pub const DEFAULT_MAX_GRANT_TTL: u64 = 3600;
 pub const MIN_MAX_GRANT_TTL: u64 = 60;
-/// Grants may be configured to live up to a week: daily limits hold across restarts (SPEC §16).
-pub const MAX_MAX_GRANT_TTL: u64 = 7 * 86_400;
+/// Grants may be configured to live up to 30 days (SPEC §16): daily limits hold across restarts,
+/// and in a cluster a grant survives any minority of crashes. A standalone enclave's crash still
+/// orphans its grants, so long lifetimes are for clusters (`docs/deploy.md` §13).
+pub const MAX_MAX_GRANT_TTL: u64 = 30 * 86_400;
 pub const DEFAULT_MAX_SCHEDULE_WINDOW: u64 = 48 * 3600;
 pub const DEFAULT_MAX_SCHEDULE_HORIZON: u64 = 30 * 86_400;
 pub const DEFAULT_REQUEST_STORE_CAPACITY: usize = 1_000_000;

@@ -25,7 +25,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use enclave_core::cluster::channel::{ChannelError, Opener, Sealer};
 use enclave_core::cluster::member::{
-    MemberCard, MemberKey, VerifiedMember, cluster_id, verify_member, verify_member_at_own_time,
+    Candidate, MemberCard, MemberKey, VerifiedMember, cluster_id, verify_candidate, verify_member,
+    verify_member_at_own_time,
 };
 use enclave_core::enclave::replicated::{Command, Effect, Proposal, Replicator};
 use enclave_core::{Enclave, EnclaveError, EnclaveId, SecureRandom};
@@ -146,6 +147,20 @@ pub enum ClusterError {
     Raft(String),
     #[error("attestation: {0}")]
     Attestation(String),
+    #[error(
+        "the newcomer's image (PCR0 {pcr0}) is not one this member trusts: an upgrade needs KMS \
+         to vouch for it (admit through the leader's parent, which runs the challenge)"
+    )]
+    UpgradeUnproven { pcr0: String },
+}
+
+/// What the leader's parent needs to have KMS vouch for a newcomer's image (`challenge`).
+pub struct Challenge {
+    pub newcomer: EnclaveId,
+    /// Absent when the newcomer's image is trusted: nothing to vouch for.
+    pub wrapped_key: Option<Vec<u8>>,
+    pub document: Vec<u8>,
+    pub pcr0: String,
 }
 
 /// One member.
@@ -165,6 +180,9 @@ pub struct Node {
     /// One membership change at a time (each builds on the committed one).
     admitting: tokio::sync::Mutex<()>,
     next_correlation: AtomicU64,
+    /// Appends with entries sent to other members, and the entries they carried.
+    appends_sent: AtomicU64,
+    entries_sent: AtomicU64,
     raft: OnceLock<Raft>,
     cluster: OnceLock<EnclaveId>,
     relay: String,
@@ -211,6 +229,8 @@ impl Node {
             pending: Mutex::new(HashMap::new()),
             admitting: tokio::sync::Mutex::new(()),
             next_correlation: AtomicU64::new(1),
+            appends_sent: AtomicU64::new(0),
+            entries_sent: AtomicU64::new(0),
             raft: OnceLock::new(),
             cluster: OnceLock::new(),
             relay,
@@ -236,6 +256,11 @@ impl Node {
 
     pub fn cluster_id(&self) -> Option<EnclaveId> {
         self.cluster.get().copied()
+    }
+
+    /// Appends with entries this member sent (as leader) and the entries they carried.
+    pub fn appends_sent(&self) -> (u64, u64) {
+        (self.appends_sent.load(Ordering::Relaxed), self.entries_sent.load(Ordering::Relaxed))
     }
 
     /// This member's card: a fresh attestation document binding its channel key.
@@ -385,17 +410,56 @@ impl Node {
         Ok(())
     }
 
+    fn candidate(&self, card: &[u8]) -> Result<Candidate, ClusterError> {
+        Ok(verify_candidate(
+            card,
+            self.enclave.anchor(),
+            self.enclave.trusted_images(),
+            self.now(),
+            CARD_MAX_AGE,
+        )?)
+    }
+
+    /// On the leader, before admitting `card`: a challenge for KMS when its image is outside
+    /// this member's trusted set (an upgrade, `enclave_core::enclave::upgrade`).
+    pub fn challenge(&self, card: &[u8]) -> Result<Challenge, ClusterError> {
+        self.raft.get().ok_or(ClusterError::NotMember)?;
+        Ok(match self.candidate(card)? {
+            Candidate::Trusted(v) => Challenge {
+                newcomer: v.enclave_id,
+                wrapped_key: None,
+                document: Vec::new(),
+                pcr0: String::new(),
+            },
+            Candidate::NewImage(m) => Challenge {
+                newcomer: m.enclave_id(),
+                wrapped_key: Some(self.enclave.upgrade_challenge(&m)?),
+                document: m.document().to_vec(),
+                pcr0: m.pcr0(),
+            },
+        })
+    }
+
     /// On the leader: admits a newcomer whose fresh card verifies — as a learner (it catches up
     /// by snapshot), then as a voter — and removes `replacing` (a dead member) in the same change.
+    /// A newcomer of an image outside the trusted set needs `proof`, its answer to this
+    /// member's challenge.
     pub async fn admit(
         self: &Arc<Self>,
         card: &[u8],
         relay: String,
         replacing: Option<EnclaveId>,
+        proof: Option<[u8; 32]>,
     ) -> Result<(), ClusterError> {
         let raft = self.raft.get().ok_or(ClusterError::NotMember)?;
         check_relay(&relay)?;
-        let v = self.verify_fresh(card)?;
+        let v = match self.candidate(card)? {
+            Candidate::Trusted(v) => v,
+            Candidate::NewImage(m) => match proof {
+                Some(proof) => self.enclave.upgrade_vouch(m, &proof)?,
+                None => return Err(ClusterError::UpgradeUnproven { pcr0: m.pcr0() }),
+            },
+        };
         let member = member_of(&v, relay);
         let id = node_id(&v.enclave_id);
         let _one_at_a_time = self.admitting.lock().await;
@@ -666,13 +730,17 @@ impl RaftNetwork<TypeConfig> for Connection {
         let response = self
             .node
             .call(&self.member, Request::Append(rpc), option.hard_ttl(), max_payload)
-            .await
-            .map_err(|e| match e {
-                CallError::TooLarge => {
-                    RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2))
-                }
-                e @ CallError::Failed(_) => RPCError::Unreachable(Unreachable::new(&e)),
-            })?;
+            .await;
+        if entries > 0 && !matches!(response, Err(CallError::TooLarge)) {
+            self.node.appends_sent.fetch_add(1, Ordering::Relaxed);
+            self.node.entries_sent.fetch_add(entries, Ordering::Relaxed);
+        }
+        let response = response.map_err(|e| match e {
+            CallError::TooLarge => {
+                RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2))
+            }
+            e @ CallError::Failed(_) => RPCError::Unreachable(Unreachable::new(&e)),
+        })?;
         match response {
             Response::Append(r) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

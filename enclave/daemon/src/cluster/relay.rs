@@ -154,9 +154,27 @@ impl ClusterRuntime {
                 self.node()?.join(cluster_id, &peers(&members)).await.map_err(refused)?;
                 Ok(Reply::ClusterJoined { cluster_id })
             }
-            Op::ClusterAdmit { peer, replacing } => {
-                self.node()?.admit(&peer.card, peer.relay, replacing).await.map_err(refused)?;
+            Op::ClusterAdmit { peer, replacing, proof } => {
+                self.node()?
+                    .admit(&peer.card, peer.relay, replacing, proof)
+                    .await
+                    .map_err(refused)?;
                 Ok(Reply::Accepted)
+            }
+            Op::ClusterChallenge { card } => {
+                let node = self.node()?;
+                let c = node.challenge(&card).map_err(refused)?;
+                Ok(Reply::ClusterChallenge {
+                    leader: node.enclave_id(),
+                    newcomer: c.newcomer,
+                    wrapped_key: c.wrapped_key,
+                    document: c.document,
+                    pcr0: c.pcr0,
+                })
+            }
+            // A newcomer proves before it is admitted, card or not.
+            Op::ClusterProve { leader, envelope } => {
+                Ok(Reply::ClusterProof { proof: self.enclave.upgrade_prove(leader, &envelope)? })
             }
             Op::ClusterDeliver { message } => {
                 // What does not open is dropped, as a relay dropping it would: the sender retries.
@@ -187,6 +205,7 @@ impl ClusterRuntime {
         status.cluster_id = node.cluster_id();
         status.genesis_applied =
             status.cluster_id.is_some() && self.enclave.replicated_cluster() == status.cluster_id;
+        (status.appends_sent, status.entries_sent) = node.appends_sent();
         let Some(raft) = node.raft() else { return status };
         let m = raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
@@ -229,6 +248,8 @@ pub fn is_cluster_op(op: &Op) -> bool {
             | Op::ClusterFound { .. }
             | Op::ClusterJoin { .. }
             | Op::ClusterAdmit { .. }
+            | Op::ClusterChallenge { .. }
+            | Op::ClusterProve { .. }
             | Op::ClusterDeliver { .. }
             | Op::ClusterOutbox { .. }
             | Op::ClusterStatus

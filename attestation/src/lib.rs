@@ -8,6 +8,9 @@
 //! 3. [`policy`] — the caller's expectations: PCRs, debug mode, freshness, nonce / user_data /
 //!    public_key.
 //!
+//! [`receipts`] builds on them for `attest receipts`: checkpoint keys bound by documents, the
+//! decision-receipt chain verifier, and the reconciliation of signatures with their policies.
+//!
 //! Production code passes [`TrustAnchor::aws_nitro_root_g1`]; simulation passes the sim CA's root
 //! (feature `sim`, [`sim::SimCa`]). There is no other difference between the two paths.
 #![forbid(unsafe_code)]
@@ -18,6 +21,7 @@ pub mod eif;
 pub mod error;
 pub mod key_policy;
 pub mod policy;
+pub mod receipts;
 pub mod record;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -27,7 +31,7 @@ pub use chain::{CertificateSummary, TrustAnchor};
 pub use document::{AttestationDocument, Pcrs};
 pub use error::{ChainError, ParseError, PolicyError, VerifyError};
 pub use policy::AttestationPolicy;
-pub use record::{image_matches, verify_at_document_time};
+pub use record::{image_matches, verify_at_document_time, verify_image_at_document_time};
 pub use verify::{VerifiedDocument, verify, verify_parsed};
 
 use std::time::SystemTime;

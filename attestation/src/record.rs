@@ -32,6 +32,28 @@ pub fn verify_at_document_time(
     user_data: &[u8],
     now: SystemTime,
 ) -> Result<VerifiedDocument, VerifyError> {
+    let verified = verify_image_at_document_time(bytes, anchor, trusted_images, now)?;
+    let doc = &verified.document;
+    if doc.user_data.as_deref() != Some(user_data) {
+        return Err(PolicyError::FieldMismatch {
+            field: "user_data",
+            expected: hex::encode(user_data),
+            actual: doc.user_data.as_deref().map(hex::encode).unwrap_or_else(|| "none".into()),
+        }
+        .into());
+    }
+    Ok(verified)
+}
+
+/// As [`verify_at_document_time`] without the `user_data` check: the chain at the document's
+/// own timestamp, the signature, not debug mode, a trusted image, not from the future. For a
+/// caller that reads the binding from the document (e.g. a checkpoint key's, `attest receipts`).
+pub fn verify_image_at_document_time(
+    bytes: &[u8],
+    anchor: &TrustAnchor,
+    trusted_images: &[BTreeMap<u8, Vec<u8>>],
+    now: SystemTime,
+) -> Result<VerifiedDocument, VerifyError> {
     let document = AttestationDocument::parse(bytes)?;
     let timestamp_ms = document.timestamp_ms;
     let now_ms = unix_millis(now);
@@ -51,14 +73,6 @@ pub fn verify_at_document_time(
         return Err(PolicyError::UntrustedImage {
             pcr0: doc.pcrs.get(&0).map(hex::encode).unwrap_or_else(|| "absent".into()),
             trusted: trusted_images.len(),
-        }
-        .into());
-    }
-    if doc.user_data.as_deref() != Some(user_data) {
-        return Err(PolicyError::FieldMismatch {
-            field: "user_data",
-            expected: hex::encode(user_data),
-            actual: doc.user_data.as_deref().map(hex::encode).unwrap_or_else(|| "none".into()),
         }
         .into());
     }

@@ -28,6 +28,9 @@ use signer_types::records::{RECORD_VERSION, RecordType, SealedVault, VaultOrigin
 /// Largest input file accepted (documents are ~4.5 KiB; base64 or hex at most doubles that).
 const MAX_INPUT_LEN: u64 = 1024 * 1024;
 
+#[path = "attest/receipts.rs"]
+mod receipts_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "attest",
@@ -35,7 +38,8 @@ const MAX_INPUT_LEN: u64 = 1024 * 1024;
     about = "Verify AWS Nitro Enclaves attestation documents and write KMS key policies bound to PCRs",
     long_about = "Verify AWS Nitro Enclaves attestation documents offline and reproducibly, and write or \
 explain KMS key policies bound to enclave measurements.\n\nDocuments may be given as raw CBOR, base64 \
-or hex (auto-detected). Exit status: 0 valid/allowed, 1 invalid/denied, 2 usage or I/O error."
+or hex, or as GET /v1/attestation's JSON (auto-detected). Exit status: 0 valid/allowed, 1 \
+invalid/denied, 2 usage or I/O error."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -51,6 +55,11 @@ enum Command {
     /// document's own timestamp, its signature, not debug mode, PCRs equal to one of the trusted
     /// images, and user_data equal to the binding recomputed from the record.
     Provenance(ProvenanceArgs),
+    /// Verify decision receipts as `GET /v1/receipts` returns them: the attestation binding of
+    /// each page's checkpoint key, every checkpoint signature, the chain's continuity, and every
+    /// signature reconciled with its grant's policy.
+    #[command(long_about = receipts_cmd::LONG_ABOUT)]
+    Receipts(receipts_cmd::ReceiptsArgs),
     /// Recompute an enclave image's PCR0, PCR1, PCR2 (and PCR8 if it is signed) from the EIF file
     /// alone, with this crate's own parser: compare with the published measurements.json.
     Measure {
@@ -63,7 +72,7 @@ enum Command {
     },
     /// Show a document's contents without verifying it.
     Inspect {
-        /// Document file (raw CBOR, base64 or hex), or `-` for stdin.
+        /// Document file (raw CBOR, base64, hex or /v1/attestation JSON), or `-` for stdin.
         file: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -101,7 +110,7 @@ enum Command {
     /// Would KMS allow a Decrypt carrying this document under this key policy? Shows every
     /// condition with the document's value.
     Explain {
-        /// Document file (raw CBOR, base64 or hex), or `-` for stdin.
+        /// Document file (raw CBOR, base64, hex or /v1/attestation JSON), or `-` for stdin.
         file: PathBuf,
         /// The key policy JSON (as from `aws kms get-key-policy --query Policy --output text`).
         #[arg(long)]
@@ -123,7 +132,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct VerifyArgs {
-    /// Document file (raw CBOR, base64 or hex), or `-` for stdin.
+    /// Document file (raw CBOR, base64, hex or /v1/attestation JSON), or `-` for stdin.
     file: PathBuf,
     /// Verification time: unix seconds or RFC 3339 (default: now).
     #[arg(long)]
@@ -163,7 +172,8 @@ struct ProvenanceArgs {
     /// stdin, or the base64 text itself (as the HTTP API returns it).
     #[arg(long)]
     record: String,
-    /// Its provenance document: a file (raw CBOR, base64 or hex), `-` for stdin, or base64 text.
+    /// Its provenance document: a file (raw CBOR, base64, hex or /v1/attestation JSON), `-` for
+    /// stdin, or base64 text.
     #[arg(long)]
     document: String,
     /// A trusted image: `nitro-cli build-enclave` / `describe-eif` measurement JSON. Repeat for
@@ -202,6 +212,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Verify(args) => run_verify(args),
         Command::Provenance(args) => run_provenance(args),
+        Command::Receipts(args) => receipts_cmd::run(args),
         Command::Inspect { file, json } => run_inspect(&file, json),
         Command::Measure { eif, json } => run_measure(&eif, json),
         Command::KeyPolicy {
@@ -273,9 +284,13 @@ fn run_measure(eif: &Path, json: bool) -> Result<ExitCode, UsageError> {
 }
 
 fn read_input(file: &Path) -> Result<Vec<u8>, UsageError> {
+    read_input_limited(file, MAX_INPUT_LEN)
+}
+
+/// A file, or stdin for `-`, of at most `max` bytes.
+fn read_input_limited(file: &Path, max: u64) -> Result<Vec<u8>, UsageError> {
     let mut bytes = Vec::new();
-    let limited =
-        |r: &mut dyn std::io::Read, out: &mut Vec<u8>| r.take(MAX_INPUT_LEN + 1).read_to_end(out);
+    let limited = |r: &mut dyn std::io::Read, out: &mut Vec<u8>| r.take(max + 1).read_to_end(out);
     if file == Path::new("-") {
         limited(&mut std::io::stdin().lock(), &mut bytes)
     } else {
@@ -284,17 +299,28 @@ fn read_input(file: &Path) -> Result<Vec<u8>, UsageError> {
         limited(&mut f, &mut bytes)
     }
     .map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
-    if bytes.len() as u64 > MAX_INPUT_LEN {
-        return Err(UsageError(format!("{}: larger than {MAX_INPUT_LEN} bytes", file.display())));
+    if bytes.len() as u64 > max {
+        return Err(UsageError(format!("{}: larger than {max} bytes", file.display())));
     }
     Ok(bytes)
 }
 
-/// Raw CBOR, or hex / base64 text of it.
+/// Raw CBOR, hex / base64 text of it, or `GET /v1/attestation`'s JSON (`{"document": base64,
+/// …}`; only `document` is read).
 fn decode_document(input: &[u8]) -> Result<Vec<u8>, String> {
     match input.first() {
         // array(4), indefinite array, tag 18: binary COSE_Sign1.
         Some(0x84 | 0x9f | 0xd2) => Ok(input.to_vec()),
+        _ if input.trim_ascii_start().starts_with(b"{") => {
+            let value: Value =
+                serde_json::from_slice(input).map_err(|e| format!("not JSON: {e}"))?;
+            let text = value.get("document").and_then(Value::as_str).ok_or_else(|| {
+                "a JSON object without a \"document\" string (expected GET /v1/attestation's \
+                 response)"
+                    .to_string()
+            })?;
+            decode_text(text.as_bytes())
+        }
         _ => decode_text(input),
     }
 }
@@ -376,6 +402,19 @@ fn load_anchor(root: Option<&Path>) -> Result<TrustAnchor, UsageError> {
             TrustAnchor::from_pem(&pem).map_err(|e| UsageError(format!("{}: {e}", path.display())))
         }
     }
+}
+
+/// Trusted images from `nitro-cli` measurement JSON files (`--measurements`, `--pcrs`).
+fn load_images(paths: &[PathBuf]) -> Result<Vec<BTreeMap<u8, Vec<u8>>>, UsageError> {
+    paths
+        .iter()
+        .map(|path| {
+            let json = std::fs::read_to_string(path)
+                .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+            pcrs_from_measurements_json(&json)
+                .map_err(|e| UsageError(format!("{}: {e}", path.display())))
+        })
+        .collect()
 }
 
 fn build_policy(args: &VerifyArgs) -> Result<AttestationPolicy, UsageError> {
@@ -560,14 +599,7 @@ fn run_provenance(args: ProvenanceArgs) -> Result<ExitCode, UsageError> {
         .as_deref()
         .map(|w| w.parse::<Pubkey>().map_err(|e| UsageError(format!("--wallet {w:?}: {e}"))))
         .transpose()?;
-    let mut images = Vec::with_capacity(args.measurements.len());
-    for path in &args.measurements {
-        let json = std::fs::read_to_string(path)
-            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
-        let image = pcrs_from_measurements_json(&json)
-            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
-        images.push(image);
-    }
+    let images = load_images(&args.measurements)?;
 
     let record = decode_record(&record_input).map_err(ProvenanceFailure::Record);
     if let Ok(record) = &record
@@ -773,15 +805,7 @@ fn run_key_policy(
     encrypt_role_arn: Option<&str>,
     break_glass_role_arn: Option<&str>,
 ) -> Result<ExitCode, UsageError> {
-    let mut images = Vec::with_capacity(pcrs.len());
-    for path in pcrs {
-        let json = std::fs::read_to_string(path)
-            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
-        images.push(
-            pcrs_from_measurements_json(&json)
-                .map_err(|e| UsageError(format!("{}: {e}", path.display())))?,
-        );
-    }
+    let images = load_images(pcrs)?;
     let policy = key_policy::generate(&KeyPolicyParams {
         role_arn,
         pcrs: &images,

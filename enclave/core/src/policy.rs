@@ -636,6 +636,28 @@ impl Ledger {
         Ok(())
     }
 
+    /// `key`'s counters for the current day at `now` (what a `signed` receipt reports after
+    /// the charge): zeros when it has none yet today.
+    pub fn counters(&self, key: &SpendKey, now: u64) -> signer_receipts::Counters {
+        let today = now / SECONDS_PER_DAY;
+        match self.states.get(key).filter(|s| s.day >= today) {
+            Some(s) => signer_receipts::Counters {
+                day: s.day,
+                lamports: s.lamports,
+                notional_cents: s.notional_cents,
+                tokens: s
+                    .tokens
+                    .iter()
+                    .map(|(mint, amount)| signer_receipts::TokenAmount {
+                        mint: *mint,
+                        amount: *amount,
+                    })
+                    .collect(),
+            },
+            None => signer_receipts::Counters { day: today, ..Default::default() },
+        }
+    }
+
     /// Records `spend` at `now`. Call only after [`Ledger::check`] succeeded under the same lock.
     pub fn record(&mut self, key: SpendKey, spend: &Spend, now: u64) {
         let today = now / SECONDS_PER_DAY;

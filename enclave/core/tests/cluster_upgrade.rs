@@ -74,7 +74,7 @@ fn a_new_image_vouched_for_by_kms_is_admitted_with_its_own_channel_key() {
     let wrapped = leader.enclave.upgrade_challenge(&m).unwrap();
     // The test plays KMS, whose key policy admits the new image.
     let envelope = newcomer.kms_envelope(&rsa_wrapped(wrapped));
-    let proof = newcomer.enclave.upgrade_prove(leader.enclave.id(), &envelope).unwrap();
+    let proof = newcomer.enclave.upgrade_prove(leader.enclave.id(), &channel, &envelope).unwrap();
     let member = leader.enclave.upgrade_vouch(m, &proof).unwrap();
     assert_eq!(member.enclave_id, newcomer.enclave.id());
     assert_eq!(member.channel_public, channel);
@@ -99,7 +99,7 @@ fn a_new_image_vouched_for_by_kms_is_admitted_with_its_own_channel_key() {
 fn without_a_proof_of_the_challenge_key_no_new_image_is_admitted_and_every_refusal_reads_the_same()
 {
     let (leader, newcomer) = leader_and_newcomer();
-    let (card, _) = card_of(&newcomer);
+    let (card, ch) = card_of(&newcomer);
     let leader_id = leader.enclave.id();
     let mut answers = Vec::new();
 
@@ -116,7 +116,7 @@ fn without_a_proof_of_the_challenge_key_no_new_image_is_admitted_and_every_refus
         ContentForm::Chunked,
     )
     .unwrap();
-    let proof = newcomer.enclave.upgrade_prove(leader_id, &forged).unwrap();
+    let proof = newcomer.enclave.upgrade_prove(leader_id, &ch, &forged).unwrap();
     let err = leader.enclave.upgrade_vouch(new_image(&leader, &card), &proof).unwrap_err();
     answers.push(refused_text(&err));
 
@@ -125,30 +125,30 @@ fn without_a_proof_of_the_challenge_key_no_new_image_is_admitted_and_every_refus
     let wrapped = leader.enclave.upgrade_challenge(&new_image(&leader, &card)).unwrap();
     let other = fixture_on(config(), Arc::clone(&leader.clock), 0x50, Some(&fresh_recipient()));
     let envelope = other.kms_envelope(&rsa_wrapped(wrapped.clone()));
-    let proof = other.enclave.upgrade_prove(leader_id, &envelope).unwrap();
+    let proof = other.enclave.upgrade_prove(leader_id, &ch, &envelope).unwrap();
     let err = leader.enclave.upgrade_vouch(new_image(&leader, &card), &proof).unwrap_err();
     answers.push(refused_text(&err));
 
     // A proof for another leader.
     let wrapped = leader.enclave.upgrade_challenge(&new_image(&leader, &card)).unwrap();
     let envelope = newcomer.kms_envelope(&rsa_wrapped(wrapped));
-    let proof = newcomer.enclave.upgrade_prove(other.enclave.id(), &envelope).unwrap();
+    let proof = newcomer.enclave.upgrade_prove(other.enclave.id(), &ch, &envelope).unwrap();
     let err = leader.enclave.upgrade_vouch(new_image(&leader, &card), &proof).unwrap_err();
     answers.push(refused_text(&err));
 
     // A right proof after the challenge expired.
     let wrapped = leader.enclave.upgrade_challenge(&new_image(&leader, &card)).unwrap();
     let envelope = newcomer.kms_envelope(&rsa_wrapped(wrapped));
-    let proof = newcomer.enclave.upgrade_prove(leader_id, &envelope).unwrap();
+    let proof = newcomer.enclave.upgrade_prove(leader_id, &ch, &envelope).unwrap();
     leader.clock.advance(CHALLENGE_SECONDS + 1);
-    let (card, _) = card_of(&newcomer);
+    let (card, ch) = card_of(&newcomer);
     let err = leader.enclave.upgrade_vouch(new_image(&leader, &card), &proof).unwrap_err();
     answers.push(refused_text(&err));
 
     // A right proof, used twice: the challenge is one use.
     let wrapped = leader.enclave.upgrade_challenge(&new_image(&leader, &card)).unwrap();
     let envelope = newcomer.kms_envelope(&rsa_wrapped(wrapped));
-    let proof = newcomer.enclave.upgrade_prove(leader_id, &envelope).unwrap();
+    let proof = newcomer.enclave.upgrade_prove(leader_id, &ch, &envelope).unwrap();
     leader.enclave.upgrade_vouch(new_image(&leader, &card), &proof).unwrap();
     let err = leader.enclave.upgrade_vouch(new_image(&leader, &card), &proof).unwrap_err();
     answers.push(refused_text(&err));
@@ -156,7 +156,7 @@ fn without_a_proof_of_the_challenge_key_no_new_image_is_admitted_and_every_refus
     // A wrong guess consumes the challenge: the right proof afterwards opens nothing.
     let wrapped = leader.enclave.upgrade_challenge(&new_image(&leader, &card)).unwrap();
     let envelope = newcomer.kms_envelope(&rsa_wrapped(wrapped));
-    let proof = newcomer.enclave.upgrade_prove(leader_id, &envelope).unwrap();
+    let proof = newcomer.enclave.upgrade_prove(leader_id, &ch, &envelope).unwrap();
     leader.enclave.upgrade_vouch(new_image(&leader, &card), &[0; 32]).unwrap_err();
     let err = leader.enclave.upgrade_vouch(new_image(&leader, &card), &proof).unwrap_err();
     answers.push(refused_text(&err));
@@ -172,14 +172,15 @@ fn an_envelope_for_another_enclave_or_a_damaged_one_proves_nothing() {
     let wrapped = leader.enclave.upgrade_challenge(&new_image(&leader, &card)).unwrap();
     let other = fixture_on(config(), Arc::clone(&leader.clock), 0x50, Some(&fresh_recipient()));
     let for_other = other.kms_envelope(&rsa_wrapped(wrapped.clone()));
-    let err = newcomer.enclave.upgrade_prove(leader.enclave.id(), &for_other).unwrap_err();
+    let err =
+        newcomer.enclave.upgrade_prove(leader.enclave.id(), &[0; 32], &for_other).unwrap_err();
     assert!(err.to_string().contains("addressed to another enclave"), "{err}");
     let mut damaged = newcomer.kms_envelope(&rsa_wrapped(wrapped));
     let last = damaged.len() - 1;
     damaged[last] ^= 1;
-    assert!(newcomer.enclave.upgrade_prove(leader.enclave.id(), &damaged).is_err());
+    assert!(newcomer.enclave.upgrade_prove(leader.enclave.id(), &[0; 32], &damaged).is_err());
     for truncated in [&[][..], &damaged[..10]] {
-        assert!(newcomer.enclave.upgrade_prove(leader.enclave.id(), truncated).is_err());
+        assert!(newcomer.enclave.upgrade_prove(leader.enclave.id(), &[0; 32], truncated).is_err());
     }
 }
 
@@ -198,4 +199,61 @@ fn a_new_image_card_must_still_be_authentic_bound_and_fresh() {
     let (card, _) = card_of(&newcomer);
     leader.clock.advance(MAX_AGE.as_secs() + 1);
     assert!(matches!(candidate(&leader, &card), Err(MemberError::Document(_))));
+}
+
+/// A card of an image KMS does not admit (0x70), whose document names the recipient key of an
+/// enclave KMS does admit (the NSM puts any public key in a document), so that the admitted
+/// enclave answers the challenge.
+fn borrowing_card(clock: &Arc<ManualClock>, lender: &Fixture, channel: &[u8; 32]) -> Vec<u8> {
+    use enclave_core::enclave::Attester;
+    let id = lender.enclave.id();
+    let document = TestNsm::new(Arc::clone(clock), 0x70)
+        .attest(
+            lender.enclave.recipient_public_key(),
+            Some(&enclave_core::cluster::member_binding(&id, channel)),
+            None,
+        )
+        .unwrap();
+    MemberCard { enclave_id: id, channel_public: *channel, document }.encode().unwrap()
+}
+
+#[test]
+fn a_card_borrowing_an_admitted_enclaves_id_is_not_vouched_for_by_that_enclaves_proof() {
+    let (leader, lender) = leader_and_newcomer();
+    let (lender_card, lender_channel) = card_of(&lender);
+    let evil_channel = *MemberKey::generate(&OsRandom).unwrap().public();
+    // With its own channel key, or with the lender's: the proof names the lender's channel key
+    // and image, the card another image (and, in the first case, another key).
+    for channel in [evil_channel, lender_channel] {
+        let card = borrowing_card(&leader.clock, &lender, &channel);
+        let m = new_image(&leader, &card);
+        assert_eq!((m.enclave_id(), m.pcr0()), (lender.enclave.id(), hex::encode([0x70; 48])));
+        let wrapped = leader.enclave.upgrade_challenge(&m).unwrap();
+        let envelope = lender.kms_envelope(&rsa_wrapped(wrapped));
+        let proof =
+            lender.enclave.upgrade_prove(leader.enclave.id(), &lender_channel, &envelope).unwrap();
+        let err = leader.enclave.upgrade_vouch(new_image(&leader, &card), &proof).unwrap_err();
+        refused_text(&err);
+    }
+    // A challenge made for the lender's genuine card does not admit the borrowing card either.
+    let wrapped = leader.enclave.upgrade_challenge(&new_image(&leader, &lender_card)).unwrap();
+    let envelope = lender.kms_envelope(&rsa_wrapped(wrapped));
+    let proof =
+        lender.enclave.upgrade_prove(leader.enclave.id(), &lender_channel, &envelope).unwrap();
+    let swapped = borrowing_card(&leader.clock, &lender, &evil_channel);
+    let err = leader.enclave.upgrade_vouch(new_image(&leader, &swapped), &proof).unwrap_err();
+    refused_text(&err);
+}
+
+#[test]
+fn the_proof_binds_the_image_digest_of_every_image_pcr() {
+    use enclave_core::enclave::upgrade::image_digest;
+    let image = |b: u8| {
+        TestNsm::new(Arc::new(ManualClock(AtomicU64::new(T0), AtomicU64::new(0))), b).image()
+    };
+    assert_eq!(image_digest(&image(0x10)), image_digest(&image(0x10)));
+    assert_ne!(image_digest(&image(0x10)), image_digest(&image(0x50)));
+    let mut one_changed = image(0x10);
+    one_changed.insert(2, vec![0; 48]);
+    assert_ne!(image_digest(&image(0x10)), image_digest(&one_changed));
 }

@@ -110,7 +110,7 @@ fn the_successor_continues_exactly_where_the_predecessor_stopped() {
 
     // The successor: an identical retry is the identical signature, with no second charge…
     let again = s.sign(request(&setup, &tx(1_999_995_000, 1), 1)).unwrap();
-    assert_eq!(again, first);
+    assert_retry_of(&again, &first);
     // …a request id reused for another transaction is still a replay…
     assert_eq!(code(s.sign(request(&setup, &tx(5, 4), 1))), ErrorCode::ReplayedRequest);
     // …the day's counters continue: 1 SOL left.
@@ -209,6 +209,7 @@ fn forged_replayed_or_misdirected_handovers_open_nothing() {
         revoked_records: vec![],
         revoked_wallets: vec![],
         ledger: vec![],
+        receipts: None,
     };
     let forged_chunks =
         seal_chunks(&hosts_key, p.enclave.id(), s.enclave.id(), &forged_state.encode().unwrap())
@@ -294,9 +295,20 @@ fn the_state_format_round_trips_and_refuses_damage() {
             recent: vec![24, 25],
             last_seen: 26,
         }],
+        receipts: Some(([29; 16], 30, [31; 32])),
     };
     let bytes = snapshot.encode().unwrap();
     assert_eq!(StateSnapshot::decode(&bytes).unwrap(), snapshot);
+    // A state of an image from before receipts (v2: no receipts section) is still read.
+    let mut v2 = bytes[..bytes.len() - (1 + 16 + 8 + 32)].to_vec();
+    v2[..b"signer/state/v2".len()].copy_from_slice(b"signer/state/v2");
+    assert_eq!(
+        StateSnapshot::decode(&v2).unwrap(),
+        StateSnapshot { receipts: None, ..snapshot.clone() }
+    );
+    let mut bad_flag = bytes.clone();
+    bad_flag[bytes.len() - (1 + 16 + 8 + 32)] = 2;
+    assert!(StateSnapshot::decode(&bad_flag).is_err(), "an unknown receipts byte");
     for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
         assert!(StateSnapshot::decode(&bytes[..cut]).is_err(), "truncated at {cut}");
     }

@@ -479,7 +479,7 @@ fn replayed_request_id_with_a_different_transaction_is_rejected() {
     assert_eq!(code(f.sign(request(&s, &tx2, 1))), ErrorCode::ReplayedRequest);
     // Same request again: the same signed result, not charged twice.
     for _ in 0..5 {
-        assert_eq!(f.sign(request(&s, &tx1, 1)).unwrap(), first);
+        assert_retry_of(&f.sign(request(&s, &tx1, 1)).unwrap(), &first);
     }
     // Daily limit is 5 SOL: four more distinct 1-SOL requests fit, the fifth does not.
     for id in 2..=5 {
@@ -559,7 +559,7 @@ fn scheduled_record_is_single_use() {
     let SignOutcome::Signed(first) = sign(1).unwrap() else { panic!() };
     verify_independently(&first.transaction);
     let SignOutcome::Signed(again) = sign(1).unwrap() else { panic!() };
-    assert_eq!(again, first, "identical retry, identical result");
+    assert_retry_of(&again, &first);
     let err = sign(2).unwrap_err();
     assert_eq!(err.code(), ErrorCode::ReplayedRequest);
     assert!(err.to_string().contains("already used"), "{err}");

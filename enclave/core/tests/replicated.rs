@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use enclave_core::enclave::RevokeTarget;
-use enclave_core::enclave::replicated::{Command, Effect, Proposal, Replicator};
+use enclave_core::enclave::replicated::{Command, Decided, Effect, Proposal, Replicator};
 use enclave_core::policy::Rule;
 use enclave_core::{Enclave, EnclaveError, EnclaveId, ErrorCode, Pubkey};
 
@@ -25,14 +25,17 @@ struct SharedLog {
 }
 
 impl Replicator for SharedLog {
-    fn commit(&self, proposal: Proposal) -> Result<Effect, EnclaveError> {
+    fn commit(&self, proposal: Proposal) -> Result<Decided, EnclaveError> {
         let members = self.members.lock().unwrap().clone();
         self.entries.lock().unwrap().push(proposal.clone());
-        let outcomes: Vec<Result<Effect, EnclaveError>> =
+        let outcomes: Vec<Result<Decided, EnclaveError>> =
             members.iter().map(|m| m.apply_committed(&proposal)).collect();
-        // Effects may differ only in what each member had opened in memory.
-        let comparable = |r: &Result<Effect, EnclaveError>| match r {
-            Ok(Effect::Revoked { .. }) => Ok(Effect::Revoked { dropped: 0 }),
+        // Effects may differ only in what each member had opened in memory; receipts not at
+        // all (every member writes the same chain).
+        let comparable = |r: &Result<Decided, EnclaveError>| match r {
+            Ok(Decided { effect: Effect::Revoked { .. }, receipt }) => {
+                Ok(Decided { effect: Effect::Revoked { dropped: 0 }, receipt: receipt.clone() })
+            }
             other => other.clone(),
         };
         for (i, o) in outcomes.iter().enumerate() {

@@ -328,7 +328,7 @@ async fn a_card_of_another_image_or_a_stale_card_is_refused_admission() {
     found(&h, &[&a, &b]).await;
     let leader = leader_among(&[&a, &b]).await;
     let refused = leader.admit(&card(&other).0, "relay".into(), None, None).await.unwrap_err();
-    assert!(refused.to_string().contains("needs KMS to vouch for it"), "{refused}");
+    assert!(refused.to_string().contains("KMS must vouch for it"), "{refused}");
     // Nor with a made-up answer to a challenge it never received (the proof of an upgrade).
     let refused =
         leader.admit(&card(&other).0, "relay".into(), None, Some([7; 32])).await.unwrap_err();

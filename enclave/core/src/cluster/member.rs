@@ -411,9 +411,22 @@ impl NewImageMember {
         self.member.enclave_id
     }
 
+    /// The channel key its card binds.
+    pub fn channel_public(&self) -> [u8; 32] {
+        self.member.channel_public
+    }
+
     /// Its image's PCR0, hex.
     pub fn pcr0(&self) -> String {
         pcr0_hex(&self.member.document)
+    }
+
+    /// Its image: the image PCRs (`enclave::IMAGE_PCRS`) its document carries.
+    pub fn image(&self) -> Image {
+        crate::enclave::IMAGE_PCRS
+            .iter()
+            .filter_map(|i| self.member.document.document.pcrs.get(i).map(|v| (*i, v.clone())))
+            .collect()
     }
 
     /// The card's attestation document, as sent (for KMS's `Recipient`).

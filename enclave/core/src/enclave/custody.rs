@@ -15,6 +15,7 @@ use signer_types::records::{
     AgentKeyHeader, AgentKind, GrantHeader, SealedVault, VaultHeader, VaultOrigin,
 };
 
+use super::receipts::{Note, Receipt};
 use super::replicated::{Command, Effect, NonceDecision, check_issued};
 use super::state::{NonceUse, RevokeTarget, signature_tag};
 use super::{Enclave, OpenedVault, Unlocked};
@@ -129,6 +130,8 @@ pub struct CreatedGrant {
     pub expires_at: u64,
     pub record: Vec<u8>,
     pub enclave_id: EnclaveId,
+    /// Its `grant_created` receipt (none when the same signature was presented again).
+    pub receipt: Option<Arc<[u8]>>,
 }
 
 /// What a grant authorizes, as its message's purpose.
@@ -155,6 +158,7 @@ pub(super) fn nonce_decision(
         purpose: fields.purpose.code(),
         signature_tag: signature_tag(signature),
         then_revoke,
+        note: None,
     }
 }
 
@@ -301,9 +305,13 @@ impl Enclave {
         nonce: [u8; 16],
         fields: &MessageFields<'_>,
         signature: &[u8; 64],
-    ) -> Result<NonceUse, EnclaveError> {
-        match self.commit(Command::UseNonce(nonce_decision(nonce, fields, signature, None)))? {
-            Effect::Nonce(used) => Ok(used),
+        note: Option<Note>,
+    ) -> Result<(NonceUse, Option<Receipt>), EnclaveError> {
+        let mut decision = nonce_decision(nonce, fields, signature, None);
+        decision.note = note;
+        let decided = self.commit(Command::UseNonce(decision))?;
+        match decided.effect {
+            Effect::Nonce(used) => Ok((used, decided.receipt)),
             other => Err(EnclaveError::Internal(format!("a nonce's use was applied as {other:?}"))),
         }
     }
@@ -316,7 +324,8 @@ impl Enclave {
     fn issue_nonce(&self, wallet: &Pubkey, purpose: u8) -> Result<(String, u64), EnclaveError> {
         let nonce: [u8; 16] = random_array(&*self.rng)?;
         let validity = self.config.message_domain.validity_seconds;
-        match self.commit(Command::IssueNonce { wallet: *wallet, nonce, purpose, validity })? {
+        match self.commit(Command::IssueNonce { wallet: *wallet, nonce, purpose, validity })?.effect
+        {
             Effect::Issued { issued_at } => Ok((hex::encode(nonce), issued_at)),
             other => Err(EnclaveError::Internal(format!("a nonce was applied as {other:?}"))),
         }
@@ -369,6 +378,7 @@ impl Enclave {
         let provenance = self.provenance(&Subject::vault(&record)?)?;
         // An agent is usually created right after: keep the UMK as if just opened.
         self.cache_vault(Sha256::digest(&record).into(), Arc::new(umk), self.clock.now());
+        self.note(Note::VaultCreated { wallet, imported: false });
         Ok(CreatedVault { vault_id: header.vault_id, record, provenance })
     }
 
@@ -426,7 +436,8 @@ impl Enclave {
             return Ok(Unlocked::NeedKey(n));
         }
         // The same signed import again (a lost reply) gets the same answer.
-        self.consume_nonce(nonce, &fields, &req.signature)?;
+        let note = Note::VaultCreated { wallet: req.wallet, imported: true };
+        self.consume_nonce(nonce, &fields, &req.signature, Some(note))?;
         let provenance = self.provenance(&Subject::vault(req.vault_record)?)?;
         Ok(Unlocked::Done(ImportedVault { vault_id: sealed.header.vault_id, provenance }))
     }
@@ -455,6 +466,7 @@ impl Enclave {
         let header = AgentKeyHeader { wallet: req.wallet, agent_id, agent_pubkey, kind };
         let record = seal_agent_key(&header, secret.expose(), &umk, &*self.rng)?;
         let provenance = self.provenance(&Subject::agent(&record, sealed.header.vault_id)?)?;
+        self.note(Note::AgentCreated { wallet: req.wallet, agent: agent_pubkey });
         Ok(Unlocked::Done(CreatedAgent { agent_pubkey, agent_id, record, provenance }))
     }
 
@@ -511,7 +523,21 @@ impl Enclave {
         };
         // The same signature again (a lost reply) is the same grant: its id, times and contents
         // follow from the signed message; only the record's random key and IV differ.
-        self.consume_nonce(nonce, &fields, &req.signature)?;
+        let message = authorization::render(&self.config.message_domain, &fields)
+            .map_err(EnclaveError::BadRequest)?;
+        let mut policy = Vec::new();
+        ciborium::into_writer(&g.policy, &mut policy)
+            .map_err(|e| EnclaveError::Internal(format!("encoding the policy: {e}")))?;
+        let note = Note::GrantCreated {
+            grant_id: authorization::grant_id(&req.signature),
+            wallet: g.wallet,
+            bot_id: g.bot_id,
+            agent: g.agent_pubkey,
+            message_sha256: Sha256::digest(message.as_bytes()).into(),
+            expires_at: req.issued_at.saturating_add(g.ttl_seconds),
+            policy,
+        };
+        let (_, receipt) = self.consume_nonce(nonce, &fields, &req.signature, Some(note))?;
         let header = GrantHeader {
             wallet: g.wallet,
             grant_id: authorization::grant_id(&req.signature),
@@ -537,6 +563,13 @@ impl Enclave {
             expires_at: header.expires_at,
             record,
             enclave_id: self.decider(),
+            receipt,
         }))
+    }
+
+    /// Writes the receipt of a decision that changes no state (in a cluster: through the log).
+    /// Its failure (a cluster without a majority) changes no answer: the decision stands.
+    fn note(&self, note: Note) {
+        let _ = self.commit(Command::Note(note));
     }
 }

@@ -50,7 +50,7 @@
 //! replayed later, or to another enclave, opens nothing. State plaintext format:
 //!
 //! ```text
-//! "signer/state/v2" ‖ kill_switch u8 ‖ time_floor u64 ‖ n u16 ‖ n × enclave_id[16] (answers_for)
+//! "signer/state/v3" ‖ kill_switch u8 ‖ time_floor u64 ‖ n u16 ‖ n × enclave_id[16] (answers_for)
 //! requests         n u32 ‖ n × (request_id[16] ‖ digest[32] ‖ expires u64)
 //! scheduled marks  n u32 ‖ n × (schedule_id[16] ‖ agent[32] ‖ request_id[16] ‖ expires u64)
 //! used nonces      n u32 ‖ n × (nonce[16] ‖ expires u64)
@@ -59,7 +59,12 @@
 //! ledger           n u32 ‖ n × (wallet[32] ‖ bot[16] ‖ agent[32] ‖ day u64 ‖ lamports u64
 //!                  ‖ notional u64 ‖ last_seen u64 ‖ t u16 ‖ t × (mint[32] ‖ amount u64)
 //!                  ‖ r u16 ‖ r × timestamp u64)
+//! receipts         0 u8 (no chain) | 1 u8 ‖ decider[16] ‖ seq u64 ‖ head[32] (the predecessor's
+//!                  chain after its `handover_out`: the successor's `handover_in` goes on from it)
 //! ```
+//!
+//! A `signer/state/v2` state (an image from before receipts) is the same without the receipts
+//! section; the successor's chain then names no predecessor.
 //!
 //! All integers little-endian except the GCM nonce. A chunk holds at most [`CHUNK_LEN`] bytes of
 //! state, so each message fits the 256 KiB frame; a state is at most [`MAX_CHUNKS`] chunks.
@@ -98,7 +103,9 @@ const COMMIT_DOMAIN: &[u8] = b"signer/handover/commit/v1";
 const KEY_COMMIT_DOMAIN: &[u8] = b"signer/handover/key-commit/v1";
 const STATE_KEY_DOMAIN: &[u8] = b"signer/handover/state-key/v1";
 const CHUNK_DOMAIN: &[u8] = b"signer/handover/state/v1";
-const STATE_MAGIC: &[u8] = b"signer/state/v2";
+const STATE_MAGIC: &[u8] = b"signer/state/v3";
+/// The format before receipts: read (an upgrade from an image that wrote it), never written.
+const STATE_MAGIC_V2: &[u8] = b"signer/state/v2";
 
 /// The public part of the predecessor's binding (module docs, step 2).
 fn prepare_binding(
@@ -144,6 +151,9 @@ pub struct StateSnapshot {
     /// (wallet, cutoff, last_issued, expires_at)
     pub revoked_wallets: Vec<([u8; 32], u64, u64, u64)>,
     pub ledger: Vec<SpendRecord>,
+    /// The predecessor's receipt chain after its `handover_out`: decider, seq, head (v3; a v2
+    /// state has none, and the successor's chain then names no predecessor).
+    pub receipts: Option<([u8; 16], u64, [u8; 32])>,
 }
 
 fn count(n: usize, what: &str) -> Result<u32, EnclaveError> {
@@ -219,15 +229,26 @@ impl StateSnapshot {
                 out.extend_from_slice(&t.to_le_bytes());
             }
         }
+        match &self.receipts {
+            None => out.push(0),
+            Some((decider, seq, head)) => {
+                out.push(1);
+                out.extend_from_slice(decider);
+                out.extend_from_slice(&seq.to_le_bytes());
+                out.extend_from_slice(head);
+            }
+        }
         Ok(out)
     }
 
     /// Parses the plaintext format; refuses anything malformed, truncated or trailing.
     pub fn decode(bytes: &[u8]) -> Result<Self, EnclaveError> {
         let mut r = Cursor { data: bytes, pos: 0 };
-        if r.take(STATE_MAGIC.len())? != STATE_MAGIC {
-            return Err(refused("the state does not start with its format tag"));
-        }
+        let v3 = match r.take(STATE_MAGIC.len())? {
+            tag if tag == STATE_MAGIC => true,
+            tag if tag == STATE_MAGIC_V2 => false,
+            _ => return Err(refused("the state does not start with its format tag")),
+        };
         let kill_switch = match r.u8()? {
             0 => false,
             1 => true,
@@ -273,6 +294,13 @@ impl StateSnapshot {
                 recent,
                 last_seen,
             });
+        }
+        if v3 {
+            s.receipts = match r.u8()? {
+                0 => None,
+                1 => Some((r.array()?, r.u64()?, r.array()?)),
+                other => return Err(refused(format!("receipt chain byte {other}"))),
+            };
         }
         if r.pos != bytes.len() {
             return Err(refused(format!("{} trailing bytes after the state", bytes.len() - r.pos)));
@@ -396,6 +424,11 @@ pub(super) fn keyed(
     predecessor: EnclaveId,
     successor: EnclaveId,
 ) -> [u8; 32] {
+    keyed_parts(key, &[domain, &predecessor.0, &successor.0])
+}
+
+/// HMAC-SHA256(key, parts concatenated).
+pub(super) fn keyed_parts(key: &Secret32, parts: &[&[u8]]) -> [u8; 32] {
     // HMAC pads a key shorter than the hash's block with zeros: doing it here gives the fixed-size
     // constructor, which cannot fail.
     let mut block = Zeroizing::new([0u8; 64]);
@@ -403,9 +436,9 @@ pub(super) fn keyed(
         head.copy_from_slice(key.expose());
     }
     let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new(&(*block).into());
-    mac.update(domain);
-    mac.update(&predecessor.0);
-    mac.update(&successor.0);
+    for part in parts {
+        mac.update(part);
+    }
     mac.finalize().into_bytes().into()
 }
 
@@ -702,6 +735,12 @@ impl Enclave {
             if let Some(other) = state.handed_over_to.filter(|s| *s != session.successor) {
                 return Err(EnclaveError::HandedOver { successor: other });
             }
+            // The last receipt here: its hash is where the successor's chain goes on.
+            let now = self.decision_now().max(state.applied_time);
+            state.receipts.append(
+                now,
+                &signer_receipts::Body::HandoverOut { successor: session.successor.0 },
+            );
             state.handed_over_to = Some(session.successor);
             self.snapshot(&state)
         };
@@ -747,6 +786,7 @@ impl Enclave {
                 .map(|(k, r, e)| (*k, r.cutoff, r.last_issued, e))
                 .collect(),
             ledger: state.ledger.export(),
+            receipts: state.receipts.chain().map(|c| (c.decider(), c.seq(), c.head())),
         }
     }
 
@@ -966,6 +1006,11 @@ impl Enclave {
         let engaged = state.kill_switch || s.kill_switch;
         state.kill_switch = engaged;
         self.kill_switch.store(engaged, Ordering::Release);
+        // One chain across the handover: this enclave's continues the predecessor's.
+        if let Some((decider, seq, head)) = s.receipts {
+            let time = self.decision_now().max(state.applied_time);
+            state.receipts.handover_in(self.decider().0, time, decider, seq, head);
+        }
         let mut answers = self.answers_for.write();
         for id in s.answers_for.iter().copied().chain(std::iter::once(predecessor)) {
             if !answers.contains(&id) {

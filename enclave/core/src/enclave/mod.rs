@@ -13,6 +13,7 @@
 
 mod custody;
 pub mod handover;
+pub mod receipts;
 pub mod replicated;
 mod signing;
 mod state;
@@ -44,7 +45,7 @@ use crate::authorization::MessageDomain;
 use crate::envelope::{self, RecipientKey};
 use crate::error::{EnclaveError, RecordError};
 use crate::records::{GrantContents, GrantHeader, WrappedKey};
-use crate::secret::{Secret32, SecureRandom};
+use crate::secret::{Secret32, SecureRandom, seeded_rng};
 use crate::store::TtlMap;
 
 /// Wall-clock time in unix seconds (the enclave's own clock; injectable for tests).
@@ -113,6 +114,8 @@ pub struct EnclaveConfig {
     /// Opened vaults kept in memory (zeroized when they leave).
     pub vault_cache_capacity: usize,
     pub vault_cache_seconds: u64,
+    /// Receipts kept for `GET /v1/receipts` (the oldest give way, reported as a gap).
+    pub receipt_ring_capacity: usize,
     /// Where user authorization messages are valid (domain, URI, chain, validity).
     pub message_domain: MessageDomain,
     /// Images, besides this enclave's own, whose provenance documents and handovers it trusts:
@@ -166,6 +169,7 @@ impl EnclaveConfig {
             spend_counters_per_wallet: crate::policy::DEFAULT_SPEND_COUNTERS_PER_WALLET,
             vault_cache_capacity: 10_000,
             vault_cache_seconds: 600,
+            receipt_ring_capacity: receipts::DEFAULT_RING_CAPACITY,
             message_domain,
             predecessor_images: Vec::new(),
         })
@@ -240,7 +244,7 @@ pub struct Enclave {
     /// Handover sessions, as predecessor or successor.
     handover: Mutex<handover::Sessions>,
     /// Upgrade challenges by newcomer, while this enclave leads a cluster (`upgrade`).
-    upgrade_keys: Mutex<TtlMap<EnclaveId, Secret32>>,
+    upgrade_keys: Mutex<TtlMap<EnclaveId, upgrade::Challenge>>,
     kill_switch: AtomicBool,
     signatures: AtomicU64,
     need_key: AtomicU64,
@@ -254,6 +258,10 @@ pub struct Enclave {
     replicator: RwLock<Option<Arc<dyn replicated::Replicator>>>,
     /// The id records and messages made here name: this instance, or its cluster.
     decider: RwLock<EnclaveId>,
+    /// Signs receipt checkpoints; per boot, bound in this instance's documents.
+    checkpoint_key: receipts::CheckpointKey,
+    /// The latest checkpoint signed, reused while the chain has not moved.
+    checkpoint: Mutex<Option<receipts::SignedCheckpoint>>,
 }
 
 /// What this enclave's own attestation says about it, checked once at start.
@@ -294,8 +302,13 @@ impl Enclave {
         trusted_images.extend(config.predecessor_images.iter().cloned());
         let id = EnclaveId::from_recipient_key(recipient.spki_der());
         let started_at = clock.now();
+        let checkpoint_key = receipts::CheckpointKey::generate(&mut seeded_rng(&*rng)?);
+        let mut state = DecisionState::new(&config);
+        state.receipts.start(id.0, started_at);
         Ok(Self {
-            state: Mutex::new(DecisionState::new(&config)),
+            state: Mutex::new(state),
+            checkpoint_key,
+            checkpoint: Mutex::new(None),
             refused_envelopes: Mutex::new(TtlMap::new(
                 "refused envelope",
                 config.envelope_refusal_capacity,
@@ -378,10 +391,45 @@ impl Enclave {
         self.attest(Some(binding), None)
     }
 
-    /// A fresh document for a caller (the parent, a security team): the caller's `nonce`, no
-    /// `user_data`.
+    /// A fresh document for a caller (the parent, a security team): the caller's `nonce`, and
+    /// `user_data` binding this boot's checkpoint key to this instance
+    /// (`signer_receipts::checkpoint_key_binding`), so a document vouches for the checkpoints
+    /// of the receipts it signs.
     pub fn attest_for_caller(&self, nonce: Option<&[u8]>) -> Result<Vec<u8>, EnclaveError> {
-        self.attest(None, nonce)
+        let binding = self.checkpoint_key.binding(&self.id.0);
+        self.attest(Some(&binding), nonce)
+    }
+
+    /// This boot's checkpoint key (ed25519 public key).
+    pub fn checkpoint_public_key(&self) -> [u8; 32] {
+        self.checkpoint_key.public()
+    }
+
+    /// Receipts after `after` (every one kept when None), at most `max_bytes` of them.
+    pub fn receipts(&self, after: Option<u64>, max_bytes: usize) -> receipts::ReceiptPage {
+        self.state.lock().receipts.page(after, max_bytes)
+    }
+
+    /// Receipts written, and those that could not be.
+    pub fn receipt_counts(&self) -> (u64, u64) {
+        self.state.lock().receipts.counts()
+    }
+
+    /// A checkpoint of the chain's head signed with this boot's key: the last one again when
+    /// the chain has not moved since, a fresh one otherwise. None before the first receipt.
+    pub fn checkpoint(&self) -> Option<receipts::SignedCheckpoint> {
+        let chain = *self.state.lock().receipts.chain()?;
+        let mut last = self.checkpoint.lock();
+        if let Some(signed) = last.as_ref()
+            && signed.checkpoint.seq == chain.seq()
+            && signed.checkpoint.head == chain.head()
+            && signed.checkpoint.decider == chain.decider()
+        {
+            return Some(*signed);
+        }
+        let signed = self.checkpoint_key.sign(&chain.checkpoint(self.id.0, self.clock.now()));
+        *last = Some(signed);
+        Some(signed)
     }
 
     /// A document with `user_data` chosen by this enclave: the binding of a provenance or

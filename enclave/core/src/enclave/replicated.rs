@@ -23,10 +23,12 @@ use signer_types::EnclaveId;
 use signer_types::ids::uuid_text;
 
 use super::Enclave;
+use super::receipts::{self, Note};
 use super::state::{DecisionState, IssuedNonce, NonceUse, RecordTime, RevokeTarget, Seen};
 use crate::error::{AuthorizationError, EnclaveError};
 use crate::policy::{DailyLimits, Spend, SpendKey};
 use crate::pubkey::Pubkey;
+use std::sync::Arc;
 
 /// A command and the leader's decision time (unix seconds).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +56,9 @@ pub struct SignDecision {
     pub spend_key: SpendKey,
     pub spend: Spend,
     pub limits: DailyLimits,
+    /// SHA-256 of the Solana message signed (for its receipt).
+    #[serde(default)]
+    pub message_sha256: [u8; 32],
 }
 
 /// The one signature a scheduled record allows.
@@ -66,6 +71,14 @@ pub struct ScheduledDecision {
     /// (schedule id, agent public key): the single-use mark.
     #[serde(with = "serde_bytes")]
     pub used_mark: [u8; 48],
+    /// For its receipt: the message signed and the one transfer it makes (a mint of zeros is
+    /// SOL, in lamports).
+    #[serde(default)]
+    pub message_sha256: [u8; 32],
+    #[serde(default)]
+    pub mint: Pubkey,
+    #[serde(default)]
+    pub amount: u64,
 }
 
 /// A signed authorization's nonce, to be marked used.
@@ -79,6 +92,9 @@ pub struct NonceDecision {
     pub signature_tag: [u8; 16],
     /// A revocation recorded in the same step (a wallet-signed revocation): both or neither.
     pub then_revoke: Option<RevokeTarget>,
+    /// The receipt of what the nonce's first use creates (a grant).
+    #[serde(default)]
+    pub note: Option<Note>,
 }
 
 /// A change to the decision state.
@@ -105,6 +121,8 @@ pub enum Command {
         cluster_id: EnclaveId,
         founders: Vec<EnclaveId>,
     },
+    /// A decision that changes no state but has a receipt (vaults, agents, policy refusals).
+    Note(Note),
 }
 
 /// What an applied command did.
@@ -127,17 +145,24 @@ pub enum Effect {
     Done,
 }
 
+/// An applied command's effect and the receipt it wrote, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decided {
+    pub effect: Effect,
+    pub receipt: Option<Arc<[u8]>>,
+}
+
 /// Where decisions are committed when this enclave is a member of a cluster: the proposal is
 /// appended to the replicated log and returns once a majority has it and this member applied
 /// it (with the outcome of that apply).
 pub trait Replicator: Send + Sync {
-    fn commit(&self, proposal: Proposal) -> Result<Effect, EnclaveError>;
+    fn commit(&self, proposal: Proposal) -> Result<Decided, EnclaveError>;
 }
 
 impl Enclave {
     /// Commits a decision: in a cluster through its replicated log, standalone at once under the
     /// state lock (the time read under that lock).
-    pub(super) fn commit(&self, command: Command) -> Result<Effect, EnclaveError> {
+    pub(super) fn commit(&self, command: Command) -> Result<Decided, EnclaveError> {
         let replicator = self.replicator.read().clone();
         if let Some(replicator) = replicator {
             let (applied_time, cluster) = {
@@ -156,12 +181,12 @@ impl Enclave {
             return replicator
                 .commit(Proposal { time: self.decision_now().max(applied_time), command });
         }
-        let effect = {
+        let decided = {
             let mut state = self.state.lock();
             let time = self.decision_now();
             self.apply_locked(&mut state, time, &command)?
         };
-        Ok(self.after_apply(&command, effect))
+        Ok(self.after_apply(&command, decided))
     }
 
     /// Joins cluster `cluster_id`: from now on decisions are committed through `replicator`,
@@ -210,24 +235,24 @@ impl Enclave {
 
     /// Applies a committed proposal (every member, in log order). A refusal is part of the
     /// deterministic outcome (the same on every member), not a failure of the log.
-    pub fn apply_committed(&self, proposal: &Proposal) -> Result<Effect, EnclaveError> {
-        let effect = {
+    pub fn apply_committed(&self, proposal: &Proposal) -> Result<Decided, EnclaveError> {
+        let decided = {
             let mut state = self.state.lock();
             self.apply_locked(&mut state, proposal.time, &proposal.command)?
         };
-        Ok(self.after_apply(&proposal.command, effect))
+        Ok(self.after_apply(&proposal.command, decided))
     }
 
     /// Memory that follows a decision: a revoked grant's opened keys are dropped (zeroized), and
     /// the effect says how many.
-    fn after_apply(&self, command: &Command, effect: Effect) -> Effect {
-        let target = match (command, effect) {
+    fn after_apply(&self, command: &Command, decided: Decided) -> Decided {
+        let target = match (command, decided.effect) {
             (Command::Revoke(target), _) => *target,
             (Command::UseNonce(d), Effect::Nonce(NonceUse::Fresh)) => match d.then_revoke {
                 Some(target) => target,
-                None => return effect,
+                None => return decided,
             },
-            _ => return effect,
+            _ => return decided,
         };
         let dropped = self.drop_opened(|h| match target {
             RevokeTarget::Record(r) => {
@@ -235,17 +260,18 @@ impl Enclave {
             }
             RevokeTarget::Wallet(w) => h.wallet == w,
         });
-        Effect::Revoked { dropped }
+        Decided { effect: Effect::Revoked { dropped }, receipt: decided.receipt }
     }
 
     /// The decision itself, under the state lock, at `max(time, the last applied time)`: the
-    /// replicated time, the same on every member whatever their clocks.
+    /// replicated time, the same on every member whatever their clocks. Its receipt is written
+    /// in the same step, so the chain is in apply order.
     fn apply_locked(
         &self,
         state: &mut DecisionState,
         time: u64,
         command: &Command,
-    ) -> Result<Effect, EnclaveError> {
+    ) -> Result<Decided, EnclaveError> {
         if let Some(successor) = state.handed_over_to {
             return Err(EnclaveError::HandedOver { successor });
         }
@@ -253,6 +279,18 @@ impl Enclave {
         state.applied_time = now;
         // This member's own later decisions (messages it renders) come after it, too.
         self.time_floor.fetch_max(now, Ordering::AcqRel);
+        let outcome = self.decide_locked(state, now, command);
+        let receipt = receipt_of(state, now, command, &outcome)
+            .and_then(|body| state.receipts.append(now, &body));
+        outcome.map(|effect| Decided { effect, receipt })
+    }
+
+    fn decide_locked(
+        &self,
+        state: &mut DecisionState,
+        now: u64,
+        command: &Command,
+    ) -> Result<Effect, EnclaveError> {
         let skew = self.config.clock_skew;
         match command {
             Command::Sign(d) => {
@@ -361,12 +399,99 @@ impl Enclave {
                     Some(ours) if ours != *cluster_id => Err(EnclaveError::Internal(format!(
                         "this state belongs to cluster {ours}, not {cluster_id}"
                     ))),
-                    _ => {
+                    Some(_) => Ok(Effect::Done),
+                    None => {
                         state.cluster = Some(*cluster_id);
+                        // The cluster's chain: what this member wrote before was its own.
+                        state.receipts.start(cluster_id.0, now);
                         Ok(Effect::Done)
                     }
                 }
             }
+            Command::Note(_) => Ok(Effect::Done),
+        }
+    }
+}
+
+/// The receipt an applied command writes (module `receipts`), if any.
+fn receipt_of(
+    state: &DecisionState,
+    now: u64,
+    command: &Command,
+    outcome: &Result<Effect, EnclaveError>,
+) -> Option<signer_receipts::Body> {
+    use signer_receipts::{Body, Charge, Counters};
+    match (command, outcome) {
+        (Command::Sign(d), Ok(Effect::Charged)) => Some(receipts::signed(
+            d.request_id,
+            d.grant.id,
+            &d.spend_key,
+            d.message_sha256,
+            receipts::charge(&d.spend),
+            state.ledger.counters(&d.spend_key, now),
+        )),
+        (Command::Sign(d), Err(EnclaveError::PolicyDenied(denial))) => Some(
+            Note::Refused {
+                request_id: d.request_id,
+                grant_id: d.grant.id,
+                code: "policy_denied".into(),
+                rule: denial.rule.as_str().into(),
+            }
+            .body(),
+        ),
+        (Command::SignScheduled(d), Ok(Effect::Charged)) => {
+            let mut agent = [0u8; 32];
+            if let Some(tail) = d.used_mark.get(16..) {
+                agent.copy_from_slice(tail);
+            }
+            let key = SpendKey { wallet: d.record.wallet.0, bot_id: [0; 16], agent };
+            let sol = d.mint.0 == [0; 32];
+            let charged = Charge {
+                lamports: if sol { d.amount } else { 0 },
+                fee_lamports: 0,
+                notional_cents: 0,
+                tokens: if sol {
+                    Vec::new()
+                } else {
+                    vec![signer_receipts::TokenAmount { mint: d.mint, amount: d.amount }]
+                },
+            };
+            // A scheduled record is its own limit (one transfer, once): no daily counters.
+            let after = Counters { day: now / 86_400, ..Default::default() };
+            Some(receipts::signed(
+                d.request_id,
+                d.record.id,
+                &key,
+                d.message_sha256,
+                charged,
+                after,
+            ))
+        }
+        (Command::UseNonce(d), Ok(Effect::Nonce(NonceUse::Fresh))) => {
+            match (&d.note, d.then_revoke) {
+                (Some(note), _) => Some(note.body()),
+                (None, Some(target)) => Some(revoked(state, target, now)),
+                (None, None) => None,
+            }
+        }
+        (Command::Revoke(target), Ok(_)) => Some(revoked(state, *target, now)),
+        (Command::KillSwitch(on), Ok(_)) => Some(Body::KillSwitch { on: *on }),
+        (Command::Note(note), Ok(_)) => Some(note.body()),
+        _ => None,
+    }
+}
+
+/// A `revoked` receipt: a record by id (its wallet unknown to an operator's revocation: zeros),
+/// or every grant of a wallet issued before its cutoff as recorded.
+fn revoked(state: &DecisionState, target: RevokeTarget, now: u64) -> signer_receipts::Body {
+    use signer_receipts::{Body, RevokeTarget as Scope};
+    match target {
+        RevokeTarget::Record(record_id) => {
+            Body::Revoked { wallet: Pubkey([0; 32]), target: Scope::Record { record_id } }
+        }
+        RevokeTarget::Wallet(wallet) => {
+            let cutoff = state.revoked_wallets.get(&wallet.0, now).map_or(now, |r| r.cutoff);
+            Body::Revoked { wallet, target: Scope::IssuedBefore { cutoff } }
         }
     }
 }
@@ -450,6 +575,9 @@ struct ReplicatedState {
     revoked_wallets: Vec<(Pubkey, super::state::WalletRevocation, u64)>,
     ledger: Vec<crate::policy::SpendRecord>,
     ledger_last_prune: u64,
+    /// The receipt chain: decider, seq and hash of its last receipt (absent: none yet).
+    #[serde(default)]
+    receipts: Option<([u8; 16], u64, [u8; 32])>,
 }
 
 type NonceKey = [u8; 16];
@@ -513,6 +641,7 @@ impl Enclave {
                 .collect(),
             ledger: state.ledger.export(),
             ledger_last_prune: state.ledger.last_prune(),
+            receipts: state.receipts.chain().map(|c| (c.decider(), c.seq(), c.head())),
         };
         drop(state);
         let mut out = Vec::new();
@@ -566,6 +695,9 @@ impl Enclave {
         fresh.kill_switch = snapshot.kill_switch;
         fresh.applied_time = snapshot.applied_time;
         fresh.cluster = snapshot.cluster;
+        if let Some((decider, seq, head)) = snapshot.receipts {
+            fresh.receipts.resume(decider, seq, head);
+        }
         let mut state = self.state.lock();
         *state = fresh;
         self.kill_switch.store(snapshot.kill_switch, Ordering::Release);

@@ -7,6 +7,7 @@ use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use signer_types::ids::uuid_text;
 
+use super::receipts::Note;
 use super::replicated::{Command, LiveRecord, ScheduledDecision, SignDecision, scheduled_use};
 use super::state::RecordTime;
 use super::{CachedAgent, Enclave, NeedKey, OpenedGrant, SignOutcome};
@@ -49,6 +50,8 @@ pub struct Signed {
     pub transaction: Vec<u8>,
     /// The grant or scheduled record used.
     pub record_id: [u8; 16],
+    /// This decision's receipt (none for an identical retry: it was given the first time).
+    pub receipt: Option<std::sync::Arc<[u8]>>,
 }
 
 /// Parses a transaction the agent must sign: any parse failure, or the agent not being a
@@ -256,10 +259,22 @@ impl Enclave {
             }
             state.check_request(&req.request_id, &request_digest, now)?;
         }
-        let spend = spend.map_err(|d| self.deny(d))?;
+        let spend = match spend {
+            Ok(spend) => spend,
+            Err(denial) => {
+                // The refusal has its receipt; whether it could be written changes no answer.
+                let _ = self.commit(Command::Note(Note::Refused {
+                    request_id: req.request_id,
+                    grant_id: h.grant_id,
+                    code: "policy_denied".into(),
+                    rule: denial.rule.as_str().into(),
+                }));
+                return Err(self.deny(denial));
+            }
+        };
         // An identical retry re-signs without charging again (`Effect::Repeated`): ed25519 is
         // deterministic, so it gets the very same signature.
-        self.commit(Command::Sign(SignDecision {
+        let decided = self.commit(Command::Sign(SignDecision {
             request_id: req.request_id,
             request_digest,
             grant: grant_live,
@@ -267,11 +282,17 @@ impl Enclave {
             spend_key,
             limits: DailyLimits::of(policy, &spend),
             spend,
+            message_sha256: Sha256::digest(tx.message).into(),
         }))?;
         let (signature, transaction) =
             tx.sign(&key).map_err(|e| EnclaveError::BadRequest(e.to_string()))?;
         self.signatures.fetch_add(1, Ordering::Relaxed);
-        Ok(SignOutcome::Signed(Signed { signature, transaction, record_id: h.grant_id }))
+        Ok(SignOutcome::Signed(Signed {
+            signature,
+            transaction,
+            record_id: h.grant_id,
+            receipt: decided.receipt,
+        }))
     }
 
     /// Signs the one transfer a scheduled record allows, once.
@@ -326,7 +347,7 @@ impl Enclave {
             });
         }
         let tx = parse_for_agent(req.transaction, &h.agent_pubkey)?;
-        check_intent(&tx, &h.agent_pubkey, &h.intent_hash, h.max_fee_lamports)
+        let intent = check_intent(&tx, &h.agent_pubkey, &h.intent_hash, h.max_fee_lamports)
             .map_err(|d| self.deny(d))?;
         let request_digest = {
             let mut d = Sha256::new();
@@ -348,6 +369,9 @@ impl Enclave {
             },
             not_after: h.not_after,
             used_mark,
+            message_sha256: Sha256::digest(tx.message).into(),
+            mint: Pubkey(intent.mint),
+            amount: intent.amount,
         };
         // A used record is refused before its key is asked for (no KMS call for a replay).
         scheduled_use(&self.state.lock(), &decision, now)?;
@@ -361,10 +385,15 @@ impl Enclave {
         else {
             return Ok(SignOutcome::NeedKey(need_key(self)));
         };
-        self.commit(Command::SignScheduled(decision))?;
+        let decided = self.commit(Command::SignScheduled(decision))?;
         let (signature, transaction) =
             tx.sign(&key).map_err(|e| EnclaveError::BadRequest(e.to_string()))?;
         self.signatures.fetch_add(1, Ordering::Relaxed);
-        Ok(SignOutcome::Signed(Signed { signature, transaction, record_id: h.schedule_id }))
+        Ok(SignOutcome::Signed(Signed {
+            signature,
+            transaction,
+            record_id: h.schedule_id,
+            receipt: decided.receipt,
+        }))
     }
 }

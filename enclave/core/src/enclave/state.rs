@@ -79,6 +79,8 @@ pub(super) struct DecisionState {
     /// The cluster this state belongs to, from its genesis entry (None: standalone, or a member
     /// that has not applied its cluster's genesis yet).
     pub(super) cluster: Option<EnclaveId>,
+    /// The receipt chain and its ring (`receipts`): written in apply order.
+    pub(super) receipts: super::receipts::ReceiptLog,
 }
 
 /// Unused messages one wallet may have outstanding.
@@ -147,6 +149,7 @@ impl DecisionState {
             handed_over_to: None,
             applied_time: 0,
             cluster: None,
+            receipts: super::receipts::ReceiptLog::new(config.receipt_ring_capacity),
         }
     }
 
@@ -312,7 +315,7 @@ impl Enclave {
     }
 
     pub fn revoke(&self, target: RevokeTarget) -> Result<usize, EnclaveError> {
-        match self.commit(Command::Revoke(target))? {
+        match self.commit(Command::Revoke(target))?.effect {
             Effect::Revoked { dropped } => Ok(dropped),
             _ => Ok(0),
         }

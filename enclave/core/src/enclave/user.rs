@@ -121,7 +121,7 @@ impl Enclave {
         // The nonce is spent and the revocation recorded in one step: a revocation the store
         // refuses leaves the nonce unused, so the same request can be sent again.
         let decision = nonce_decision(nonce, &fields, &req.signature, Some(target));
-        match self.commit(Command::UseNonce(decision))? {
+        match self.commit(Command::UseNonce(decision))?.effect {
             Effect::Revoked { dropped } => Ok(dropped),
             // Used by this very signature meanwhile: answered, not done again.
             Effect::Nonce(NonceUse::Retry) => Ok(0),
@@ -225,7 +225,7 @@ impl Enclave {
                 (secret, kind)
             }
         };
-        self.consume_nonce(nonce, &fields, &req.signature)?;
+        self.consume_nonce(nonce, &fields, &req.signature, None)?;
         let info = [EXPORT_INFO_DOMAIN, &subject.wallet.0, &parts.record_sha256].concat();
         let mut rng = seeded_rng(&*self.rng)?;
         let (enc, ciphertext) =

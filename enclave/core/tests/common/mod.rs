@@ -616,8 +616,21 @@ impl Fixture {
             expires_at: header.expires_at,
             record,
             enclave_id: header.enclave_id,
+            receipt: None,
         }
     }
+}
+
+/// An identical retry's answer: the same signature, transaction and record, and no second
+/// receipt (the first answer carried it; nothing was decided again).
+pub fn assert_retry_of(again: &Signed, first: &Signed) {
+    assert_eq!(
+        (again.signature, &again.transaction, again.record_id),
+        (first.signature, &first.transaction, first.record_id),
+        "identical retry, identical result"
+    );
+    assert!(first.receipt.is_some(), "the first answer carries its receipt");
+    assert!(again.receipt.is_none(), "a retry writes no second receipt");
 }
 
 /// The same signature with `S + L` (the group order) in place of `S`: a lax verifier accepts it,

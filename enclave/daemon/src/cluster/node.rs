@@ -28,7 +28,7 @@ use enclave_core::cluster::member::{
     Candidate, MemberCard, MemberKey, VerifiedMember, cluster_id, verify_candidate, verify_member,
     verify_member_at_own_time,
 };
-use enclave_core::enclave::replicated::{Command, Effect, Proposal, Replicator};
+use enclave_core::enclave::replicated::{Command, Decided, Proposal, Replicator};
 use enclave_core::{Enclave, EnclaveError, EnclaveId, SecureRandom};
 use openraft::ChangeMembers;
 use openraft::error::{
@@ -148,10 +148,14 @@ pub enum ClusterError {
     #[error("attestation: {0}")]
     Attestation(String),
     #[error(
-        "the newcomer's image (PCR0 {pcr0}) is not one this member trusts: an upgrade needs KMS \
-         to vouch for it (admit through the leader's parent, which runs the challenge)"
+        "the newcomer's image (PCR0 {pcr0}) is not this member's own: KMS must vouch for it \
+         (admit through the leader's parent, which runs the challenge)"
     )]
     UpgradeUnproven { pcr0: String },
+    #[error("only the leader admits members; this member is not the leader")]
+    NotLeader,
+    #[error("enclave {0} is already a member")]
+    MemberExists(EnclaveId),
 }
 
 /// What the leader's parent needs to have KMS vouch for a newcomer's image (`challenge`).
@@ -264,6 +268,11 @@ impl Node {
     }
 
     /// This member's card: a fresh attestation document binding its channel key.
+    /// This member's channel key (what its cards bind).
+    pub fn channel_public(&self) -> [u8; 32] {
+        *self.key.public()
+    }
+
     pub fn card(&self) -> Result<Vec<u8>, ClusterError> {
         let document = self
             .enclave
@@ -410,20 +419,24 @@ impl Node {
         Ok(())
     }
 
+    /// A newcomer's card, verified fresh. For admission only this member's own image is
+    /// trusted as such: any other (a new image, or a predecessor the key policy may have dropped
+    /// since) is admitted only when KMS vouches for it (`enclave_core::enclave::upgrade`).
     fn candidate(&self, card: &[u8]) -> Result<Candidate, ClusterError> {
-        Ok(verify_candidate(
-            card,
-            self.enclave.anchor(),
-            self.enclave.trusted_images(),
-            self.now(),
-            CARD_MAX_AGE,
-        )?)
+        let own_image = self.enclave.trusted_images().get(..1).unwrap_or_default();
+        Ok(verify_candidate(card, self.enclave.anchor(), own_image, self.now(), CARD_MAX_AGE)?)
     }
 
-    /// On the leader, before admitting `card`: a challenge for KMS when its image is outside
-    /// this member's trusted set (an upgrade, `enclave_core::enclave::upgrade`).
+    fn check_leader(&self, raft: &Raft) -> Result<(), ClusterError> {
+        let leader = raft.metrics().borrow().current_leader;
+        if leader == Some(node_id(&self.id)) { Ok(()) } else { Err(ClusterError::NotLeader) }
+    }
+
+    /// On the leader, before admitting `card`: a challenge for KMS when its image is not this
+    /// member's own (an upgrade, `enclave_core::enclave::upgrade`).
     pub fn challenge(&self, card: &[u8]) -> Result<Challenge, ClusterError> {
-        self.raft.get().ok_or(ClusterError::NotMember)?;
+        let raft = self.raft.get().ok_or(ClusterError::NotMember)?;
+        self.check_leader(raft)?;
         Ok(match self.candidate(card)? {
             Candidate::Trusted(v) => Challenge {
                 newcomer: v.enclave_id,
@@ -452,6 +465,7 @@ impl Node {
         proof: Option<[u8; 32]>,
     ) -> Result<(), ClusterError> {
         let raft = self.raft.get().ok_or(ClusterError::NotMember)?;
+        self.check_leader(raft)?;
         check_relay(&relay)?;
         let v = match self.candidate(card)? {
             Candidate::Trusted(v) => v,
@@ -463,8 +477,31 @@ impl Node {
         let member = member_of(&v, relay);
         let id = node_id(&v.enclave_id);
         let _one_at_a_time = self.admitting.lock().await;
+        if raft.metrics().borrow().membership_config.membership().get_node(&id).is_some() {
+            return Err(ClusterError::MemberExists(v.enclave_id));
+        }
         self.check_node_ids([&member])?;
         self.admit_keys([member.clone()]);
+        let result = self.change_to_admit(raft, id, member, replacing).await;
+        if result.is_err() {
+            // Its key goes with it unless the membership took it in after all.
+            let committed =
+                raft.metrics().borrow().membership_config.membership().get_node(&id).is_some();
+            if !committed {
+                self.admitted.write().remove(&v.enclave_id);
+            }
+        }
+        result
+    }
+
+    /// The membership changes of an admission (see [`Node::admit`]).
+    async fn change_to_admit(
+        &self,
+        raft: &Raft,
+        id: NodeId,
+        member: Member,
+        replacing: Option<EnclaveId>,
+    ) -> Result<(), ClusterError> {
         let raft_error = |e: &dyn std::fmt::Display| ClusterError::Raft(e.to_string());
         // The dead member goes first: while it counts, a majority would need the newcomer, which
         // has yet to catch up.
@@ -645,6 +682,19 @@ impl Node {
                 let (Some(from), Some(raft)) = (from, self.raft.get().cloned()) else {
                     return Err("a request before this member joined a cluster".into());
                 };
+                // A member speaks only for itself: the leader or candidate a request names is
+                // the member whose key sealed it.
+                let claimed = match &request {
+                    Request::Append(r) => r.vote.leader_id().voted_for(),
+                    Request::Vote(r) => r.vote.leader_id().voted_for(),
+                    Request::Snapshot(c) => c.vote.leader_id().voted_for(),
+                };
+                if claimed != Some(node_id(&opened.sender)) {
+                    return Err(format!(
+                        "a request from {} in the name of node {claimed:?}",
+                        opened.sender
+                    ));
+                }
                 let node = Arc::clone(self);
                 tokio::spawn(async move {
                     let response = match request {
@@ -787,7 +837,7 @@ pub struct RaftReplicator {
 }
 
 impl Replicator for RaftReplicator {
-    fn commit(&self, proposal: Proposal) -> Result<Effect, EnclaveError> {
+    fn commit(&self, proposal: Proposal) -> Result<Decided, EnclaveError> {
         // Fail fast where waiting cannot help: not the leader, or a leader that has not heard
         // from a majority for longer than an election takes (it is on a minority side).
         let metrics = self.raft.metrics().borrow().clone();

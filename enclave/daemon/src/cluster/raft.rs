@@ -11,7 +11,7 @@ use std::io::Cursor;
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
-use enclave_core::enclave::replicated::{Effect, Proposal};
+use enclave_core::enclave::replicated::{Decided, Proposal};
 use enclave_core::{Enclave, EnclaveError};
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
@@ -40,7 +40,7 @@ pub struct Member {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Applied {
     #[serde(skip)]
-    pub outcome: Option<Result<Effect, EnclaveError>>,
+    pub outcome: Option<Result<Decided, EnclaveError>>,
 }
 
 openraft::declare_raft_types!(

@@ -172,9 +172,12 @@ impl ClusterRuntime {
                     pcr0: c.pcr0,
                 })
             }
-            // A newcomer proves before it is admitted, card or not.
+            // A newcomer proves before it is admitted, naming its own channel key (its card's).
             Op::ClusterProve { leader, envelope } => {
-                Ok(Reply::ClusterProof { proof: self.enclave.upgrade_prove(leader, &envelope)? })
+                let channel = self.node()?.channel_public();
+                Ok(Reply::ClusterProof {
+                    proof: self.enclave.upgrade_prove(leader, &channel, &envelope)?,
+                })
             }
             Op::ClusterDeliver { message } => {
                 // What does not open is dropped, as a relay dropping it would: the sender retries.

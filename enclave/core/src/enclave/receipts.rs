@@ -1,0 +1,323 @@
+//! Decision receipts (`docs/receipts.md`): every decision appends one receipt to the decider's
+//! hash chain, in the order decisions are applied (a cluster's log order, so every member
+//! writes the same chain), and a bounded ring keeps the latest for `GET /v1/receipts`.
+//!
+//! The hot path pays one encoding and one SHA-256 per receipt ([`signer_receipts::Chain`]), under
+//! the state lock the decision already holds; signatures are only on checkpoints, made by this
+//! instance's per-boot [`CheckpointKey`] (bound in every document `attest_for_caller` returns).
+//!
+//! What is written where:
+//!
+//! | decision | receipt | written by |
+//! |---|---|---|
+//! | boot (standalone), genesis (cluster) | `chain_start` | `Enclave::new`, the genesis entry |
+//! | vault created or imported, agent created | `vault_created`, `agent_created` | [`Command::Note`] |
+//! | grant created | `grant_created` | the nonce's use ([`NonceDecision::note`]) |
+//! | signature charged (grant) or record used (scheduled) | `signed` | the apply step |
+//! | signature refused by policy or limits | `refused` | the apply step (limits), [`Command::Note`] (policy) |
+//! | revocation, kill switch | `revoked`, `kill_switch` | the apply step |
+//! | handover | `handover_out` / `handover_in` | export / finish |
+//!
+//! An identical retry (`Effect::Repeated`) writes nothing: its receipt was written the first
+//! time. A receipt that cannot be encoded (a policy over the receipt's bound: it was accepted
+//! in a grant record of the same bound, so this does not happen) is counted as dropped, never a
+//! reason to refuse the decision.
+//!
+//! [`Command::Note`]: super::replicated::Command::Note
+//! [`NonceDecision::note`]: super::replicated::NonceDecision
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use signer_receipts::{Appended, Body, Chain, Charge, Counters, Refused, TokenAmount};
+
+use crate::policy::{Spend, SpendKey};
+use crate::pubkey::Pubkey;
+
+pub use signer_receipts::{CheckpointKey, SignedCheckpoint};
+
+/// A receipt's bytes, shared between the ring and the answer that carries it.
+pub type Receipt = Arc<[u8]>;
+
+/// Receipts kept for `GET /v1/receipts` unless configured otherwise.
+pub const DEFAULT_RING_CAPACITY: usize = 65_536;
+/// Most bytes of receipts one page returns (so a reply fits one protocol frame).
+pub const MAX_PAGE_BYTES: usize = 192 * 1024;
+
+/// A decision a receipt records that changes no decision state (so it is a command of its own,
+/// [`super::replicated::Command::Note`], or rides on one that does).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Note {
+    VaultCreated {
+        wallet: Pubkey,
+        imported: bool,
+    },
+    AgentCreated {
+        wallet: Pubkey,
+        agent: Pubkey,
+    },
+    GrantCreated {
+        grant_id: [u8; 16],
+        wallet: Pubkey,
+        bot_id: [u8; 16],
+        agent: Pubkey,
+        message_sha256: [u8; 32],
+        expires_at: u64,
+        #[serde(with = "serde_bytes")]
+        policy: Vec<u8>,
+    },
+    Refused {
+        request_id: [u8; 16],
+        grant_id: [u8; 16],
+        code: String,
+        rule: String,
+    },
+}
+
+impl Note {
+    pub(super) fn body(&self) -> Body {
+        match self {
+            Self::VaultCreated { wallet, imported } => {
+                Body::VaultCreated { wallet: *wallet, imported: *imported }
+            }
+            Self::AgentCreated { wallet, agent } => {
+                Body::AgentCreated { wallet: *wallet, agent: *agent }
+            }
+            Self::GrantCreated {
+                grant_id,
+                wallet,
+                bot_id,
+                agent,
+                message_sha256,
+                expires_at,
+                policy,
+            } => Body::GrantCreated(signer_receipts::GrantCreated {
+                grant_id: *grant_id,
+                wallet: *wallet,
+                bot_id: *bot_id,
+                agent: *agent,
+                message_sha256: *message_sha256,
+                expires_at: *expires_at,
+                policy: policy.clone(),
+            }),
+            Self::Refused { request_id, grant_id, code, rule } => {
+                Body::Refused(Refused::new(*request_id, *grant_id, code, rule))
+            }
+        }
+    }
+}
+
+/// What a `signed` receipt says was charged: transfers, the fee the daily limit counts (0 when
+/// the agent does not pay it), notional and tokens.
+pub(super) fn charge(spend: &Spend) -> Charge {
+    Charge {
+        lamports: spend.lamports,
+        fee_lamports: spend.daily_lamports().saturating_sub(spend.lamports),
+        notional_cents: spend.notional_cents,
+        tokens: spend
+            .tokens
+            .iter()
+            .map(|(mint, amount)| TokenAmount { mint: *mint, amount: *amount })
+            .collect(),
+    }
+}
+
+/// A `signed` receipt's body.
+pub(super) fn signed(
+    request_id: [u8; 16],
+    grant_id: [u8; 16],
+    key: &SpendKey,
+    message_sha256: [u8; 32],
+    charged: Charge,
+    after: Counters,
+) -> Body {
+    Body::Signed(signer_receipts::Signed {
+        request_id,
+        grant_id,
+        bot_id: key.bot_id,
+        agent: Pubkey(key.agent),
+        message_sha256,
+        charged,
+        after,
+    })
+}
+
+/// A page of receipts (see [`ReceiptLog::page`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReceiptPage {
+    /// The chain's decider (this enclave, or its cluster).
+    pub decider: [u8; 16],
+    /// Receipts after the asked seq, ascending.
+    pub receipts: Vec<Arc<[u8]>>,
+    /// Receipts after `after` that were evicted from the ring: (after, the oldest kept).
+    pub gap: Option<(u64, u64)>,
+    /// The seq of the last receipt returned (or the asked one when none was).
+    pub next_after: u64,
+    /// More receipts follow (the page was full).
+    pub more: bool,
+}
+
+/// The chain and the ring of its latest receipts.
+#[derive(Debug)]
+pub(super) struct ReceiptLog {
+    chain: Option<Chain>,
+    ring: VecDeque<(u64, Arc<[u8]>)>,
+    capacity: usize,
+    written: u64,
+    dropped: u64,
+}
+
+impl ReceiptLog {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self { chain: None, ring: VecDeque::new(), capacity, written: 0, dropped: 0 }
+    }
+
+    /// A chain that names no predecessor (this boot, or a cluster's genesis): the ring starts
+    /// over with its `chain_start`.
+    pub(super) fn start(&mut self, decider: [u8; 16], time: u64) {
+        self.ring.clear();
+        match Chain::start(decider, time) {
+            Ok((chain, first)) => {
+                self.chain = Some(chain);
+                self.keep(first);
+            }
+            Err(_) => self.dropped = self.dropped.saturating_add(1),
+        }
+    }
+
+    /// The chain continued from a snapshot's (a member catching up): what came before is
+    /// another member's ring.
+    pub(super) fn resume(&mut self, decider: [u8; 16], seq: u64, head: [u8; 32]) {
+        self.ring.clear();
+        self.chain = Some(Chain::resume(decider, seq, head));
+    }
+
+    /// A predecessor's chain continued after a handover (its `handover_in`).
+    pub(super) fn handover_in(
+        &mut self,
+        decider: [u8; 16],
+        time: u64,
+        predecessor: [u8; 16],
+        predecessor_seq: u64,
+        predecessor_head: [u8; 32],
+    ) -> Option<Arc<[u8]>> {
+        match Chain::handover_in(decider, time, predecessor, predecessor_seq, predecessor_head) {
+            Ok((chain, first)) => {
+                self.chain = Some(chain);
+                Some(self.keep(first))
+            }
+            Err(_) => {
+                self.dropped = self.dropped.saturating_add(1);
+                None
+            }
+        }
+    }
+
+    /// Appends `body` at `time`; the receipt's bytes.
+    pub(super) fn append(&mut self, time: u64, body: &Body) -> Option<Arc<[u8]>> {
+        let appended = self.chain.as_mut().map(|chain| chain.append(time, body));
+        match appended {
+            Some(Ok(appended)) => Some(self.keep(appended)),
+            _ => {
+                self.dropped = self.dropped.saturating_add(1);
+                None
+            }
+        }
+    }
+
+    fn keep(&mut self, appended: Appended) -> Arc<[u8]> {
+        let bytes: Arc<[u8]> = appended.bytes.into();
+        if self.capacity > 0 {
+            while self.ring.len() >= self.capacity {
+                self.ring.pop_front();
+            }
+            self.ring.push_back((appended.seq, Arc::clone(&bytes)));
+        }
+        self.written = self.written.saturating_add(1);
+        bytes
+    }
+
+    pub(super) fn chain(&self) -> Option<&Chain> {
+        self.chain.as_ref()
+    }
+
+    /// Receipts written and receipts that could not be.
+    pub(super) fn counts(&self) -> (u64, u64) {
+        (self.written, self.dropped)
+    }
+
+    /// Receipts with seq > `after` (all kept when None), at most `max_bytes` of them (one at
+    /// least), and whether evicted ones lie between `after` and the oldest kept.
+    pub(super) fn page(&self, after: Option<u64>, max_bytes: usize) -> ReceiptPage {
+        let decider = self.chain.as_ref().map(Chain::decider).unwrap_or_default();
+        let oldest = self.ring.front().map(|(seq, _)| *seq);
+        let start = self.ring.partition_point(|(seq, _)| after.is_some_and(|a| *seq <= a));
+        let gap = match (after, oldest) {
+            (Some(a), Some(o)) if o > a.saturating_add(1) => Some((a, o)),
+            _ => None,
+        };
+        let mut page =
+            ReceiptPage { decider, gap, next_after: after.unwrap_or(0), ..Default::default() };
+        let mut bytes = 0usize;
+        for (seq, receipt) in self.ring.iter().skip(start) {
+            if !page.receipts.is_empty() && bytes.saturating_add(receipt.len()) > max_bytes {
+                page.more = true;
+                break;
+            }
+            bytes = bytes.saturating_add(receipt.len());
+            page.receipts.push(Arc::clone(receipt));
+            page.next_after = *seq;
+        }
+        page
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    fn log_of(n: u64, capacity: usize) -> ReceiptLog {
+        let mut log = ReceiptLog::new(capacity);
+        log.start([1; 16], 100);
+        for i in 1..n {
+            log.append(100 + i, &Body::KillSwitch { on: i % 2 == 1 }).unwrap();
+        }
+        log
+    }
+
+    #[test]
+    fn pages_follow_the_asked_seq_and_report_evicted_receipts_as_a_gap() {
+        let log = log_of(10, 4);
+        // seqs 6..=9 kept.
+        let all = log.page(None, MAX_PAGE_BYTES);
+        assert_eq!((all.receipts.len(), all.gap, all.next_after, all.more), (4, None, 9, false));
+        let after_two = log.page(Some(2), MAX_PAGE_BYTES);
+        assert_eq!(after_two.gap, Some((2, 6)), "3, 4 and 5 were evicted");
+        assert_eq!(after_two.receipts.len(), 4);
+        let after_five = log.page(Some(5), MAX_PAGE_BYTES);
+        assert_eq!((after_five.gap, after_five.receipts.len()), (None, 4));
+        let after_seven = log.page(Some(7), MAX_PAGE_BYTES);
+        assert_eq!((after_seven.receipts.len(), after_seven.next_after), (2, 9));
+        let caught_up = log.page(Some(9), MAX_PAGE_BYTES);
+        assert_eq!((caught_up.receipts.len(), caught_up.next_after, caught_up.gap), (0, 9, None));
+        // A small page still returns one receipt and says more follow.
+        let small = log.page(Some(5), 1);
+        assert_eq!((small.receipts.len(), small.next_after, small.more), (1, 6, true));
+    }
+
+    #[test]
+    fn the_chain_links_every_receipt_and_a_zero_capacity_ring_keeps_none() {
+        let log = log_of(5, 16);
+        let page = log.page(None, MAX_PAGE_BYTES);
+        let receipts: Vec<&[u8]> = page.receipts.iter().map(|r| &r[..]).collect();
+        let report = signer_receipts::verify(&receipts, &[], &[]);
+        assert!(report.forks.is_empty() && report.gaps.is_empty(), "{report:?}");
+        assert_eq!(log.counts(), (5, 0));
+        let none = log_of(5, 0);
+        assert!(none.page(None, MAX_PAGE_BYTES).receipts.is_empty());
+        assert_eq!(none.chain().map(Chain::seq), Some(4));
+    }
+}

@@ -32,6 +32,9 @@ pub const REFRESH: Duration = Duration::from_millis(250);
 pub const MAX_RELAYED: usize = 256 * 1024;
 /// A request forwarded to the leader once carries this header and is not forwarded again.
 pub const FORWARDED: HeaderName = HeaderName::from_static("x-signer-forwarded");
+/// The largest answer to a proof request read (a proof is 44 bytes of base64 in JSON; an error
+/// is a problem document).
+const MAX_PROOF_ANSWER: usize = 8 * 1024;
 /// Deadline of one relayed message or forwarded request.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const ENCLAVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -212,17 +215,22 @@ impl ClusterRelay {
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| unreachable(e.to_string()))?;
-        let response = tokio::time::timeout(SEND_TIMEOUT, self.http.request(request))
+        // One deadline for the whole exchange, and a bounded answer: the newcomer's parent is
+        // whatever host the admit request named.
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = http_body_util::Limited::new(response.into_body(), MAX_PROOF_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok::<_, String>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(SEND_TIMEOUT, exchange)
             .await
             .map_err(|_| unreachable("timed out".into()))?
-            .map_err(|e| unreachable(e.to_string()))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?
-            .to_bytes();
+            .map_err(unreachable)?;
         if !status.is_success() {
             return Err(unreachable(format!(
                 "{status}: {}",

@@ -242,7 +242,12 @@ fn main() {
             wrapped_key: vec![9; 64],
             encryption_context: Some(context),
         }),
-        Outcome::Ok(Reply::Signed { signature: [1; 64], transaction: legacy, record_id: [2; 16] }),
+        Outcome::Ok(Reply::Signed {
+            signature: [1; 64],
+            transaction: legacy,
+            record_id: [2; 16],
+            receipt: Some(vec![3; 120]),
+        }),
         Outcome::Err(ErrorReply::new(enclave_core::ErrorCode::PolicyDenied, "over the limit")),
         Outcome::Ok(Reply::Authorization {
             message: "app.example.com wants you to sign in with your Solana account:".into(),

@@ -156,7 +156,7 @@ fn the_served_document_matches_the_routes_tokens_and_answers_of_the_stack() {
             }
         }
     }
-    assert_eq!(operations, 28);
+    assert_eq!(operations, 29);
     // The example engaged the kill switch.
     assert_eq!(admin.post("/v1/kill-switch", &json!({"engaged": false})).unwrap().status, 200);
 

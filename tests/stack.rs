@@ -34,6 +34,9 @@ fn launcher_demo_prints_a_verified_signature() {
     assert!(stdout.contains("simulation stack is up"), "{stdout}");
     assert!(stdout.contains(&format!("http://{}", options.http_addr)), "{stdout}");
     assert!(stdout.contains("verified      yes"), "{stdout}");
+    // The run's receipts were fetched and `attest receipts` accepted them.
+    assert!(stdout.contains("verified with `attest receipts`"), "{stdout}");
+    assert!(options.data_dir.join("receipts.json").is_file());
     let signature =
         stdout.lines().find_map(|l| l.trim().strip_prefix("signature")).unwrap().trim().to_string();
     assert_eq!(bs58::decode(&signature).into_vec().unwrap().len(), 64);

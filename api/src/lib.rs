@@ -507,6 +507,11 @@ pub struct SignResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub grant_id: Option<Uuid>,
+    /// The decision's receipt (`docs/receipts.md`): store it beside the transaction. Absent for
+    /// an identical retry (the first answer carried it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Byte)]
+    pub receipt: Option<B64>,
 }
 
 /// Parses a JSON body into `T` and runs its checks.

@@ -206,6 +206,11 @@ pub struct EnclaveIdentity {
     /// The tokens and programs messages name.
     #[schema(value_type = RegistrySchema)]
     pub registry: Registry,
+    /// This boot's receipt checkpoint key (ed25519, 32 bytes): bound in every attestation
+    /// document the instance gives (`user_data`, `docs/receipts.md`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Byte)]
+    pub checkpoint_key: Option<B64>,
 }
 
 /// `POST /v1/vaults`.
@@ -277,6 +282,49 @@ pub struct GrantCreated {
     /// The instance that holds the grant's decision state (also `X-Signer-Route`).
     #[schema(value_type = EnclaveIdSchema)]
     pub enclave_id: EnclaveId,
+    /// The decision's receipt (`docs/receipts.md`): store it beside the grant. Absent when the
+    /// same signature was sent again (the first answer carried it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Byte)]
+    pub receipt: Option<B64>,
+}
+
+/// `GET /v1/receipts`: a page of decision receipts (`docs/receipts.md`), and the latest
+/// checkpoint of the chain, signed by the answering instance.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptsPage {
+    /// The instance that answered and signs the checkpoint.
+    #[schema(value_type = EnclaveIdSchema)]
+    pub enclave_id: EnclaveId,
+    /// The chain's decider: the instance, or its cluster.
+    #[schema(value_type = EnclaveIdSchema)]
+    pub decider: EnclaveId,
+    /// The answering instance's checkpoint key (ed25519, 32 bytes), bound in its documents.
+    #[schema(value_type = String, format = Byte)]
+    pub checkpoint_key: B64,
+    /// A fresh attestation document of the answering instance whose `user_data` binds
+    /// `checkpoint_key` (`attest receipts --document`).
+    #[schema(value_type = String, format = Byte)]
+    pub document: B64,
+    /// Receipts after `after`, ascending.
+    #[schema(value_type = Vec<String>)]
+    pub receipts: Vec<B64>,
+    /// The latest signed checkpoint (145 bytes).
+    #[schema(value_type = Option<String>, format = Byte)]
+    pub checkpoint: Option<B64>,
+    /// Receipts after `gap.after` and before `gap.oldest` were evicted from the ring.
+    pub gap: Option<ReceiptGap>,
+    /// Ask `after=next_after` for the next page.
+    pub next_after: u64,
+    /// The page was full: more follow.
+    pub more: bool,
+}
+
+/// Receipts no longer kept (see [`ReceiptsPage::gap`]).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptGap {
+    pub after: u64,
+    pub oldest: u64,
 }
 
 /// What a revocation named.

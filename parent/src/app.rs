@@ -279,6 +279,12 @@ impl Parent {
         outcome
     }
 
+    /// Counts a sign or grant answer's receipt (`signer_receipts_total`).
+    pub fn count_receipt(&self, attached: bool) {
+        let delivery = if attached { "attached" } else { "none" };
+        self.metrics.receipts.with_label_values(&[delivery]).inc();
+    }
+
     /// Refuses to send secrets to an enclave whose attestation does not verify.
     pub async fn attested(&self) -> Result<Arc<crate::attestation::Attested>, ApiError> {
         let result = self.attestation.ensure(&self.enclave, self.timeout()).await;

@@ -12,6 +12,10 @@
 //! - `signer_grant_cache_total{result}`: `hit` (signed without a KMS call), `miss` (KMS needed)
 //! - `signer_enclave_connected`, `signer_enclave_attested`, `signer_kms_reachable` (0/1)
 //! - `signer_attestation_refreshes_total{outcome}`
+//! - `signer_receipts_total{delivery}`: decision receipts given out, `attached` to a sign or grant
+//!   answer, `paged` by `GET /v1/receipts`; `none` counts answers without one (identical retries)
+//! - `signer_receipts_written`, `signer_receipts_dropped`: the enclave's own counts, as of the
+//!   last `GET /v1/receipts`
 
 use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -34,6 +38,9 @@ pub struct Metrics {
     pub attestation_refreshes: IntCounterVec,
     pub envelope_failures: IntCounter,
     pub handovers: IntCounter,
+    pub receipts: IntCounterVec,
+    pub receipts_written: IntGauge,
+    pub receipts_dropped: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] =
@@ -133,6 +140,27 @@ impl Metrics {
                 )?;
                 registry.register(Box::new(c.clone()))?;
                 c
+            },
+            receipts: counter(
+                "signer_receipts_total",
+                "Decision receipts given out: attached to an answer, paged, or none (a retry)",
+                &["delivery"],
+            )?,
+            receipts_written: {
+                let g = IntGauge::new(
+                    "signer_receipts_written",
+                    "Receipts the enclave wrote since it started (as of the last page)",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            receipts_dropped: {
+                let g = IntGauge::new(
+                    "signer_receipts_dropped",
+                    "Receipts the enclave could not write (as of the last page)",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
             },
             registry,
         })

@@ -17,7 +17,7 @@ pub use frame::{FrameError, MAX_FRAME_LEN, read_frame, write_frame};
 pub use messages::{
     AgentKindMsg, ClusterMemberInfo, ClusterPeer, ClusterStatusReply, CreateAgentOp, CreateGrantOp,
     ErrorReply, ExportOp, ExportSubjectMsg, GrantFields, HandoverStage, HandoverSummary,
-    ImportVaultOp, Op, Outcome, PROTOCOL_VERSION, RelayedMessage, Reply, Request, Response,
-    RevokeMsg, RevokeScopeMsg, RevokeSignedOp, SignOp, SignScheduledOp, StatusReply,
+    ImportVaultOp, Op, Outcome, PROTOCOL_VERSION, ReceiptsReply, RelayedMessage, Reply, Request,
+    Response, RevokeMsg, RevokeScopeMsg, RevokeSignedOp, SignOp, SignScheduledOp, StatusReply,
 };
 pub use transport::{BoxedReader, BoxedWriter, Endpoint, Listener, Stream};

@@ -321,6 +321,11 @@ pub enum Op {
     },
     /// Membership, leader and log position.
     ClusterStatus,
+    /// Decision receipts after `after` (every one kept when absent) and a checkpoint of the
+    /// chain's head (`docs/receipts.md`).
+    Receipts {
+        after: Option<u64>,
+    },
 }
 
 /// A member's card and where its parent relays (SPEC §16, cluster).
@@ -345,6 +350,35 @@ pub struct ClusterMemberInfo {
     pub enclave_id: EnclaveId,
     pub relay: String,
     pub voter: bool,
+}
+
+/// A page of decision receipts (`docs/receipts.md`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptsReply {
+    /// The instance that answered and signed the checkpoint.
+    pub enclave_id: EnclaveId,
+    /// The chain's decider: this instance, or its cluster.
+    pub decider: EnclaveId,
+    /// This boot's checkpoint key (ed25519), bound in the instance's attestation documents.
+    #[serde(with = "serde_bytes")]
+    pub checkpoint_key: [u8; 32],
+    /// A fresh attestation document of the instance: its `user_data` binds `checkpoint_key`.
+    #[serde(with = "serde_bytes")]
+    pub document: Vec<u8>,
+    /// Receipts after the asked seq, ascending.
+    pub receipts: Vec<serde_bytes::ByteBuf>,
+    /// The latest signed checkpoint (145 bytes).
+    #[serde(default, with = "serde_bytes")]
+    pub checkpoint: Option<Vec<u8>>,
+    /// Receipts after `.0` and before `.1` were evicted from the ring.
+    pub gap: Option<(u64, u64)>,
+    /// The seq to ask after next.
+    pub next_after: u64,
+    /// The page was full: more follow.
+    pub more: bool,
+    /// Receipts written since this instance started, and those that could not be.
+    pub written: u64,
+    pub dropped: u64,
 }
 
 /// Where a member stands in its cluster.
@@ -409,6 +443,7 @@ impl Op {
             Self::ClusterAdmit { .. } => "cluster_admit",
             Self::ClusterChallenge { .. } => "cluster_challenge",
             Self::ClusterProve { .. } => "cluster_prove",
+            Self::Receipts { .. } => "receipts",
             Self::ClusterDeliver { .. } => "cluster_deliver",
             Self::ClusterOutbox { .. } => "cluster_outbox",
             Self::ClusterStatus => "cluster_status",
@@ -495,6 +530,9 @@ pub enum Reply {
         /// What the measured config calls mints and programs in the messages users sign.
         #[serde(default)]
         registry: signer_types::policy::Registry,
+        /// This boot's receipt checkpoint key (ed25519), bound in its attestation documents.
+        #[serde(default, with = "serde_bytes")]
+        checkpoint_key: Option<[u8; 32]>,
     },
     VaultCreated {
         #[serde(with = "serde_bytes")]
@@ -534,6 +572,9 @@ pub enum Reply {
         #[serde(with = "serde_bytes")]
         record: Vec<u8>,
         enclave_id: EnclaveId,
+        /// Its `grant_created` receipt (absent when the same signature came again).
+        #[serde(default, with = "serde_bytes")]
+        receipt: Option<Vec<u8>>,
     },
     Signed {
         #[serde(with = "serde_bytes")]
@@ -542,6 +583,9 @@ pub enum Reply {
         transaction: Vec<u8>,
         #[serde(with = "serde_bytes")]
         record_id: [u8; 16],
+        /// Its `signed` receipt (absent for an identical retry).
+        #[serde(default, with = "serde_bytes")]
+        receipt: Option<Vec<u8>>,
     },
     NeedKey {
         #[serde(with = "serde_bytes")]
@@ -623,6 +667,7 @@ pub enum Reply {
         messages: Vec<RelayedMessage>,
     },
     ClusterStatus(ClusterStatusReply),
+    Receipts(ReceiptsReply),
     /// Done, nothing to report.
     Accepted,
     /// A secret, HPKE-sealed to the recipient the wallet's signed message names.
@@ -893,6 +938,7 @@ mod tests {
                 signature: [3; 64],
                 transaction: vec![1, 2],
                 record_id: [4; 16],
+                receipt: Some(vec![5; 20]),
             }),
             Outcome::Ok(Reply::NeedKey {
                 record_id: [5; 16],

@@ -132,6 +132,15 @@ const REVIEWED: &[(&str, &str)] = &[
     ("cluster_challenge.wrapped_key", "the upgrade challenge key wrapped to KMS"),
     ("cluster_challenge.document", "public attestation document"),
     ("cluster_proof.proof", "HMAC under the upgrade challenge key: reveals nothing of it"),
+    ("identity.checkpoint_key", "the public half of the boot's checkpoint key"),
+    ("grant_created.receipt", "decision receipt: public fields only (docs/receipts.md)"),
+    ("signed.receipt", "decision receipt: public fields only (docs/receipts.md)"),
+    ("receipts.enclave_id", "id"),
+    ("receipts.decider", "id"),
+    ("receipts.checkpoint_key", "the public half of the boot's checkpoint key"),
+    ("receipts.document", "public attestation document"),
+    ("receipts.receipts[]", "decision receipt: public fields only (docs/receipts.md)"),
+    ("receipts.checkpoint", "signed checkpoint: a hash, a seq, a time and a signature"),
     ("cluster_outbox.messages[].message", "member message sealed (HPKE) to another member"),
     ("cluster_status.enclave_id", "id"),
     ("cluster_status.cluster_id", "id"),
@@ -275,6 +284,7 @@ fn requests() -> Vec<Op> {
         },
         Op::ClusterChallenge { card: vec![1; 100] },
         Op::ClusterProve { leader: EnclaveId([4; 16]), envelope: vec![6; 50] },
+        Op::Receipts { after: Some(7) },
         Op::ClusterDeliver { message: vec![5; 100] },
         Op::ClusterOutbox { wait_ms: 1000 },
         Op::ClusterStatus,
@@ -334,6 +344,7 @@ fn request_variant(op: &Op) -> usize {
         Op::ClusterStatus => 33,
         Op::ClusterChallenge { .. } => 34,
         Op::ClusterProve { .. } => 35,
+        Op::Receipts { .. } => 36,
     }
 }
 
@@ -357,6 +368,7 @@ fn replies() -> Vec<Reply> {
                     name: "Jupiter".into(),
                 }],
             },
+            checkpoint_key: Some([20; 32]),
         },
         Reply::VaultCreated { vault_id: [4; 16], record: vec![5; 100], provenance: vec![6; 100] },
         Reply::VaultImported { vault_id: [4; 16], provenance: vec![6; 100] },
@@ -379,8 +391,14 @@ fn replies() -> Vec<Reply> {
             expires_at: 2,
             record: vec![11; 100],
             enclave_id: EnclaveId([3; 16]),
+            receipt: Some(vec![19; 300]),
         },
-        Reply::Signed { signature: [12; 64], transaction: vec![13; 100], record_id: [10; 16] },
+        Reply::Signed {
+            signature: [12; 64],
+            transaction: vec![13; 100],
+            record_id: [10; 16],
+            receipt: Some(vec![19; 300]),
+        },
         Reply::NeedKey {
             record_id: [10; 16],
             wrap_alg: WrapAlg::KmsSymmetric,
@@ -428,6 +446,19 @@ fn replies() -> Vec<Reply> {
             pcr0: "ab".repeat(48),
         },
         Reply::ClusterProof { proof: [8; 32] },
+        Reply::Receipts(signer_protocol::ReceiptsReply {
+            enclave_id: EnclaveId([1; 16]),
+            decider: EnclaveId([3; 16]),
+            checkpoint_key: [4; 32],
+            document: vec![7; 100],
+            receipts: vec![serde_bytes::ByteBuf::from(vec![5; 120])],
+            checkpoint: Some(vec![6; 145]),
+            gap: Some((1, 9)),
+            next_after: 10,
+            more: true,
+            written: 11,
+            dropped: 0,
+        }),
         Reply::ClusterOutbox {
             messages: vec![RelayedMessage {
                 relay: "http://10.0.0.3:8787".into(),
@@ -487,6 +518,7 @@ fn reply_variant(reply: &Reply) -> usize {
         Reply::Accepted => 27,
         Reply::ClusterChallenge { .. } => 28,
         Reply::ClusterProof { .. } => 29,
+        Reply::Receipts(_) => 30,
     }
 }
 
@@ -523,10 +555,10 @@ fn leaves_of<T: serde::Serialize>(message: &T) -> (Vec<(String, usize)>, Vec<Str
 fn no_request_or_reply_can_carry_a_master_key() {
     let requests = requests();
     let covered: BTreeSet<usize> = requests.iter().map(request_variant).collect();
-    assert_eq!(covered.len(), 36, "a sample of every request variant");
+    assert_eq!(covered.len(), 37, "a sample of every request variant");
     let replies = replies();
     let covered: BTreeSet<usize> = replies.iter().map(reply_variant).collect();
-    assert_eq!(covered.len(), 30, "a sample of every reply variant");
+    assert_eq!(covered.len(), 31, "a sample of every reply variant");
 
     let reviewed: BTreeSet<&str> = REVIEWED.iter().map(|(p, _)| *p).collect();
     let mut seen = BTreeSet::new();

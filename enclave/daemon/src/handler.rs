@@ -13,7 +13,7 @@ use enclave_core::enclave::{
     VaultProof, WalletRevoke,
 };
 use enclave_core::error::ErrorCode;
-use enclave_core::{Enclave, EnclaveError, SecureRandom, SignOutcome};
+use enclave_core::{Enclave, EnclaveError, EnclaveId, SecureRandom, SignOutcome};
 use signer_protocol::{
     AgentKindMsg, ErrorReply, ExportSubjectMsg, GrantFields, HandoverStage, HandoverSummary, Op,
     Outcome, PROTOCOL_VERSION, Reply, RevokeMsg, RevokeScopeMsg, StatusReply,
@@ -52,6 +52,7 @@ fn signed_or_need_key(outcome: SignOutcome) -> Reply {
             signature: s.signature,
             transaction: s.transaction,
             record_id: s.record_id,
+            receipt: s.receipt.map(|r| r.to_vec()),
         },
         SignOutcome::NeedKey(n) => need_key_reply(n),
     }
@@ -177,7 +178,29 @@ impl Handler {
                 started_at: e.started_at(),
                 kms_public_key: e.config().kms_public_key_der.clone(),
                 registry: e.config().message_domain.registry.clone(),
+                checkpoint_key: Some(e.checkpoint_public_key()),
             },
+            Op::Receipts { after } => {
+                let page = e.receipts(after, enclave_core::enclave::receipts::MAX_PAGE_BYTES);
+                let (written, dropped) = e.receipt_counts();
+                Reply::Receipts(signer_protocol::ReceiptsReply {
+                    enclave_id: e.id(),
+                    decider: EnclaveId(page.decider),
+                    checkpoint_key: e.checkpoint_public_key(),
+                    document: e.attest_for_caller(None)?,
+                    receipts: page
+                        .receipts
+                        .iter()
+                        .map(|r| serde_bytes::ByteBuf::from(r.to_vec()))
+                        .collect(),
+                    checkpoint: e.checkpoint().map(|c| c.encode().to_vec()),
+                    gap: page.gap,
+                    next_after: page.next_after,
+                    more: page.more,
+                    written,
+                    dropped,
+                })
+            }
             Op::CreateVault { wallet } => {
                 let v = e.create_vault(wallet)?;
                 Reply::VaultCreated {
@@ -237,6 +260,7 @@ impl Handler {
                     expires_at: c.expires_at,
                     record: c.record,
                     enclave_id: c.enclave_id,
+                    receipt: c.receipt.map(|r| r.to_vec()),
                 })
             }
             Op::Sign(s) => signed_or_need_key(e.sign(&SignRequest {

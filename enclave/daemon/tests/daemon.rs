@@ -243,6 +243,7 @@ async fn wallet(c: &Connection, byte: u8) -> Wallet {
         issued_at: from,
         expires_at,
         enclave_id,
+        ..
     } = ok(
         c,
         Op::CreateGrant(CreateGrantOp {
@@ -372,12 +373,16 @@ async fn every_operation() {
     };
     assert_eq!(record_id, w.grant_id);
     let env = kms_envelope(&wrapped_key, &public_key);
-    let Reply::Signed { signature, transaction, record_id } =
+    let Reply::Signed { signature, transaction, record_id, receipt } =
         ok(&c, sign_op(&w, tx.clone(), [1; 16], Some(env))).await
     else {
         panic!()
     };
     assert_eq!(record_id, w.grant_id);
+    // Its receipt names this request and grant (docs/receipts.md).
+    let receipt = signer_receipts::Receipt::decode(&receipt.unwrap()).unwrap();
+    let signer_receipts::Body::Signed(body) = receipt.body else { panic!("{receipt:?}") };
+    assert_eq!((body.request_id, body.grant_id), ([1; 16], w.grant_id));
     verify_signed(&transaction, &w.agent, &signature);
     let Reply::Signed { .. } =
         ok(&c, sign_op(&w, transfer_tx(&w.agent, &Pubkey([9; 32]), 6), [2; 16], None)).await

@@ -84,7 +84,8 @@ fn documented_routes(guards: &Guards) -> (Router<Arc<Parent>>, utoipa::openapi::
         .routes(routes!(routes::authorize_revoke))
         .routes(routes!(routes::authorize_export))
         .routes(routes!(routes::export))
-        .routes(routes!(cluster::cluster_view));
+        .routes(routes!(cluster::cluster_view))
+        .routes(routes!(routes::receipts));
     let admin = OpenApiRouter::new()
         .routes(routes!(cluster::cluster_relay))
         .routes(routes!(cluster::cluster_card))

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use signer_api::responses::{
     AgentCreated, AttestationResponse, Authorization, EnclaveIdentity, Exported,
     GrantAuthorization, GrantCreated, HandoverProgress, Health, KillSwitchState, KmsKeyStatus,
-    Readiness, Revoked, RevokedTarget, VaultCreated, VaultImported,
+    Readiness, ReceiptGap, ReceiptsPage, Revoked, RevokedTarget, VaultCreated, VaultImported,
 };
 use signer_api::schema::EnclaveIdSchema;
 use signer_api::{
@@ -249,7 +249,14 @@ pub async fn attestation(
 )]
 pub async fn enclave(State(parent): Ctx) -> Result<Json<EnclaveIdentity>, ApiError> {
     let reply = parent.call(&Op::Identity).await?;
-    let Reply::Identity { enclave_id, answers_for, started_at, kms_public_key, registry } = reply
+    let Reply::Identity {
+        enclave_id,
+        answers_for,
+        started_at,
+        kms_public_key,
+        registry,
+        checkpoint_key,
+    } = reply
     else {
         return Err(unexpected("identity", &reply));
     };
@@ -259,6 +266,57 @@ pub async fn enclave(State(parent): Ctx) -> Result<Json<EnclaveIdentity>, ApiErr
         started_at,
         kms_public_key: B64(kms_public_key),
         registry,
+        checkpoint_key: checkpoint_key.map(|k| B64(k.to_vec())),
+    }))
+}
+
+/// `GET /v1/receipts` query.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReceiptsQuery {
+    /// Receipts with a seq above this one (absent: every receipt the ring keeps).
+    pub after: Option<u64>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/receipts", operation_id = "receipts", tag = "enclave",
+    summary = "Decision receipts and the latest checkpoint",
+    description = "The enclave's receipts after `after` (every one its ring keeps when absent), \
+        at most 192 KiB of them (`more` says whether more follow; continue with \
+        `after=next_after`), and a checkpoint of the chain's head signed with the boot's key. \
+        Receipts the ring no longer keeps are reported as `gap`, never skipped silently. \
+        Verify with `attest receipts` (`docs/receipts.md`).",
+    params(ReceiptsQuery),
+    responses((status = 200, description = "A page of receipts.", body = ReceiptsPage),
+        AttestationErrors),
+    security(("api_token" = []), ("admin_token" = [])),
+)]
+pub async fn receipts(
+    State(parent): Ctx,
+    query: Result<axum::extract::Query<ReceiptsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ReceiptsPage>, ApiError> {
+    let axum::extract::Query(query) = query.map_err(|e| {
+        ApiError::bad_request(format!("after must be a non-negative integer: {}", e.body_text()))
+    })?;
+    let reply = parent.call(&Op::Receipts { after: query.after }).await?;
+    let Reply::Receipts(page) = reply else {
+        return Err(unexpected("receipts", &reply));
+    };
+    let metrics = &parent.metrics;
+    metrics.receipts.with_label_values(&["paged"]).inc_by(page.receipts.len() as u64);
+    metrics.receipts_written.set(i64::try_from(page.written).unwrap_or(i64::MAX));
+    metrics.receipts_dropped.set(i64::try_from(page.dropped).unwrap_or(i64::MAX));
+    Ok(Json(ReceiptsPage {
+        enclave_id: page.enclave_id,
+        decider: page.decider,
+        checkpoint_key: B64(page.checkpoint_key.to_vec()),
+        document: B64(page.document),
+        receipts: page.receipts.into_iter().map(|r| B64(r.into_vec())).collect(),
+        checkpoint: page.checkpoint.map(B64),
+        gap: page.gap.map(|(after, oldest)| ReceiptGap { after, oldest }),
+        next_after: page.next_after,
+        more: page.more,
     }))
 }
 
@@ -474,10 +532,12 @@ pub async fn create_grant(
             envelope: None,
         });
         let reply = parent.call_unlocking(op).await?;
-        let Reply::GrantCreated { grant_id, issued_at, expires_at, record, enclave_id } = reply
+        let Reply::GrantCreated { grant_id, issued_at, expires_at, record, enclave_id, receipt } =
+            reply
         else {
             return Err(unexpected("create_grant", &reply));
         };
+        parent.count_receipt(receipt.is_some());
         d.grant_id = Some(uuid(grant_id).to_string());
         d.enclave = Some(enclave_id.to_string());
         let body = GrantCreated {
@@ -486,6 +546,7 @@ pub async fn create_grant(
             expires_at,
             grant_record: B64(record),
             enclave_id,
+            receipt: receipt.map(B64),
         };
         Ok(routed(body, enclave_id))
     }
@@ -536,13 +597,15 @@ pub async fn sign(
             envelope: None,
         };
         let reply = parent.sign(&grant, op).await?;
-        let Reply::Signed { signature, transaction, record_id } = reply else {
+        let Reply::Signed { signature, transaction, record_id, receipt } = reply else {
             return Err(unexpected("sign", &reply));
         };
+        parent.count_receipt(receipt.is_some());
         let body = SignResponse {
             signature: signature_base58(&signature),
             transaction: B64(transaction),
             grant_id: Some(uuid(record_id)),
+            receipt: receipt.map(B64),
         };
         Ok(routed(body, grant.enclave_id))
     }
@@ -592,13 +655,15 @@ pub async fn scheduled_sign(
             envelope: None,
         };
         let reply = parent.sign_scheduled(op).await?;
-        let Reply::Signed { signature, transaction, .. } = reply else {
+        let Reply::Signed { signature, transaction, receipt, .. } = reply else {
             return Err(unexpected("sign_scheduled", &reply));
         };
+        parent.count_receipt(receipt.is_some());
         let body = SignResponse {
             signature: signature_base58(&signature),
             transaction: B64(transaction),
             grant_id: None,
+            receipt: receipt.map(B64),
         };
         Ok(routed(body, owner))
     }

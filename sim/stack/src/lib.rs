@@ -10,6 +10,7 @@ pub mod demo;
 pub mod history;
 pub mod nemesis;
 pub mod process;
+pub mod receipts;
 pub mod stack;
 pub mod tx;
 pub mod user;

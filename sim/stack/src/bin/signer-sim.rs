@@ -124,6 +124,17 @@ fn run(demo_only: bool, cluster: Option<usize>) -> Result<(), String> {
     println!(
         "  verified      yes: ed25519 over the transaction message, by the agent's public key"
     );
+    let receipts = signer_sim::receipts::fetch_and_verify(&stack, &stack.api())?;
+    println!(
+        "  receipts      {} fetched (GET /v1/receipts) and verified with `attest receipts`: \
+         chain, checkpoint signature, key binding in the attested document, every signature \
+         within its grant's policy",
+        receipts.receipts
+    );
+    for line in receipts.output.lines().filter(|l| !l.trim().is_empty()).take(12) {
+        println!("    | {line}");
+    }
+    println!("  verify again  {}", receipts.command);
 
     let base = stack.base_url();
     println!();

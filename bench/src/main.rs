@@ -15,6 +15,12 @@
 //! finds the sustainable maximum rate; `--curve` measures at 10/25/50/75/90 % of it and plots the
 //! latency curve. Every mode reports CPU time per signed request for the enclave and the parent,
 //! against the raw signature's cost measured in the same run.
+//!
+//! `--cluster N` measures a single instance and then a cluster of N enclave/parent pairs behind
+//! HAProxy (the simulation's, `signer_sim::cluster`) with the same closed-loop load, back to
+//! back, and compares them: throughput, p50/p99, CPU per request over every process of each
+//! setup (the cluster's: all enclaves, all parents and HAProxy) and the cluster's Raft batching
+//! (log entries per replication message, from the members' `GET /v1/cluster`).
 
 mod open_loop;
 
@@ -30,6 +36,7 @@ use ed25519_dalek::Signer as _;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use signer_sim::cluster::{Cluster, member_addrs};
 use signer_sim::user::{Agent, GrantTerms, User, Vault};
 use signer_sim::{Api, Options, Stack};
 
@@ -93,6 +100,24 @@ struct Cli {
     /// or the transaction: the floor under the cost of every signed request.
     #[arg(long, conflicts_with_all = ["sweep", "curve"])]
     floor: bool,
+    /// Measure a single instance, then a cluster of N enclave/parent pairs (odd) behind HAProxy
+    /// with the same closed-loop load, and compare them.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = cluster_size,
+        conflicts_with_all = ["sweep", "curve", "rate", "attach", "requests", "floor"]
+    )]
+    cluster: Option<usize>,
+}
+
+/// `--cluster N`: an odd number of members (a majority must survive), at most 15.
+fn cluster_size(text: &str) -> Result<usize, String> {
+    let n: usize = text.parse().map_err(|_| format!("`{text}` is not a number of members"))?;
+    if n == 0 || n.is_multiple_of(2) || n > 15 {
+        return Err(format!("a cluster has an odd number of members, 1 to 15; {n} given"));
+    }
+    Ok(n)
 }
 
 /// Per-process figures from /proc.
@@ -203,8 +228,9 @@ fn raw_sign_rate(duration: Duration) -> f64 {
 
 /// One prepared request.
 enum Prepared {
-    /// `POST /v1/sign` for one grant: the request body around the request id.
-    Sign { prefix: String, suffix: &'static str },
+    /// `POST /v1/sign` for one grant: the request body around the request id, and the record's
+    /// routing key when requests carry `X-Signer-Route` (`--cluster`).
+    Sign { prefix: String, suffix: &'static str, route: Option<String> },
     /// `GET /v1/enclave` (`--floor`).
     Identity,
 }
@@ -216,8 +242,9 @@ fn unlimited_policy() -> Value {
     })
 }
 
-/// Creates `grants` grants (one agent per 100) with a few threads; returns the request bodies.
-fn prepare(api: &Api, grants: usize) -> Result<Vec<Prepared>, String> {
+/// Creates `grants` grants (one agent per 100) with a few threads; returns the request bodies
+/// (with `route`, each with its record's routing key for `X-Signer-Route`).
+fn prepare(api: &Api, grants: usize, route: bool) -> Result<Vec<Prepared>, String> {
     let threads = 8.min(grants.max(1));
     let per_thread = grants.div_ceil(threads);
     let handles: Vec<_> = (0..threads)
@@ -256,6 +283,7 @@ fn prepare(api: &Api, grants: usize) -> Result<Vec<Prepared>, String> {
                             grant.record
                         ),
                         suffix: r#""}"#,
+                        route: route.then(|| grant.enclave_id.clone()),
                     });
                 }
                 Ok(out)
@@ -310,6 +338,27 @@ struct Run {
     /// `--floor`: identity requests, not signatures.
     floor: bool,
     enclave_rss_growth_mib: f64,
+    /// A cluster's run (`--cluster`): its members, HAProxy's and each member's CPU seconds and
+    /// the replication counters' growth; none for a single instance.
+    cluster: Option<ClusterRun>,
+}
+
+/// What a cluster run measured besides the load and the totals.
+#[derive(Clone, Debug, Default)]
+struct ClusterRun {
+    members: usize,
+    lb_cpu: f64,
+    /// Name (with the role at the end of the run), enclave and parent CPU seconds.
+    per_member: Vec<(String, f64, f64)>,
+    /// Replication messages with entries sent, and the entries they carried, during the run.
+    appends: u64,
+    entries: u64,
+}
+
+impl ClusterRun {
+    fn entries_per_append(&self) -> Option<f64> {
+        (self.appends > 0).then(|| self.entries as f64 / self.appends as f64)
+    }
 }
 
 struct Shared {
@@ -357,14 +406,19 @@ async fn client_task(
         };
         n += 1;
         let request = match prepared {
-            Prepared::Sign { prefix, suffix } => hyper::Request::post("/v1/sign")
-                .header("host", "bench")
-                .header("authorization", &authorization)
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(format!(
+            Prepared::Sign { prefix, suffix, route } => {
+                let mut request = hyper::Request::post("/v1/sign")
+                    .header("host", "bench")
+                    .header("authorization", &authorization)
+                    .header("content-type", "application/json");
+                if let Some(route) = route {
+                    request = request.header("x-signer-route", route);
+                }
+                request.body(Full::new(Bytes::from(format!(
                     "{prefix}{}{suffix}",
                     request_id(run, id, n)
-                )))),
+                ))))
+            }
             Prepared::Identity => hyper::Request::get("/v1/enclave")
                 .header("host", "bench")
                 .header("authorization", &authorization)
@@ -424,12 +478,89 @@ fn kms_calls(api: &Api) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// One member of a cluster under test: its parent's API and its processes.
+struct MemberTarget {
+    name: String,
+    api: Api,
+    enclave_pid: Option<u32>,
+    parent_pid: Option<u32>,
+}
+
+impl MemberTarget {
+    /// `GET /v1/cluster` of this member.
+    fn view(&self) -> Option<Value> {
+        self.api.get("/v1/cluster").ok().filter(|r| r.status == 200).map(|r| r.body)
+    }
+}
+
 struct Target {
     api: Api,
     addr: std::net::SocketAddr,
     enclave_pid: Option<u32>,
     parent_pid: Option<u32>,
+    /// `--cluster`: the members (the API above is HAProxy's address) and HAProxy's process.
+    members: Vec<MemberTarget>,
+    lb_pid: Option<u32>,
+    // Dropped first: the cluster's processes stop before the stack's kms-sim.
+    _cluster: Option<Cluster>,
     _stack: Option<Stack>,
+}
+
+impl Target {
+    /// KMS `Decrypt` calls of every parent of this setup.
+    fn kms_calls(&self) -> u64 {
+        if self.members.is_empty() {
+            return kms_calls(&self.api);
+        }
+        self.members.iter().map(|m| kms_calls(&m.api)).sum()
+    }
+
+    /// Replication messages with entries and the entries they carried, summed over the members
+    /// (only a leader sends them); none for a single instance.
+    fn append_counters(&self) -> Option<(u64, u64)> {
+        if self.members.is_empty() {
+            return None;
+        }
+        let mut total = (0, 0);
+        for view in self.members.iter().filter_map(MemberTarget::view) {
+            let count = |key: &str| view.get(key).and_then(Value::as_u64).unwrap_or(0);
+            total.0 += count("appends_sent");
+            total.1 += count("entries_sent");
+        }
+        Some(total)
+    }
+
+    /// Every enclave process and every parent process of this setup.
+    fn enclave_pids(&self) -> Vec<u32> {
+        if self.members.is_empty() {
+            return self.enclave_pid.into_iter().collect();
+        }
+        self.members.iter().filter_map(|m| m.enclave_pid).collect()
+    }
+
+    fn parent_pids(&self) -> Vec<u32> {
+        if self.members.is_empty() {
+            return self.parent_pid.into_iter().collect();
+        }
+        self.members.iter().filter_map(|m| m.parent_pid).collect()
+    }
+}
+
+/// [`proc_stats`] summed over `pids` (CPU, switches and memory of all of them together).
+fn procs_stats(pids: &[u32]) -> ProcStats {
+    pids.iter().map(|pid| proc_stats(Some(*pid))).fold(ProcStats::default(), |a, b| ProcStats {
+        cpu_seconds: a.cpu_seconds + b.cpu_seconds,
+        context_switches: a.context_switches + b.context_switches,
+        rss_mib: a.rss_mib + b.rss_mib,
+        peak_rss_mib: a.peak_rss_mib + b.peak_rss_mib,
+    })
+}
+
+/// A fresh data directory for a stack of this process.
+fn data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 fn target(cli: &Cli) -> Result<Target, String> {
@@ -445,12 +576,13 @@ fn target(cli: &Cli) -> Result<Target, String> {
             addr,
             enclave_pid: cli.enclave_pid,
             parent_pid: cli.parent_pid,
+            members: Vec::new(),
+            lb_pid: None,
+            _cluster: None,
             _stack: None,
         });
     }
-    let dir = std::env::temp_dir().join(format!("signer-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut options = Options::for_test(dir);
+    let mut options = Options::for_test(data_dir("signer-bench"));
     options.log_level = "warn".into();
     let stack = Stack::start(options).map_err(|e| e.to_string())?;
     Ok(Target {
@@ -458,6 +590,53 @@ fn target(cli: &Cli) -> Result<Target, String> {
         addr: stack.options.http_addr,
         enclave_pid: stack.enclave.as_ref().and_then(|p| p.pid()),
         parent_pid: stack.parent.as_ref().and_then(|p| p.pid()),
+        members: Vec::new(),
+        lb_pid: None,
+        _cluster: None,
+        _stack: Some(stack),
+    })
+}
+
+/// A cluster of `n` enclave/parent pairs founded as one, behind HAProxy on the stack's usual
+/// address (as `signer-sim run --cluster N` starts it).
+fn cluster_target(n: usize) -> Result<Target, String> {
+    let mut options = Options::for_test(data_dir("signer-bench-cluster"));
+    options.log_level = "warn".into();
+    let stack = Stack::prepare(options).map_err(|e| e.to_string())?;
+    let addrs = member_addrs(n, &[stack.options.http_addr, stack.options.kms_addr]);
+    let mut cluster = stack.start_cluster(&addrs, None).map_err(|e| e.to_string())?;
+    stack.start_load_balancer(&mut cluster, stack.options.http_addr).map_err(|e| e.to_string())?;
+    let members = cluster
+        .members
+        .iter()
+        .map(|m| MemberTarget {
+            name: m.name.clone(),
+            api: m.api.clone(),
+            enclave_pid: m.enclave.as_ref().and_then(|p| p.pid()),
+            parent_pid: m.parent.pid(),
+        })
+        .collect::<Vec<_>>();
+    // Every member must know the leader before the load starts (a follower's parent forwards
+    // decisions to the leader's, which it learns from its enclave's view, read every 250 ms).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !members
+        .iter()
+        .all(|m| m.view().is_some_and(|v| v.get("ready").and_then(Value::as_bool) == Some(true)))
+    {
+        if Instant::now() > deadline {
+            return Err("the cluster's members did not all know a leader within 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    Ok(Target {
+        api: stack.api(),
+        addr: stack.options.http_addr,
+        enclave_pid: None,
+        parent_pid: None,
+        members,
+        lb_pid: cluster.lb.as_ref().and_then(|p| p.pid()),
+        _cluster: Some(cluster),
         _stack: Some(stack),
     })
 }
@@ -519,9 +698,22 @@ struct Prepped {
 }
 
 fn prep(cli: &Cli, concurrency: usize, grants: usize) -> Result<Prepped, String> {
-    let target = target(cli)?;
-    let bodies =
-        Arc::new(if cli.floor { vec![Prepared::Identity] } else { prepare(&target.api, grants)? });
+    prep_on(cli, target(cli)?, concurrency, grants)
+}
+
+/// [`prep`] on a given target (grants created through its API: a cluster's load balancer).
+fn prep_on(
+    cli: &Cli,
+    target: Target,
+    concurrency: usize,
+    grants: usize,
+) -> Result<Prepped, String> {
+    let route = cli.cluster.is_some();
+    let bodies = Arc::new(if cli.floor {
+        vec![Prepared::Identity]
+    } else {
+        prepare(&target.api, grants, route)?
+    });
     // Warm-up: open every grant (one KMS call each) and settle the connections.
     let warmup_requests = grants.max(concurrency) as u64 * 2;
     let warm = run_load(&target, concurrency.clamp(1, 64), &bodies, Stop::After(warmup_requests))?;
@@ -539,11 +731,46 @@ fn observe(
     load: impl FnOnce() -> Result<Load, String>,
 ) -> Result<Run, String> {
     let t = &p.target;
-    let enclave_before = proc_stats(t.enclave_pid);
-    let parent_before = proc_stats(t.parent_pid);
+    let (enclave_pids, parent_pids) = (t.enclave_pids(), t.parent_pids());
+    let member_cpu = || -> Vec<(f64, f64)> {
+        t.members
+            .iter()
+            .map(|m| (proc_stats(m.enclave_pid).cpu_seconds, proc_stats(m.parent_pid).cpu_seconds))
+            .collect()
+    };
+    let appends_before = t.append_counters();
+    let lb_before = proc_stats(t.lb_pid);
+    let members_before = member_cpu();
+    let enclave_before = procs_stats(&enclave_pids);
+    let parent_before = procs_stats(&parent_pids);
     let Load { sent, elapsed, histogram: h, errors } = load()?;
-    let enclave = proc_stats(t.enclave_pid);
-    let parent = proc_stats(t.parent_pid);
+    let enclave = procs_stats(&enclave_pids);
+    let parent = procs_stats(&parent_pids);
+    let members_after = member_cpu();
+    let lb = proc_stats(t.lb_pid);
+    let appends_after = t.append_counters();
+    let cluster = (!t.members.is_empty()).then(|| {
+        let (appends_before, entries_before) = appends_before.unwrap_or_default();
+        let (appends, entries) = appends_after.unwrap_or_default();
+        ClusterRun {
+            members: t.members.len(),
+            lb_cpu: lb.cpu_seconds - lb_before.cpu_seconds,
+            per_member: t
+                .members
+                .iter()
+                .zip(members_before.iter().zip(&members_after))
+                .map(|(m, ((e0, p0), (e1, p1)))| {
+                    let role = m
+                        .view()
+                        .and_then(|v| v.get("role").and_then(Value::as_str).map(str::to_string))
+                        .unwrap_or_else(|| "unknown".into());
+                    (format!("{} ({role})", m.name), e1 - e0, p1 - p0)
+                })
+                .collect(),
+            appends: appends.saturating_sub(appends_before),
+            entries: entries.saturating_sub(entries_before),
+        }
+    });
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     Ok(Run {
         offered_rate,
@@ -558,7 +785,7 @@ fn observe(
         p999_ms: ms(0.999),
         max_ms: h.max() as f64 / 1000.0,
         errors,
-        kms_calls: kms_calls(&t.api),
+        kms_calls: t.kms_calls(),
         enclave_cpu: enclave.cpu_seconds - enclave_before.cpu_seconds,
         enclave_switches: enclave.context_switches.saturating_sub(enclave_before.context_switches),
         parent_switches: parent.context_switches.saturating_sub(parent_before.context_switches),
@@ -567,11 +794,17 @@ fn observe(
         enclave_rss_growth_mib: enclave.rss_mib - enclave_before.rss_mib,
         enclave,
         parent,
+        cluster,
     })
 }
 
 fn measure(cli: &Cli, concurrency: usize, grants: usize) -> Result<Run, String> {
-    let p = prep(cli, concurrency, grants)?;
+    measure_on(cli, target(cli)?, concurrency, grants)
+}
+
+/// [`measure`] on a given target (stopped when the run is over).
+fn measure_on(cli: &Cli, target: Target, concurrency: usize, grants: usize) -> Result<Run, String> {
+    let p = prep_on(cli, target, concurrency, grants)?;
     let stop = match cli.requests {
         Some(n) => Stop::After(n.saturating_sub(p.warmup_requests)),
         None => Stop::At(Instant::now() + Duration::from_secs(cli.seconds)),
@@ -726,6 +959,127 @@ fn closed_summary(run: &Run, base: &Baseline) -> Value {
     })
 }
 
+/// One side of `--cluster`'s comparison (single instance or cluster) as JSON.
+fn comparison_side(run: &Run) -> Value {
+    let enclave_us = per_request_us(run.enclave_cpu, run.requests);
+    let parent_us = per_request_us(run.parent_cpu, run.requests);
+    let c = run.cluster.as_ref();
+    let lb_us = c.map(|c| per_request_us(c.lb_cpu, run.requests));
+    let total = ((enclave_us + parent_us + lb_us.unwrap_or(0.0)) * 10.0).round() / 10.0;
+    let members: Vec<Value> = c
+        .map(|c| {
+            c.per_member
+                .iter()
+                .map(|(name, enclave, parent)| {
+                    json!({
+                        "member": name,
+                        "enclave_cpu_us_per_request": per_request_us(*enclave, run.requests),
+                        "parent_cpu_us_per_request": per_request_us(*parent, run.requests),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "members": c.map_or(1, |c| c.members),
+        "throughput_rps": (run.throughput * 10.0).round() / 10.0,
+        "p50_ms": run.p50_ms,
+        "p90_ms": run.p90_ms,
+        "p99_ms": run.p99_ms,
+        "p999_ms": run.p999_ms,
+        "max_ms": run.max_ms,
+        "cpu_us_per_request": total,
+        "enclave_cpu_us_per_request": enclave_us,
+        "parent_cpu_us_per_request": parent_us,
+        "lb_cpu_us_per_request": lb_us,
+        "members_cpu_us_per_request": members,
+        "entries_per_append": c
+            .and_then(ClusterRun::entries_per_append)
+            .map(|v| (v * 100.0).round() / 100.0),
+        "appends": c.map(|c| c.appends),
+        "entries": c.map(|c| c.entries),
+        "requests": run.requests,
+        "seconds": (run.seconds * 100.0).round() / 100.0,
+        "errors": run.errors.values().sum::<u64>(),
+        "errors_by_code": run.errors,
+        "kms_calls": run.kms_calls,
+    })
+}
+
+/// `value[key]` as a number, if it is one.
+fn number_at(value: &Value, key: &str) -> Option<f64> {
+    value.get(key).and_then(Value::as_f64)
+}
+
+/// `--cluster`: the single instance against the cluster, as JSON (the ratios are cluster /
+/// single).
+fn comparison_summary(single: &Run, cluster: &Run, base: &Baseline) -> Value {
+    let (s, c) = (comparison_side(single), comparison_side(cluster));
+    let ratio = |key: &str| match (number_at(&s, key), number_at(&c, key)) {
+        (Some(a), Some(b)) if a > 0.0 => Some((b / a * 1000.0).round() / 1000.0),
+        _ => None,
+    };
+    json!({
+        "mode": "cluster_comparison",
+        "concurrency": single.concurrency,
+        "grants": single.grants,
+        "raw_sign_per_s": base.raw.round(),
+        "raw_sign_us": (1e8 / base.raw.max(1e-9)).round() / 100.0,
+        "ratio": {
+            "throughput": ratio("throughput_rps"),
+            "p50": ratio("p50_ms"),
+            "p99": ratio("p99_ms"),
+            "cpu_per_request": ratio("cpu_us_per_request"),
+        },
+        "single": s,
+        "cluster": c,
+    })
+}
+
+/// `--cluster`: the comparison as a table.
+fn print_comparison(single: &Run, cluster: &Run) {
+    let (s, c) = (comparison_side(single), comparison_side(cluster));
+    let members = cluster.cluster.as_ref().map_or(0, |c| c.members);
+    let number = |v: &Value, key: &str, decimals: usize| {
+        number_at(v, key).map_or_else(|| "-".to_string(), |x| format!("{x:.decimals$}"))
+    };
+    println!();
+    println!(
+        "{:<28} {:>14} {:>14} {:>10}",
+        "",
+        "single",
+        format!("cluster of {members}"),
+        "cluster/single"
+    );
+    let rows: [(&str, &str, usize); 8] = [
+        ("throughput (req/s)", "throughput_rps", 0),
+        ("p50 (ms)", "p50_ms", 3),
+        ("p99 (ms)", "p99_ms", 3),
+        ("cpu per request (µs)", "cpu_us_per_request", 1),
+        ("  enclaves", "enclave_cpu_us_per_request", 1),
+        ("  parents", "parent_cpu_us_per_request", 1),
+        ("  haproxy", "lb_cpu_us_per_request", 1),
+        ("raft entries per append", "entries_per_append", 2),
+    ];
+    for (label, key, decimals) in rows {
+        let ratio = match (number_at(&s, key), number_at(&c, key)) {
+            (Some(a), Some(b)) if a > 0.0 => format!("{:.2}×", b / a),
+            _ => "-".into(),
+        };
+        println!(
+            "{label:<28} {:>14} {:>14} {ratio:>10}",
+            number(&s, key, decimals),
+            number(&c, key, decimals)
+        );
+    }
+    println!(
+        "{:<28} {:>14} {:>14}",
+        "errors",
+        single.errors.values().sum::<u64>(),
+        cluster.errors.values().sum::<u64>()
+    );
+}
+
 fn print_run(run: &Run, raw: f64) {
     let load = match run.offered_rate {
         Some(offered) => format!(
@@ -752,12 +1106,36 @@ fn print_run(run: &Run, raw: f64) {
     );
     let enclave_us = per_request_us(run.enclave_cpu, run.requests);
     let parent_us = per_request_us(run.parent_cpu, run.requests);
-    println!(
-        "    cpu per request: enclave {enclave_us:.1} µs + parent {parent_us:.1} µs = {:.1} µs ({:.2}× the raw signature's {:.1} µs)",
-        enclave_us + parent_us,
-        (enclave_us + parent_us) * raw / 1e6,
-        1e6 / raw
-    );
+    if let Some(c) = &run.cluster {
+        let lb_us = per_request_us(c.lb_cpu, run.requests);
+        let total = enclave_us + parent_us + lb_us;
+        println!(
+            "    cpu per request: {n} enclaves {enclave_us:.1} µs + {n} parents {parent_us:.1} µs + haproxy {lb_us:.1} µs = {total:.1} µs ({:.2}× the raw signature's {:.1} µs)",
+            total * raw / 1e6,
+            1e6 / raw,
+            n = c.members,
+        );
+        for (name, enclave, parent) in &c.per_member {
+            println!(
+                "      {name}: enclave {:.1} µs  parent {:.1} µs",
+                per_request_us(*enclave, run.requests),
+                per_request_us(*parent, run.requests)
+            );
+        }
+        println!(
+            "    raft: {} appends with entries carried {} entries: {} entries per append",
+            c.appends,
+            c.entries,
+            c.entries_per_append().map_or_else(|| "-".to_string(), |v| format!("{v:.2}"))
+        );
+    } else {
+        println!(
+            "    cpu per request: enclave {enclave_us:.1} µs + parent {parent_us:.1} µs = {:.1} µs ({:.2}× the raw signature's {:.1} µs)",
+            enclave_us + parent_us,
+            (enclave_us + parent_us) * raw / 1e6,
+            1e6 / raw
+        );
+    }
     let requests = run.requests.max(1) as f64;
     println!(
         "    context switches per request: enclave {:.2}, parent {:.2}{}",
@@ -1054,6 +1432,22 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         return Ok(());
     }
+    if let Some(members) = cli.cluster {
+        // The same closed loop on each setup, one after the other (each stopped after its run).
+        eprintln!("single instance…");
+        let single = measure(&cli, cli.concurrency, cli.grants)?;
+        print!("single:  ");
+        print_run(&single, raw);
+        eprintln!("cluster of {members} behind HAProxy…");
+        let cluster = measure_on(&cli, cluster_target(members)?, cli.concurrency, cli.grants)?;
+        print!("cluster: ");
+        print_run(&cluster, raw);
+        print_comparison(&single, &cluster);
+        if cli.json {
+            println!("{}", comparison_summary(&single, &cluster, &base));
+        }
+        return Ok(());
+    }
     if !cli.sweep {
         let run = measure(&cli, cli.concurrency, cli.grants)?;
         print_run(&run, raw);
@@ -1088,4 +1482,34 @@ fn run(cli: Cli) -> Result<(), String> {
         println!("{}", json!({"raw_sign_per_s": raw.round(), "runs": all}));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::Cli;
+
+    #[test]
+    fn cluster_takes_an_odd_number_of_members_and_only_the_closed_loop() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("signer-bench").chain(args.iter().copied()))
+        };
+        let cli = parse(&["--cluster", "3", "--seconds", "5"]).map_err(|e| e.to_string());
+        assert_eq!(cli.map(|c| (c.cluster, c.seconds)), Ok((Some(3), 5)));
+        assert!(parse(&[]).is_ok_and(|c| c.cluster.is_none()));
+        for bad in [
+            &["--cluster", "2"][..],
+            &["--cluster", "0"],
+            &["--cluster", "17"],
+            &["--cluster", "three"],
+            &["--cluster", "3", "--sweep"],
+            &["--cluster", "3", "--rate", "max"],
+            &["--cluster", "3", "--curve"],
+            &["--cluster", "3", "--floor"],
+            &["--cluster", "3", "--attach", "http://127.0.0.1:8787"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
 }

@@ -91,7 +91,7 @@ impl Connection {
 /// The request bytes for body `prepared` with request id number `n` from connection `id`.
 fn request_bytes(out: &mut Vec<u8>, authorization: &str, prepared: &Prepared, run: u64, k: u64) {
     out.clear();
-    let Prepared::Sign { prefix, suffix } = prepared else {
+    let Prepared::Sign { prefix, suffix, route } = prepared else {
         let head = format!(
             "GET /v1/enclave HTTP/1.1\r\nhost: bench\r\nauthorization: {authorization}\r\n\r\n"
         );
@@ -99,8 +99,9 @@ fn request_bytes(out: &mut Vec<u8>, authorization: &str, prepared: &Prepared, ru
         return;
     };
     let body = format!("{prefix}{}{suffix}", request_id(run, 0, k));
+    let route = route.as_ref().map(|r| format!("x-signer-route: {r}\r\n")).unwrap_or_default();
     let head = format!(
-        "POST /v1/sign HTTP/1.1\r\nhost: bench\r\nauthorization: {authorization}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        "POST /v1/sign HTTP/1.1\r\nhost: bench\r\nauthorization: {authorization}\r\ncontent-type: application/json\r\n{route}content-length: {}\r\n\r\n",
         body.len()
     );
     out.extend_from_slice(head.as_bytes());

@@ -400,3 +400,33 @@ fn merged_counters_add_up_on_the_same_day_and_never_loosen() {
     ledger.import(vec![incoming(day + 1, 9)]);
     assert_eq!((ledger.export()[0].day, ledger.export()[0].lamports), (day + 1, 9));
 }
+
+#[test]
+fn one_receipt_chain_spans_the_handover_and_verifies_end_to_end() {
+    use enclave_core::enclave::receipts::MAX_PAGE_BYTES;
+    let (p, s) = pair(0x10, &[]);
+    let setup = p.setup(0x75, policy());
+    let a = setup.agent.agent_pubkey;
+    let tx = |n| legacy_tx(&a, &[sol_transfer(&a, &Pubkey([1; 32]), n)]);
+    p.sign(request(&setup, &tx(1), 1)).unwrap();
+    hand_over(&p, &s).unwrap();
+    let after = s.sign(request(&setup, &tx(2), 2)).unwrap();
+    assert!(after.receipt.is_some());
+
+    let theirs = p.enclave.receipts(None, MAX_PAGE_BYTES).receipts;
+    let ours = s.enclave.receipts(None, MAX_PAGE_BYTES).receipts;
+    let kind = |r: &[u8]| signer_receipts::Receipt::decode(r).unwrap().body.kind_name();
+    assert_eq!(theirs.last().map(|r| kind(r)), Some("handover_out"));
+    assert!(ours.iter().any(|r| kind(r) == "handover_in"));
+    let all: Vec<&[u8]> = theirs.iter().chain(ours.iter()).map(|r| &r[..]).collect();
+    let checkpoints = [p.enclave.checkpoint().unwrap(), s.enclave.checkpoint().unwrap()];
+    let keys = [
+        (p.enclave.id().0, p.enclave.checkpoint_public_key()),
+        (s.enclave.id().0, s.enclave.checkpoint_public_key()),
+    ];
+    let report = signer_receipts::verify(&all, &checkpoints, &keys);
+    assert_eq!(report.handovers.len(), 1, "{report:?}");
+    assert!(report.forks.is_empty() && report.gaps.is_empty(), "{report:?}");
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.chains.len(), 2, "the predecessor's, continued by the successor's");
+}

@@ -16,6 +16,8 @@
 //! spend_counters_per_wallet = 1024       # one wallet's counters
 //! vault_cache_capacity = 10000
 //! vault_cache_seconds = 600
+//! receipt_ring_capacity = 65536         # receipts kept for GET /v1/receipts (~300 B each;
+//!                                       # 0 keeps none: answers still carry theirs)
 //! recipient_key_bits = 2048             # 2048, 3072 or 4096
 //! max_connections = 64
 //! max_in_flight = 4096
@@ -68,6 +70,9 @@ fn default_skew() -> u64 {
 }
 fn default_10k() -> usize {
     10_000
+}
+fn default_receipt_ring() -> usize {
+    enclave_core::enclave::receipts::DEFAULT_RING_CAPACITY
 }
 fn default_vault_seconds() -> u64 {
     600
@@ -194,6 +199,8 @@ pub struct FileConfig {
     pub vault_cache_capacity: usize,
     #[serde(default = "default_vault_seconds")]
     pub vault_cache_seconds: u64,
+    #[serde(default = "default_receipt_ring")]
+    pub receipt_ring_capacity: usize,
     #[serde(default = "default_bits")]
     pub recipient_key_bits: usize,
     #[serde(default = "default_connections")]
@@ -237,6 +244,7 @@ impl FileConfig {
             spend_counters_per_wallet: default_spend_counters_per_wallet(),
             vault_cache_capacity: default_10k(),
             vault_cache_seconds: default_vault_seconds(),
+            receipt_ring_capacity: default_receipt_ring(),
             recipient_key_bits: default_bits(),
             max_connections: default_connections(),
             max_in_flight: default_in_flight(),
@@ -326,6 +334,7 @@ pub fn parse(bytes: &[u8]) -> Result<LoadedConfig, ConfigError> {
     core.spend_counters_per_wallet = file.spend_counters_per_wallet;
     core.vault_cache_capacity = file.vault_cache_capacity;
     core.vault_cache_seconds = file.vault_cache_seconds;
+    core.receipt_ring_capacity = file.receipt_ring_capacity;
     core.predecessor_images =
         file.predecessors.iter().map(parse_image).collect::<Result<_, _>>()?;
     Ok(LoadedConfig { file, bytes: bytes.to_vec(), core })

@@ -193,7 +193,11 @@ impl ReceiptLog {
         self.chain = Some(Chain::resume(decider, seq, head));
     }
 
-    /// A predecessor's chain continued after a handover (its `handover_in`).
+    /// A predecessor's chain continued after a handover (its `handover_in`). The ring starts
+    /// over with it: a successor is a fresh instance whose own chain holds only its boot's
+    /// `chain_start` (an instance that had decided before taking a state over — a merge — has
+    /// its earlier receipts dropped from the ring: they were given with their answers, and a
+    /// page asked from before reports them as evicted).
     pub(super) fn handover_in(
         &mut self,
         decider: [u8; 16],
@@ -204,6 +208,7 @@ impl ReceiptLog {
     ) -> Option<Arc<[u8]>> {
         match Chain::handover_in(decider, time, predecessor, predecessor_seq, predecessor_head) {
             Ok((chain, first)) => {
+                self.ring.clear();
                 self.chain = Some(chain);
                 Some(self.keep(first))
             }

@@ -89,6 +89,12 @@ curl -sf -X POST $API/v1/kill-switch -H "Authorization: Bearer $ADMIN" -d '{"eng
     assert.match(r.stdout, /^verdict {5}ALLOW by statement AttestedEnclaveDecrypt$/m);
   });
 
+  it("the receipts commands fetch a page and attest receipts verifies it", () => {
+    const r = bash(withBinaries(`${readmeBlock("tokens")}\n${readmeBlock("receipts")}`));
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /checkpoints?: OK/, r.stdout);
+  });
+
   it("the scheduled-transfer example seals, signs once and is refused a second time", () => {
     const r = bash(readmeBlock("scheduled"));
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);

@@ -188,6 +188,25 @@ export interface EnclaveInfo {
    * `registry` of the `MessageDomain` messages are checked with. Pin your own copy in production.
    */
   registry: Registry;
+  /** This boot's receipt checkpoint key (ed25519), base64; bound in its attestation documents. */
+  checkpoint_key?: string;
+}
+
+/** `GET /v1/receipts`: a page of decision receipts (docs/receipts.md), all bytes base64. */
+export interface ReceiptsPage {
+  /** The instance that answered and signs `checkpoint`. */
+  enclave_id: string;
+  /** The chain's decider: the instance, or its cluster. */
+  decider: string;
+  checkpoint_key: string;
+  /** A fresh attestation document of the instance; its `user_data` binds `checkpoint_key`. */
+  document: string;
+  receipts: string[];
+  checkpoint: string | null;
+  /** Receipts after `after` and before `oldest` were evicted from the enclave's ring. */
+  gap: { after: number; oldest: number } | null;
+  next_after: number;
+  more: boolean;
 }
 
 export interface VaultResponse {
@@ -241,6 +260,8 @@ export interface GrantResponse {
   expires_at: number;
   grant_record: string;
   enclave_id: string;
+  /** The grant's receipt (docs/receipts.md), base64: store it beside the grant. */
+  receipt?: string;
 }
 
 export interface SignRequest {
@@ -267,6 +288,8 @@ export interface SignResponse {
   transaction: string;
   /** `sign` only. */
   grant_id?: string;
+  /** The decision's receipt, base64 (absent for an identical retry: the first answer had it). */
+  receipt?: string;
   /** The `X-Signer-Route` the parent answered with: the enclave holding the record's state. */
   route: string | null;
   request_id: string;
@@ -411,6 +434,19 @@ export class SignerClient {
   /** `GET /v1/enclave`: the instance, the ids it answers for, and the KMS public key. */
   async enclave(): Promise<EnclaveInfo> {
     return (await this.json({ method: "GET", path: "/v1/enclave", token: "api", retry: true })) as unknown as EnclaveInfo;
+  }
+
+  /**
+   * `GET /v1/receipts?after=…`: decision receipts with a larger seq (every one the ring keeps
+   * when `after` is absent) and the latest checkpoint. Check them with `verifyChain` after
+   * verifying `document` and its `checkpointKeyBinding`.
+   */
+  async receipts(after?: number): Promise<ReceiptsPage> {
+    if (after !== undefined && (!Number.isSafeInteger(after) || after < 0)) {
+      throw new TypeError("after must be a non-negative integer");
+    }
+    const path = after === undefined ? "/v1/receipts" : `/v1/receipts?after=${after}`;
+    return (await this.json({ method: "GET", path, token: "api", retry: true })) as unknown as ReceiptsPage;
   }
 
   /** `POST /v1/vaults`: the enclave generates the wallet's master key. Not retried. */
@@ -620,7 +656,7 @@ export class SignerClient {
       headers: route === undefined ? {} : { "x-signer-route": route },
     });
     if (a.status !== 200) throw this.error(a, path, requestId);
-    const out = a.body as { signature: string; transaction: string; grant_id?: string };
+    const out = a.body as { signature: string; transaction: string; grant_id?: string; receipt?: string };
     return { ...out, route: a.headers.get("x-signer-route"), request_id: requestId };
   }
 

@@ -20,6 +20,9 @@ import {
   SignerClient,
   awsTrust,
   checkAuthorizationMessage,
+  checkpointKeyBinding,
+  decodeReceipt,
+  decodeSignedCheckpoint,
   enclaveIdFromRecipientKey,
   fromBase58,
   fromBase64,
@@ -33,6 +36,8 @@ import {
   toHex,
   utf8,
   verifyAttestationDocument,
+  verifyChain,
+  verifyCheckpoint,
   verifyProvenance,
 } from "@signing-enclave/client";
 import { TestWallet } from "@signing-enclave/client/testing";
@@ -222,6 +227,24 @@ describe("the whole flow against the simulation stack", { timeout: 300_000 }, ()
       assert.equal(e.limit, 1_000_000_000);
       assert.equal(e.requested, 2_000_000_000);
     }
+  });
+
+  it("GET /v1/receipts: the sign answer's receipt is in a chain a checkpoint vouches for, under the key the document binds", async () => {
+    const page = await api.receipts();
+    const receipts = page.receipts.map(fromBase64);
+    assert.ok(receipts.some((r) => decodeReceipt(r).body.kind === "signed"));
+    const document = verifyAttestationDocument(fromBase64(page.document), sim.trust.root, now());
+    const key = fromBase64(page.checkpoint_key);
+    assert.equal(toHex(document.document.user_data!), toHex(checkpointKeyBinding(page.enclave_id, key)));
+    assert.equal(enclaveIdFromRecipientKey(document.document.public_key!), page.enclave_id);
+    const checkpoint = decodeSignedCheckpoint(fromBase64(page.checkpoint!));
+    assert.ok(verifyCheckpoint(checkpoint, key));
+    const report = verifyChain(receipts, [checkpoint], [{ signer: page.enclave_id, publicKey: key }]);
+    assert.ok(report.ok, JSON.stringify(report, (_, v) => (typeof v === "bigint" ? v.toString() : v)));
+    // Continuing after the last one: nothing new.
+    const rest = await api.receipts(page.next_after);
+    assert.deepEqual(rest.receipts, []);
+    await assert.rejects(api.receipts(-1), TypeError);
   });
 
   it("POST /v1/scheduled/sign: a record sealed here with WebCrypto signs its one transfer, once", async () => {

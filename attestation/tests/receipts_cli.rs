@@ -797,3 +797,38 @@ fn malformed_input_is_a_usage_error_with_a_clear_message() {
     let out = failed(&f.run_file(&good_file, &[junk], &["--json"]));
     assert_eq!(out["documents"][0]["error"]["kind"], "malformed");
 }
+
+#[test]
+fn receipts_no_checkpoint_vouches_for_are_refused_and_a_trimmed_start_is_incomplete() {
+    let f = Fixture::new("unvouched");
+    let h = History::new();
+    let docs = f.documents(&h);
+    let r = &h.receipts;
+    // A made-up signature appended after B's last checkpointed receipt, correctly linked.
+    let last = Receipt::decode(&r[11]).unwrap();
+    let mut forged = Receipt::decode(&r[10]).unwrap();
+    forged.seq = last.seq + 1;
+    forged.prev = signer_receipts::receipt_hash(&r[11]);
+    let mut with_forged = r[9..12].to_vec();
+    with_forged.push(forged.encode().unwrap());
+    let pages = json!([
+        page(&h.a, h.a.id, &r[0..8], Some(&h.a_checkpoint), None),
+        page(&h.b, h.b.id, &r[8..10], Some(&h.b_early), None),
+        page(&h.b, h.b.id, &with_forged, Some(&h.b_checkpoint), None),
+    ]);
+    for extra in [&["--json"][..], &["--json", "--allow-partial"][..]] {
+        let out = failed(&f.run(&pages, &docs, extra));
+        let problems = out["problems"].to_string();
+        assert!(problems.contains("no checkpoint vouches for"), "{problems}");
+    }
+
+    // A's first receipts left out, with no `gap` said (a page's gap is not signed): the chain
+    // begins mid-way, which is incomplete.
+    let trimmed = json!([
+        page(&h.a, h.a.id, &r[3..8], Some(&h.a_checkpoint), None),
+        page(&h.b, h.b.id, &r[8..12], Some(&h.b_checkpoint), None),
+    ]);
+    let out = failed(&f.run(&trimmed, &docs, &["--json"]));
+    assert_eq!(out["complete"], false);
+    assert!(out["incomplete"].to_string().contains("begins at receipt 3"), "{}", out["incomplete"]);
+}

@@ -405,6 +405,18 @@ impl Audit {
         if !self.report.ok() {
             out.push("the chain verifier found problems".into());
         }
+        // A receipt no checkpoint vouches for is only the host's word: a genuine page's
+        // checkpoint is signed with the page, so a complete fetch has none.
+        let unvouched: u64 = self
+            .report
+            .chains
+            .iter()
+            .flat_map(|c| &c.unvouched)
+            .map(|r| r.last.saturating_sub(r.first).saturating_add(1))
+            .sum();
+        if unvouched > 0 {
+            out.push(format!("{unvouched} receipt(s) no checkpoint vouches for"));
+        }
         let r = &self.reconciliation;
         if !r.violations.is_empty() {
             out.push(format!("{} policy violation(s)", r.violations.len()));
@@ -437,6 +449,18 @@ impl Audit {
             .sum();
         if missing > 0 {
             out.push(format!("{missing} signature(s) not reconciled: their grant's policy is not in these receipts"));
+        }
+        // A chain that begins mid-way: its start (and whatever it recorded) was not delivered,
+        // whether the ring evicted it or someone left it out (a page's `gap` is not signed).
+        for c in &self.report.chains {
+            if c.start == signer_receipts::verify::ChainStartKind::Continues {
+                out.push(format!(
+                    "the chain of {} begins at receipt {}: the receipts before it were not \
+                     delivered",
+                    signer_types::ids::uuid_text(&c.decider),
+                    c.first_seq
+                ));
+            }
         }
         let evicted: u64 = self.evicted.iter().filter(|e| !e.covered).map(|e| e.missing).sum();
         if evicted > 0 {

@@ -541,7 +541,9 @@ pub fn reconcile(receipts: &[Receipt]) -> Reconciliation {
                         a.notional_cents,
                     );
                 }
-                let mut mints: Vec<Pubkey> = state.tokens.iter().map(|(m, _)| *m).collect();
+                // The counters a receipt records are those of the mints it moves (and any it
+                // lists): every one must match.
+                let mut mints: Vec<Pubkey> = c.tokens.iter().map(|t| t.mint).collect();
                 mints.extend(a.tokens.iter().map(|t| t.mint));
                 mints.sort();
                 mints.dedup();

@@ -637,8 +637,10 @@ impl Ledger {
     }
 
     /// `key`'s counters for the current day at `now` (what a `signed` receipt reports after
-    /// the charge): zeros when it has none yet today.
-    pub fn counters(&self, key: &SpendKey, now: u64) -> signer_receipts::Counters {
+    /// the charge), of the mints `spend` moves only: a key's counters span every grant of its
+    /// (wallet, bot, agent), so all of its mints could exceed what one receipt holds, while a
+    /// spend moves only mints its policy lists. Zeros when it has none yet today.
+    pub fn counters(&self, key: &SpendKey, spend: &Spend, now: u64) -> signer_receipts::Counters {
         let today = now / SECONDS_PER_DAY;
         match self.states.get(key).filter(|s| s.day >= today) {
             Some(s) => signer_receipts::Counters {
@@ -648,6 +650,7 @@ impl Ledger {
                 tokens: s
                     .tokens
                     .iter()
+                    .filter(|(mint, _)| spend.tokens.iter().any(|(m, _)| m == mint))
                     .map(|(mint, amount)| signer_receipts::TokenAmount {
                         mint: *mint,
                         amount: *amount,

@@ -430,3 +430,34 @@ fn one_receipt_chain_spans_the_handover_and_verifies_end_to_end() {
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.chains.len(), 2, "the predecessor's, continued by the successor's");
 }
+
+#[test]
+fn an_aborted_handover_leaves_no_receipt_and_the_chain_goes_on() {
+    use enclave_core::enclave::receipts::MAX_PAGE_BYTES;
+    let (p, s) = pair(0x10, &[]);
+    let setup = p.setup(0x76, policy());
+    let a = setup.agent.agent_pubkey;
+    let tx = |n| legacy_tx(&a, &[sol_transfer(&a, &Pubkey([1; 32]), n)]);
+    p.sign(request(&setup, &tx(1), 1)).unwrap();
+    // Exported (frozen), then abandoned: the predecessor decides again.
+    let offer = s.enclave.handover_offer().unwrap();
+    let prepared = p.enclave.handover_prepare(&offer).unwrap();
+    let envelope = s.kms_envelope(&kms_wrap(&prepared));
+    let proof =
+        s.enclave.handover_accept(&prepared.document, &prepared.wrapped_key, &envelope).unwrap();
+    p.enclave.handover_export(&proof).unwrap();
+    p.enclave.handover_abort().unwrap();
+    p.sign(request(&setup, &tx(2), 2)).unwrap();
+    let page = p.enclave.receipts(None, MAX_PAGE_BYTES).receipts;
+    let kinds: Vec<&str> = page
+        .iter()
+        .map(|r| signer_receipts::Receipt::decode(r).unwrap().body.kind_name())
+        .collect();
+    assert!(!kinds.contains(&"handover_out"), "{kinds:?}");
+    let report = signer_receipts::verify(
+        &page,
+        &[p.enclave.checkpoint().unwrap()],
+        &[(p.enclave.id().0, p.enclave.checkpoint_public_key())],
+    );
+    assert!(report.ok(), "{report:?}");
+}

@@ -115,3 +115,45 @@ fn a_full_ring_reports_what_it_evicted_as_a_gap() {
     let report = verify(&page.receipts, &[], &[]);
     assert!(report.forks.is_empty(), "{report:?}");
 }
+
+#[test]
+fn a_signed_receipt_names_the_counters_of_the_mints_it_moves_only() {
+    use enclave_core::policy::{Policy, TokenLimit};
+    use enclave_core::pubkey::programs::TOKEN;
+    let f = fixture();
+    // Two grants for the same wallet, bot and agent (one spend key), each listing 40 mints of
+    // its own: the key's counters span 80 mints, more than one receipt may list (64).
+    let limits = |base: u8| -> Vec<TokenLimit> {
+        (0..40u8)
+            .map(|i| TokenLimit {
+                mint: Pubkey([base.wrapping_add(i); 32]),
+                max_per_tx: 10,
+                max_per_day: 100,
+            })
+            .collect()
+    };
+    let s = f.setup(0x62, Policy { tokens: limits(0x80), ..policy() });
+    let second = f.grant(
+        &s.user,
+        &s.vault,
+        s.agent.agent_pubkey,
+        Policy { tokens: limits(0x20), ..policy() },
+        3600,
+    );
+    let s2 = Fixture::with_grant(&s, second);
+    let a = s.agent.agent_pubkey;
+    let mut request_byte = 0u8;
+    for (setup, base) in [(&s, 0x80u8), (&s2, 0x20u8)] {
+        for i in 0..40u8 {
+            let mint = Pubkey([base.wrapping_add(i); 32]);
+            let ix = token_transfer(&TOKEN, &Pubkey([0x10; 32]), &mint, &Pubkey([0x11; 32]), &a, 1);
+            request_byte = request_byte.wrapping_add(1);
+            let signed = f.sign(request(setup, &legacy_tx(&a, &[ix]), request_byte)).unwrap();
+            let receipt = signed.receipt.expect("every signature has its receipt");
+            let Body::Signed(body) = Receipt::decode(&receipt).unwrap().body else { panic!() };
+            assert_eq!(body.after.tokens.len(), 1, "the counters of the mint it moves");
+            assert_eq!((body.after.tokens[0].mint, body.after.tokens[0].amount), (mint, 1));
+        }
+    }
+    assert_eq!(f.enclave.receipt_counts(), (1 + 3 + 1 + 80, 0), "none dropped");
+}

@@ -181,7 +181,10 @@ impl Handler {
                 checkpoint_key: Some(e.checkpoint_public_key()),
             },
             Op::Receipts { after } => {
-                let page = e.receipts(after, enclave_core::enclave::receipts::MAX_PAGE_BYTES);
+                let (page, checkpoint) = e.receipts_with_checkpoint(
+                    after,
+                    enclave_core::enclave::receipts::MAX_PAGE_BYTES,
+                );
                 let (written, dropped) = e.receipt_counts();
                 Reply::Receipts(signer_protocol::ReceiptsReply {
                     enclave_id: e.id(),
@@ -193,7 +196,7 @@ impl Handler {
                         .iter()
                         .map(|r| serde_bytes::ByteBuf::from(r.to_vec()))
                         .collect(),
-                    checkpoint: e.checkpoint().map(|c| c.encode().to_vec()),
+                    checkpoint: checkpoint.map(|c| c.encode().to_vec()),
                     gap: page.gap,
                     next_after: page.next_after,
                     more: page.more,

@@ -458,6 +458,9 @@ pub(super) struct PredecessorSession {
     exported: Option<Vec<Vec<u8>>>,
     /// Set by `commit`: the successor may take the state over; this enclave never decides again.
     committed: bool,
+    /// The `handover_out` receipt the export's state names as the chain's head, written at
+    /// commit (an aborted handover leaves no receipt).
+    handover_out: Option<(signer_receipts::Chain, signer_receipts::Appended)>,
 }
 
 /// Where this enclave stands as a predecessor (for `status` and the parent's resume).
@@ -648,8 +651,13 @@ impl Enclave {
         );
         let commitment = key_commitment(&key, self.id, successor);
         let document = self.attest(Some(&[binding, commitment].concat()), None)?;
-        self.handover.lock().predecessor =
-            Some(PredecessorSession { successor, key, exported: None, committed: false });
+        self.handover.lock().predecessor = Some(PredecessorSession {
+            successor,
+            key,
+            exported: None,
+            committed: false,
+            handover_out: None,
+        });
         Ok(Prepared { document, wrapped_key, successor })
     }
 
@@ -735,14 +743,18 @@ impl Enclave {
             if let Some(other) = state.handed_over_to.filter(|s| *s != session.successor) {
                 return Err(EnclaveError::HandedOver { successor: other });
             }
-            // The last receipt here: its hash is where the successor's chain goes on.
+            // The last receipt here, written at commit: its hash is where the successor's
+            // chain goes on, so the state carries the head as it will be.
             let now = self.decision_now().max(state.applied_time);
-            state.receipts.append(
+            session.handover_out = state.receipts.prepare(
                 now,
                 &signer_receipts::Body::HandoverOut { successor: session.successor.0 },
             );
             state.handed_over_to = Some(session.successor);
-            self.snapshot(&state)
+            let mut snapshot = self.snapshot(&state);
+            snapshot.receipts =
+                session.handover_out.as_ref().map(|(c, _)| (c.decider(), c.seq(), c.head()));
+            snapshot
         };
         // Nothing is decided here any more: drop what was opened.
         self.clear();
@@ -859,6 +871,11 @@ impl Enclave {
         let expected = keyed(&session.key, IMPORTED_DOMAIN, self.id, session.successor);
         if !bool::from(expected.ct_eq(imported)) {
             return Err(refused("the successor's import proof does not match"));
+        }
+        if !session.committed
+            && let Some((chain, appended)) = session.handover_out.take()
+        {
+            self.state.lock().receipts.adopt(chain, appended);
         }
         session.committed = true;
         Ok(keyed(&session.key, COMMIT_DOMAIN, self.id, session.successor))

@@ -410,6 +410,19 @@ impl Enclave {
         self.state.lock().receipts.page(after, max_bytes)
     }
 
+    /// A page of receipts and a checkpoint of the chain's head, taken together (no decision in
+    /// between), so the last page of a fetch ends exactly at the head its checkpoint vouches for.
+    pub fn receipts_with_checkpoint(
+        &self,
+        after: Option<u64>,
+        max_bytes: usize,
+    ) -> (receipts::ReceiptPage, Option<receipts::SignedCheckpoint>) {
+        let state = self.state.lock();
+        let page = state.receipts.page(after, max_bytes);
+        let checkpoint = state.receipts.chain().map(|chain| self.sign_checkpoint(chain));
+        (page, checkpoint)
+    }
+
     /// Receipts written, and those that could not be.
     pub fn receipt_counts(&self) -> (u64, u64) {
         self.state.lock().receipts.counts()
@@ -419,17 +432,21 @@ impl Enclave {
     /// the chain has not moved since, a fresh one otherwise. None before the first receipt.
     pub fn checkpoint(&self) -> Option<receipts::SignedCheckpoint> {
         let chain = *self.state.lock().receipts.chain()?;
+        Some(self.sign_checkpoint(&chain))
+    }
+
+    fn sign_checkpoint(&self, chain: &signer_receipts::Chain) -> receipts::SignedCheckpoint {
         let mut last = self.checkpoint.lock();
         if let Some(signed) = last.as_ref()
             && signed.checkpoint.seq == chain.seq()
             && signed.checkpoint.head == chain.head()
             && signed.checkpoint.decider == chain.decider()
         {
-            return Some(*signed);
+            return *signed;
         }
         let signed = self.checkpoint_key.sign(&chain.checkpoint(self.id.0, self.clock.now()));
         *last = Some(signed);
-        Some(signed)
+        signed
     }
 
     /// A document with `user_data` chosen by this enclave: the binding of a provenance or

@@ -219,6 +219,24 @@ impl ReceiptLog {
         }
     }
 
+    /// The chain as it would be with `body` appended, and that receipt, without appending it
+    /// (a handover's `handover_out`: written only once the handover commits, so an aborted one
+    /// leaves no receipt behind).
+    pub(super) fn prepare(&self, time: u64, body: &Body) -> Option<(Chain, Appended)> {
+        let mut chain = self.chain?;
+        chain.append(time, body).ok().map(|appended| (chain, appended))
+    }
+
+    /// Writes a receipt [`ReceiptLog::prepare`] made, if the chain has not moved since.
+    pub(super) fn adopt(&mut self, chain: Chain, appended: Appended) {
+        if self.chain.is_some_and(|c| c.seq().checked_add(1) == Some(appended.seq)) {
+            self.chain = Some(chain);
+            self.keep(appended);
+        } else {
+            self.dropped = self.dropped.saturating_add(1);
+        }
+    }
+
     /// Appends `body` at `time`; the receipt's bytes.
     pub(super) fn append(&mut self, time: u64, body: &Body) -> Option<Arc<[u8]>> {
         let appended = self.chain.as_mut().map(|chain| chain.append(time, body));

@@ -428,7 +428,7 @@ fn receipt_of(
             &d.spend_key,
             d.message_sha256,
             receipts::charge(&d.spend),
-            state.ledger.counters(&d.spend_key, now),
+            state.ledger.counters(&d.spend_key, &d.spend, now),
         )),
         (Command::Sign(d), Err(EnclaveError::PolicyDenied(denial))) => Some(
             Note::Refused {

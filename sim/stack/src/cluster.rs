@@ -118,6 +118,20 @@ impl Stack {
         }
         let cluster = Cluster { members, cluster_id, lb: None, lb_addr: None };
         cluster.wait_leader(Duration::from_secs(30))?;
+        // Every member's parent learns the leader on its own refresh (every 250 ms): until it
+        // has, a decision reaching a follower is refused rather than forwarded.
+        let start = Instant::now();
+        while !cluster.members.iter().all(|m| {
+            m.status().is_some_and(|s| s.get("ready").and_then(Value::as_bool) == Some(true))
+        }) {
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(StackError::Timeout {
+                    what: "every member to know the leader".into(),
+                    log: String::new(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         Ok(cluster)
     }
 

@@ -121,9 +121,7 @@ impl Stack {
         // Every member's parent learns the leader on its own refresh (every 250 ms): until it
         // has, a decision reaching a follower is refused rather than forwarded.
         let start = Instant::now();
-        while !cluster.members.iter().all(|m| {
-            m.status().is_some_and(|s| s.get("ready").and_then(Value::as_bool) == Some(true))
-        }) {
+        while !cluster.members.iter().all(|m| m.api.get("/readyz").is_ok_and(|r| r.status == 200)) {
             if start.elapsed() > Duration::from_secs(30) {
                 return Err(StackError::Timeout {
                     what: "every member to know the leader".into(),

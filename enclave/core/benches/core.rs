@@ -1,6 +1,7 @@
 //! Costs of the enclave's work: raw ed25519 signing, transaction parsing, KMS envelope opening
 //! (RSA-2048 OAEP + AES-CBC), and the whole hot path (cached grant → cached agent key → policy →
-//! sign), plus the cold path that opens a grant from its envelope.
+//! sign, its receipt included), what the receipt alone adds, plus the cold path that opens a
+//! grant from its envelope.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 #[path = "../tests/common/mod.rs"]
@@ -70,6 +71,25 @@ fn benches(c: &mut Criterion) {
                 enclave_core::SignOutcome::Signed(signed) => signed.signature,
                 enclave_core::SignOutcome::NeedKey(_) => panic!("grant not cached"),
             }
+        })
+    });
+
+    // What a receipt adds to each signature (docs/receipts.md): the `signed` body built, encoded,
+    // hashed into the chain, and kept (an `Arc` the ring and the answer share).
+    let mut chain = signer_receipts::Chain::resume([1; 16], 41, [2; 32]);
+    let body = signer_receipts::Body::Signed(signer_receipts::Signed {
+        request_id: [3; 16],
+        grant_id: [4; 16],
+        bot_id: [5; 16],
+        agent: Pubkey([6; 32]),
+        message_sha256: [7; 32],
+        charged: signer_receipts::Charge { lamports: 1, fee_lamports: 5_000, ..Default::default() },
+        after: signer_receipts::Counters { day: 20_000, lamports: 5_001, ..Default::default() },
+    });
+    c.bench_function("receipt_append_signed", |b| {
+        b.iter(|| {
+            let appended = chain.append(black_box(1_767_268_800), black_box(&body)).unwrap();
+            std::sync::Arc::<[u8]>::from(appended.bytes)
         })
     });
 

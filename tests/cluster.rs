@@ -321,29 +321,6 @@ fn losing_two_of_three_members_stops_signing_and_admission_refuses_forged_cards(
     assert_eq!((r.status, r.code()), (503, Some("enclave_unavailable")), "{}", r.body);
 }
 
-/// An image that succeeds the stack's (another measured config, so another PCR0), listing the
-/// stack's image as its predecessor; its config and measurements.
-fn successor_image(stack: &Stack) -> (std::path::PathBuf, std::path::PathBuf) {
-    let config = stack.paths.root.join("enclave-v2.toml");
-    let measurements = stack.paths.root.join("measurements-v2.json");
-    let current = std::fs::read_to_string(&stack.paths.measurements).unwrap();
-    stack
-        .write_enclave_config_to(&config, |c| {
-            c.max_grant_ttl_seconds = 7200;
-            c.predecessors = vec![
-                nitro_attestation::policy::pcrs_from_measurements_json(&current)
-                    .unwrap()
-                    .into_iter()
-                    .filter(|(i, _)| *i < 3)
-                    .map(|(i, v)| (format!("PCR{i}"), hex::encode(v)))
-                    .collect(),
-            ];
-        })
-        .unwrap();
-    stack.measure_to(&config, &measurements).unwrap();
-    (config, measurements)
-}
-
 #[test]
 fn a_rolling_upgrade_admits_the_new_image_only_when_kms_vouches_and_grants_keep_signing() {
     let stack = Stack::prepare(Options::for_test(data_dir("cluster-upgrade"))).unwrap();
@@ -357,7 +334,7 @@ fn a_rolling_upgrade_admits_the_new_image_only_when_kms_vouches_and_grants_keep_
     let tx = w.transfer(1_000);
     let first = api.post("/v1/sign", &w.sign_body(&tx, &signed_once)).unwrap();
     assert_eq!(first.status, 200, "{}", first.body);
-    let (config, measurements) = successor_image(&h.stack);
+    let (config, measurements) = h.stack.write_successor_image().unwrap();
     let cluster = h.cluster.as_mut().unwrap();
     let cluster_id = cluster.cluster_id.clone();
     let founders: Vec<String> = cluster.members.iter().map(|m| m.enclave_id.clone()).collect();

@@ -131,24 +131,7 @@ fn an_upgrade_hands_over_to_the_new_image_the_key_policy_admits_and_no_other() {
 
     // A new image (another measured config: another PCR0) that the key policy does not admit:
     // KMS refuses it the handover key, and the running enclave keeps deciding.
-    let new_config = stack.paths.root.join("enclave-v2.toml");
-    let new_measurements = stack.paths.root.join("measurements-v2.json");
-    stack
-        .write_enclave_config_to(&new_config, |c| {
-            c.max_grant_ttl_seconds = 7200;
-            c.predecessors = vec![
-                nitro_attestation::policy::pcrs_from_measurements_json(
-                    &std::fs::read_to_string(&stack.paths.measurements).unwrap(),
-                )
-                .unwrap()
-                .into_iter()
-                .filter(|(i, _)| *i < 3)
-                .map(|(i, v)| (format!("PCR{i}"), hex::encode(v)))
-                .collect(),
-            ];
-        })
-        .unwrap();
-    stack.measure_to(&new_config, &new_measurements).unwrap();
+    let (new_config, new_measurements) = stack.write_successor_image().unwrap();
     let socket = stack.paths.root.join("run/v2.sock");
     let successor = stack.spawn_enclave(&socket, &new_config, "v2").unwrap();
     let measurements: Value =

@@ -373,6 +373,29 @@ impl Stack {
         self.measure_to(&self.paths.enclave_config, &self.paths.measurements)
     }
 
+    /// An image that succeeds this stack's (another measured config, so another PCR0: a longer
+    /// `max_grant_ttl_seconds`), naming the stack's image as its predecessor, written and
+    /// measured as `enclave-v2.toml` and `measurements-v2.json`; their paths.
+    pub fn write_successor_image(&self) -> Result<(PathBuf, PathBuf), StackError> {
+        let config = self.paths.root.join("enclave-v2.toml");
+        let measurements = self.paths.root.join("measurements-v2.json");
+        let current =
+            std::fs::read_to_string(&self.paths.measurements).map_err(setup("measurements"))?;
+        let image: std::collections::BTreeMap<String, String> =
+            nitro_attestation::policy::pcrs_from_measurements_json(&current)
+                .map_err(setup("measurements"))?
+                .into_iter()
+                .filter(|(i, _)| *i < 3)
+                .map(|(i, v)| (format!("PCR{i}"), hex::encode(v)))
+                .collect();
+        self.write_enclave_config_to(&config, |c| {
+            c.max_grant_ttl_seconds = 7200;
+            c.predecessors = vec![image];
+        })?;
+        self.measure_to(&config, &measurements)?;
+        Ok((config, measurements))
+    }
+
     /// `signer-enclave measure --config <config>` → `out` (nitro-cli measurement JSON).
     pub fn measure_to(&self, config: &Path, out_path: &Path) -> Result<(), StackError> {
         let out = Command::new(binary("signer-enclave")?)

@@ -8,11 +8,14 @@
 //! stack (`tests/provenance.rs` at the repository root) runs the CLI on records the enclave made.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
+use common::{image, measurements_json, unix_ms};
 use nitro_attestation::Pcrs;
 use nitro_attestation::sim::{SimCa, SimDocument, SimLeaf};
 use rand::Rng as _;
@@ -44,27 +47,10 @@ fn error_kind(o: &Output) -> String {
     out["error"]["kind"].as_str().unwrap().to_string()
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
 fn random<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     rand::rng().fill_bytes(&mut out);
     out
-}
-
-fn image(seed: u8) -> Pcrs {
-    (0u8..3).map(|i| (i, vec![seed.wrapping_add(i); 48])).collect()
-}
-
-fn measurements_json(pcrs: &Pcrs) -> Vec<u8> {
-    let mut m = serde_json::Map::new();
-    m.insert("HashAlgorithm".into(), "Sha384 { ... }".into());
-    for (i, v) in pcrs {
-        m.insert(format!("PCR{i}"), hex::encode(v).into());
-    }
-    serde_json::to_vec(&serde_json::json!({ "Measurements": m })).unwrap()
 }
 
 /// A well-formed record: `aad ‖ wrap_alg ‖ len ‖ wrapped ‖ iv ‖ ciphertext ‖ tag`.

@@ -6,11 +6,14 @@
 //! exits 2 with a clear message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
+use common::{image, measurements_json, unix_ms};
 use nitro_attestation::Pcrs;
 use nitro_attestation::sim::{SimCa, SimDocument, SimLeaf};
 use rand::Rng as _;
@@ -55,23 +58,6 @@ fn stderr(o: &Output) -> String {
 
 fn json_out(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
-fn image(seed: u8) -> Pcrs {
-    (0u8..3).map(|i| (i, vec![seed.wrapping_add(i); 48])).collect()
-}
-
-fn measurements_json(pcrs: &Pcrs) -> Vec<u8> {
-    let mut m = serde_json::Map::new();
-    m.insert("HashAlgorithm".into(), "Sha384 { ... }".into());
-    for (i, v) in pcrs {
-        m.insert(format!("PCR{i}"), hex::encode(v).into());
-    }
-    serde_json::to_vec(&json!({ "Measurements": m })).unwrap()
 }
 
 fn policy() -> Policy {

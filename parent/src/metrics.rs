@@ -38,9 +38,27 @@ pub struct Metrics {
     pub attestation_refreshes: IntCounterVec,
     pub envelope_failures: IntCounter,
     pub handovers: IntCounter,
-    pub receipts: IntCounterVec,
+    pub receipts: ReceiptDelivery,
     pub receipts_written: IntGauge,
     pub receipts_dropped: IntGauge,
+}
+
+/// `signer_receipts_total` by delivery, each label resolved once: counted on every signature, so
+/// no label lookup (hash and lock) on the hot path.
+pub struct ReceiptDelivery {
+    pub attached: IntCounter,
+    pub none: IntCounter,
+    pub paged: IntCounter,
+}
+
+impl ReceiptDelivery {
+    fn of(by_delivery: &IntCounterVec) -> Self {
+        Self {
+            attached: by_delivery.with_label_values(&["attached"]),
+            none: by_delivery.with_label_values(&["none"]),
+            paged: by_delivery.with_label_values(&["paged"]),
+        }
+    }
 }
 
 const LATENCY_BUCKETS: &[f64] =
@@ -141,11 +159,11 @@ impl Metrics {
                 registry.register(Box::new(c.clone()))?;
                 c
             },
-            receipts: counter(
+            receipts: ReceiptDelivery::of(&counter(
                 "signer_receipts_total",
                 "Decision receipts given out: attached to an answer, paged, or none (a retry)",
                 &["delivery"],
-            )?,
+            )?),
             receipts_written: {
                 let g = IntGauge::new(
                     "signer_receipts_written",

@@ -13,7 +13,7 @@ use enclave_core::enclave::receipts::MAX_PAGE_BYTES;
 use enclave_core::{ErrorCode, Pubkey};
 use signer_receipts::{Body, Receipt, checkpoint_key_binding, verify};
 
-fn kinds(receipts: &[std::sync::Arc<[u8]>]) -> Vec<&'static str> {
+fn kinds(receipts: &[Vec<u8>]) -> Vec<&'static str> {
     receipts.iter().map(|r| Receipt::decode(r).unwrap().body.kind_name()).collect()
 }
 

@@ -52,7 +52,7 @@ fn signed_or_need_key(outcome: SignOutcome) -> Reply {
             signature: s.signature,
             transaction: s.transaction,
             record_id: s.record_id,
-            receipt: s.receipt.map(|r| r.to_vec()),
+            receipt: s.receipt,
         },
         SignOutcome::NeedKey(n) => need_key_reply(n),
     }
@@ -191,11 +191,7 @@ impl Handler {
                     decider: EnclaveId(page.decider),
                     checkpoint_key: e.checkpoint_public_key(),
                     document: e.attest_for_caller(None)?,
-                    receipts: page
-                        .receipts
-                        .iter()
-                        .map(|r| serde_bytes::ByteBuf::from(r.to_vec()))
-                        .collect(),
+                    receipts: page.receipts.into_iter().map(serde_bytes::ByteBuf::from).collect(),
                     checkpoint: checkpoint.map(|c| c.encode().to_vec()),
                     gap: page.gap,
                     next_after: page.next_after,
@@ -263,7 +259,7 @@ impl Handler {
                     expires_at: c.expires_at,
                     record: c.record,
                     enclave_id: c.enclave_id,
-                    receipt: c.receipt.map(|r| r.to_vec()),
+                    receipt: c.receipt,
                 })
             }
             Op::Sign(s) => signed_or_need_key(e.sign(&SignRequest {

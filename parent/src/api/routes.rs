@@ -304,7 +304,7 @@ pub async fn receipts(
         return Err(unexpected("receipts", &reply));
     };
     let metrics = &parent.metrics;
-    metrics.receipts.with_label_values(&["paged"]).inc_by(page.receipts.len() as u64);
+    metrics.receipts.paged.inc_by(page.receipts.len() as u64);
     metrics.receipts_written.set(i64::try_from(page.written).unwrap_or(i64::MAX));
     metrics.receipts_dropped.set(i64::try_from(page.dropped).unwrap_or(i64::MAX));
     Ok(Json(ReceiptsPage {

@@ -131,7 +131,7 @@ pub struct CreatedGrant {
     pub record: Vec<u8>,
     pub enclave_id: EnclaveId,
     /// Its `grant_created` receipt (none when the same signature was presented again).
-    pub receipt: Option<Arc<[u8]>>,
+    pub receipt: Option<Receipt>,
 }
 
 /// What a grant authorizes, as its message's purpose.

@@ -27,7 +27,6 @@
 //! [`NonceDecision::note`]: super::replicated::NonceDecision
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use signer_receipts::{Appended, Body, Chain, Charge, Counters, Refused, TokenAmount};
@@ -37,8 +36,8 @@ use crate::pubkey::Pubkey;
 
 pub use signer_receipts::{CheckpointKey, SignedCheckpoint};
 
-/// A receipt's bytes, shared between the ring and the answer that carries it.
-pub type Receipt = Arc<[u8]>;
+/// A receipt's bytes: the answer that carries it owns them; the ring keeps a copy.
+pub type Receipt = Vec<u8>;
 
 /// Receipts kept for `GET /v1/receipts` unless configured otherwise.
 pub const DEFAULT_RING_CAPACITY: usize = 65_536;
@@ -149,7 +148,7 @@ pub struct ReceiptPage {
     /// The chain's decider (this enclave, or its cluster).
     pub decider: [u8; 16],
     /// Receipts after the asked seq, ascending.
-    pub receipts: Vec<Arc<[u8]>>,
+    pub receipts: Vec<Receipt>,
     /// Receipts after `after` that were evicted from the ring: (after, the oldest kept).
     pub gap: Option<(u64, u64)>,
     /// The seq of the last receipt returned (or the asked one when none was).
@@ -158,19 +157,53 @@ pub struct ReceiptPage {
     pub more: bool,
 }
 
+/// The latest receipts, at most `capacity` of them, in one contiguous buffer: appending copies
+/// a receipt's bytes in and evicting drops the oldest's from the front, so the hot path makes no
+/// allocation of its own once the buffer has grown (and frees none).
+#[derive(Debug, Default)]
+struct Ring {
+    /// (seq, length) of each receipt kept, oldest first.
+    index: VecDeque<(u64, usize)>,
+    /// Their bytes, back to back in the same order.
+    bytes: VecDeque<u8>,
+    capacity: usize,
+}
+
+impl Ring {
+    fn clear(&mut self) {
+        self.index.clear();
+        self.bytes.clear();
+    }
+
+    fn push(&mut self, seq: u64, receipt: &[u8]) {
+        if self.capacity == 0 {
+            return;
+        }
+        while self.index.len() >= self.capacity {
+            let Some((_, len)) = self.index.pop_front() else { break };
+            self.bytes.drain(..len.min(self.bytes.len()));
+        }
+        self.index.push_back((seq, receipt.len()));
+        self.bytes.extend(receipt);
+    }
+
+    fn oldest(&self) -> Option<u64> {
+        self.index.front().map(|(seq, _)| *seq)
+    }
+}
+
 /// The chain and the ring of its latest receipts.
 #[derive(Debug)]
 pub(super) struct ReceiptLog {
     chain: Option<Chain>,
-    ring: VecDeque<(u64, Arc<[u8]>)>,
-    capacity: usize,
+    ring: Ring,
     written: u64,
     dropped: u64,
 }
 
 impl ReceiptLog {
     pub(super) fn new(capacity: usize) -> Self {
-        Self { chain: None, ring: VecDeque::new(), capacity, written: 0, dropped: 0 }
+        Self { chain: None, ring: Ring { capacity, ..Ring::default() }, written: 0, dropped: 0 }
     }
 
     /// A chain that names no predecessor (this boot, or a cluster's genesis): the ring starts
@@ -205,7 +238,7 @@ impl ReceiptLog {
         predecessor: [u8; 16],
         predecessor_seq: u64,
         predecessor_head: [u8; 32],
-    ) -> Option<Arc<[u8]>> {
+    ) -> Option<Receipt> {
         match Chain::handover_in(decider, time, predecessor, predecessor_seq, predecessor_head) {
             Ok((chain, first)) => {
                 self.ring.clear();
@@ -238,7 +271,7 @@ impl ReceiptLog {
     }
 
     /// Appends `body` at `time`; the receipt's bytes.
-    pub(super) fn append(&mut self, time: u64, body: &Body) -> Option<Arc<[u8]>> {
+    pub(super) fn append(&mut self, time: u64, body: &Body) -> Option<Receipt> {
         let appended = self.chain.as_mut().map(|chain| chain.append(time, body));
         match appended {
             Some(Ok(appended)) => Some(self.keep(appended)),
@@ -249,16 +282,10 @@ impl ReceiptLog {
         }
     }
 
-    fn keep(&mut self, appended: Appended) -> Arc<[u8]> {
-        let bytes: Arc<[u8]> = appended.bytes.into();
-        if self.capacity > 0 {
-            while self.ring.len() >= self.capacity {
-                self.ring.pop_front();
-            }
-            self.ring.push_back((appended.seq, Arc::clone(&bytes)));
-        }
+    fn keep(&mut self, appended: Appended) -> Receipt {
+        self.ring.push(appended.seq, &appended.bytes);
         self.written = self.written.saturating_add(1);
-        bytes
+        appended.bytes
     }
 
     pub(super) fn chain(&self) -> Option<&Chain> {
@@ -274,22 +301,27 @@ impl ReceiptLog {
     /// least), and whether evicted ones lie between `after` and the oldest kept.
     pub(super) fn page(&self, after: Option<u64>, max_bytes: usize) -> ReceiptPage {
         let decider = self.chain.as_ref().map(Chain::decider).unwrap_or_default();
-        let oldest = self.ring.front().map(|(seq, _)| *seq);
-        let start = self.ring.partition_point(|(seq, _)| after.is_some_and(|a| *seq <= a));
+        let oldest = self.ring.oldest();
+        let index = &self.ring.index;
+        let start = index.partition_point(|(seq, _)| after.is_some_and(|a| *seq <= a));
         let gap = match (after, oldest) {
             (Some(a), Some(o)) if o > a.saturating_add(1) => Some((a, o)),
             _ => None,
         };
         let mut page =
             ReceiptPage { decider, gap, next_after: after.unwrap_or(0), ..Default::default() };
+        let mut offset: usize = index.range(..start).map(|(_, len)| len).sum();
         let mut bytes = 0usize;
-        for (seq, receipt) in self.ring.iter().skip(start) {
-            if !page.receipts.is_empty() && bytes.saturating_add(receipt.len()) > max_bytes {
+        for (seq, len) in index.range(start..) {
+            if !page.receipts.is_empty() && bytes.saturating_add(*len) > max_bytes {
                 page.more = true;
                 break;
             }
-            bytes = bytes.saturating_add(receipt.len());
-            page.receipts.push(Arc::clone(receipt));
+            let total = self.ring.bytes.len();
+            let (from, to) = (offset.min(total), offset.saturating_add(*len).min(total));
+            page.receipts.push(self.ring.bytes.range(from..to).copied().collect());
+            offset = to;
+            bytes = bytes.saturating_add(*len);
             page.next_after = *seq;
         }
         page
@@ -329,6 +361,32 @@ mod tests {
         // A small page still returns one receipt and says more follow.
         let small = log.page(Some(5), 1);
         assert_eq!((small.receipts.len(), small.next_after, small.more), (1, 6, true));
+    }
+
+    #[test]
+    fn the_ring_returns_exactly_the_bytes_appended_across_evictions_of_any_size() {
+        let mut log = ReceiptLog::new(5);
+        log.start([1; 16], 100);
+        let mut given = Vec::new();
+        for i in 1..40u64 {
+            // Receipts of different lengths, so evictions free unequal spans of the buffer.
+            let rule = "r".repeat(usize::try_from(i * 7 % 23).unwrap());
+            let body = Note::Refused {
+                request_id: [2; 16],
+                grant_id: [3; 16],
+                code: "limit_exceeded".into(),
+                rule,
+            }
+            .body();
+            given.push(log.append(100 + i, &body).unwrap());
+        }
+        let page = log.page(None, MAX_PAGE_BYTES);
+        assert_eq!(page.receipts, given[given.len() - 5..]);
+        assert_eq!(page.next_after, 39);
+        let after = log.page(Some(36), MAX_PAGE_BYTES);
+        assert_eq!(after.receipts, given[given.len() - 3..]);
+        let kept: usize = page.receipts.iter().map(Vec::len).sum();
+        assert_eq!(log.ring.bytes.len(), kept, "evicted receipts leave no bytes behind");
     }
 
     #[test]

@@ -28,7 +28,6 @@ use super::state::{DecisionState, IssuedNonce, NonceUse, RecordTime, RevokeTarge
 use crate::error::{AuthorizationError, EnclaveError};
 use crate::policy::{DailyLimits, Spend, SpendKey};
 use crate::pubkey::Pubkey;
-use std::sync::Arc;
 
 /// A command and the leader's decision time (unix seconds).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,7 +148,7 @@ pub enum Effect {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decided {
     pub effect: Effect,
-    pub receipt: Option<Arc<[u8]>>,
+    pub receipt: Option<receipts::Receipt>,
 }
 
 /// Where decisions are committed when this enclave is a member of a cluster: the proposal is

@@ -51,7 +51,7 @@ pub struct Signed {
     /// The grant or scheduled record used.
     pub record_id: [u8; 16],
     /// This decision's receipt (none for an identical retry: it was given the first time).
-    pub receipt: Option<std::sync::Arc<[u8]>>,
+    pub receipt: Option<super::receipts::Receipt>,
 }
 
 /// Parses a transaction the agent must sign: any parse failure, or the agent not being a

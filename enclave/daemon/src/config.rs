@@ -16,8 +16,9 @@
 //! spend_counters_per_wallet = 1024       # one wallet's counters
 //! vault_cache_capacity = 10000
 //! vault_cache_seconds = 600
-//! receipt_ring_capacity = 65536         # receipts kept for GET /v1/receipts (~300 B each;
-//!                                       # 0 keeps none: answers still carry theirs)
+//! receipt_ring_capacity = 65536         # receipts kept for GET /v1/receipts, in a buffer of
+//!                                       # 512 B per receipt (32 MiB; larger receipts take the
+//!                                       # room of several; 0 keeps none: answers still carry theirs)
 //! recipient_key_bits = 2048             # 2048, 3072 or 4096
 //! max_connections = 64
 //! max_in_flight = 4096

@@ -157,20 +157,42 @@ pub struct ReceiptPage {
     pub more: bool,
 }
 
-/// The latest receipts, at most `capacity` of them, in one contiguous buffer: appending copies
-/// a receipt's bytes in and evicting drops the oldest's from the front, so the hot path makes no
-/// allocation of its own once the buffer has grown (and frees none).
+/// Bytes of buffer the ring may use per receipt it keeps: a `signed` receipt is ~250 bytes, so
+/// the default ring holds its 65 536 of those in 32 MiB; larger receipts (a grant's, with its
+/// whole policy) take the room of several.
+pub const RING_BYTES_PER_RECEIPT: usize = 512;
+
+/// The latest receipts, at most `capacity` of them and `capacity × RING_BYTES_PER_RECEIPT` bytes
+/// (one at least, whatever its size), back to back in one buffer reserved up front: appending
+/// copies a receipt's bytes in and evicting drops the oldest's from the front, so the hot path
+/// neither allocates nor frees, and the buffer never grows past its budget (pages of it that
+/// were never written are not committed).
 #[derive(Debug, Default)]
 struct Ring {
-    /// (seq, length) of each receipt kept, oldest first.
-    index: VecDeque<(u64, usize)>,
+    /// (seq, absolute offset of its first byte, length) of each receipt kept, oldest first.
+    index: VecDeque<(u64, u64, usize)>,
     /// Their bytes, back to back in the same order.
     bytes: VecDeque<u8>,
+    /// Bytes evicted from the front since the ring was created (absolute offset of `bytes[0]`).
+    evicted: u64,
     capacity: usize,
+    budget: usize,
 }
 
 impl Ring {
+    fn new(capacity: usize) -> Self {
+        let budget = capacity.saturating_mul(RING_BYTES_PER_RECEIPT);
+        Self {
+            index: VecDeque::with_capacity(capacity),
+            bytes: VecDeque::with_capacity(budget),
+            capacity,
+            budget,
+            ..Self::default()
+        }
+    }
+
     fn clear(&mut self) {
+        self.evicted = self.evicted.saturating_add(self.bytes.len() as u64);
         self.index.clear();
         self.bytes.clear();
     }
@@ -179,16 +201,39 @@ impl Ring {
         if self.capacity == 0 {
             return;
         }
-        while self.index.len() >= self.capacity {
-            let Some((_, len)) = self.index.pop_front() else { break };
-            self.bytes.drain(..len.min(self.bytes.len()));
+        while self.index.len() >= self.capacity
+            || (!self.index.is_empty()
+                && self.bytes.len().saturating_add(receipt.len()) > self.budget)
+        {
+            let Some((_, _, len)) = self.index.pop_front() else { break };
+            let len = len.min(self.bytes.len());
+            self.bytes.drain(..len);
+            self.evicted = self.evicted.saturating_add(len as u64);
         }
-        self.index.push_back((seq, receipt.len()));
+        let at = self.evicted.saturating_add(self.bytes.len() as u64);
+        self.index.push_back((seq, at, receipt.len()));
         self.bytes.extend(receipt);
     }
 
     fn oldest(&self) -> Option<u64> {
-        self.index.front().map(|(seq, _)| *seq)
+        self.index.front().map(|(seq, _, _)| *seq)
+    }
+
+    /// A copy of the receipt at absolute offset `at`, `len` bytes long (copied a slice at a
+    /// time from the buffer's two halves).
+    fn copy(&self, at: u64, len: usize) -> Vec<u8> {
+        let from = usize::try_from(at.saturating_sub(self.evicted)).unwrap_or(usize::MAX);
+        let to = from.saturating_add(len);
+        let (head, tail) = self.bytes.as_slices();
+        let mut out = Vec::with_capacity(len);
+        if let Some(part) = head.get(from.min(head.len())..to.min(head.len())) {
+            out.extend_from_slice(part);
+        }
+        let (from, to) = (from.saturating_sub(head.len()), to.saturating_sub(head.len()));
+        if let Some(part) = tail.get(from.min(tail.len())..to.min(tail.len())) {
+            out.extend_from_slice(part);
+        }
+        out
     }
 }
 
@@ -203,7 +248,7 @@ pub(super) struct ReceiptLog {
 
 impl ReceiptLog {
     pub(super) fn new(capacity: usize) -> Self {
-        Self { chain: None, ring: Ring { capacity, ..Ring::default() }, written: 0, dropped: 0 }
+        Self { chain: None, ring: Ring::new(capacity), written: 0, dropped: 0 }
     }
 
     /// A chain that names no predecessor (this boot, or a cluster's genesis): the ring starts
@@ -301,26 +346,24 @@ impl ReceiptLog {
     /// least), and whether evicted ones lie between `after` and the oldest kept.
     pub(super) fn page(&self, after: Option<u64>, max_bytes: usize) -> ReceiptPage {
         let decider = self.chain.as_ref().map(Chain::decider).unwrap_or_default();
-        let oldest = self.ring.oldest();
+        // Receipts after `after` that this ring does not hold: up to the oldest kept, or, when it
+        // keeps none (capacity 0, or a chain resumed from a snapshot), up to the chain's head.
+        let oldest = self.ring.oldest().or_else(|| self.chain.map(|c| c.seq().saturating_add(1)));
         let index = &self.ring.index;
-        let start = index.partition_point(|(seq, _)| after.is_some_and(|a| *seq <= a));
+        let start = index.partition_point(|(seq, _, _)| after.is_some_and(|a| *seq <= a));
         let gap = match (after, oldest) {
             (Some(a), Some(o)) if o > a.saturating_add(1) => Some((a, o)),
             _ => None,
         };
         let mut page =
             ReceiptPage { decider, gap, next_after: after.unwrap_or(0), ..Default::default() };
-        let mut offset: usize = index.range(..start).map(|(_, len)| len).sum();
         let mut bytes = 0usize;
-        for (seq, len) in index.range(start..) {
+        for (seq, at, len) in index.range(start..) {
             if !page.receipts.is_empty() && bytes.saturating_add(*len) > max_bytes {
                 page.more = true;
                 break;
             }
-            let total = self.ring.bytes.len();
-            let (from, to) = (offset.min(total), offset.saturating_add(*len).min(total));
-            page.receipts.push(self.ring.bytes.range(from..to).copied().collect());
-            offset = to;
+            page.receipts.push(self.ring.copy(*at, *len));
             bytes = bytes.saturating_add(*len);
             page.next_after = *seq;
         }
@@ -387,6 +430,44 @@ mod tests {
         assert_eq!(after.receipts, given[given.len() - 3..]);
         let kept: usize = page.receipts.iter().map(Vec::len).sum();
         assert_eq!(log.ring.bytes.len(), kept, "evicted receipts leave no bytes behind");
+    }
+
+    #[test]
+    fn the_ring_stays_within_its_byte_budget_and_keeps_at_least_the_newest() {
+        // Two receipts' budget (1 024 bytes): receipts of 600 bytes leave room for one.
+        let mut ring = Ring::new(2);
+        let reserved = ring.bytes.capacity();
+        for seq in 1..6u64 {
+            ring.push(seq, &[u8::try_from(seq).unwrap(); 600]);
+            assert!(ring.bytes.len() <= ring.budget);
+        }
+        assert_eq!(ring.index.len(), 1, "only the newest fits");
+        assert_eq!((ring.oldest(), ring.copy(ring.index[0].1, 600)), (Some(5), vec![5; 600]));
+        // A receipt larger than the whole budget is still kept, alone.
+        ring.push(6, &[6; 3_000]);
+        assert_eq!((ring.index.len(), ring.bytes.len()), (1, 3_000));
+        // Small receipts fill the ring up to its count again, within the reservation.
+        for seq in 7..12u64 {
+            ring.push(seq, &[u8::try_from(seq).unwrap(); 250]);
+        }
+        assert_eq!(ring.index.iter().map(|(seq, _, _)| *seq).collect::<Vec<_>>(), [10, 11]);
+        assert_eq!(ring.copy(ring.index[1].1, 250), vec![11; 250]);
+        assert_eq!(ring.bytes.len(), 500);
+        assert!(reserved >= ring.budget, "reserved up front: {reserved}");
+    }
+
+    #[test]
+    fn a_ring_that_holds_nothing_after_a_resume_reports_the_receipts_before_as_a_gap() {
+        let mut log = ReceiptLog::new(16);
+        log.resume([1; 16], 41, [2; 32]);
+        let page = log.page(Some(30), MAX_PAGE_BYTES);
+        assert_eq!((page.receipts.len(), page.gap), (0, Some((30, 42))));
+        assert_eq!(log.page(Some(41), MAX_PAGE_BYTES).gap, None, "caught up: nothing missing");
+        let next = log.append(500, &Body::KillSwitch { on: true }).unwrap();
+        let page = log.page(Some(30), MAX_PAGE_BYTES);
+        assert_eq!((page.receipts, page.gap), (vec![next], Some((30, 42))));
+        let none = log_of(5, 0);
+        assert_eq!(none.page(Some(1), MAX_PAGE_BYTES).gap, Some((1, 5)));
     }
 
     #[test]

@@ -2,7 +2,10 @@
 # Benchmarks the whole signing path: builds release binaries, starts the simulation stack (or
 # attaches to a running parent), creates grants, and drives POST /v1/sign.
 #
-#   scripts/bench.sh [--seconds 10] [--concurrency 64] [--grants 100] [--json]   closed loop
+#   scripts/bench.sh [--seconds 10] [--concurrency 64] [--grants 100] [--json]   closed loop,
+#                      then the floor on the same stack: saturated and at 50 % of the maximum
+#                      rate (sign_/floor_cpu_us_per_request, beyond_floor_us, beyond_floor_x_raw,
+#                      half_max.p99_ms and half_max.floor_p99_ms; --no-floor skips it)
 #   scripts/bench.sh --rate R|max [--connections 64] [--json]  open loop at a fixed rate
 #   scripts/bench.sh --curve [--curve-plot docs/bench-rate-curve.svg]  10..90 % of the maximum
 #   scripts/bench.sh --sweep [--plot docs/bench-sweep.svg]     concurrency and grants sweeps

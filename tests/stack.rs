@@ -262,6 +262,33 @@ fn bench_reports_the_documented_json() {
         assert!(last[key].is_number(), "missing {key} in {last}");
     }
     assert_eq!(last["workload"], "sign");
+    // Against the floor, measured on the same stack after the closed loop (docs/performance.md).
+    for key in [
+        "sign_cpu_us_per_request",
+        "floor_cpu_us_per_request",
+        "beyond_floor_us",
+        "beyond_floor_x_raw",
+        "max_rate",
+    ] {
+        assert!(last[key].is_number(), "missing {key} in {last}");
+    }
+    let half = &last["half_max"];
+    for key in [
+        "rate",
+        "sign_cpu_us_per_request",
+        "floor_cpu_us_per_request",
+        "beyond_floor_us",
+        "beyond_floor_x_raw",
+        "p99_ms",
+        "floor_p99_ms",
+        "p99_to_floor",
+    ] {
+        assert!(half[key].is_number(), "missing half_max.{key} in {last}");
+    }
+    for key in ["saturated_met", "half_max_met", "p99_met"] {
+        assert!(last["targets"][key].is_boolean(), "missing targets.{key} in {last}");
+    }
+    assert_eq!(last["floor_errors"], 0, "{last}");
 
     // The open loop at a fixed rate: its documented keys (max_rate is null unless --rate max).
     // One second at 200 requests/s over four connections.

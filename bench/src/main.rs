@@ -10,6 +10,11 @@
 //! `--requests N` stops after N distinct request ids instead of after T seconds (memory runs).
 //! With `--json` the last stdout line is one JSON object.
 //!
+//! The closed loop is followed, on the same stack, by the **floor** (`against_floor.rs`): the
+//! same trip through both daemons without signing, saturated and at 50 % of the maximum signing
+//! rate, so every run says what a signature costs beyond what the machine charges for any
+//! request, in raw signatures (`beyond_floor_x_raw`). `--no-floor` skips it.
+//!
 //! `--rate R` runs an **open loop** instead (`open_loop.rs`): requests fall due at R per second
 //! and latency counts from the due time (coordinated omission corrected). `--rate max` first
 //! finds the sustainable maximum rate; `--curve` measures at 10/25/50/75/90 % of it and plots the
@@ -22,6 +27,7 @@
 //! setup (the cluster's: all enclaves, all parents and HAProxy) and the cluster's Raft batching
 //! (log entries per replication message, from the members' `GET /v1/cluster`).
 
+mod against_floor;
 mod open_loop;
 
 use std::collections::BTreeMap;
@@ -100,6 +106,10 @@ struct Cli {
     /// or the transaction: the floor under the cost of every signed request.
     #[arg(long, conflicts_with_all = ["sweep", "curve"])]
     floor: bool,
+    /// The closed loop alone: skip the comparison with the floor that follows it on the same
+    /// stack (the floor's closed loop, the maximum rate, and both at 50 % of it).
+    #[arg(long)]
+    no_floor: bool,
     /// Measure a single instance, then a cluster of N enclave/parent pairs (odd) behind HAProxy
     /// with the same closed-loop load, and compare them.
     #[arg(
@@ -804,12 +814,16 @@ fn measure(cli: &Cli, concurrency: usize, grants: usize) -> Result<Run, String> 
 
 /// [`measure`] on a given target (stopped when the run is over).
 fn measure_on(cli: &Cli, target: Target, concurrency: usize, grants: usize) -> Result<Run, String> {
-    let p = prep_on(cli, target, concurrency, grants)?;
+    closed(cli, &prep_on(cli, target, concurrency, grants)?, concurrency)
+}
+
+/// One closed-loop run on a prepared stack: `--seconds`, or until `--requests` ids were used.
+fn closed(cli: &Cli, p: &Prepped, concurrency: usize) -> Result<Run, String> {
     let stop = match cli.requests {
         Some(n) => Stop::After(n.saturating_sub(p.warmup_requests)),
         None => Stop::At(Instant::now() + Duration::from_secs(cli.seconds)),
     };
-    observe(&p, concurrency, None, || run_load(&p.target, concurrency, &p.bodies, stop))
+    observe(p, concurrency, None, || run_load(&p.target, concurrency, &p.bodies, stop))
 }
 
 /// One open-loop run at `rate` for `seconds`.
@@ -836,13 +850,20 @@ fn sustained(run: &Run) -> bool {
 /// The sustainable maximum rate: the closed loop's saturation throughput (64 clients), then the
 /// highest of 100 %, 95 %, 90 %, … of it that an open loop sustains for three seconds.
 fn find_max_rate(cli: &Cli, p: &Prepped) -> Result<f64, String> {
-    let seconds = 3.0;
     let closed = observe(p, 64, None, || {
         run_load(&p.target, 64, &p.bodies, Stop::At(Instant::now() + Duration::from_secs(3)))
     })?;
     eprintln!("closed loop at 64 clients saturates at {:.0} req/s", closed.throughput);
-    let mut rate = closed.throughput.floor();
-    for _ in 0..14 {
+    search_max_rate(cli, p, closed.throughput)
+}
+
+/// The highest of 100 %, 95 %, 90 %, … (down to about half, then halving) of `saturated` (a
+/// closed loop's throughput) that an open loop sustains for three seconds (`--seconds` when
+/// shorter).
+fn search_max_rate(cli: &Cli, p: &Prepped, saturated: f64) -> Result<f64, String> {
+    let seconds = (cli.seconds as f64).clamp(1.0, 3.0);
+    let mut rate = saturated.floor().max(1.0);
+    for step in 0..20 {
         let run = measure_open(cli, p, rate, seconds)?;
         eprintln!(
             "  open loop at {rate:.0} req/s: achieved {:.0}, p99 {:.3} ms, errors {}: {}",
@@ -854,7 +875,7 @@ fn find_max_rate(cli: &Cli, p: &Prepped) -> Result<f64, String> {
         if sustained(&run) {
             return Ok(rate);
         }
-        rate = (rate * 0.95).floor();
+        rate = (rate * if step < 13 { 0.95 } else { 0.5 }).floor().max(1.0);
     }
     Err(format!("no rate down to {rate:.0} req/s was sustained"))
 }
@@ -1449,10 +1470,26 @@ fn run(cli: Cli) -> Result<(), String> {
         return Ok(());
     }
     if !cli.sweep {
-        let run = measure(&cli, cli.concurrency, cli.grants)?;
+        let mut p = prep(&cli, cli.concurrency, cli.grants)?;
+        let run = closed(&cli, &p, cli.concurrency)?;
         print_run(&run, raw);
+        // Signing is compared with the floor on the same stack (`against_floor`); a floor run
+        // or a memory run (`--requests`) is its own subject.
+        let against = if cli.floor || cli.requests.is_some() || cli.no_floor {
+            None
+        } else {
+            let against = against_floor::measure(&cli, &mut p, &run, raw)?;
+            against.print(&run, raw);
+            Some(against)
+        };
         if cli.json {
-            println!("{}", summary(&run, &base));
+            let mut v = summary(&run, &base);
+            if let (Some(against), Value::Object(map)) = (&against, &mut v)
+                && let Value::Object(extra) = against.json(&run, raw)
+            {
+                map.extend(extra);
+            }
+            println!("{v}");
         }
         return Ok(());
     }

@@ -3,11 +3,14 @@
 # attached to the enclave and the parent for the whole run, then sums each daemon's samples into
 # stages (kernel, ed25519, allocator, JSON, base64, CBOR, HTTP, transaction parse, policy,
 # stores, receipts, …; scripts/perf_stages.py) and prints µs per request using the CPU per
-# request the benchmark measured in the same run, and counts each daemon's allocations per
-# request (uprobes on glibc's malloc, calloc and realloc, counted by `perf stat`; the count
-# includes the run's warm-up, a few hundred requests). See docs/performance.md.
+# request the benchmark measured in the same run. With --allocs it counts each daemon's
+# allocations per request instead (uprobes on glibc's malloc, calloc and realloc, counted by
+# `perf stat`; the count includes the run's warm-up, a few hundred requests). The two are separate
+# runs: a uprobe traps into the kernel on every call, which would swamp the profile's CPU
+# figures. See docs/performance.md.
 #
-#   scripts/profile-stages.sh [--out DIR] [signer-bench arguments…]   e.g. --floor, --seconds 10
+#   scripts/profile-stages.sh [--out DIR] [--allocs] [signer-bench arguments…]
+#                             e.g. --no-floor (signing only), --floor, --seconds 10
 #
 # SIGNER_BIN_DIR selects the binaries (default: target/release, built here); perf must be
 # allowed to attach (root, or kernel.perf_event_paranoid <= 1).
@@ -18,6 +21,11 @@ out=target/profile
 if [ "${1:-}" = "--out" ]; then
   out=$2
   shift 2
+fi
+allocs_only=false
+if [ "${1:-}" = "--allocs" ]; then
+  allocs_only=true
+  shift
 fi
 mkdir -p "$out"
 if [ -z "${SIGNER_BIN_DIR:-}" ]; then
@@ -44,33 +52,44 @@ if [ -z "$enclave" ] || [ -z "$parent" ]; then
   echo "profile-stages: the benchmark's daemons did not appear" >&2
   exit 1
 fi
-perf record -q -F 1999 -p "$enclave" -o "$out/enclave.data" 2>/dev/null &
-rec_enclave=$!
-perf record -q -F 1999 -p "$parent" -o "$out/parent.data" 2>/dev/null &
-rec_parent=$!
-# Allocation counts, when glibc's allocator can be probed (uprobes; the probes stay defined).
-allocs=()
-libc=$(ldconfig -p | awk '/libc\.so\.6 .*x86-64/ {print $NF; exit}')
-if [ -n "$libc" ] && { perf probe -l 2>/dev/null | grep -q 'probe_libc:malloc ' ||
-  perf probe -q -x "$libc" -a malloc -a calloc -a realloc >/dev/null 2>&1; }; then
+recorders=()
+if ! $allocs_only; then
+  perf record -q -F 1999 -p "$enclave" -o "$out/enclave.data" 2>/dev/null &
+  recorders+=($!)
+  perf record -q -F 1999 -p "$parent" -o "$out/parent.data" 2>/dev/null &
+  recorders+=($!)
+else
+  rm -f "$out/enclave.allocs" "$out/parent.allocs"
+  libc=$(ldconfig -p | awk '/libc\.so\.6 .*x86-64/ {print $NF; exit}')
+  # The probes stay defined once added.
+  if [ -z "$libc" ] || ! { perf probe -l 2>/dev/null | grep -q 'probe_libc:malloc ' ||
+    perf probe -q -x "$libc" -a malloc -a calloc -a realloc >/dev/null 2>&1; }; then
+    echo "profile-stages: cannot probe glibc's allocator (uprobes)" >&2
+    kill "$bench" 2>/dev/null || true
+    exit 1
+  fi
   events=probe_libc:malloc,probe_libc:calloc,probe_libc:realloc
   perf stat -x, -e "$events" -p "$enclave" -o "$out/enclave.allocs" 2>/dev/null &
-  allocs+=($!)
+  recorders+=($!)
   perf stat -x, -e "$events" -p "$parent" -o "$out/parent.allocs" 2>/dev/null &
-  allocs+=($!)
+  recorders+=($!)
 fi
 wait "$bench"
 # The daemons exit with the bench; perf stops when its target does.
-wait "$rec_enclave" "$rec_parent" "${allocs[@]}" || true
+wait "${recorders[@]}" || true
 
-for side in enclave parent; do
-  perf report -i "$out/$side.data" --stdio --no-children --sort dso,sym 2>/dev/null >"$out/$side.txt"
-done
 summary=$(tail -n 1 "$out/bench.txt")
 read -r enclave_us parent_us requests < <(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["enclave_cpu_us_per_request"], j["parent_cpu_us_per_request"], j["requests"])' "$summary")
 grep -v '^{' "$out/bench.txt" || true
 echo
-echo "CPU µs per request: enclave $enclave_us, parent $parent_us (perf data and reports in $out/)"
+if ! $allocs_only; then
+  for side in enclave parent; do
+    perf report -i "$out/$side.data" --stdio --no-children --sort dso,sym 2>/dev/null >"$out/$side.txt"
+  done
+  echo "CPU µs per request: enclave $enclave_us, parent $parent_us (perf data and reports in $out/)"
+  exec scripts/perf_stages.py --enclave "$out/enclave.txt" --parent "$out/parent.txt" --cpu-us "$enclave_us" "$parent_us"
+fi
+echo "(CPU figures above are inflated by the uprobes: one trap per allocation)"
 for side in enclave parent; do
   [ -s "$out/$side.allocs" ] || continue
   python3 - "$out/$side.allocs" "$requests" "$side" <<'PY'
@@ -84,4 +103,3 @@ n = max(int(sys.argv[2]), 1)
 print(f"allocations per request, {sys.argv[3]}: " + ", ".join(f"{k} {v / n:.2f}" for k, v in counts.items()))
 PY
 done
-scripts/perf_stages.py --enclave "$out/enclave.txt" --parent "$out/parent.txt" --cpu-us "$enclave_us" "$parent_us"

@@ -3,7 +3,8 @@
 # attached to the enclave and the parent for the whole run, then sums each daemon's samples into
 # stages (kernel, ed25519, allocator, JSON, base64, CBOR, HTTP, transaction parse, policy,
 # stores, receipts, …; scripts/perf_stages.py) and prints µs per request using the CPU per
-# request the benchmark measured in the same run. With --allocs it counts each daemon's
+# request the benchmark measured in the same run (perf attaches when the measured load starts).
+# With --allocs it counts each daemon's
 # allocations per request instead (uprobes on glibc's malloc, calloc and realloc, counted by
 # `perf stat`; the count includes the run's warm-up, a few hundred requests). The two are separate
 # runs: a uprobe traps into the kernel on every call, which would swamp the profile's CPU
@@ -34,22 +35,27 @@ if [ -z "${SIGNER_BIN_DIR:-}" ]; then
 fi
 command -v perf >/dev/null || { echo "profile-stages: perf is not installed" >&2; exit 2; }
 
-"$SIGNER_BIN_DIR/signer-bench" --json "$@" >"$out/bench.txt" &
+# --no-floor: the run is the one workload asked for (signing, or --floor), not both.
+"$SIGNER_BIN_DIR/signer-bench" --json --no-floor "$@" >"$out/bench.txt" 2>"$out/bench.err" &
 bench=$!
 
-# The bench starts its own stack: wait for its two daemons, then attach.
+# The bench starts its own stack; attach once its measured load starts (after the daemons'
+# start, the grants and the warm-up, so none of those is counted).
 pid_of() { pgrep -n -f "^$SIGNER_BIN_DIR/$1( |\$)" || true; }
 enclave="" parent=""
-for _ in $(seq 1 600); do
-  enclave=$(pid_of signer-enclave)
-  parent=$(pid_of signer-parent)
-  [ -n "$enclave" ] && [ -n "$parent" ] && break
+for _ in $(seq 1 1200); do
+  if grep -q 'measured load starts' "$out/bench.err" 2>/dev/null; then
+    enclave=$(pid_of signer-enclave)
+    parent=$(pid_of signer-parent)
+    break
+  fi
   kill -0 "$bench" 2>/dev/null || break
   sleep 0.05
 done
 if [ -z "$enclave" ] || [ -z "$parent" ]; then
   wait "$bench" || true
-  echo "profile-stages: the benchmark's daemons did not appear" >&2
+  cat "$out/bench.err" >&2
+  echo "profile-stages: the benchmark's load did not start" >&2
   exit 1
 fi
 recorders=()

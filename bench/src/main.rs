@@ -733,6 +733,9 @@ fn prep_on(
     Ok(Prepped { target, bodies, warmup_requests: warm.sent })
 }
 
+/// Printed on stderr as each measured load starts.
+const LOAD_MARKER: &str = "signer-bench: measured load starts";
+
 /// Runs `load` and turns what it measured, with the daemons' CPU and RSS, into a [`Run`].
 fn observe(
     p: &Prepped,
@@ -753,6 +756,9 @@ fn observe(
     let members_before = member_cpu();
     let enclave_before = procs_stats(&enclave_pids);
     let parent_before = procs_stats(&parent_pids);
+    // A marker for tools that attach to the daemons for the measured load only
+    // (scripts/profile-stages.sh): the stack's start and the warm-up are behind it.
+    eprintln!("{LOAD_MARKER}");
     let Load { sent, elapsed, histogram: h, errors } = load()?;
     let enclave = procs_stats(&enclave_pids);
     let parent = procs_stats(&parent_pids);

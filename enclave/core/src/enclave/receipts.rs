@@ -167,14 +167,13 @@ pub const RING_BYTES_PER_RECEIPT: usize = 512;
 /// copies a receipt's bytes in and evicting drops the oldest's from the front, so the hot path
 /// neither allocates nor frees, and the buffer never grows past its budget (pages of it that
 /// were never written are not committed).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Ring {
-    /// (seq, absolute offset of its first byte, length) of each receipt kept, oldest first.
+    /// (seq, absolute offset of its first byte, length) of each receipt kept, oldest first; the
+    /// oldest's offset is that of `bytes[0]`.
     index: VecDeque<(u64, u64, usize)>,
     /// Their bytes, back to back in the same order.
     bytes: VecDeque<u8>,
-    /// Bytes evicted from the front since the ring was created (absolute offset of `bytes[0]`).
-    evicted: u64,
     capacity: usize,
     budget: usize,
 }
@@ -187,12 +186,10 @@ impl Ring {
             bytes: VecDeque::with_capacity(budget),
             capacity,
             budget,
-            ..Self::default()
         }
     }
 
     fn clear(&mut self) {
-        self.evicted = self.evicted.saturating_add(self.bytes.len() as u64);
         self.index.clear();
         self.bytes.clear();
     }
@@ -206,11 +203,9 @@ impl Ring {
                 && self.bytes.len().saturating_add(receipt.len()) > self.budget)
         {
             let Some((_, _, len)) = self.index.pop_front() else { break };
-            let len = len.min(self.bytes.len());
-            self.bytes.drain(..len);
-            self.evicted = self.evicted.saturating_add(len as u64);
+            self.bytes.drain(..len.min(self.bytes.len()));
         }
-        let at = self.evicted.saturating_add(self.bytes.len() as u64);
+        let at = self.index.back().map_or(0, |(_, at, len)| at.saturating_add(*len as u64));
         self.index.push_back((seq, at, receipt.len()));
         self.bytes.extend(receipt);
     }
@@ -222,7 +217,8 @@ impl Ring {
     /// A copy of the receipt at absolute offset `at`, `len` bytes long (copied a slice at a
     /// time from the buffer's two halves).
     fn copy(&self, at: u64, len: usize) -> Vec<u8> {
-        let from = usize::try_from(at.saturating_sub(self.evicted)).unwrap_or(usize::MAX);
+        let base = self.index.front().map_or(0, |(_, oldest, _)| *oldest);
+        let from = usize::try_from(at.saturating_sub(base)).unwrap_or(usize::MAX);
         let to = from.saturating_add(len);
         let (head, tail) = self.bytes.as_slices();
         let mut out = Vec::with_capacity(len);

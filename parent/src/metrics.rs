@@ -164,22 +164,14 @@ impl Metrics {
                 "Decision receipts given out: attached to an answer, paged, or none (a retry)",
                 &["delivery"],
             )?),
-            receipts_written: {
-                let g = IntGauge::new(
-                    "signer_receipts_written",
-                    "Receipts the enclave wrote since it started (as of the last page)",
-                )?;
-                registry.register(Box::new(g.clone()))?;
-                g
-            },
-            receipts_dropped: {
-                let g = IntGauge::new(
-                    "signer_receipts_dropped",
-                    "Receipts the enclave could not write (as of the last page)",
-                )?;
-                registry.register(Box::new(g.clone()))?;
-                g
-            },
+            receipts_written: gauge(
+                "signer_receipts_written",
+                "Receipts the enclave wrote since it started (as of the last page)",
+            )?,
+            receipts_dropped: gauge(
+                "signer_receipts_dropped",
+                "Receipts the enclave could not write (as of the last page)",
+            )?,
             registry,
         })
     }

@@ -424,12 +424,7 @@ impl Audit {
         if !r.counter_mismatches.is_empty() {
             out.push(format!("{} counter mismatch(es)", r.counter_mismatches.len()));
         }
-        let invalid: usize = r
-            .unreconciled
-            .iter()
-            .filter(|u| u.reason == UnreconciledReason::PolicyInvalid)
-            .map(|u| u.signatures)
-            .sum();
+        let invalid = r.unreconciled_signatures(UnreconciledReason::PolicyInvalid);
         if invalid > 0 {
             out.push(format!("{invalid} signature(s) under a policy that does not decode"));
         }
@@ -440,13 +435,8 @@ impl Audit {
     /// policy is not in the receipts, evicted receipts no other page holds.
     pub fn gaps_in_coverage(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let missing: usize = self
-            .reconciliation
-            .unreconciled
-            .iter()
-            .filter(|u| u.reason == UnreconciledReason::NoGrantReceipt)
-            .map(|u| u.signatures)
-            .sum();
+        let missing =
+            self.reconciliation.unreconciled_signatures(UnreconciledReason::NoGrantReceipt);
         if missing > 0 {
             out.push(format!("{missing} signature(s) not reconciled: their grant's policy is not in these receipts"));
         }

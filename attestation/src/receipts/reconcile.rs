@@ -150,6 +150,13 @@ pub struct Reconciliation {
     pub counter_mismatches: Vec<CounterMismatch>,
 }
 
+impl Reconciliation {
+    /// Signatures left unreconciled for `reason`.
+    pub fn unreconciled_signatures(&self, reason: UnreconciledReason) -> usize {
+        self.unreconciled.iter().filter(|u| u.reason == reason).map(|u| u.signatures).sum()
+    }
+}
+
 /// Whose counters: the chain (its first decider, through handovers) and the spend key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {

@@ -36,6 +36,16 @@ pub(crate) struct AgainstFloor {
     half_floor: Run,
 }
 
+/// Runs `run` on `p`'s stack with floor requests (`GET /v1/enclave`) instead of its signing
+/// bodies, which are put back afterwards.
+fn on_floor<T>(p: &mut Prepped, run: impl FnOnce(&Prepped) -> T) -> T {
+    let sign_bodies =
+        std::mem::replace(&mut p.bodies, std::sync::Arc::new(vec![Prepared::Identity]));
+    let out = run(p);
+    p.bodies = sign_bodies;
+    out
+}
+
 /// Measures the floor and the half-maximum pair on `p`'s stack, after `sign` (its closed loop).
 pub(crate) fn measure(
     cli: &Cli,
@@ -43,12 +53,8 @@ pub(crate) fn measure(
     sign: &Run,
     raw: f64,
 ) -> Result<AgainstFloor, String> {
-    let sign_bodies =
-        std::mem::replace(&mut p.bodies, std::sync::Arc::new(vec![Prepared::Identity]));
     eprintln!("the floor (GET /v1/enclave) in the same closed loop…");
-    let floor = closed(cli, p, sign.concurrency);
-    p.bodies = sign_bodies;
-    let floor = floor?;
+    let floor = on_floor(p, |p| closed(cli, p, sign.concurrency))?;
     print!("floor:  ");
     print_run(&floor, raw);
     let max_rate = search_max_rate(cli, p, sign.throughput)?;
@@ -58,11 +64,7 @@ pub(crate) fn measure(
     let half_sign = measure_open(cli, p, half, seconds)?;
     print!("sign at 50 % of max:  ");
     print_run(&half_sign, raw);
-    let sign_bodies =
-        std::mem::replace(&mut p.bodies, std::sync::Arc::new(vec![Prepared::Identity]));
-    let half_floor = measure_open(cli, p, half, seconds);
-    p.bodies = sign_bodies;
-    let half_floor = half_floor?;
+    let half_floor = on_floor(p, |p| measure_open(cli, p, half, seconds))?;
     print!("floor at 50 % of max: ");
     print_run(&half_floor, raw);
     Ok(AgainstFloor { floor, max_rate, half_sign, half_floor })
